@@ -1,0 +1,105 @@
+"""An in-process (and loopback) emulator of the three vendors' documented Ovi protocols.
+
+``Emulator()`` builds the three emulated vendors on one clock and one ledger. ``emulator.transport()``
+is an httpx transport that routes by the vendors' real hosts, so the real adapters (fal-client
+included) run against it unchanged; ``emulator.serve(port)`` answers the same on loopback HTTP,
+routing by path, for clients that take a base URL (curl, the vendors' SDKs).
+
+The emulator is never a provider: it emulates vendors, and is not registered in
+``ovi_gateway.providers`` (at price 0 it would win every cheapest route).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from gateway.clock import Clock, RealClock
+from gateway.emulator.base import (
+    FAULT_KINDS,
+    EmulatedVendor,
+    FaultScript,
+    Ledger,
+    json_response,
+    parse_faults,
+)
+
+__all__ = ["FAULT_KINDS", "Emulator", "FaultScript", "Ledger", "parse_faults"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _vendor_classes() -> dict[str, type[EmulatedVendor]]:
+    from gateway.emulator.fal import FalEmulator
+    from gateway.emulator.runware import RunwareEmulator
+    from gateway.emulator.wavespeed import WaveSpeedEmulator
+
+    return {"runware": RunwareEmulator, "fal": FalEmulator, "wavespeed": WaveSpeedEmulator}
+
+
+class Emulator:
+    """The three emulated vendors, sharing a clock and a billing ledger.
+
+    Args:
+        clock: drives job times (a ``VirtualClock`` in tests and benchmarks).
+        faults: per vendor name, a ``FaultScript``, or a one-line spec for ``parse_faults``.
+        job_time: draws one job's running time in seconds; default uniform 45–75 s.
+        queue_time: seconds a job waits in the queue before running.
+        seed: makes ids, job times and probabilistic faults repeat.
+        api_keys: per vendor, the one key accepted (default: any non-empty key).
+    """
+
+    def __init__(self, *, clock: Clock | None = None,
+                 faults: Mapping[str, FaultScript] | str | None = None,
+                 job_time: Callable[[random.Random], float] | None = None, queue_time: float = 0.0,
+                 seed: int = 0, api_keys: Mapping[str, str] | None = None) -> None:
+        self.clock = clock or RealClock()
+        self.ledger = Ledger()
+        scripts = parse_faults(faults, seed=seed) if isinstance(faults, str) else dict(faults or {})
+        classes = _vendor_classes()
+        unknown = set(scripts) - set(classes)
+        if unknown:
+            raise ValueError(f"no emulated vendor named {', '.join(sorted(unknown))}; "
+                             f"use {', '.join(classes)}")
+        self.vendors: dict[str, EmulatedVendor] = {
+            name: cls(clock=self.clock, ledger=self.ledger, faults=scripts.get(name),
+                      job_time=job_time, queue_time=queue_time, seed=seed + index,
+                      api_key=(api_keys or {}).get(name))
+            for index, (name, cls) in enumerate(classes.items())
+        }
+        self._by_host = {host: vendor for vendor in self.vendors.values() for host in vendor.hosts}
+
+    def __getitem__(self, name: str) -> EmulatedVendor:
+        return self.vendors[name]
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request, routed by host (real vendor hosts) or by path (loopback)."""
+        vendor = self._by_host.get(request.url.host)
+        if vendor is None and request.url.host in LOOPBACK_HOSTS:
+            vendor = self._by_path(request.url.path)
+        if vendor is None:
+            return json_response(404, {"error": f"the emulator serves no host {request.url.host}"})
+        return vendor.handle(request)
+
+    def _by_path(self, path: str) -> EmulatedVendor | None:
+        if path.startswith("/v1"):
+            return self.vendors["runware"]
+        if path.startswith("/api/v3/"):
+            return self.vendors["wavespeed"]
+        if path.startswith(("/fal-ai/", "/storage/", "/files/")):
+            return self.vendors["fal"]
+        return None
+
+    def transport(self) -> httpx.MockTransport:
+        """An httpx transport (sync and async) answering for every emulated vendor host."""
+        return httpx.MockTransport(self.handle)
+
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Any:
+        """Serve on loopback HTTP in a background thread; returns the server (``.server_port``,
+        ``.shutdown()``)."""
+        from gateway.emulator.server import serve
+
+        return serve(self, host=host, port=port)

@@ -1,0 +1,311 @@
+"""What every emulated vendor shares: jobs on a clock, fault scripts, and the billing ledger.
+
+A vendor module (``runware.py``, ``fal.py``, ``wavespeed.py``) subclasses ``EmulatedVendor`` and
+turns HTTP requests into job operations, answering in that vendor's documented shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+import httpx
+
+from gateway.clock import Clock, RealClock
+
+__all__ = [
+    "FAULT_KINDS",
+    "OPERATIONS",
+    "EmulatedJob",
+    "EmulatedVendor",
+    "FaultScript",
+    "Ledger",
+    "LedgerEntry",
+    "json_response",
+    "parse_faults",
+]
+
+OPERATIONS = ("submit", "status", "result", "upload", "cancel", "job")
+"""Where a fault can be scripted. ``job`` faults change how the next created job ends."""
+
+FAULT_KINDS = {
+    # transport-level, per request
+    "ok": "answer normally",
+    "429": "HTTP 429 with Retry-After: 2 (rate limited, nothing done)",
+    "500": "HTTP 500 (nothing done)",
+    "502": "HTTP 502 (nothing done)",
+    "503": "HTTP 503 (nothing done)",
+    "401": "HTTP 401 invalid key",
+    "402": "HTTP 402 insufficient funds",
+    "refuse": "connection refused before the request is sent (httpx.ConnectError)",
+    "timeout": "the request is sent but no answer comes (httpx.ReadTimeout); nothing done",
+    "drop": "accept-then-drop: the request is processed (a submit creates and bills the job), "
+            "then the connection resets (httpx.RemoteProtocolError)",
+    "bad_json": "HTTP 200 with a body that is not JSON",
+    # job-level (operation 'job'): how the next created job ends
+    "fail": "the job fails the vendor's way",
+    "stuck": "the job never finishes",
+    "nsfw": "the job is refused by the vendor's content checks",
+}
+
+TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "timeout", "drop", "bad_json"}
+JOB_FAULTS = {"ok", "fail", "stuck", "nsfw"}
+
+JobFate = Literal["ok", "fail", "stuck", "nsfw"]
+
+
+@dataclass
+class FaultScript:
+    """Faults per operation: a sequence consumed one per call, then a probability table.
+
+    ``sequence["submit"] = ["429", "ok"]`` answers the first submit with 429 and the second
+    normally; ``chance["status"] = {"503": 0.1}`` answers one status call in ten with 503 after
+    the sequence is used up. Draws use a seeded RNG, so runs repeat.
+    """
+
+    sequence: dict[str, list[str]] = field(default_factory=dict)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        for op, kinds in list(self.sequence.items()) + [(o, list(t)) for o, t in self.chance.items()]:
+            _check(op, kinds)
+
+    def next(self, operation: str) -> str:
+        """The fault for this call of ``operation`` (``"ok"`` when nothing is scripted)."""
+        queue = self.sequence.get(operation)
+        if queue:
+            return queue.pop(0)
+        table = self.chance.get(operation)
+        if table:
+            roll = self._rng.random()
+            for kind, probability in table.items():
+                if roll < probability:
+                    return kind
+                roll -= probability
+        return "ok"
+
+    def add(self, operation: str, *kinds: str) -> FaultScript:
+        _check(operation, kinds)
+        self.sequence.setdefault(operation, []).extend(kinds)
+        return self
+
+
+def _check(operation: str, kinds: Iterable[str]) -> None:
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)}")
+    allowed = JOB_FAULTS if operation == "job" else TRANSPORT_FAULTS
+    for kind in kinds:
+        if kind not in allowed:
+            raise ValueError(f"fault {kind!r} cannot apply to {operation}; use one of {', '.join(sorted(allowed))}")
+
+
+def parse_faults(spec: str, *, seed: int = 0) -> dict[str, FaultScript]:
+    """Faults per vendor from one line, e.g. ``"runware.submit=429,ok; fal.job=fail; wavespeed.status=503@0.1"``.
+
+    ``kind@p`` is a probability, a plain list is a sequence; ``kind*n`` repeats a kind n times.
+    """
+    scripts: dict[str, FaultScript] = {}
+    for clause in filter(None, (part.strip() for part in spec.split(";"))):
+        target, _, kinds = clause.partition("=")
+        vendor, _, operation = target.strip().partition(".")
+        if not vendor or not operation or not kinds:
+            raise ValueError(f"fault clause {clause!r} must look like vendor.operation=kind[,kind…]")
+        script = scripts.setdefault(vendor, FaultScript(seed=seed))
+        for item in (k.strip() for k in kinds.split(",")):
+            if "@" in item:
+                kind, _, probability = item.partition("@")
+                _check(operation, [kind])
+                script.chance.setdefault(operation, {})[kind] = float(probability)
+            else:
+                kind, _, times = item.partition("*")
+                script.add(operation, *([kind] * int(times or 1)))
+    return scripts
+
+
+@dataclass
+class LedgerEntry:
+    """One job a vendor created. ``billed`` is what the vendor would charge (USD); ``None`` until it counts."""
+
+    vendor: str
+    job_id: str
+    clip: str
+    idempotency_key: str | None
+    price: Decimal
+    created_at: float
+    state: str = "accepted"
+
+    @property
+    def billable(self) -> bool:
+        return self.state in ("accepted", "running", "succeeded")
+
+
+class Ledger:
+    """Every request and every job each emulated vendor saw; thread-safe (the loopback server is threaded)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, str, str]] = []
+        self.jobs: list[LedgerEntry] = []
+
+    def record_request(self, vendor: str, operation: str, url: str) -> None:
+        with self._lock:
+            self.requests.append((vendor, operation, url))
+
+    def record_job(self, entry: LedgerEntry) -> None:
+        with self._lock:
+            self.jobs.append(entry)
+
+    def calls(self, vendor: str | None = None, operation: str | None = None) -> int:
+        return sum(1 for v, op, _ in self.requests
+                   if (vendor is None or v == vendor) and (operation is None or op == operation))
+
+    def billable(self, vendor: str | None = None) -> list[LedgerEntry]:
+        return [j for j in self.jobs if j.billable and (vendor is None or j.vendor == vendor)]
+
+    def billed_per_clip(self) -> dict[str, int]:
+        """How many billable jobs each clip (prompt + image fingerprint) got, across all vendors."""
+        counts: dict[str, int] = {}
+        for job in self.billable():
+            counts[job.clip] = counts.get(job.clip, 0) + 1
+        return counts
+
+    def total(self, vendor: str | None = None) -> Decimal:
+        return sum((j.price for j in self.billable(vendor)), Decimal("0"))
+
+
+def clip_fingerprint(prompt: str, image: str | None) -> str:
+    """Identifies one clip across vendors: the same prompt and image are the same clip."""
+    digest = hashlib.sha256(prompt.encode())
+    digest.update(b"\0" + (image or "").encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class EmulatedJob:
+    """A job inside an emulated vendor. Its state follows the clock; nothing runs in the background."""
+
+    job_id: str
+    created_at: float
+    duration: float
+    fate: JobFate
+    payload: Any
+    entry: LedgerEntry
+    queue_time: float = 0.0
+    cancelled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def state(self, now: float) -> str:
+        """``queued``, ``running``, ``succeeded``, ``failed``, ``nsfw`` or ``cancelled`` at ``now``."""
+        if self.cancelled:
+            return "cancelled"
+        if now < self.created_at + self.queue_time:
+            return "queued"
+        if self.fate == "stuck" or now < self.created_at + self.queue_time + self.duration:
+            return "running"
+        return {"ok": "succeeded", "fail": "failed", "nsfw": "nsfw"}[self.fate]
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, content=json.dumps(body).encode(),
+                          headers={"content-type": "application/json", **(headers or {})})
+
+
+FAKE_MP4 = (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 1000)
+"""A tiny stand-in for a rendered clip (valid MP4 ``ftyp`` box), served at every output URL."""
+
+
+class EmulatedVendor:
+    """Base of one emulated vendor: jobs, clock, faults, ledger, and the fault plumbing.
+
+    Subclasses set ``name`` and ``hosts`` and implement ``route(request, operation_hint)``.
+    ``job_time`` draws a job's running time in seconds (default: about a minute, like real Ovi jobs).
+    """
+
+    name: ClassVar[str]
+    hosts: ClassVar[tuple[str, ...]]
+
+    def __init__(self, *, clock: Clock | None = None, ledger: Ledger | None = None,
+                 faults: FaultScript | None = None, job_time: Callable[[random.Random], float] | None = None,
+                 queue_time: float = 0.0, seed: int = 0, api_key: str | None = None) -> None:
+        self.clock = clock or RealClock()
+        self.ledger = ledger or Ledger()
+        self.faults = faults or FaultScript(seed=seed)
+        self.rng = random.Random(seed)
+        self.job_time = job_time or (lambda rng: rng.uniform(45.0, 75.0))
+        self.queue_time = queue_time
+        self.api_key = api_key
+        """When set, requests must carry this key; otherwise any non-empty key is accepted."""
+        self.jobs: dict[str, EmulatedJob] = {}
+        self.lock = threading.RLock()
+        self._ids = 0
+
+    # ---- helpers for subclasses -------------------------------------------------------------
+    def new_id(self) -> str:
+        """A deterministic UUID4-shaped id (seeded), so runs repeat."""
+        self._ids += 1
+        return "%08x-%04x-4%03x-a%03x-%012x" % (self.rng.getrandbits(32), self.rng.getrandbits(16),
+                                                 self.rng.getrandbits(12), self.rng.getrandbits(12), self._ids)
+
+    def create_job(self, job_id: str, payload: Any, *, clip: str, price: Decimal,
+                   idempotency_key: str | None = None) -> EmulatedJob:
+        fate: JobFate = self.faults.next("job")  # type: ignore[assignment]
+        now = self.clock.now()
+        entry = LedgerEntry(self.name, job_id, clip, idempotency_key, price, now)
+        job = EmulatedJob(job_id, now, max(0.0, self.job_time(self.rng)), fate, payload, entry,
+                          queue_time=self.queue_time)
+        self.jobs[job_id] = job
+        self.ledger.record_job(entry)
+        return job
+
+    def settle(self, job: EmulatedJob) -> str:
+        """The job's state now, written through to its ledger entry (failed and refused jobs are not billed)."""
+        state = job.state(self.clock.now())
+        job.entry.state = {"queued": "accepted", "nsfw": "failed"}.get(state, state)
+        return state
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """The httpx handler: apply the scripted fault for this operation, then answer."""
+        operation = self.operation(request)
+        self.ledger.record_request(self.name, operation, str(request.url))
+        fault = self.faults.next(operation) if operation in OPERATIONS else "ok"
+        if fault == "refuse":
+            raise httpx.ConnectError("[emulated] connection refused", request=request)
+        if fault == "timeout":
+            raise httpx.ReadTimeout("[emulated] read timed out", request=request)
+        if fault in ("429", "500", "502", "503", "401", "402"):
+            return self.error_response(int(fault), request)
+        with self.lock:
+            response = self.route(request)
+        if fault == "drop":
+            raise httpx.RemoteProtocolError("[emulated] server disconnected without sending a response",
+                                            request=request)
+        if fault == "bad_json":
+            return httpx.Response(200, content=b'{"data": [', headers={"content-type": "application/json"})
+        return response
+
+    def check_key(self, request: httpx.Request, scheme: str) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith(scheme + " ") or not header[len(scheme) + 1:].strip():
+            return False
+        return self.api_key is None or header[len(scheme) + 1:] == self.api_key
+
+    # ---- what subclasses provide ------------------------------------------------------------
+    def operation(self, request: httpx.Request) -> str:
+        """Which of ``OPERATIONS`` (or another label, e.g. ``download``) this request is."""
+        raise NotImplementedError
+
+    def route(self, request: httpx.Request) -> httpx.Response:
+        """Answer the request in the vendor's documented shapes."""
+        raise NotImplementedError
+
+    def error_response(self, status: int, request: httpx.Request) -> httpx.Response:
+        """The vendor's own error body for an HTTP-level fault (429 carries ``Retry-After``)."""
+        raise NotImplementedError

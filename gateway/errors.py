@@ -1,0 +1,212 @@
+"""The gateway's error taxonomy. Every error says what to do next through flags, never its message.
+
+::
+
+    GatewayError
+    ├── InvalidRequest           the request is wrong as written; never sent      retry: no  failover: no
+    │   └── NoRoute              no installed vendor can take it (reasons inside)  retry: no  failover: no
+    ├── UnsupportedByProvider    this vendor cannot honor a field                  retry: no  failover: yes
+    ├── ConfigurationError       no key, plugin failed to load, unknown provider   retry: no  failover: yes
+    ├── ProviderError            anything a vendor said, or failed to say
+    │   ├── AuthError            401/403, bad or missing key                       retry: no  failover: yes
+    │   ├── InsufficientFunds    402, balance or quota exhausted                   retry: no  failover: yes
+    │   ├── RateLimited          429 (carries retry_after seconds)                 retry: yes failover: yes
+    │   ├── ProviderUnavailable  5xx before acceptance, connect errors             retry: yes failover: yes
+    │   ├── ProviderRejected     400/422: the vendor refused the payload           retry: no  failover: yes
+    │   ├── GenerationFailed     the job ran and failed at the vendor              retry: no  failover: yes
+    │   ├── ContentRejected      safety / NSFW refusal                             retry: no  failover: no
+    │   ├── MalformedResponse    the answer did not match the vendor's schema      retry: no  failover: yes
+    │   └── ResultExpired        the vendor no longer keeps the job's result       retry: no  failover: no
+    ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
+    ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
+    └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
+
+The runner reads only ``retryable`` (same vendor again, after backoff) and ``failover`` (next vendor
+now). ``may_be_billed`` says whether the vendor might have charged for the attempt that raised it.
+Messages never contain API keys: adapters build them from vendor bodies, which are redacted first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from gateway.result import Attempt
+
+__all__ = [
+    "AllProvidersFailed",
+    "AuthError",
+    "ConfigurationError",
+    "ContentRejected",
+    "DeadlineExceeded",
+    "GatewayError",
+    "GenerationFailed",
+    "InsufficientFunds",
+    "InvalidRequest",
+    "MalformedResponse",
+    "NoRoute",
+    "ProviderError",
+    "ProviderRejected",
+    "ProviderUnavailable",
+    "RateLimited",
+    "ResultExpired",
+    "SubmitOutcomeUnknown",
+    "UnsupportedByProvider",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose.
+
+    Attributes:
+        retryable: retrying the same vendor after a backoff is sensible.
+        failover: moving to the next vendor is sensible.
+        provider: the vendor involved, when there is one.
+        may_be_billed: the vendor might have charged for the attempt.
+    """
+
+    retryable: ClassVar[bool] = False
+    failover: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        may_be_billed: bool = False,
+        status_code: int | None = None,
+        vendor_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.may_be_billed = may_be_billed
+        self.status_code = status_code
+        self.vendor_code = vendor_code
+
+    def __str__(self) -> str:
+        prefix = f"[{self.provider}] " if self.provider else ""
+        return prefix + self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class InvalidRequest(GatewayError, ValueError):
+    """The request is wrong as written (a field, a prompt tag, an image). It was never sent."""
+
+
+class NoRoute(InvalidRequest):
+    """No installed vendor can take the request; ``reasons`` maps each vendor to why not."""
+
+    def __init__(self, message: str, *, reasons: dict[str, list[str]] | None = None) -> None:
+        self.reasons = dict(reasons or {})
+        detail = "; ".join(f"{name}: {', '.join(why)}" for name, why in self.reasons.items())
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class UnsupportedByProvider(GatewayError):
+    """A vendor cannot honor fields the caller set; ``violations`` lists field, value and allowed."""
+
+    failover = True
+
+    def __init__(self, message: str, *, provider: str, violations: Sequence[Any] = ()) -> None:
+        super().__init__(message, provider=provider)
+        self.violations = list(violations)
+
+
+class ConfigurationError(GatewayError):
+    """The gateway is not set up for this: no API key, a plugin that failed to load, an unknown name."""
+
+    failover = True
+
+
+class ProviderError(GatewayError):
+    """Something a vendor said, or failed to say."""
+
+
+class AuthError(ProviderError):
+    """The vendor refused the key (401/403)."""
+
+    failover = True
+
+
+class InsufficientFunds(ProviderError):
+    """The vendor account has no balance or quota left (402)."""
+
+    failover = True
+
+
+class RateLimited(ProviderError):
+    """The vendor asked us to slow down (429). ``retry_after`` is in seconds when the vendor said."""
+
+    retryable = True
+    failover = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """The vendor is down or unreachable and did not take the job (5xx, connection refused)."""
+
+    retryable = True
+    failover = True
+
+
+class ProviderRejected(ProviderError):
+    """The vendor refused the payload (400/422). With a valid canonical request this is a translation bug."""
+
+    failover = True
+
+
+class GenerationFailed(ProviderError):
+    """The job ran and failed at the vendor. Retrying there would pay again; another vendor may work."""
+
+    failover = True
+
+
+class ContentRejected(ProviderError):
+    """The vendor's safety checks refused the prompt, image or output."""
+
+
+class MalformedResponse(ProviderError):
+    """The vendor's answer did not match its documented shape."""
+
+    failover = True
+
+
+class ResultExpired(ProviderError):
+    """The vendor no longer keeps this job's result (fal: 1 h / 6 min; WaveSpeed: 7 days)."""
+
+
+class SubmitOutcomeUnknown(GatewayError):
+    """A submit may have reached the vendor, and whether a paid job exists could not be settled.
+
+    ``job_hint`` carries what is known (vendor, idempotency key, a job id if any) so the job can be
+    reconciled or resumed later instead of paid for again.
+    """
+
+    def __init__(self, message: str, *, provider: str, job_hint: dict[str, Any] | None = None) -> None:
+        super().__init__(message, provider=provider, may_be_billed=True)
+        self.job_hint = dict(job_hint or {})
+
+
+class DeadlineExceeded(GatewayError):
+    """The caller's deadline passed. ``job`` is the vendor job still running, if any, for resuming."""
+
+    def __init__(self, message: str, *, provider: str | None = None, job: Any = None) -> None:
+        super().__init__(message, provider=provider, may_be_billed=job is not None)
+        self.job = job
+
+
+class AllProvidersFailed(GatewayError):
+    """Every candidate vendor failed. ``attempts`` holds each one, in order."""
+
+    def __init__(self, message: str, *, attempts: Sequence[Attempt]) -> None:
+        self.attempts = list(attempts)
+        lines = [f"{a.provider}: {a.outcome} ({a.error_type}: {a.error})" for a in self.attempts]
+        super().__init__(message + (" — " + "; ".join(lines) if lines else ""),
+                         may_be_billed=any(a.may_be_billed for a in self.attempts))

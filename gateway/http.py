@@ -1,0 +1,89 @@
+"""HTTP plumbing the adapters share: the generic status mapping, transport-error phases, redaction.
+
+Vendor refinements (error codes, body shapes) live in each adapter's ``translate.classify_*``; this
+module only holds what is the same for every vendor.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Iterable, Mapping
+
+import httpx
+
+from gateway.errors import (
+    AuthError,
+    GatewayError,
+    InsufficientFunds,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    SubmitOutcomeUnknown,
+)
+
+__all__ = ["USER_AGENT", "classify_status", "classify_transport", "redact", "retry_after"]
+
+USER_AGENT = "ovi-gateway/0.1 (+python httpx)"
+
+PRE_DISPATCH = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+"""Transport errors raised before any byte of the body left: the vendor cannot have the job."""
+
+
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def classify_status(provider: str, status: int, message: str, *, headers: Mapping[str, str] | None = None,
+                    vendor_code: str | None = None, may_be_billed: bool = False) -> ProviderError:
+    """The generic mapping of an HTTP status to the taxonomy (vendors refine it before calling)."""
+    kwargs = {"provider": provider, "status_code": status, "vendor_code": vendor_code,
+              "may_be_billed": may_be_billed}
+    text = f"HTTP {status}: {message}"
+    if status in (401, 403):
+        return AuthError(text, **kwargs)
+    if status == 402:
+        return InsufficientFunds(text, **kwargs)
+    if status == 429:
+        return RateLimited(text, retry_after=retry_after(headers or {}), **kwargs)
+    if status in (408, 409) or status >= 500:
+        return ProviderUnavailable(text, **kwargs)
+    return ProviderRejected(text, **kwargs)
+
+
+def classify_transport(provider: str, exc: httpx.TransportError, *, submitting: bool,
+                       job_hint: Mapping[str, object] | None = None) -> GatewayError:
+    """A transport error in our taxonomy.
+
+    Before dispatch (connection refused, connect timeout) nothing reached the vendor: safe to retry.
+    After dispatch, a submit is ambiguous — the vendor may hold a paid job — so it becomes
+    ``SubmitOutcomeUnknown``; a status or result call is simply retried.
+    """
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, PRE_DISPATCH):
+        return ProviderUnavailable(f"not sent ({detail})", provider=provider)
+    if submitting:
+        return SubmitOutcomeUnknown(f"submit sent but no answer came ({detail})", provider=provider,
+                                    job_hint=dict(job_hint or {}))
+    return ProviderUnavailable(detail, provider=provider)
+
+
+def redact(text: str, secrets: Iterable[str | None], *, limit: int = 500) -> str:
+    """``text`` with every secret replaced by ``***`` and cut to ``limit`` characters."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

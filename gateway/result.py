@@ -1,0 +1,100 @@
+"""The normalized result of a generation, with every attempt that led to it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Attempt", "OviResult", "Timings"]
+
+Outcome = Literal["succeeded", "failed", "retried", "skipped", "unknown"]
+
+
+class Attempt(BaseModel):
+    """One try on one vendor: what happened, how long it took, and whether it may have been billed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    outcome: Outcome
+    error_type: str | None = None
+    error: str | None = None
+    elapsed_s: float = 0.0
+    may_be_billed: bool = False
+    job_id: str | None = None
+
+
+class Timings(BaseModel):
+    """Seconds spent, measured on the gateway's clock. ``inference_s`` is the vendor's own figure."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total_s: float
+    queued_s: float | None = None
+    running_s: float | None = None
+    inference_s: float | None = None
+
+
+class OviResult(BaseModel):
+    """A finished clip, the same shape whichever vendor made it.
+
+    ``cost_usd`` is what the vendor reported when it reports costs (``cost_source="reported"``),
+    else the quote (``"estimated"``). ``dropped`` lists fields the vendor ignored because the route
+    allowed degrading. ``raw`` is the vendor's final response body.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    job_id: str
+    video_url: str
+    seed: int | None = None
+    cost_usd: Decimal | None = None
+    cost_source: Literal["reported", "estimated", "unknown"] = "unknown"
+    quoted_usd: Decimal | None = None
+    nsfw: bool | None = None
+    timings: Timings
+    dropped: list[str] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+    idempotency_key: str | None = None
+    raw: Any = Field(default=None, repr=False)
+
+    @property
+    def possible_extra_charges(self) -> int:
+        """Attempts other than the successful one that may have been billed."""
+        return sum(1 for a in self.attempts if a.may_be_billed and a.outcome != "succeeded")
+
+    def download(self, path: str | os.PathLike[str], *, client: httpx.Client | None = None,
+                 chunk_size: int = 1 << 16) -> Path:
+        """Stream the clip to ``path``: written to a temporary file beside it, size-checked against
+        ``Content-Length``, then renamed into place, so a broken download never leaves a partial file.
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        owned = client is None
+        http = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, http.stream("GET", self.video_url) as response:
+                response.raise_for_status()
+                expected = response.headers.get("content-length")
+                written = 0
+                for chunk in response.iter_bytes(chunk_size):
+                    out.write(chunk)
+                    written += len(chunk)
+            if expected is not None and written != int(expected):
+                raise OSError(f"download of {self.video_url} stopped at {written} of {expected} bytes")
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        finally:
+            if owned:
+                http.close()
+        return target

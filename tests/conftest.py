@@ -1,0 +1,33 @@
+"""Shared fixtures: async tests on asyncio (anyio's plugin), virtual time, the emulator, tiny images."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import VirtualClock
+
+# An 8x8 PNG, small enough to inline; the emulator and adapters check PNG magic bytes.
+PNG_BYTES = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAIAQMAAAD+wSzIAAAABlBMVEX///+/v7+jQ3Y5AAAADklEQVQI12P4AIX8EAgALgAD/aNpbtEAAAAASUVORK5CYII="
+)
+CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def png_file(tmp_path: Path) -> Path:
+    path = tmp_path / "frame.png"
+    path.write_bytes(PNG_BYTES)
+    return path
