@@ -18,6 +18,7 @@
     │   ├── MalformedResponse    the answer did not match the vendor's schema      retry: no  failover: yes
     │   └── ResultExpired        the vendor no longer keeps the job's result       retry: no  failover: no
     ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
+    ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
     └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
 
@@ -44,6 +45,7 @@ __all__ = [
     "GenerationFailed",
     "InsufficientFunds",
     "InvalidRequest",
+    "JobUnresolved",
     "MalformedResponse",
     "NoRoute",
     "ProviderError",
@@ -84,6 +86,8 @@ class GatewayError(Exception):
         self.may_be_billed = may_be_billed
         self.status_code = status_code
         self.vendor_code = vendor_code
+        self.attempts: list[Attempt] = []
+        """Every attempt made before this error ended the generation (set by the runner)."""
 
     def __str__(self) -> str:
         prefix = f"[{self.provider}] " if self.provider else ""
@@ -194,6 +198,17 @@ class SubmitOutcomeUnknown(GatewayError):
         self.job_hint = dict(job_hint or {})
 
 
+class JobUnresolved(GatewayError):
+    """A vendor accepted a paid job, but its status or result cannot be read now (repeated errors,
+    an unparseable answer). The job stays in the journal; ``Gateway.resume()`` picks it up later.
+    Failing over would pay twice, so the runner stops here.
+    """
+
+    def __init__(self, message: str, *, provider: str, job: Any = None) -> None:
+        super().__init__(message, provider=provider, may_be_billed=True)
+        self.job = job
+
+
 class DeadlineExceeded(GatewayError):
     """The caller's deadline passed. ``job`` is the vendor job still running, if any, for resuming."""
 
@@ -206,7 +221,7 @@ class AllProvidersFailed(GatewayError):
     """Every candidate vendor failed. ``attempts`` holds each one, in order."""
 
     def __init__(self, message: str, *, attempts: Sequence[Attempt]) -> None:
-        self.attempts = list(attempts)
-        lines = [f"{a.provider}: {a.outcome} ({a.error_type}: {a.error})" for a in self.attempts]
+        lines = [f"{a.provider}: {a.outcome} ({a.error_type}: {a.error})" for a in attempts]
         super().__init__(message + (" — " + "; ".join(lines) if lines else ""),
-                         may_be_billed=any(a.may_be_billed for a in self.attempts))
+                         may_be_billed=any(a.may_be_billed for a in attempts))
+        self.attempts = list(attempts)

@@ -1,0 +1,362 @@
+"""``Gateway``: the public client. Quotes, plans, runs and resumes clips; async at the core, sync on top."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from gateway.clock import Clock, RealClock
+from gateway.contract import JobHandle, Provider, ProviderContext
+from gateway.errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    GatewayError,
+    InvalidRequest,
+    JobUnresolved,
+    NoRoute,
+    SubmitOutcomeUnknown,
+)
+from gateway.health import BreakerState, Health
+from gateway.http import USER_AGENT
+from gateway.pricing import PriceBook, Quote
+from gateway.registry import Registry
+from gateway.request import OviRequest
+from gateway.result import OviResult
+from gateway.routing import Candidate, Route, plan
+from gateway.runner import Event, PollPolicy, Runner
+
+__all__ = ["Gateway", "ResumeOutcome"]
+
+_UNSET: Any = object()
+_STILL_ALIVE = (SubmitOutcomeUnknown, JobUnresolved, DeadlineExceeded)
+
+
+@dataclass(frozen=True)
+class ResumeOutcome:
+    """What ``resume()`` did with one unfinished submit: ``outcome`` is succeeded, failed, expired,
+    not-submitted or unknown."""
+
+    clip_key: str
+    provider: str
+    outcome: str
+    result: OviResult | None = None
+    error: str | None = None
+
+
+class Gateway:
+    """Runs Ovi clips on Runware, fal.ai or WaveSpeed, choosing and failing over per ``Route``.
+
+    Args:
+        keys: API keys by provider name; default from each provider's variable (``RUNWARE_API_KEY``,
+            ``FAL_KEY``, ``WAVESPEED_API_KEY``).
+        providers: only load these providers (default: every installed one).
+        registry: where provider classes come from (default: the entry-point group).
+        transport: an httpx transport for all vendor traffic (the emulator's, in tests).
+        emulator: an ``Emulator`` to run against instead of the real vendors (sets the transport
+            and a placeholder key per vendor).
+        journal: a ``Journal``, a path, ``":memory:"``, or ``None`` for no journal; default: the
+            journal file under the user's data directory.
+        prices: a ``PriceBook`` or a TOML file overriding the packaged prices.
+        route: the default ``Route`` for ``generate`` calls that pass none.
+        poll: when to check running jobs.
+        clock: time and sleep (a ``VirtualClock`` in tests).
+        breaker: options for each vendor's breaker (``threshold``, ``cooldown``, ``max_cooldown``).
+        seed: seeds retry jitter and generated keys, for repeatable runs.
+    """
+
+    def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
+                 registry: Registry | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 emulator: Any = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
+                 route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
+                 breaker: Mapping[str, float] | None = None, seed: int | None = None) -> None:
+        self.registry = registry or Registry.load()
+        wanted = set(providers) if providers is not None else None
+        self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
+        self.load_failures = {n: e for n, e in self.registry.failures.items() if wanted is None or n in wanted}
+        self.emulator = emulator
+        self.transport = emulator.transport() if emulator is not None else transport
+        self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
+        self.clock = clock or RealClock()
+        self.book = prices if isinstance(prices, PriceBook) else PriceBook.load(prices)
+        self.default_route = route or Route()
+        self.poll = poll or PollPolicy()
+        self.health_state = Health(self.clock, **dict(breaker or {}))
+        self.rng = random.Random(seed)
+        self.journal = _open_journal(journal)
+        self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, dict[str, Provider]]] = {}
+        self._calibrate_from_journal()
+
+    def __repr__(self) -> str:
+        keyed = sorted(self._keys)
+        return f"Gateway(providers={sorted(self.classes)}, keys_set={keyed}, emulated={self.emulator is not None})"
+
+    # ---- quotes -----------------------------------------------------------------------------
+    def quote(self, request: OviRequest) -> list[Quote]:
+        """One ``Quote`` per installed provider: feasible ones cheapest first, then the rest."""
+        quotes = list(self._quotes(request).values())
+        return sorted(quotes, key=lambda q: (not q.feasible, q.price_usd is None, q.price_usd or Decimal(0)))
+
+    def _quotes(self, request: OviRequest) -> dict[str, Quote]:
+        quotes = {}
+        for name, cls in self.classes.items():
+            violations = cls.capabilities.violations(request)
+            price, estimated, source = self.book.price(name, request)
+            reasons = [str(v) for v in violations]
+            if price is None:
+                reasons.append("no price known")
+            quotes[name] = Quote(provider=name, price_usd=price, estimated=estimated, feasible=not violations,
+                                 reasons=reasons, source=source,
+                                 dropped=[v.field for v in violations if v.field != "image"])
+        return quotes
+
+    def health(self) -> list[BreakerState]:
+        """Each vendor's breaker: closed, open (and until when) or half-open."""
+        return [self.health_state[name].snapshot() for name in self.classes]
+
+    def configured(self) -> dict[str, bool]:
+        """Whether each installed provider has an API key (never the key itself)."""
+        return {name: name in self._keys for name in self.classes}
+
+    # ---- generating -------------------------------------------------------------------------
+    def generate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
+                 idempotency_key: str | None = None, on_event: Callable[[Event], None] | None = None) -> OviResult:
+        """Synchronous ``agenerate`` (runs its own event loop; inside a running loop use ``agenerate``)."""
+        return self._run_sync(self.agenerate(request, provider=provider, route=route,
+                                             idempotency_key=idempotency_key, on_event=on_event))
+
+    async def agenerate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
+                        idempotency_key: str | None = None,
+                        on_event: Callable[[Event], None] | None = None) -> OviResult:
+        """Make one clip: plan the route, run it with retries and failover, return the result.
+
+        Args:
+            request: the clip to make.
+            provider: shorthand for ``Route(provider=...)``: this vendor only, no failover.
+            route: how to choose vendors (default: the gateway's default route).
+            idempotency_key: a key already seen returns that clip's result (or finishes its paid job)
+                instead of paying again; a different request under the same key is refused.
+            on_event: called with progress ``Event``s.
+
+        Raises:
+            NoRoute: no vendor can take the request (reasons per vendor).
+            GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
+        """
+        if not isinstance(request, OviRequest):
+            raise InvalidRequest("request must be an OviRequest")
+        route = route or self.default_route
+        if provider is not None:
+            route = route.model_copy(update={"provider": provider})
+        if route.provider is not None:
+            self.registry.get(route.provider)
+            if route.provider not in self.classes:
+                raise ConfigurationError(f"provider {route.provider!r} is installed but not enabled here")
+        request_json = request.model_dump_json()
+        clip_key = idempotency_key or str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        from gateway.journal import request_hash
+
+        clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json)) if self.journal else None
+        if clip is not None and clip.state == "succeeded" and clip.result_json:
+            return OviResult.model_validate_json(clip.result_json)
+        runner = self._runner(on_event)
+        if clip is not None:
+            resumed = await self._resume_clip(clip_key, runner)
+            if resumed is not None:
+                return resumed
+        chosen = plan(route, self._quotes(request), unhealthy=self.health_state.unhealthy(),
+                      unconfigured=self._unconfigured())
+        if not chosen.candidates:
+            raise NoRoute("no vendor can take this request", reasons=chosen.excluded)
+        try:
+            result = await runner.run(request, chosen, route, clip_key=clip_key)
+        except GatewayError as error:
+            if self.journal and not isinstance(error, _STILL_ALIVE):
+                self.journal.fail_clip(clip_key, f"{type(error).__name__}: {error}")
+            raise
+        self._settle(clip_key, result, request)
+        return result
+
+    # ---- resuming ---------------------------------------------------------------------------
+    def resume(self) -> list[ResumeOutcome]:
+        """Synchronous ``aresume``."""
+        return self._run_sync(self.aresume())
+
+    async def aresume(self) -> list[ResumeOutcome]:
+        """Re-attach to every unfinished paid job in the journal and finish it, instead of paying again."""
+        if not self.journal:
+            return []
+        outcomes: list[ResumeOutcome] = []
+        runner = self._runner(None)
+        for clip_key in dict.fromkeys(record.clip_key for record in self.journal.unfinished()):
+            outcomes += await self._resume_outcomes(clip_key, runner)
+        return outcomes
+
+    async def _resume_clip(self, clip_key: str, runner: Runner) -> OviResult | None:
+        for outcome in await self._resume_outcomes(clip_key, runner):
+            if outcome.result is not None:
+                return outcome.result
+        return None
+
+    async def _resume_outcomes(self, clip_key: str, runner: Runner) -> list[ResumeOutcome]:
+        outcomes = []
+        for record in self.journal.submits(clip_key):
+            if record.state not in ("intent", "accepted", "queued", "running", "unknown"):
+                continue
+            if record.provider not in self.classes or record.provider not in self._keys:
+                outcomes.append(ResumeOutcome(clip_key, record.provider, "unknown",
+                                              error=f"{record.provider} is not configured here"))
+                continue
+            outcome = await self._resume_submit(record, runner)
+            outcomes.append(outcome)
+            if outcome.result is not None:
+                break
+        return outcomes
+
+    async def _resume_submit(self, record: Any, runner: Runner) -> ResumeOutcome:
+        from gateway.contract import SubmitContext
+
+        provider = self._providers()[record.provider]
+        handle = JobHandle.from_json(record.handle) if record.handle else None
+        if handle is None:
+            if not provider.reconcilable:
+                self.journal.unknown(record.submit_key, error="crashed before the vendor's answer; "
+                                     f"{record.provider} cannot be asked whether it took the job")
+                return ResumeOutcome(record.clip_key, record.provider, "unknown",
+                                     error="submit outcome unknown; cannot be reconciled")
+            try:
+                handle = await provider.find(SubmitContext(idempotency_key=record.submit_key))
+            except GatewayError as error:
+                return ResumeOutcome(record.clip_key, record.provider, "unknown", error=str(error))
+            if handle is None:
+                self.journal.failed(record.submit_key, error="never reached the vendor", may_be_billed=False)
+                return ResumeOutcome(record.clip_key, record.provider, "not-submitted")
+            self.journal.accepted(record.submit_key, handle.to_json())
+        request = OviRequest.model_validate_json(record.request_json)
+        quote = Quote(provider=record.provider, price_usd=record.quote_usd)
+        now = self.clock.now()
+        try:
+            result = await runner.follow(provider, handle, request=request, candidate=Candidate(record.provider, quote),
+                                         clip_key=record.clip_key, submit_key=record.submit_key, started=now,
+                                         vendor_started=now - self.poll.expected_for(record.provider),
+                                         deadline_at=None, attempts=[])
+        except GatewayError as error:
+            from gateway.errors import ResultExpired
+
+            if isinstance(error, ResultExpired):
+                self.journal.expired(record.submit_key, str(error))
+                return ResumeOutcome(record.clip_key, record.provider, "expired", error=str(error))
+            return ResumeOutcome(record.clip_key, record.provider,
+                                 "unknown" if isinstance(error, _STILL_ALIVE) else "failed", error=str(error))
+        self._settle(record.clip_key, result, request)
+        return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _settle(self, clip_key: str, result: OviResult, request: OviRequest) -> None:
+        if self.journal:
+            self.journal.finish_clip(clip_key, result.model_dump_json())
+        if result.cost_source == "reported":
+            self._calibrate(result.provider, request)
+
+    def _calibrate(self, provider: str, request: OviRequest) -> None:
+        if self.journal:
+            observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(provider)]
+            self.book.calibrate(provider, request.mode, observations)
+
+    def _calibrate_from_journal(self) -> None:
+        if not self.journal:
+            return
+        from gateway.request import Mode
+
+        for name in self.classes:
+            observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(name)]
+            self.book.calibrate(name, Mode.IMAGE_TO_VIDEO, observations)
+
+    def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
+        return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
+                      poll=self.poll, rng=self.rng, on_event=on_event,
+                      new_key=lambda: str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+
+    def _unconfigured(self) -> dict[str, str]:
+        missing = {name: f"no API key (set {cls.env_key})" for name, cls in self.classes.items()
+                   if name not in self._keys}
+        return {**missing, **{name: f"failed to load: {error}" for name, error in self.load_failures.items()}}
+
+    def _providers(self) -> dict[str, Provider]:
+        """The adapters for the running event loop (an httpx client cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None:
+            for stale in [old for old in self._sessions if old.is_closed()]:
+                del self._sessions[stale]
+            http = httpx.AsyncClient(transport=self.transport, headers={"user-agent": USER_AGENT},
+                                     timeout=httpx.Timeout(60.0, connect=10.0),
+                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+            providers = {name: cls(ProviderContext(api_key=self._keys.get(name), http=http, transport=self.transport))
+                         for name, cls in self.classes.items()}
+            session = self._sessions[loop] = (http, providers)
+        return session[1]
+
+    def _run_sync(self, coroutine: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coroutine.close()
+            raise RuntimeError("the sync API was called inside a running event loop; await the a* method there")
+
+        async def main() -> Any:
+            try:
+                return await coroutine
+            finally:
+                await self.aclose()
+
+        return asyncio.run(main())
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients of the running loop."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session[0].aclose()
+            for provider in session[1].values():
+                closer = getattr(provider, "aclose", None)
+                if closer is not None:
+                    await closer()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _keys(classes: Mapping[str, type], keys: Mapping[str, str] | None, emulator: Any) -> dict[str, str]:
+    found = {}
+    for name, cls in classes.items():
+        value = (keys or {}).get(name) or (None if emulator is not None else os.environ.get(cls.env_key))
+        if emulator is not None and not value:
+            value = "emulator-key"
+        if value:
+            found[name] = value
+    return found
+
+
+def _open_journal(journal: Any) -> Any:
+    if journal is None:
+        return None
+    from gateway.journal import Journal
+
+    if journal is _UNSET:
+        return Journal()
+    return journal if isinstance(journal, Journal) else Journal(journal)
+
+
+

@@ -1,0 +1,86 @@
+"""Strict loading of provider plugins from the ``ovi_gateway.providers`` entry-point group.
+
+stevedore's default on a broken plugin is to log and drop it, so a typo makes a vendor quietly vanish
+from routing. Here every failure is kept by name with its error: the other providers still load, and
+asking for the broken one raises ``ConfigurationError`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stevedore import ExtensionManager
+from stevedore.extension import Extension
+
+from gateway.contract import CONTRACT_VERSION, Capabilities
+from gateway.errors import ConfigurationError
+
+__all__ = ["GROUP", "Registry"]
+
+GROUP = "ovi_gateway.providers"
+_REQUIRED = ("translate", "parse", "classify", "submit", "status", "result", "cancel", "find")
+
+
+@dataclass
+class Registry:
+    """Provider classes by name, and the plugins that failed to load with their errors."""
+
+    classes: dict[str, type] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, group: str = GROUP) -> Registry:
+        """Scan the entry-point group (a fresh scan each call)."""
+        failures: dict[str, str] = {}
+
+        def on_failure(manager: ExtensionManager, entry_point: Any, error: BaseException) -> None:
+            failures[entry_point.name] = f"{type(error).__name__}: {error}"
+
+        ExtensionManager.ENTRY_POINT_CACHE.pop(group, None)  # stevedore caches per process; rescan
+        manager = ExtensionManager(namespace=group, invoke_on_load=False,
+                                   on_load_failure_callback=on_failure)
+        return cls._checked(((ext.name, ext.plugin) for ext in manager.extensions), failures)
+
+    @classmethod
+    def from_classes(cls, classes: Mapping[str, type]) -> Registry:
+        """A registry of the given classes, through stevedore's own test seam (no entry points)."""
+        manager = ExtensionManager.make_test_instance(
+            [Extension(name, None, plugin, None) for name, plugin in classes.items()], namespace=GROUP)
+        return cls._checked(((ext.name, ext.plugin) for ext in manager.extensions), {})
+
+    @classmethod
+    def _checked(cls, plugins: Iterable[tuple[str, Any]], failures: dict[str, str]) -> Registry:
+        classes: dict[str, type] = {}
+        for name, plugin in plugins:
+            problem = _problem(name, plugin)
+            if problem:
+                failures[name] = problem
+            else:
+                classes[name] = plugin
+        return cls(classes, failures)
+
+    def get(self, name: str) -> type:
+        """The provider class named ``name``; ``ConfigurationError`` says why when there is none."""
+        if name in self.classes:
+            return self.classes[name]
+        if name in self.failures:
+            raise ConfigurationError(f"provider {name!r} failed to load: {self.failures[name]}")
+        known = ", ".join(sorted(self.classes)) or "none"
+        raise ConfigurationError(f"no provider named {name!r}; installed: {known}")
+
+
+def _problem(name: str, plugin: Any) -> str | None:
+    """Why ``plugin`` cannot serve as provider ``name``, or ``None`` when it can."""
+    if not isinstance(plugin, type):
+        return f"entry point must name a class, got {type(plugin).__name__}"
+    if getattr(plugin, "name", None) != name:
+        return f"class {plugin.__name__} has name {getattr(plugin, 'name', None)!r}, entry point says {name!r}"
+    version = getattr(plugin, "contract_version", None)
+    if version != CONTRACT_VERSION:
+        return f"contract version {version!r}, this gateway speaks {CONTRACT_VERSION}"
+    if not isinstance(getattr(plugin, "capabilities", None), Capabilities):
+        return "no capabilities declared"
+    missing = [attr for attr in _REQUIRED + ("env_key", "reconcilable") if not hasattr(plugin, attr)]
+    return f"missing {', '.join(missing)}" if missing else None

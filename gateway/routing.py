@@ -1,0 +1,159 @@
+"""Pure route planning: request + ``Route`` + quotes + health → ordered candidates, and why the rest are out.
+
+The vocabulary follows OpenRouter's provider routing: ``provider``, ``order``, ``only``, ``ignore``,
+``sort``, ``max_price``, ``allow_fallbacks``; plus ``allow_degrade`` (may a vendor ignore fields the
+caller set?) and ``deadline`` (seconds for the whole generation, backoff included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.pricing import Quote
+
+__all__ = ["Candidate", "Plan", "Route", "plan"]
+
+
+class Route(BaseModel):
+    """How to choose and fail over between vendors.
+
+    Args:
+        provider: run on this vendor only (no failover).
+        order: try these vendors first, in this order; then, if ``allow_fallbacks``, the rest by price.
+        only: consider these vendors only.
+        ignore: never use these vendors.
+        sort: ``"price"`` (cheapest first).
+        max_price: USD per clip; vendors quoting more, or with no known price, are left out.
+        allow_fallbacks: move to the next vendor when one fails (default True).
+        allow_degrade: let a vendor ignore fields it cannot honor; the result lists them (default False).
+        deadline: seconds for the whole generation, polling and backoff included.
+        failover_on_unknown: after a submit whose outcome cannot be settled, fail over anyway and
+            record the possible extra charge (default False: raise ``SubmitOutcomeUnknown``).
+        max_tries: submits per vendor for retryable errors (429, 5xx before acceptance).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str | None = None
+    order: list[str] | None = None
+    only: list[str] | None = None
+    ignore: list[str] = Field(default_factory=list)
+    sort: Literal["price"] = "price"
+    max_price: Decimal | None = Field(default=None, ge=0)
+    allow_fallbacks: bool = True
+    allow_degrade: bool = False
+    deadline: float | None = Field(default=None, gt=0)
+    failover_on_unknown: bool = False
+    max_tries: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("max_price", mode="before")
+    @classmethod
+    def _price_text(cls, value: object) -> object:
+        return Decimal(str(value)) if isinstance(value, float) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A vendor to try, with its quote and the fields it would drop."""
+
+    provider: str
+    quote: Quote
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass
+class Plan:
+    """Vendors to try in order, and for every other vendor the reasons it is out."""
+
+    candidates: list[Candidate]
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.provider for c in self.candidates]
+
+
+def plan(route: Route, quotes: Mapping[str, Quote], *, unhealthy: Mapping[str, str] | None = None,
+         unconfigured: Mapping[str, str] | None = None) -> Plan:
+    """Order the vendors for one request.
+
+    Args:
+        route: the caller's routing choices.
+        quotes: one ``Quote`` per installed vendor (feasibility and price for this request).
+        unhealthy: vendor → why it is skipped now (an open breaker), from ``health``.
+        unconfigured: vendor → why it cannot be used at all (no API key, failed to load).
+    """
+    unhealthy, unconfigured = dict(unhealthy or {}), dict(unconfigured or {})
+    excluded: dict[str, list[str]] = {}
+    named = _named(route)
+    kept: list[Candidate] = []
+    for name, quote in quotes.items():
+        why = _exclusion(name, quote, route, named, unhealthy, unconfigured)
+        if why:
+            excluded[name] = why
+        else:
+            kept.append(Candidate(name, quote, tuple(quote.dropped) if route.allow_degrade else ()))
+    for name in named - set(quotes):
+        excluded[name] = ["not installed"]
+
+    def price_key(c: Candidate) -> tuple[Decimal, int]:
+        return (c.quote.price_usd if c.quote.price_usd is not None else Decimal("Infinity"), len(c.dropped))
+
+    kept.sort(key=price_key)
+    if route.provider is not None:
+        ordered = kept
+    elif route.order:
+        rank = {name: i for i, name in enumerate(route.order)}
+        first = sorted((c for c in kept if c.provider in rank), key=lambda c: rank[c.provider])
+        rest = [c for c in kept if c.provider not in rank]
+        ordered = first + (rest if route.allow_fallbacks else [])
+        for c in ([] if route.allow_fallbacks else [c for c in kept if c.provider not in rank]):
+            excluded[c.provider] = ["not in order and fallbacks are off"]
+    else:
+        ordered = kept
+    if not route.allow_fallbacks and len(ordered) > 1:
+        for c in ordered[1:]:
+            excluded[c.provider] = ["fallbacks are off"]
+        ordered = ordered[:1]
+    return Plan(ordered, excluded)
+
+
+def _named(route: Route) -> set[str]:
+    if route.provider is not None:
+        return {route.provider}
+    return set(route.order or ()) | set(route.only or ())
+
+
+def _exclusion(name: str, quote: Quote, route: Route, named: set[str],
+               unhealthy: Mapping[str, str], unconfigured: Mapping[str, str]) -> list[str]:
+    if route.provider is not None and name != route.provider:
+        return [f"the caller chose {route.provider}"]
+    if route.only is not None and name not in route.only:
+        return ["not in only"]
+    if name in route.ignore:
+        return ["ignored by the caller"]
+    if name in unconfigured:
+        return [unconfigured[name]]
+    reasons = []
+    if not quote.feasible and not (route.allow_degrade and quote.dropped and _only_droppable(quote)):
+        reasons += quote.reasons
+    if quote.price_usd is None and name not in named:
+        reasons.append("price unknown (excluded from cheapest routing; choose it by name)")
+    if route.max_price is not None:
+        if quote.price_usd is None:
+            reasons.append(f"price unknown, cannot honor max_price ${route.max_price}")
+        elif quote.price_usd > route.max_price:
+            reasons.append(f"${quote.price_usd} is over max_price ${route.max_price}")
+    if name in unhealthy and route.provider is None:
+        reasons.append(unhealthy[name])
+    return reasons
+
+
+def _only_droppable(quote: Quote) -> bool:
+    """Infeasible only because of fields that degrading may drop (not, e.g., a missing mode)."""
+    return len(quote.reasons) == len(quote.dropped)
