@@ -105,6 +105,8 @@ class ImageInput(BaseModel):
         """Classify and check ``raw``; raises ``ValueError`` with what is allowed."""
         if isinstance(raw, ImageInput):
             return raw
+        if isinstance(raw, dict) and "value" in raw:  # an ImageInput read back from JSON: check it again
+            return cls.coerce(Path(raw["value"]) if raw.get("kind") == "file" else raw["value"])
         if isinstance(raw, Path):
             return cls._from_file(raw)
         if isinstance(raw, (bytes, bytearray)):
