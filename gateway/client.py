@@ -171,6 +171,7 @@ class Gateway:
             resumed = await self._resume_clip(clip_key, runner)
             if resumed is not None:
                 return resumed
+            self._refuse_if_unsettled(clip_key, route)
         chosen = plan(route, self._quotes(request), unhealthy=self.health_state.unhealthy(),
                       unconfigured=self._unconfigured())
         if not chosen.candidates:
@@ -183,6 +184,17 @@ class Gateway:
             raise
         self._settle(clip_key, result, request)
         return result
+
+    def _refuse_if_unsettled(self, clip_key: str, route: Route) -> None:
+        """A clip whose earlier submit may hold a paid job is not submitted again unless the route says so."""
+        unsettled = [r for r in self.journal.submits(clip_key) if r.state == "unknown"]
+        if unsettled and not route.failover_on_unknown:
+            record = unsettled[-1]
+            raise SubmitOutcomeUnknown(
+                f"an earlier submit of clip {clip_key!r} to {record.provider} may have created a paid job "
+                "that cannot be looked up; not submitting again (pass Route(failover_on_unknown=True) to accept "
+                "a possible second charge)", provider=record.provider,
+                job_hint={"provider": record.provider, "idempotency_key": record.submit_key, "clip": clip_key})
 
     # ---- resuming ---------------------------------------------------------------------------
     def resume(self) -> list[ResumeOutcome]:
@@ -260,8 +272,6 @@ class Gateway:
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _settle(self, clip_key: str, result: OviResult, request: OviRequest) -> None:
-        if self.journal:
-            self.journal.finish_clip(clip_key, result.model_dump_json())
         if result.cost_source == "reported":
             self._calibrate(result.provider, request)
 

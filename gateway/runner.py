@@ -315,9 +315,7 @@ class Runner:
             (quoted, "estimated") if quoted is not None else (None, "unknown"))
         attempts.append(Attempt(provider=name, outcome="succeeded", elapsed_s=now - vendor_started,
                                 may_be_billed=True, job_id=handle.job_id))
-        self.journal.finished(submit_key, cost_usd=cost, cost_source=source)
-        self.on_event(Event("done", name, now - started, state="succeeded", message=output.video_url))
-        return OviResult(
+        result = OviResult(
             provider=name, job_id=handle.job_id, video_url=output.video_url, seed=output.seed,
             cost_usd=cost, cost_source=source, quoted_usd=quoted, nsfw=output.nsfw,
             timings=Timings(total_s=now - started,
@@ -326,6 +324,12 @@ class Runner:
                             inference_s=output.inference_s),
             dropped=sorted(candidate.dropped) if candidate else [], attempts=list(attempts),
             idempotency_key=clip_key, raw=output.raw)
+        # The clip's result is on record before its submit is closed: a crash between the two leaves an
+        # open submit that resume() re-reads, never a finished submit whose clip has no result.
+        self.journal.finish_clip(clip_key, result.model_dump_json())
+        self.journal.finished(submit_key, cost_usd=cost, cost_source=source)
+        self.on_event(Event("done", name, now - started, state="succeeded", message=output.video_url))
+        return result
 
     # ---- helpers ----------------------------------------------------------------------------
     def _record_failure(self, name: str, error: GatewayError, since: float, attempts: list[Attempt], *,

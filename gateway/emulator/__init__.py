@@ -77,12 +77,20 @@ class Emulator:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request, routed by host (real vendor hosts) or by path (loopback)."""
+        if request.url.path == "/_emulator/ledger" and request.url.host in LOOPBACK_HOSTS:
+            return json_response(200, self.ledger_json())
         vendor = self._by_host.get(request.url.host)
         if vendor is None and request.url.host in LOOPBACK_HOSTS:
             vendor = self._by_path(request.url.path)
         if vendor is None:
             return json_response(404, {"error": f"the emulator serves no host {request.url.host}"})
         return vendor.handle(request)
+
+    def ledger_json(self) -> dict[str, Any]:
+        """The ledger as JSON (served at ``/_emulator/ledger`` on loopback, for tests in other processes)."""
+        return {"requests": [{"vendor": v, "operation": op} for v, op, _ in self.ledger.requests],
+                "jobs": [{"vendor": j.vendor, "job_id": j.job_id, "clip": j.clip, "state": j.state,
+                          "billable": j.billable, "price": str(j.price)} for j in self.ledger.jobs]}
 
     def _by_path(self, path: str) -> EmulatedVendor | None:
         if path.startswith("/v1"):

@@ -1,0 +1,171 @@
+"""The WaveSpeed adapter's I/O: upload, submit, poll. Everything it builds or reads is in ``translate``.
+
+Protocol (seeds/wavespeed-ovi-image-to-video.md): ``POST /api/v3/character-ai/ovi/{image,text}-to-video``
+with ``Authorization: Bearer <key>``, then ``GET /api/v3/predictions/{id}/result`` until ``data.status``
+is ``completed`` or ``failed``. Local images go first to the documented ``/api/v3/media/upload/binary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.contract import (
+    CONTRACT_VERSION,
+    JobHandle,
+    JobStatus,
+    ProviderContext,
+    ProviderOutput,
+    SubmitContext,
+)
+from gateway.errors import ConfigurationError, GatewayError, MalformedResponse
+from gateway.http import USER_AGENT, classify_transport
+from gateway.request import ImageInput, OviRequest
+from providers.wavespeed import translate
+
+__all__ = ["WaveSpeedProvider"]
+
+SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+               "image/bmp": "bmp"}
+
+
+class WaveSpeedProvider:
+    """Ovi on WaveSpeed (``character-ai/ovi/image-to-video`` and ``…/text-to-video``), $0.15 per clip.
+
+    Honors prompt, image, seed 0…2147483647 (unset → ``-1``, WaveSpeed's random), T2V ``size``
+    960x540/540x960, and fps 24 / MP4 (fixed, never sent). Not reconcilable: WaveSpeed has no lookup
+    by a client key, so an ambiguous submit cannot be settled by asking it.
+    ``ctx.options["base_url"]`` points the adapter at another API root (a loopback emulator).
+    """
+
+    name = translate.NAME
+    contract_version = CONTRACT_VERSION
+    env_key = "WAVESPEED_API_KEY"
+    capabilities = translate.CAPABILITIES
+    reconcilable = False
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self._ctx = ctx
+        self._base = str(ctx.options.get("base_url") or translate.API_BASE).rstrip("/")
+
+    # ---- pure --------------------------------------------------------------------------------
+    def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
+        """The submit body. A URL image is sent as given; a file or base64 image is shown as a data URI,
+        though ``submit`` sends the URL WaveSpeed's upload returns for it instead."""
+        translate.check(request, ctx)
+        image = None
+        if request.image is not None:
+            image = request.image.value if request.image.kind == "url" else request.image.as_data_uri()
+        return translate.build_payload(request, ctx, image)
+
+    def parse(self, final: Any, handle: JobHandle) -> ProviderOutput:
+        return translate.parse_output(final, handle)
+
+    def classify(self, error: BaseException | httpx.Response) -> GatewayError:
+        if isinstance(error, GatewayError):
+            return error
+        if isinstance(error, httpx.Response):
+            return translate.classify_http(error.status_code, error.content, headers=error.headers,
+                                           secrets=(self._secret(),))
+        if isinstance(error, httpx.TransportError):
+            return classify_transport(self.name, error, submitting=False)
+        return MalformedResponse(f"{type(error).__name__}: {error}", provider=self.name)
+
+    # ---- I/O ---------------------------------------------------------------------------------
+    async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
+        """Upload a local image if needed, then POST the job exactly once."""
+        key = self._key()
+        translate.check(request, ctx)
+        image = None
+        if request.image is not None:
+            image = request.image.value if request.image.kind == "url" else await self._upload(request.image, key)
+        model = translate.endpoint(request)
+        payload = translate.build_payload(request, ctx, image)
+        try:
+            response = await self._ctx.http.post(translate.submit_url(model, self._base), json=payload,
+                                                 headers=self._headers(key), timeout=SUBMIT_TIMEOUT)
+        except httpx.TransportError as exc:
+            raise classify_transport(self.name, exc, submitting=True,
+                                     job_hint={"idempotency_key": ctx.idempotency_key}) from exc
+        if response.status_code != 200:
+            raise translate.classify_http(response.status_code, response.content, headers=response.headers,
+                                          secrets=(key,), submitting=True)
+        try:
+            envelope, _ = translate.load_envelope(response.content, submitting=True)
+        except MalformedResponse as exc:
+            exc.may_be_billed = True  # HTTP 200: the job most likely exists, but we cannot name it
+            raise
+        data = envelope.data
+        return JobHandle(self.name, data.id, {
+            "endpoint": model,
+            "result_url": translate.result_url(data.id, self._base),
+            "urls_get": data.urls.get if data.urls else None,
+        })
+
+    async def status(self, handle: JobHandle) -> JobStatus:
+        """One GET of the documented ``/predictions/{id}/result`` (as the SDK polls; ``urls_get`` is kept
+        in the handle for reference only)."""
+        response = await self._get(handle)
+        return translate.status_of(response.content)
+
+    async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
+        """The finished clip: the final poll already holds it (a failed one raises its error); otherwise
+        one GET."""
+        if last.state.final and isinstance(last.raw, Mapping):
+            return translate.parse_output(last.raw, handle)
+        response = await self._get(handle)
+        return translate.parse_output(response.content, handle)
+
+    async def cancel(self, handle: JobHandle) -> None:
+        """No-op: WaveSpeed documents no cancel endpoint for predictions; a job runs to its end."""
+
+    async def find(self, ctx: SubmitContext) -> JobHandle | None:
+        """Always ``None``: WaveSpeed has no lookup of a job by a client-given key."""
+        return None
+
+    # ---- helpers -----------------------------------------------------------------------------
+    async def _upload(self, image: ImageInput, key: str) -> str:
+        """POST the image bytes to ``upload/binary``; the returned ``download_url`` becomes ``image``.
+        Any failure here is before the job's submit: nothing is billed."""
+        name = Path(image.value).name if image.kind == "file" else f"image.{_EXTENSIONS.get(image.mime or '', 'png')}"
+        files = {"file": (name, image.read_bytes(), image.mime or "application/octet-stream")}
+        try:
+            response = await self._ctx.http.post(translate.upload_url(self._base), files=files,
+                                                 headers=self._headers(key), timeout=UPLOAD_TIMEOUT)
+        except httpx.TransportError as exc:
+            raise classify_transport(self.name, exc, submitting=False) from exc
+        if response.status_code != 200:
+            raise translate.classify_http(response.status_code, response.content, headers=response.headers,
+                                          secrets=(key,))
+        return translate.parse_upload(response.content)
+
+    async def _get(self, handle: JobHandle) -> httpx.Response:
+        key = self._key()
+        url = handle.data.get("result_url") or translate.result_url(handle.job_id, self._base)
+        try:
+            response = await self._ctx.http.get(url, headers=self._headers(key), timeout=STATUS_TIMEOUT)
+        except httpx.TransportError as exc:
+            raise classify_transport(self.name, exc, submitting=False) from exc
+        if response.status_code != 200:
+            raise translate.classify_http(response.status_code, response.content, headers=response.headers,
+                                          secrets=(key,), polling=True)
+        return response
+
+    def _secret(self) -> str | None:
+        return self._ctx.api_key.get_secret_value() if self._ctx.api_key is not None else None
+
+    def _key(self) -> str:
+        key = self._secret()
+        if not key:
+            raise ConfigurationError(f"wavespeed needs an API key: set {self.env_key}", provider=self.name)
+        return key
+
+    @staticmethod
+    def _headers(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}

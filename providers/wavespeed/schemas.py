@@ -1,0 +1,111 @@
+"""WaveSpeed wire shapes (pydantic v2), as documented.
+
+Sources: the Ovi image-to-video page (seeds/wavespeed-ovi-image-to-video.md: request parameters and the
+response envelope), https://wavespeed.ai/docs/get-result (failed tasks are HTTP 200 with
+``data.status: "failed"``), https://wavespeed.ai/docs/error-codes (``data.code``), and
+https://www.wavespeed.ai/docs/upload-files-api (``/api/v3/media/upload/binary``).
+Unknown extra fields are ignored; a missing or mistyped documented field fails loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ErrorBody",
+    "Envelope",
+    "ImageToVideoInput",
+    "PredictionData",
+    "TextToVideoInput",
+    "Timings",
+    "UploadData",
+    "UploadEnvelope",
+    "Urls",
+]
+
+Status = Literal["created", "processing", "completed", "failed",
+                 # not in the docs; the official SDK 2.0.5 treats them as terminal too
+                 "cancelled", "timeout", "deleted"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ImageToVideoInput(_Wire):
+    """The I2V submit body: ``image`` and ``prompt`` required, ``seed`` −1…2147483647 (−1 = random)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
+    prompt: str
+    seed: int = Field(default=-1, ge=-1, le=2_147_483_647)
+
+
+class TextToVideoInput(_Wire):
+    """The T2V submit body: ``prompt`` required, ``size`` ``"960*540"`` (default) or ``"540*960"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    size: Literal["960*540", "540*960"] = "960*540"
+    seed: int = Field(default=-1, ge=-1, le=2_147_483_647)
+
+
+class Timings(_Wire):
+    inference: float | None = None
+    """Inference time in milliseconds."""
+
+
+class Urls(_Wire):
+    get: str | None = None
+
+
+class PredictionData(_Wire):
+    """``data`` of the submit and result envelopes."""
+
+    id: str
+    model: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+    urls: Urls | None = None
+    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    status: Status
+    created_at: str | None = None
+    error: str | None = ""
+    code: int | None = None
+    """Task failure code (error-codes page): 1200 moderation, 14xx request, 5xxx server."""
+    timings: Timings | None = None
+    input: dict[str, Any] | None = None
+    """The original body; present in webhook payloads, tolerated in results."""
+
+
+class Envelope(_Wire):
+    """``{"code": 200, "message": "success", "data": {...}}``."""
+
+    code: int
+    message: str = ""
+    data: PredictionData
+
+
+class ErrorBody(_Wire):
+    """A non-success body. Its shape for non-200 answers is UNCONFIRMED in the docs; parsed leniently."""
+
+    code: int | None = None
+    message: str | None = None
+
+
+class UploadData(_Wire):
+    type: str | None = None
+    download_url: str
+    filename: str | None = None
+    size: int | None = None
+
+
+class UploadEnvelope(_Wire):
+    """The ``/api/v3/media/upload/binary`` answer."""
+
+    code: int
+    message: str = ""
+    data: UploadData

@@ -1,0 +1,279 @@
+"""Pure WaveSpeed translation: capabilities, payloads, parsing of answers, error classification.
+
+No I/O here. ``provider.py`` sends what these functions build and hands back what it receives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.contract import (
+    Capabilities,
+    JobHandle,
+    JobState,
+    JobStatus,
+    Limit,
+    ModeCapabilities,
+    ProviderOutput,
+    SubmitContext,
+)
+from gateway.errors import (
+    ContentRejected,
+    GatewayError,
+    GenerationFailed,
+    InsufficientFunds,
+    MalformedResponse,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    ResultExpired,
+    UnsupportedByProvider,
+)
+from gateway.http import classify_status, redact
+from gateway.request import Mode, OviRequest
+from providers.wavespeed.schemas import Envelope, ErrorBody, PredictionData, UploadEnvelope
+
+__all__ = [
+    "API_BASE",
+    "CAPABILITIES",
+    "I2V_MODEL",
+    "NAME",
+    "T2V_MODEL",
+    "UPLOAD_PATH",
+    "build_payload",
+    "endpoint",
+    "load_envelope",
+    "check",
+    "classify_code",
+    "classify_http",
+    "classify_task",
+    "parse_envelope",
+    "parse_output",
+    "parse_upload",
+    "result_url",
+    "status_of",
+    "submit_url",
+    "upload_url",
+]
+
+NAME = "wavespeed"
+API_BASE = "https://api.wavespeed.ai"
+I2V_MODEL = "character-ai/ovi/image-to-video"
+T2V_MODEL = "character-ai/ovi/text-to-video"
+UPLOAD_PATH = "/api/v3/media/upload/binary"
+SEED_MAX = 2_147_483_647
+RANDOM_SEED = -1
+"""WaveSpeed's documented "random seed" value, sent when the caller set no seed."""
+
+_SIZES = {"960x540": "960*540", "540x960": "540*960"}
+_COMMON = {
+    "seed": Limit(0, SEED_MAX),
+    "fps": Limit(fixed=24),             # "5-second clips at 24 FPS"; not a parameter
+    "output_format": Limit(fixed="MP4"),
+}
+CAPABILITIES = Capabilities(modes={
+    Mode.IMAGE_TO_VIDEO: ModeCapabilities(I2V_MODEL, dict(_COMMON)),
+    Mode.TEXT_TO_VIDEO: ModeCapabilities(T2V_MODEL, {**_COMMON, "size": Limit(choices=tuple(_SIZES))}),
+})
+
+# data.code of a failed task (https://wavespeed.ai/docs/error-codes). The docs say "5xxx: retry with
+# backoff", but the failed job is dead either way: a retry is a NEW paid job, which only the runner may
+# decide on, so 5000/5003/5004 are GenerationFailed like 1403/1405.
+_CONTENT_CODES = {1200}
+_REJECTED_CODES = {1400, 1401, 1402}    # missing/invalid parameter; 1402: the image URL could not be fetched
+_FAILED_CODES = {1403, 1405, 5000, 5003, 5004}
+
+
+def endpoint(request: OviRequest) -> str:
+    """The model path for the request's mode."""
+    return I2V_MODEL if request.mode is Mode.IMAGE_TO_VIDEO else T2V_MODEL
+
+
+def submit_url(model: str, base: str = API_BASE) -> str:
+    return f"{base}/api/v3/{model}"
+
+
+def result_url(job_id: str, base: str = API_BASE) -> str:
+    """The documented result path, which the official SDK polls (it ignores ``data.urls.get``)."""
+    return f"{base}/api/v3/predictions/{job_id}/result"
+
+
+def upload_url(base: str = API_BASE) -> str:
+    """The documented upload endpoint (multipart field ``file``)."""
+    return base + UPLOAD_PATH
+
+
+def check(request: OviRequest, ctx: SubmitContext) -> None:
+    """Raise ``UnsupportedByProvider`` for every set field WaveSpeed cannot honor (unless dropped)."""
+    caps = CAPABILITIES.modes.get(request.mode)
+    where = caps.endpoint if caps else request.mode
+    found = [v for v in CAPABILITIES.violations(request) if v.field not in ctx.dropped]
+    if found:
+        parts = [f"{v.field}={v.value!r} (wavespeed allows: {v.allowed})" for v in found]
+        raise UnsupportedByProvider(f"wavespeed {where} cannot honor " + "; ".join(parts),
+                                    provider=NAME, violations=found)
+
+
+def build_payload(request: OviRequest, ctx: SubmitContext, image: str | None) -> dict[str, Any]:
+    """The exact submit body. ``image`` is what goes in ``"image"`` (a URL, or the uploaded file's URL).
+
+    An unset seed is sent as ``-1`` (WaveSpeed's "random"), as is a dropped one. ``size`` maps
+    ``960x540`` → ``"960*540"``; fps and output format are fixed (24, MP4) and never sent.
+    """
+    check(request, ctx)
+    seed = request.seed if request.seed is not None and "seed" not in ctx.dropped else RANDOM_SEED
+    if request.mode is Mode.IMAGE_TO_VIDEO:
+        if image is None:
+            raise ValueError("an image-to-video payload needs the image URL")
+        return {"image": image, "prompt": request.prompt, "seed": seed}
+    payload: dict[str, Any] = {"prompt": request.prompt}
+    if request.size is not None and "size" not in ctx.dropped:
+        payload["size"] = _SIZES[request.size]
+    payload["seed"] = seed
+    return payload
+
+
+def _load(body: bytes | str | Mapping[str, Any]) -> Any:
+    if isinstance(body, (bytes, str)):
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise MalformedResponse(f"answer is not JSON: {str(body)[:120]!r}", provider=NAME) from exc
+    return body
+
+
+def _refuse_error_code(value: Any, submitting: bool) -> None:
+    """A body whose ``code`` is not 200 (even on HTTP 200) is an error: raise it, mapped by code."""
+    if isinstance(value, Mapping) and "code" in value and value["code"] != 200:
+        raise classify_code(value["code"], str(value.get("message") or ""), submitting=submitting)
+
+
+def load_envelope(body: bytes | str | Mapping[str, Any], *, submitting: bool = False) -> tuple[Envelope, Any]:
+    """The submit/result envelope and the decoded body; ``MalformedResponse`` when it is off-shape."""
+    value = _load(body)
+    _refuse_error_code(value, submitting)
+    try:
+        return Envelope.model_validate(value), value
+    except ValidationError as exc:
+        raise MalformedResponse(f"answer does not match the documented envelope: {exc.errors()[:2]}",
+                                provider=NAME) from exc
+
+
+def parse_envelope(body: bytes | str | Mapping[str, Any]) -> Envelope:
+    """The submit/result envelope, or ``MalformedResponse``; a ``code`` other than 200 raises its error."""
+    return load_envelope(body)[0]
+
+
+def parse_upload(body: bytes | str | Mapping[str, Any]) -> str:
+    """The ``download_url`` of an ``upload/binary`` answer."""
+    value = _load(body)
+    _refuse_error_code(value, False)
+    try:
+        return UploadEnvelope.model_validate(value).data.download_url
+    except ValidationError as exc:
+        raise MalformedResponse(f"upload answer does not match the documented shape: {exc.errors()[:2]}",
+                                provider=NAME) from exc
+
+
+def _task_error(code: int | None, message: str) -> ProviderError:
+    # The job was created, and WaveSpeed does not document whether failed tasks are charged.
+    kwargs: dict[str, Any] = {"provider": NAME, "may_be_billed": True,
+                              "vendor_code": None if code is None else str(code)}
+    if code in _CONTENT_CODES:
+        return ContentRejected(message, **kwargs)
+    if code in _REJECTED_CODES:
+        return ProviderRejected(message, **kwargs)
+    return GenerationFailed(message, **kwargs)
+
+
+def classify_task(data: PredictionData) -> ProviderError:
+    """The error of a task that ended ``failed`` (or the SDK's ``cancelled``/``timeout``/``deleted``):
+    1200 → ``ContentRejected``; 1400/1401/1402 → ``ProviderRejected``; anything else →
+    ``GenerationFailed``. All carry ``may_be_billed=True``: the job existed."""
+    code = f" (code {data.code})" if data.code is not None else ""
+    return _task_error(data.code, f"task {data.id} {data.status}{code}: {data.error or 'no reason given'}")
+
+
+def classify_code(code: Any, message: str, *, submitting: bool = False) -> GatewayError:
+    """An error ``code`` in a body (HTTP-like, or a 4-digit task code) in our taxonomy."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        return MalformedResponse(f"answer carries code {code!r}: {message}", provider=NAME,
+                                 may_be_billed=submitting)
+    if code >= 1000:
+        return _task_error(code, f"code {code}: {message}")
+    return classify_http(code, message, submitting=submitting)
+
+
+def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] | None = None,
+                  secrets: tuple[str | None, ...] = (), submitting: bool = False,
+                  polling: bool = False) -> GatewayError:
+    """An HTTP error answer in our taxonomy.
+
+    The JSON shape of non-200 answers is UNCONFIRMED: ``{"code": int, "message": str}`` is read when
+    present, anything else falls back to the status. On submit, a 500 is ambiguous — the job may exist
+    — so it is ``ProviderUnavailable`` with ``may_be_billed=True`` (the runner, unable to reconcile
+    WaveSpeed, treats it as a submit of unknown outcome); 502/503/504 come from the edge before the
+    API and are not billed.
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    message, code = text, None
+    try:
+        parsed = ErrorBody.model_validate_json(text)
+        message, code = parsed.message or text, parsed.code
+    except ValidationError:
+        pass
+    message = redact(message, secrets)
+    vendor_code = None if code is None else str(code)
+    ambiguous = submitting and status >= 500 and status not in (502, 503, 504)
+    if status == 402 or "insufficient balance" in message.lower():
+        return InsufficientFunds(f"HTTP {status}: {message}", provider=NAME, status_code=status,
+                                 vendor_code=vendor_code)
+    if polling and status == 404:
+        return ResultExpired(f"HTTP 404: {message} (WaveSpeed deletes predictions after 7 days)",
+                             provider=NAME, status_code=status, vendor_code=vendor_code)
+    if ambiguous:
+        return ProviderUnavailable(f"HTTP {status} on submit, the job may exist: {message}", provider=NAME,
+                                   status_code=status, vendor_code=vendor_code, may_be_billed=True)
+    return classify_status(NAME, status, message, headers=headers, vendor_code=vendor_code)
+
+
+def status_of(body: bytes | str | Mapping[str, Any]) -> JobStatus:
+    """One poll's answer as a ``JobStatus`` (``raw`` is the decoded body)."""
+    envelope, raw = load_envelope(body)
+    data = envelope.data
+    if data.status == "created":
+        return JobStatus(JobState.QUEUED, raw=raw)
+    if data.status == "processing":
+        return JobStatus(JobState.RUNNING, raw=raw)
+    if data.status == "completed":
+        return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=raw)
+    return JobStatus(JobState.FAILED, error=classify_task(data), raw=raw)
+
+
+def parse_output(final: bytes | str | Mapping[str, Any], handle: JobHandle) -> ProviderOutput:
+    """A completed result envelope as a ``ProviderOutput``; a failed one raises its classified error.
+
+    WaveSpeed reports no cost (``cost_usd`` None). ``seed`` is reported only when the body echoes the
+    input with a fixed seed; ``timings.inference`` is milliseconds.
+    """
+    envelope, raw = load_envelope(final)
+    data = envelope.data
+    if data.status in ("failed", "cancelled", "timeout", "deleted"):
+        raise classify_task(data)
+    if data.status != "completed" or not data.outputs:
+        raise MalformedResponse(f"task {data.id} is {data.status} with {len(data.outputs)} outputs; "
+                                "a result needs status completed and one output URL", provider=NAME)
+    seed = data.input.get("seed") if data.input else None
+    inference = data.timings.inference if data.timings else None
+    return ProviderOutput(
+        video_url=data.outputs[0],
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None,
+        cost_usd=None,
+        nsfw=data.has_nsfw_contents[0] if data.has_nsfw_contents else None,
+        inference_s=None if inference is None else inference / 1000.0,
+        raw=raw,
+    )
