@@ -16,6 +16,7 @@ from gateway.result import Attempt, OviResult, Timings
 
 __all__ = [
     "Attempt",
+    "Budget",
     "Capabilities",
     "Gateway",
     "ImageInput",
@@ -44,7 +45,7 @@ def __getattr__(name: str):  # the client pulls in stevedore and the runner: loa
     if name == "Route":
         from gateway.routing import Route
         return Route
-    if name == "Quote":
-        from gateway.pricing import Quote
-        return Quote
+    if name in ("Quote", "Budget"):
+        from gateway import pricing
+        return getattr(pricing, name)
     raise AttributeError(f"module 'gateway' has no attribute {name!r}")

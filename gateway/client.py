@@ -27,7 +27,7 @@ from gateway.errors import (
 )
 from gateway.health import BreakerState, Health
 from gateway.http import USER_AGENT
-from gateway.pricing import PriceBook, Quote
+from gateway.pricing import Budget, PriceBook, Quote
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import OviResult
@@ -71,13 +71,15 @@ class Gateway:
         clock: time and sleep (a ``VirtualClock`` in tests).
         breaker: options for each vendor's breaker (``threshold``, ``cooldown``, ``max_cooldown``).
         seed: seeds retry jitter and generated keys, for repeatable runs.
+        budget: a spend cap per UTC day, month or in total (needs the journal).
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
                  registry: Registry | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Any = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
-                 breaker: Mapping[str, float] | None = None, seed: int | None = None) -> None:
+                 breaker: Mapping[str, float] | None = None, seed: int | None = None,
+                 budget: Budget | None = None) -> None:
         self.registry = registry or Registry.load()
         wanted = set(providers) if providers is not None else None
         self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
@@ -92,6 +94,9 @@ class Gateway:
         self.health_state = Health(self.clock, **dict(breaker or {}))
         self.rng = random.Random(seed)
         self.journal = _open_journal(journal)
+        if budget is not None and self.journal is None:
+            raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
+        self.budget = budget
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, dict[str, Provider]]] = {}
         self._calibrate_from_journal()
 
@@ -291,7 +296,7 @@ class Gateway:
 
     def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
         return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
-                      poll=self.poll, rng=self.rng, on_event=on_event,
+                      poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
                       new_key=lambda: str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
 
     def _unconfigured(self) -> dict[str, str]:

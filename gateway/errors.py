@@ -17,6 +17,7 @@
     │   ├── ContentRejected      safety / NSFW refusal                             retry: no  failover: no
     │   ├── MalformedResponse    the answer did not match the vendor's schema      retry: no  failover: yes
     │   └── ResultExpired        the vendor no longer keeps the job's result       retry: no  failover: no
+    ├── BudgetExceeded           the submit would pass the spend budget; not sent  retry: no  failover: no
     ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
     ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllProvidersFailed",
     "AuthError",
+    "BudgetExceeded",
     "ConfigurationError",
     "ContentRejected",
     "DeadlineExceeded",
@@ -184,6 +186,10 @@ class MalformedResponse(ProviderError):
 
 class ResultExpired(ProviderError):
     """The vendor no longer keeps this job's result (fal: 1 h / 6 min; WaveSpeed: 7 days)."""
+
+
+class BudgetExceeded(GatewayError):
+    """Submitting would take spend past the configured budget; nothing was sent."""
 
 
 class SubmitOutcomeUnknown(GatewayError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from gateway.request import Mode, OviRequest
 
-__all__ = ["PriceBook", "PriceRule", "Quote"]
+__all__ = ["Budget", "PriceBook", "PriceRule", "Quote"]
 
 _CENT_FRACTION = Decimal("0.0001")
 
@@ -155,3 +156,25 @@ class PriceBook:
         scale = min(Decimal(2), max(Decimal("0.5"), sum(ratios, Decimal(0)) / len(ratios)))
         self._rules[provider][str(mode)] = rule.model_copy(update={"scale": scale.quantize(Decimal("0.0001"))})
         return scale
+
+
+class Budget(BaseModel):
+    """A spend cap: no submit is sent whose quote would take spend in the period past ``limit_usd``.
+
+    Spend comes from the journal: reported costs where known, else each submit's reserved quote.
+    ``period`` is a UTC ``"day"``, a UTC ``"month"``, or ``"total"`` (all time).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit_usd: Decimal = Field(ge=0)
+    period: Literal["day", "month", "total"] = "day"
+
+    def since(self, now: datetime | None = None) -> datetime | None:
+        """Start of the current period (UTC), or ``None`` for all time."""
+        now = now or datetime.now(UTC)
+        if self.period == "day":
+            return now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.period == "month":
+            return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return None

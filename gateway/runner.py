@@ -23,6 +23,7 @@ from gateway.clock import Clock
 from gateway.contract import JobHandle, JobState, JobStatus, Provider, ProviderOutput, SubmitContext
 from gateway.errors import (
     AllProvidersFailed,
+    BudgetExceeded,
     DeadlineExceeded,
     GatewayError,
     GenerationFailed,
@@ -32,6 +33,7 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
 )
 from gateway.health import Health
+from gateway.pricing import Budget
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
 from gateway.routing import Candidate, Plan, Route
@@ -113,7 +115,8 @@ class Runner:
     def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
                  journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
-                 backoff_base: float = 1.0, backoff_cap: float = 30.0, max_status_errors: int = 8) -> None:
+                 backoff_base: float = 1.0, backoff_cap: float = 30.0, max_status_errors: int = 8,
+                 budget: Budget | None = None) -> None:
         self.providers = providers
         self.clock = clock
         self.health = health
@@ -125,6 +128,7 @@ class Runner:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_status_errors = max_status_errors
+        self.budget = budget
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str) -> OviResult:
@@ -161,6 +165,7 @@ class Runner:
         ctx = SubmitContext(idempotency_key=self.new_key(), dropped=frozenset(candidate.dropped))
         self.journal.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
                             quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps)
+        self._reserve(name, ctx.idempotency_key, candidate.quote.price_usd)
         vendor_started = self.clock.now()
         try:
             handle = await self._submit(provider, request, ctx, route, deadline_at, attempts, started)
@@ -332,6 +337,20 @@ class Runner:
         return result
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _reserve(self, name: str, submit_key: str, quote: Decimal | None) -> None:
+        """Hold the quote against the budget, or refuse the submit (the intent just written counts)."""
+        if self.budget is None:
+            return
+        if quote is None:
+            self.journal.failed(submit_key, error="budget needs a price", may_be_billed=False)
+            raise BudgetExceeded(f"{name} has no known price, so a budget cannot be checked", provider=name)
+        spent = self.journal.reserved_and_spent(since=self.budget.since())
+        if spent is not None and spent > self.budget.limit_usd:
+            self.journal.failed(submit_key, error="over budget", may_be_billed=False)
+            raise BudgetExceeded(f"a ${quote} submit would bring {self.budget.period} spend to ${spent}, over the "
+                                 f"${self.budget.limit_usd} budget; nothing was sent", provider=name)
+        self.journal.reserve(submit_key, quote)
+
     def _record_failure(self, name: str, error: GatewayError, since: float, attempts: list[Attempt], *,
                         submit_key: str, job_id: str | None = None) -> None:
         """Note a failed attempt on the result, the breaker and the journal.
