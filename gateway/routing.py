@@ -35,6 +35,8 @@ class Route(BaseModel):
         failover_on_unknown: after a submit whose outcome cannot be settled, fail over anyway and
             record the possible extra charge (default False: raise ``SubmitOutcomeUnknown``).
         max_tries: submits per vendor for retryable errors (429, 5xx before acceptance).
+        failover_on_content_rejection: when a vendor's safety check refuses the clip, try the next
+            vendor (default False: stop, since another vendor will usually refuse it too).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -50,6 +52,7 @@ class Route(BaseModel):
     deadline: float | None = Field(default=None, gt=0)
     failover_on_unknown: bool = False
     max_tries: int = Field(default=3, ge=1, le=10)
+    failover_on_content_rejection: bool = False
 
     @field_validator("max_price", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from gateway.contract import JobHandle, JobState, JobStatus, Provider, ProviderO
 from gateway.errors import (
     AllProvidersFailed,
     BudgetExceeded,
+    ContentRejected,
     DeadlineExceeded,
     GatewayError,
     GenerationFailed,
@@ -91,6 +92,12 @@ class Event:
     message: str | None = None
 
 
+def _fails_over(error: GatewayError, route: Route) -> bool:
+    if not route.allow_fallbacks or route.provider is not None:
+        return False
+    return error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))
+
+
 class _Journal:
     """No journal: every call does nothing (the gateway passes a real one by default)."""
 
@@ -145,7 +152,7 @@ class Runner:
                 result = await self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
             except GatewayError as error:
                 last_error = error
-                if error.failover and route.allow_fallbacks and route.provider is None:
+                if _fails_over(error, route):
                     continue
                 error.attempts = list(attempts)
                 raise

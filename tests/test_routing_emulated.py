@@ -218,6 +218,30 @@ async def test_content_rejection_stops_without_failover() -> None:
     await gateway.aclose()
 
 
+async def test_content_rejection_may_fail_over_when_the_route_says_so() -> None:
+    gateway, emulator, _ = _setup("runware.job=nsfw")
+    result = await gateway.agenerate(_request(), route=Route(failover_on_content_rejection=True))
+    assert result.provider == "wavespeed"
+    assert result.attempts[0].error_type == "ContentRejected"
+    _billed_once(emulator)
+    await gateway.aclose()
+
+
+def test_sync_generate_wraps_the_async_path() -> None:
+    gateway, emulator, _ = _setup()
+    result = gateway.generate(_request(), provider="wavespeed")
+    again = gateway.generate(_request("Second. <S>Go.<E>"))  # a new event loop, a new HTTP client
+    assert (result.provider, again.provider) == ("wavespeed", "runware")
+    assert emulator.ledger.calls("wavespeed", "submit") == 1
+    _billed_once(emulator)
+
+
+async def test_sync_generate_inside_a_running_loop_says_to_await() -> None:
+    gateway, _, _ = _setup()
+    with pytest.raises(RuntimeError, match="await the a\\* method"):
+        gateway.generate(_request())
+
+
 async def test_flaky_status_calls_do_not_abandon_a_paid_job() -> None:
     gateway, emulator, _ = _setup("runware.status=503,503,500")
     result = await gateway.agenerate(_request())
