@@ -1,0 +1,185 @@
+"""The fal.ai adapter: I/O only, through fal-client (``queue.FalQueueClient``), one call per step.
+
+Translation, parsing and error mapping are the pure functions in ``translate.py``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+import httpx
+from fal_client import FalClientHTTPError
+
+from gateway.contract import (
+    CONTRACT_VERSION,
+    JobHandle,
+    JobStatus,
+    ProviderContext,
+    ProviderOutput,
+    SubmitContext,
+)
+from gateway.errors import (
+    ConfigurationError,
+    GatewayError,
+    MalformedResponse,
+    ProviderUnavailable,
+    SubmitOutcomeUnknown,
+)
+from gateway.http import classify_transport, redact
+from gateway.request import ImageInput, OviRequest
+from providers.fal import translate
+from providers.fal.queue import SUBMIT_TIMEOUT_S, FalCallError, FalQueueClient, FalRequest
+from providers.fal.schemas import SubmitAck
+
+__all__ = ["FalProvider"]
+
+
+class FalProvider:
+    """fal.ai's Ovi endpoints (``fal-ai/ovi/image-to-video`` and ``fal-ai/ovi``) via its queue.
+
+    fal has no lookup by a client key, so an ambiguous submit cannot be reconciled
+    (``reconcilable = False``); the journal keeps what is known instead.
+    """
+
+    name = "fal"
+    contract_version = CONTRACT_VERSION
+    env_key = "FAL_KEY"
+    capabilities = translate.CAPABILITIES
+    reconcilable = False
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self._ctx = ctx
+        self._queue: FalQueueClient | None = None
+
+    # ---- pure ---------------------------------------------------------------------------------
+    def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
+        """The JSON fal receives; a local image shows as a data URI (``submit`` uploads it first)."""
+        translate.check(request, ctx, self.capabilities)
+        return translate.build_payload(request, ctx)
+
+    def parse(self, final: Any, handle: JobHandle) -> ProviderOutput:
+        return translate.parse_output(final)
+
+    def classify(self, error: BaseException | httpx.Response, *,
+                 phase: translate.Phase | None = None) -> GatewayError:
+        """Any fal failure in our taxonomy; ``phase`` is inferred from the request when not given."""
+        if isinstance(error, GatewayError):
+            return error
+        if isinstance(error, FalCallError):
+            phase = phase or translate.phase_of(error.request.method, str(error.request.url))
+            if error.cause is not None:
+                return self._transport(error.cause, phase, {})
+            error = error.response  # type: ignore[assignment]
+        if isinstance(error, FalClientHTTPError):
+            error = error.response
+        if isinstance(error, httpx.Response):
+            if phase is None:
+                try:
+                    phase = translate.phase_of(error.request.method, str(error.request.url))
+                except RuntimeError:  # a bare response: no request attached
+                    phase = "status"
+            return translate.classify_http(error.status_code, error.headers, error.text, phase=phase,
+                                           secrets=[self._secret()])
+        if isinstance(error, httpx.TransportError):
+            return self._transport(error, phase or "status", {})
+        if isinstance(error, (ValueError, KeyError, TypeError)):
+            return MalformedResponse(f"fal answer unreadable: {type(error).__name__}: "
+                                     f"{redact(str(error), [self._secret()])}", provider=self.name)
+        return ProviderUnavailable(f"{type(error).__name__}: {redact(str(error), [self._secret()])}",
+                                   provider=self.name)
+
+    def _transport(self, exc: httpx.TransportError, phase: str, hint: dict[str, Any]) -> GatewayError:
+        error = classify_transport(self.name, exc, submitting=phase == "submit", job_hint=hint)
+        if phase in ("status", "result", "cancel"):
+            error.may_be_billed = True  # the job exists and is paid for; only this read failed
+        return error
+
+    # ---- I/O ----------------------------------------------------------------------------------
+    def _secret(self) -> str | None:
+        key = self._ctx.api_key
+        return key.get_secret_value() if key is not None else None
+
+    def _client(self) -> FalQueueClient:
+        key = self._secret()
+        if not key:
+            raise ConfigurationError(f"fal needs an API key: set {self.env_key}", provider=self.name)
+        if self._queue is None:
+            self._queue = FalQueueClient(key=key, default_timeout=SUBMIT_TIMEOUT_S,
+                                         transport=self._ctx.transport)
+        return self._queue
+
+    async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
+        queue = self._client()
+        translate.check(request, ctx, self.capabilities)
+        endpoint = translate.endpoint_for(request)
+        image_url = None
+        if request.image is not None and request.image.kind != "url":
+            image_url = await self._upload(queue, request.image)
+        payload = translate.build_payload(request, ctx, image_url)
+        hint = {"idempotency_key": ctx.idempotency_key, "endpoint": endpoint}
+        try:
+            sent = await queue.submit(endpoint, payload)
+        except FalCallError as exc:
+            if exc.cause is not None:
+                raise self._transport(exc.cause, "submit", hint) from exc
+            raise self.classify(exc, phase="submit") from exc
+        except FalClientHTTPError as exc:  # only if something bypassed SingleShotTransport
+            raise self.classify(exc, phase="submit") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            # fal answered 2xx but the answer is unreadable: a paid request may exist, id unknown.
+            raise SubmitOutcomeUnknown(f"fal accepted the submit but its answer was unreadable "
+                                       f"({type(exc).__name__})", provider=self.name, job_hint=hint) from exc
+        ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
+                        status_url=sent.status_url, cancel_url=sent.cancel_url)
+        return JobHandle(self.name, ack.request_id, data={"endpoint": endpoint, **ack.model_dump(
+            include={"request_id", "response_url", "status_url", "cancel_url"})})
+
+    async def _upload(self, queue: FalQueueClient, image: ImageInput) -> str:
+        mime = image.mime or "application/octet-stream"
+        name = "image" + (mimetypes.guess_extension(mime) or ".bin")
+        try:
+            return await queue.upload_image(image.read_bytes(), mime, name)
+        except FalCallError as exc:
+            raise self.classify(exc, phase="upload") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedResponse(f"fal storage answer unreadable ({type(exc).__name__})",
+                                    provider=self.name) from exc
+
+    async def _request(self, handle: JobHandle) -> FalRequest:
+        return await self._client().request_handle({"request_id": handle.job_id, **handle.data})
+
+    async def _read(self, call: Any, phase: translate.Phase) -> Any:
+        try:
+            response = await call()
+        except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
+            raise self.classify(exc, phase=phase) from exc
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise MalformedResponse(f"fal {phase} answer is not JSON", provider=self.name,
+                                    may_be_billed=True) from exc
+
+    async def status(self, handle: JobHandle) -> JobStatus:
+        request = await self._request(handle)
+        return translate.parse_status(await self._read(request.fetch_status, "status"))
+
+    async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
+        request = await self._request(handle)
+        body = await self._read(request.fetch_result, "result")
+        inference_s = translate.inference_seconds(last.raw) if last is not None else None
+        return translate.parse_output(body, inference_s=inference_s)
+
+    async def cancel(self, handle: JobHandle) -> None:
+        request = await self._request(handle)
+        try:
+            await request.request_cancel()
+        except FalCallError as exc:
+            if exc.response is not None and translate.cancel_was_moot(exc.response.status_code,
+                                                                      exc.response.text):
+                return
+            raise self.classify(exc, phase="cancel") from exc
+
+    async def find(self, ctx: SubmitContext) -> JobHandle | None:
+        """fal has no lookup by a client key: always ``None``."""
+        return None
