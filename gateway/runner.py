@@ -29,8 +29,9 @@ from gateway.errors import (
     GatewayError,
     GenerationFailed,
     JobUnresolved,
-    MalformedResponse,
+    ProviderRejected,
     ProviderUnavailable,
+    ResultExpired,
     SubmitOutcomeUnknown,
 )
 from gateway.health import Health
@@ -90,6 +91,10 @@ class Event:
     state: str | None = None
     queue_position: int | None = None
     message: str | None = None
+
+
+_JOB_VERDICTS = (GenerationFailed, ContentRejected, ProviderRejected, ResultExpired)
+"""Errors from a result fetch that settle the job's fate; any other leaves a paid job to resume."""
 
 
 def _fails_over(error: GatewayError, route: Route) -> bool:
@@ -303,12 +308,12 @@ class Runner:
             try:
                 return await provider.result(handle, status)
             except GatewayError as error:
-                if isinstance(error, MalformedResponse) or (error.retryable and tries == self.max_status_errors):
-                    raise self._unresolved(name, handle, error, vendor_started, attempts, submit_key) from error
-                if not error.retryable:  # the vendor says the job failed, or its result is gone
+                if isinstance(error, _JOB_VERDICTS):  # the vendor says the job failed, or its result is gone
                     self._record_failure(name, error, vendor_started, attempts, job_id=handle.job_id,
                                          submit_key=submit_key)
                     raise
+                if not error.retryable or tries == self.max_status_errors:
+                    raise self._unresolved(name, handle, error, vendor_started, attempts, submit_key) from error
                 wait = self._backoff(tries, error)
                 self._check_deadline(deadline_at, name, handle, wait, attempts=attempts, since=vendor_started)
                 await self.clock.sleep(wait)
