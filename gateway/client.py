@@ -15,7 +15,7 @@ import httpx
 from pydantic import SecretStr
 
 from gateway.clock import Clock, RealClock
-from gateway.contract import JobHandle, Provider, ProviderContext
+from gateway.contract import JobHandle, Provider, ProviderContext, SubmitContext
 from gateway.errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -23,16 +23,19 @@ from gateway.errors import (
     InvalidRequest,
     JobUnresolved,
     NoRoute,
+    ResultExpired,
     SubmitOutcomeUnknown,
 )
 from gateway.health import BreakerState, Health
 from gateway.http import USER_AGENT
+from gateway.journal import Journal, SubmitRecord, request_hash
 from gateway.pricing import Budget, PriceBook, Quote
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import OviResult
 from gateway.routing import Candidate, Route, plan
-from gateway.runner import Event, PollPolicy, Runner
+from gateway.polling import PollPolicy
+from gateway.runner import Event, Runner
 
 __all__ = ["Gateway", "ResumeOutcome"]
 
@@ -165,9 +168,7 @@ class Gateway:
             if route.provider not in self.classes:
                 raise ConfigurationError(f"provider {route.provider!r} is installed but not enabled here")
         request_json = request.model_dump_json()
-        clip_key = idempotency_key or str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        from gateway.journal import request_hash
-
+        clip_key = idempotency_key or self._new_key()
         clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json)) if self.journal else None
         if clip is not None and clip.state == "succeeded" and clip.result_json:
             return OviResult.model_validate_json(clip.result_json)
@@ -187,7 +188,7 @@ class Gateway:
             if self.journal and not isinstance(error, _STILL_ALIVE):
                 self.journal.fail_clip(clip_key, f"{type(error).__name__}: {error}")
             raise
-        self._settle(clip_key, result, request)
+        self._settle(result)
         return result
 
     def _refuse_if_unsettled(self, clip_key: str, route: Route) -> None:
@@ -237,9 +238,7 @@ class Gateway:
                 break
         return outcomes
 
-    async def _resume_submit(self, record: Any, runner: Runner) -> ResumeOutcome:
-        from gateway.contract import SubmitContext
-
+    async def _resume_submit(self, record: SubmitRecord, runner: Runner) -> ResumeOutcome:
         provider = self._providers()[record.provider]
         handle = JobHandle.from_json(record.handle) if record.handle else None
         if handle is None:
@@ -265,39 +264,38 @@ class Gateway:
                                          vendor_started=now - self.poll.expected_for(record.provider),
                                          deadline_at=None, attempts=[])
         except GatewayError as error:
-            from gateway.errors import ResultExpired
-
             if isinstance(error, ResultExpired):
                 self.journal.expired(record.submit_key, str(error))
                 return ResumeOutcome(record.clip_key, record.provider, "expired", error=str(error))
             return ResumeOutcome(record.clip_key, record.provider,
                                  "unknown" if isinstance(error, _STILL_ALIVE) else "failed", error=str(error))
-        self._settle(record.clip_key, result, request)
+        self._settle(result)
         return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
 
     # ---- plumbing ---------------------------------------------------------------------------
-    def _settle(self, clip_key: str, result: OviResult, request: OviRequest) -> None:
+    def _settle(self, result: OviResult) -> None:
         if result.cost_source == "reported":
-            self._calibrate(result.provider, request)
+            self._calibrate(result.provider)
 
-    def _calibrate(self, provider: str, request: OviRequest) -> None:
-        if self.journal:
-            observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(provider)]
-            self.book.calibrate(provider, request.mode, observations)
-
-    def _calibrate_from_journal(self) -> None:
+    def _calibrate(self, provider: str) -> None:
+        """Move compute-billed estimates toward the costs the vendor reported (from the journal)."""
         if not self.journal:
             return
-        from gateway.request import Mode
+        observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(provider)]
+        for mode in self.classes[provider].capabilities.modes:
+            self.book.calibrate(provider, mode, observations)
 
+    def _calibrate_from_journal(self) -> None:
         for name in self.classes:
-            observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(name)]
-            self.book.calibrate(name, Mode.IMAGE_TO_VIDEO, observations)
+            self._calibrate(name)
+
+    def _new_key(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
         return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
-                      new_key=lambda: str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+                      new_key=self._new_key)
 
     def _unconfigured(self) -> dict[str, str]:
         missing = {name: f"no API key (set {cls.env_key})" for name, cls in self.classes.items()
@@ -364,11 +362,9 @@ def _keys(classes: Mapping[str, type], keys: Mapping[str, str] | None, emulator:
     return found
 
 
-def _open_journal(journal: Any) -> Any:
+def _open_journal(journal: Any) -> Journal | None:
     if journal is None:
         return None
-    from gateway.journal import Journal
-
     if journal is _UNSET:
         return Journal()
     return journal if isinstance(journal, Journal) else Journal(journal)
