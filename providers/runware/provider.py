@@ -1,0 +1,130 @@
+"""The Runware adapter's I/O shell: one POST per call to ``https://api.runware.ai/v1``.
+
+Every request is a JSON array of tasks with ``Authorization: Bearer <key>``. Building payloads,
+reading answers and mapping errors is in ``translate.py``; this module only sends and receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from gateway.contract import (
+    CONTRACT_VERSION,
+    JobHandle,
+    JobStatus,
+    ProviderContext,
+    ProviderOutput,
+    SubmitContext,
+)
+from gateway.errors import ConfigurationError, GatewayError
+from gateway.http import USER_AGENT, classify_transport
+from gateway.request import OviRequest
+from providers.runware import translate
+
+__all__ = ["RunwareProvider"]
+
+SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+
+
+class RunwareProvider:
+    """Ovi ``runware:190@1`` on Runware: image-to-video, async delivery, polled with ``getResponse``.
+
+    Our idempotency key is the ``taskUUID``, so an ambiguous submit is reconciled with ``find``.
+    ``ctx.options["base_url"]`` points the adapter elsewhere (the loopback emulator), default
+    ``https://api.runware.ai/v1``.
+    """
+
+    name = translate.PROVIDER
+    contract_version = CONTRACT_VERSION
+    env_key = "RUNWARE_API_KEY"
+    capabilities = translate.CAPABILITIES
+    reconcilable = True
+
+    def __init__(self, ctx: ProviderContext) -> None:
+        self._ctx = ctx
+        self._url = str(ctx.options.get("base_url") or translate.API_URL)
+
+    def __repr__(self) -> str:
+        return f"RunwareProvider(url={self._url!r})"
+
+    # ---- pure parts -------------------------------------------------------------------------
+    def translate(self, request: OviRequest, ctx: SubmitContext) -> list[dict[str, Any]]:
+        """The exact task array Runware receives; a local image file is inlined as a data URI."""
+        return translate.build_payload(request, ctx)
+
+    def parse(self, final: Any, handle: JobHandle) -> ProviderOutput:
+        """The clip from a final ``getResponse`` body or a bare result item (pure)."""
+        return translate.parse_output(final, handle.job_id)
+
+    def classify(self, error: BaseException | httpx.Response) -> GatewayError:
+        """A Runware answer or exception in our taxonomy (pure; the key is redacted)."""
+        return translate.classify(error, secrets=[self._secret()])
+
+    # ---- I/O ----------------------------------------------------------------------------------
+    async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
+        """Send the ``videoInference`` task once. A local image whose data URI is over 5 MB is sent
+        through ``imageUpload`` first (one extra POST, not billed) and referenced by its UUID."""
+        key = self._key()
+        payload = self.translate(request, ctx)
+        image = payload[0]["inputs"]["image"]
+        assert request.image is not None
+        if request.image.kind == "file" and len(image) > translate.INLINE_IMAGE_LIMIT:
+            payload = translate.with_image(payload, await self._upload(image, key))
+        hint = {"provider": self.name, "idempotency_key": ctx.idempotency_key, "job_id": ctx.idempotency_key}
+        response = await self._post(payload, key, SUBMIT_TIMEOUT, submitting=True, job_hint=hint)
+        return translate.handle_from_submit(response.status_code, response.headers, response.content,
+                                            task_uuid=ctx.idempotency_key, secrets=[key])
+
+    async def status(self, handle: JobHandle) -> JobStatus:
+        """One ``getResponse`` for the task."""
+        key = self._key()
+        response = await self._post(translate.poll_payload(handle.job_id), key, STATUS_TIMEOUT)
+        return translate.status_from(response.status_code, response.headers, response.content,
+                                     task_uuid=handle.job_id, secrets=[key])
+
+    async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
+        """Runware's ``success`` item already holds the result: no extra call."""
+        return translate.parse_output(last.raw, handle.job_id)
+
+    async def cancel(self, handle: JobHandle) -> None:
+        """A no-op: Runware documents no way to cancel a REST ``videoInference`` task.
+
+        The task runs to its end and is billed by Runware regardless; the runner just stops polling.
+        """
+        return None
+
+    async def find(self, ctx: SubmitContext) -> JobHandle | None:
+        """One ``getResponse`` for ``ctx.idempotency_key``: its handle when Runware knows the task,
+        ``None`` when Runware answers that no such task exists."""
+        key = self._key()
+        response = await self._post(translate.poll_payload(ctx.idempotency_key), key, STATUS_TIMEOUT)
+        return translate.find_from(response.status_code, response.headers, response.content,
+                                   task_uuid=ctx.idempotency_key, secrets=[key])
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _secret(self) -> str | None:
+        return None if self._ctx.api_key is None else self._ctx.api_key.get_secret_value()
+
+    def _key(self) -> str:
+        key = self._secret()
+        if not key:
+            raise ConfigurationError(f"no Runware API key: set {self.env_key}", provider=self.name)
+        return key
+
+    async def _upload(self, data_uri: str, key: str) -> str:
+        task_uuid = self._ctx.new_id()
+        response = await self._post(translate.upload_payload(task_uuid, data_uri), key, UPLOAD_TIMEOUT)
+        return translate.uploaded_image(response.status_code, response.headers, response.content,
+                                        task_uuid=task_uuid, secrets=[key])
+
+    async def _post(self, payload: list[dict[str, Any]], key: str, timeout: httpx.Timeout, *,
+                    submitting: bool = False, job_hint: dict[str, Any] | None = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {key}", "user-agent": USER_AGENT, "accept": "application/json"}
+        try:
+            return await self._ctx.http.post(self._url, json=payload, headers=headers, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise classify_transport(self.name, exc, submitting=submitting, job_hint=job_hint) from exc

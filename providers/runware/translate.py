@@ -1,0 +1,385 @@
+"""Pure Runware translation: canonical request -> task array, Runware answers -> our types and errors.
+
+No I/O here. Sources: the Ovi model page and OpenAPI (seeds/runware-ovi-model-docs.md,
+seeds/runware-ovi-openapi.json; they win over the generic videoInference page) and
+reference/providers.md section 2 for polling, error shapes and codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from gateway.contract import (Capabilities, JobHandle, JobState, JobStatus, Limit, ModeCapabilities,
+                              ProviderOutput, SubmitContext)
+from gateway.errors import (AuthError, ContentRejected, GatewayError, GenerationFailed, InsufficientFunds,
+                            MalformedResponse, ProviderError, ProviderRejected, ProviderUnavailable, RateLimited,
+                            ResultExpired, UnsupportedByProvider)
+from gateway.http import classify_status, classify_transport, redact, retry_after
+from gateway.request import ImageInput, Mode, OviRequest
+from providers.runware.schemas import (RunwareAdvancedFeatures, RunwareBody, RunwareError, RunwareGetResponseTask,
+                                       RunwareImageUploadTask, RunwareInputs, RunwareItem, RunwareUploadItem,
+                                       RunwareVideoTask)
+
+__all__ = [
+    "API_URL", "CAPABILITIES", "ENDPOINT", "INLINE_IMAGE_LIMIT", "PROVIDER",
+    "build_payload", "check_request", "classify", "classify_response", "error_from", "family",
+    "find_from", "handle_from_submit", "image_value", "parse_output", "poll_payload", "read_body",
+    "status_from", "upload_payload", "uploaded_image", "with_image",
+]
+
+PROVIDER = "runware"
+ENDPOINT = "runware:190@1"
+API_URL = "https://api.runware.ai/v1"
+INLINE_IMAGE_LIMIT = 5 * 1024 * 1024
+"""A local image whose data URI is longer than this (characters) goes through ``imageUpload`` first."""
+
+CAPABILITIES = Capabilities(modes={
+    # Ovi on Runware requires inputs.image: image-to-video only.
+    Mode.IMAGE_TO_VIDEO: ModeCapabilities(endpoint=ENDPOINT, fields={
+        "seed": Limit(minimum=0, maximum=2**63 - 1),
+        "steps": Limit(minimum=1, maximum=100),
+        "negative_prompt": Limit(),
+        "audio_negative_prompt": Limit(),
+        "video_guidance": Limit(minimum=0, maximum=10),
+        "audio_guidance": Limit(minimum=0, maximum=10),
+        "slg_layer": Limit(minimum=0, maximum=30),
+        "fps": Limit(minimum=1, maximum=120),
+        "output_format": Limit(choices=("MP4", "WEBM", "MOV")),
+        "output_quality": Limit(minimum=20, maximum=99),
+    }),
+})
+
+_ADVANCED = {"negative_prompt": "videoNegativePrompt", "audio_negative_prompt": "audioNegativePrompt",
+             "video_guidance": "videoCFGScale", "audio_guidance": "audioCFGScale", "slg_layer": "slgLayer"}
+_TOP = {"seed": "seed", "steps": "steps", "fps": "fps", "output_format": "outputFormat",
+        "output_quality": "outputQuality"}
+
+
+# ---- request side ---------------------------------------------------------------------------
+def check_request(request: OviRequest, ctx: SubmitContext) -> None:
+    """Raise ``UnsupportedByProvider`` for any field Runware cannot honor that is not in ``ctx.dropped``.
+
+    The mode itself cannot be dropped: without an image there is nothing to send.
+    """
+    violations = CAPABILITIES.violations(request)
+    blocking = [v for v in violations if v.field not in ctx.dropped or request.mode not in CAPABILITIES.modes]
+    if blocking:
+        raise UnsupportedByProvider(
+            f"{PROVIDER} cannot run this request: " + "; ".join(str(v) for v in blocking),
+            provider=PROVIDER, violations=blocking)
+
+
+def image_value(image: ImageInput) -> str:
+    """``inputs.image``: URLs, data URIs and bare base64 as given; a local file as an inline data URI."""
+    return image.as_data_uri() if image.kind == "file" else image.value
+
+
+def build_payload(request: OviRequest, ctx: SubmitContext) -> list[dict[str, Any]]:
+    """The exact task array Runware receives (checks the request first)."""
+    check_request(request, ctx)
+    assert request.image is not None  # check_request refused text-to-video
+    honored = {k: v for k, v in request.set_fields().items() if k not in ctx.dropped}
+    advanced = {_ADVANCED[k]: v for k, v in honored.items() if k in _ADVANCED}
+    task = RunwareVideoTask(
+        taskUUID=ctx.idempotency_key, model=ENDPOINT, positivePrompt=request.prompt,
+        inputs=RunwareInputs(image=image_value(request.image)),
+        advancedFeatures=RunwareAdvancedFeatures(**advanced) if advanced else None,
+        **{_TOP[k]: v for k, v in honored.items() if k in _TOP},
+    )
+    return [task.model_dump(exclude_none=True)]
+
+
+def with_image(payload: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
+    """``payload`` with ``inputs.image`` replaced (by an uploaded image's UUID)."""
+    first = {**payload[0], "inputs": {**payload[0]["inputs"], "image": image}}
+    return [first, *payload[1:]]
+
+
+def poll_payload(task_uuid: str) -> list[dict[str, Any]]:
+    """The ``getResponse`` task array that polls ``task_uuid``."""
+    return [RunwareGetResponseTask(taskUUID=task_uuid).model_dump()]
+
+
+def upload_payload(task_uuid: str, data_uri: str) -> list[dict[str, Any]]:
+    """The ``imageUpload`` task array storing ``data_uri`` at Runware."""
+    return [RunwareImageUploadTask(taskUUID=task_uuid, image=data_uri).model_dump()]
+
+
+# ---- errors ---------------------------------------------------------------------------------
+_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # order matters: invalidApiKey is auth before invalid* is validation; tokenExpired before *expired
+    ("conflict", ("conflicttaskuuid",)),
+    ("auth", ("apikey", "unauthorized", "forbidden", "authentication", "credentials", "token",
+              "accountsuspended", "accountdisabled")),
+    ("funds", ("credit", "balance", "quota", "paymentrequired")),
+    ("rate", ("ratelimit", "toomanyrequests")),
+    ("safety", ("contentpolicy", "nsfw")),
+    ("gone", ("notfound", "taskcancelled")),
+    ("expired", ("expired",)),
+    ("job", ("inferenceerror", "processingfailed", "taskfailed", "generationfailed")),
+    ("unavailable", ("timeout", "unavailable", "noavailableserver", "servererror", "modelnotready",
+                     "modeldisabled", "internalerror")),
+    ("rejected", ("invalid", "missing", "unknownparameter", "unsupported", "validation", "unknownmodel")),
+)
+
+
+def family(code: str) -> str | None:
+    """The error family of a Runware code, matched by fragment (Runware's catalog is large and changing)."""
+    lowered = code.lower()
+    if lowered in ("modelnotfound", "unknownmodel"):
+        return "rejected"
+    for name, fragments in _FAMILIES:
+        if any(lowered.startswith(f) if f in ("invalid", "missing", "token") else f in lowered
+               for f in fragments):
+            return name
+    return None
+
+
+_CLASSES: dict[str, type[ProviderError]] = {
+    "auth": AuthError, "funds": InsufficientFunds, "safety": ContentRejected, "gone": GenerationFailed,
+    "expired": ResultExpired, "job": GenerationFailed, "unavailable": ProviderUnavailable,
+    "rejected": ProviderRejected, "conflict": ProviderRejected,
+}
+
+
+def error_from(error: RunwareError, *, status: int, headers: Mapping[str, str] | None = None,
+               secrets: Iterable[str | None] = (), may_be_billed: bool = False) -> ProviderError:
+    """One Runware error entry in our taxonomy: by code family, else by HTTP status."""
+    where = f" (parameter {error.parameter})" if error.parameter else ""
+    text = redact(f"{error.code}: {error.message}{where}", list(secrets))
+    kind = family(error.code)
+    kwargs: dict[str, Any] = {"provider": PROVIDER, "status_code": status, "vendor_code": error.code,
+                              "may_be_billed": may_be_billed}
+    if kind == "rate":
+        return RateLimited(f"HTTP {status}: {text}", retry_after=retry_after(headers or {}), **kwargs)
+    if kind is None and status >= 400:
+        return classify_status(PROVIDER, status, text, headers=headers, vendor_code=error.code,
+                               may_be_billed=may_be_billed)
+    if kind is None:  # an unknown code with HTTP 200 still reports a failure: a refusal, not a success
+        kind = "rejected"
+    return _CLASSES[kind](f"HTTP {status}: {text}", **kwargs)
+
+
+def read_body(content: bytes | str | Any) -> RunwareBody:
+    """A Runware answer (raw bytes, text, or already-decoded JSON) as ``RunwareBody``."""
+    try:
+        value = json.loads(content) if isinstance(content, (bytes, str)) else content
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+        return RunwareBody.model_validate(value)
+    except (ValueError, ValidationError) as exc:
+        raise MalformedResponse(f"answer is not Runware's {{data, errors}} JSON ({type(exc).__name__})",
+                                provider=PROVIDER) from exc
+
+
+def _relevant(body: RunwareBody, task_uuid: str | None) -> list[RunwareError]:
+    mine = [e for e in body.errors if task_uuid is not None and e.taskUUID == task_uuid]
+    return mine or [e for e in body.errors if e.taskUUID is None] or body.errors
+
+
+def classify_response(status: int, headers: Mapping[str, str], content: bytes, *,
+                      task_uuid: str | None = None, secrets: Iterable[str | None] = (),
+                      may_be_billed: bool = False) -> ProviderError:
+    """An HTTP answer that reports a failure (non-2xx, or ``errors`` in a 200) in our taxonomy."""
+    try:
+        body = read_body(content)
+    except MalformedResponse:
+        body = RunwareBody()
+    errors = _relevant(body, task_uuid)
+    if errors:
+        return error_from(errors[0], status=status, headers=headers, secrets=secrets, may_be_billed=may_be_billed)
+    excerpt = redact(content.decode("utf-8", "replace"), list(secrets), limit=200)
+    if status < 400:
+        return MalformedResponse(f"HTTP {status} with neither data nor errors: {excerpt}", provider=PROVIDER,
+                                 status_code=status, may_be_billed=may_be_billed)
+    return classify_status(PROVIDER, status, excerpt, headers=headers, may_be_billed=may_be_billed)
+
+
+def classify(error: BaseException | httpx.Response, *, secrets: Iterable[str | None] = ()) -> GatewayError:
+    """Any Runware failure in our taxonomy: an HTTP answer, a transport error, a vendor-shape error."""
+    if isinstance(error, httpx.Response):
+        return classify_response(error.status_code, error.headers, error.content, secrets=secrets)
+    if isinstance(error, GatewayError):
+        return error
+    if isinstance(error, httpx.TransportError):
+        return classify_transport(PROVIDER, error, submitting=False)
+    if isinstance(error, (ValidationError, ValueError)):
+        return MalformedResponse(f"answer did not match Runware's shape ({type(error).__name__})",
+                                 provider=PROVIDER)
+    return ProviderUnavailable(f"{type(error).__name__}: {redact(str(error), list(secrets))}",
+                               provider=PROVIDER)
+
+
+# ---- answers --------------------------------------------------------------------------------
+def handle_from_submit(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
+                       secrets: Iterable[str | None] = ()) -> JobHandle:
+    """The job handle from a submit answer; raises the classified error when Runware refused.
+
+    ``conflictTaskUUID`` means a task with our ``taskUUID`` already exists: that task is ours (the
+    UUID is our idempotency key), so it is returned as the handle. After a 5xx Runware may still
+    have taken the task, so the error says ``may_be_billed``; a 2xx body we cannot read says so too.
+    """
+    handle = JobHandle(PROVIDER, task_uuid, {"endpoint": ENDPOINT})
+    server_side = status >= 500
+    try:
+        body = read_body(content)
+    except MalformedResponse as exc:
+        if 200 <= status < 300:
+            exc.may_be_billed = True
+            raise
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets,
+                                may_be_billed=server_side) from None
+    if any(family(e.code) == "conflict" for e in body.errors):
+        return handle
+    if body.errors or status >= 300:
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets,
+                                may_be_billed=server_side)
+    return handle
+
+
+def _items(body: RunwareBody, task_uuid: str) -> list[RunwareItem]:
+    try:
+        return [RunwareItem.model_validate(d) for d in body.data
+                if d.get("taskUUID") == task_uuid and d.get("taskType") != "getResponse"]
+    except ValidationError as exc:
+        raise MalformedResponse(f"task item does not match Runware's shape ({exc.error_count()} errors)",
+                                provider=PROVIDER) from exc
+
+
+_QUEUED = {"queued", "pending", "scheduled", "waiting"}
+
+
+def _state(item: RunwareItem) -> JobState:
+    status = (item.status or "").lower()
+    if status == "success" or (not status and (item.videoURL or item.videoDataURI)):
+        return JobState.SUCCEEDED
+    if status in ("error", "failed"):
+        return JobState.FAILED
+    if status == "processing":
+        return JobState.RUNNING
+    if status in _QUEUED or not status:
+        return JobState.QUEUED
+    raise MalformedResponse(f"unknown task status {item.status!r}", provider=PROVIDER)
+
+
+def _pick(items: list[RunwareItem]) -> RunwareItem | None:
+    by_state = {_state(item): item for item in items}
+    for state in (JobState.SUCCEEDED, JobState.FAILED, JobState.RUNNING, JobState.QUEUED):
+        if state in by_state:
+            return by_state[state]
+    return None
+
+
+_JOB_FAMILIES = ("job", "safety", "gone")
+
+
+def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
+                secrets: Iterable[str | None] = ()) -> JobStatus:
+    """One ``getResponse`` answer as a ``JobStatus``; raises for request-level errors (auth, 429, 5xx).
+
+    A failed generation arrives either as an item ``{"status": "error", "error": {…}}`` or as an
+    ``errors`` entry for our task (with HTTP 200 or an error status); both become ``FAILED`` with the
+    error. So does a task Runware no longer knows (``taskFailedOrNotFound``: it failed or is gone,
+    and either way is not billed). An empty ``{"data": []}`` is ``QUEUED``.
+    ``progress`` is Runware's percentage as a fraction 0–1.
+    """
+    ok = 200 <= status < 300
+    try:
+        body = read_body(content)
+    except MalformedResponse:
+        if ok:
+            raise
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets) from None
+    raw = json.loads(content)
+    item = _pick(_items(body, task_uuid)) if ok else None
+    if item is not None:
+        state = _state(item)
+        if state is JobState.FAILED:
+            error = item.error or RunwareError(code="taskFailed", message="the task ended with status error")
+            failure = error_from(error, status=status, secrets=secrets)
+            return JobStatus(state, error=failure, raw=raw)
+        progress = None if item.progress is None else max(0.0, min(1.0, item.progress / 100))
+        return JobStatus(state, progress=progress, raw=raw)
+    errors = _relevant(body, task_uuid)
+    if errors:
+        failure = error_from(errors[0], status=status, headers=headers, secrets=secrets)
+        if family(errors[0].code) in _JOB_FAMILIES:
+            return JobStatus(JobState.FAILED, error=failure, raw=raw)
+        raise failure
+    if not ok:
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets)
+    return JobStatus(JobState.QUEUED, raw=raw)
+
+
+def find_from(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
+              secrets: Iterable[str | None] = ()) -> JobHandle | None:
+    """After an ambiguous submit: the handle when Runware knows ``task_uuid``, ``None`` when it says
+    the task does not exist (``taskFailedOrNotFound``-style codes, whatever the HTTP status).
+
+    A failed task is known (and not billed): its handle is returned and ``status`` reports the failure.
+    An empty ``{"data": []}`` answer is treated as known, so an unclear answer never leads to a second
+    paid submit.
+    """
+    handle = JobHandle(PROVIDER, task_uuid, {"endpoint": ENDPOINT})
+    try:
+        body = read_body(content)
+    except MalformedResponse:
+        if 200 <= status < 300:
+            raise
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets) from None
+    if _items(body, task_uuid):
+        return handle
+    errors = _relevant(body, task_uuid)
+    if errors:
+        kind = family(errors[0].code)
+        if kind == "gone":
+            return None
+        if kind in ("job", "safety"):
+            return handle
+        raise error_from(errors[0], status=status, headers=headers, secrets=secrets)
+    if status >= 300:
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets)
+    return handle
+
+
+def uploaded_image(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
+                   secrets: Iterable[str | None] = ()) -> str:
+    """The ``imageUUID`` from an ``imageUpload`` answer; raises the classified error otherwise."""
+    body = read_body(content) if 200 <= status < 300 else None
+    if body is None or body.errors:
+        raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets)
+    for data in body.data:
+        if data.get("taskUUID") == task_uuid:
+            try:
+                return RunwareUploadItem.model_validate(data).imageUUID
+            except ValidationError as exc:
+                raise MalformedResponse("imageUpload item does not match Runware's shape",
+                                        provider=PROVIDER) from exc
+    raise MalformedResponse("imageUpload answer holds no item for our task", provider=PROVIDER)
+
+
+def parse_output(final: Any, task_uuid: str) -> ProviderOutput:
+    """The finished clip from a ``getResponse`` body (``{"data": [...]}``) or a bare result item
+    (the documented example / webhook shape). ``cost`` (USD float) becomes an exact ``Decimal``."""
+    wrapped = final
+    if isinstance(final, Mapping) and "data" not in final and "taskUUID" in final:
+        wrapped = {"data": [dict(final)]}
+    body = read_body(wrapped)
+    items = [i for i in _items(body, task_uuid) if _state(i) is JobState.SUCCEEDED]
+    if not items:
+        raise MalformedResponse(f"no successful result for task {task_uuid} in the answer", provider=PROVIDER)
+    item = items[0]
+    url = item.videoURL or item.videoDataURI
+    if not url:
+        raise MalformedResponse("result has neither videoURL nor videoDataURI", provider=PROVIDER)
+    return ProviderOutput(
+        video_url=url, seed=item.seed,
+        cost_usd=None if item.cost is None else Decimal(str(item.cost)),
+        nsfw=item.NSFWContent, raw=final,
+    )
