@@ -33,7 +33,7 @@ PRE_DISPATCH = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, htt
 
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
-    value = headers.get("retry-after")
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if not value:
         return None
     try:

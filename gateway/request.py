@@ -10,6 +10,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,9 +75,12 @@ def _check_public_url(url: str) -> None:
     if host == "localhost" or host.endswith(".localhost") or host.endswith(".internal"):
         raise ValueError(f"image URL host {host!r} is not reachable by a vendor; use a public URL")
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
-        return
+        try:  # shorthand and integer IPv4 forms (127.1, 2130706433, 0x7f.1) that resolvers accept
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return
     if not address.is_global:
         raise ValueError(f"image URL host {host} is a private or reserved address; "
                          "vendors cannot fetch it — pass a public URL or a local file")
@@ -106,6 +110,8 @@ class ImageInput(BaseModel):
         if isinstance(raw, ImageInput):
             return raw
         if isinstance(raw, dict) and "value" in raw:  # an ImageInput read back from JSON: check it again
+            if not isinstance(raw["value"], str):
+                raise ValueError("image value must be a string (URL, data URI, base64 or file path)")
             return cls.coerce(Path(raw["value"]) if raw.get("kind") == "file" else raw["value"])
         if isinstance(raw, Path):
             return cls._from_file(raw)
@@ -127,12 +133,17 @@ class ImageInput(BaseModel):
                 raise ValueError("image data URI must look like data:image/png;base64,<data>")
             data = _decode(match.group("data"), "image data URI")
             mime = _check_image_bytes(data, "image data URI")
-            if match.group("mime").lower() != mime and match.group("mime").lower() != "image/jpg":
+            declared = match.group("mime").lower()
+            if {"image/jpg": "image/jpeg"}.get(declared, declared) != mime:
                 raise ValueError(f"image data URI says {match.group('mime')} but holds {mime}")
             return cls(kind="data_uri", value=text, mime=mime)
         if len(text) >= 16 and _BASE64.match(text):
-            data = _decode(text, "image base64")
-            return cls(kind="base64", value=text, mime=_check_image_bytes(data, "image base64"))
+            try:
+                data = _decode(text, "image base64")
+                return cls(kind="base64", value=text, mime=_check_image_bytes(data, "image base64"))
+            except ValueError:
+                if len(text) > 4096 or not Path(text).is_file():  # not a path either: say what base64 lacked
+                    raise
         return cls._from_file(Path(text))
 
     @classmethod

@@ -120,6 +120,8 @@ class FalProvider:
         hint = {"idempotency_key": ctx.idempotency_key, "endpoint": endpoint}
         try:
             sent = await queue.submit(endpoint, payload)
+            ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
+                            status_url=sent.status_url, cancel_url=sent.cancel_url)
         except FalCallError as exc:
             if exc.cause is not None:
                 raise self._transport(exc.cause, "submit", hint) from exc
@@ -130,8 +132,6 @@ class FalProvider:
             # fal answered 2xx but the answer is unreadable: a paid request may exist, id unknown.
             raise SubmitOutcomeUnknown(f"fal accepted the submit but its answer was unreadable "
                                        f"({type(exc).__name__})", provider=self.name, job_hint=hint) from exc
-        ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
-                        status_url=sent.status_url, cancel_url=sent.cancel_url)
         return JobHandle(self.name, ack.request_id, data={"endpoint": endpoint, **ack.model_dump(
             include={"request_id", "response_url", "status_url", "cancel_url"})})
 

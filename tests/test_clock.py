@@ -1,0 +1,111 @@
+"""Virtual and real clocks (gateway/clock.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from gateway.clock import Clock, RealClock, VirtualClock
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_sleep_advances_instantly(clock: VirtualClock) -> None:
+    wall = time.perf_counter()
+    assert clock.now() == 0.0
+    await clock.sleep(3600)
+    assert clock.now() == 3600.0
+    await clock.sleep(86400)
+    assert clock.now() == 90000.0
+    assert clock.slept == 90000.0
+    assert time.perf_counter() - wall < 0.5
+
+
+async def test_negative_and_zero_sleep(clock: VirtualClock) -> None:
+    await clock.sleep(-5)
+    await clock.sleep(0)
+    assert clock.now() == 0.0
+    assert clock.slept == 0.0
+
+
+async def test_custom_start() -> None:
+    c = VirtualClock(start=100.0)
+    await c.sleep(2.5)
+    assert c.now() == 102.5
+
+
+def test_advance() -> None:
+    c = VirtualClock()
+    c.advance(1.5)
+    c.advance(2)
+    assert c.now() == 3.5
+    assert c.slept == 0.0
+
+
+async def test_many_concurrent_sleepers_wake_in_order(clock: VirtualClock) -> None:
+    rng = random.Random(7)
+    durations = [rng.randint(1, 500) / 4 for _ in range(1000)]
+    woke: list[tuple[int, float]] = []
+
+    async def sleeper(i: int) -> None:
+        await clock.sleep(durations[i])
+        woke.append((i, clock.now()))
+
+    wall = time.perf_counter()
+    await asyncio.gather(*(sleeper(i) for i in range(len(durations))))
+    assert time.perf_counter() - wall < 2.0
+    assert len(woke) == 1000
+    for i, seen in woke:
+        assert seen == durations[i], (i, seen)
+    times = [t for _, t in woke]
+    assert times == sorted(times)
+    assert clock.now() == max(durations)
+    assert clock.slept == sum(durations)
+
+
+async def test_chained_sleeps_interleave(clock: VirtualClock) -> None:
+    log: list[tuple[str, float]] = []
+
+    async def worker(name: str, steps: list[float]) -> None:
+        for step in steps:
+            await clock.sleep(step)
+            log.append((name, clock.now()))
+
+    await asyncio.gather(worker("a", [1, 1, 1]), worker("b", [2.5, 0.25]), worker("c", [0.5]))
+    assert log == [("c", 0.5), ("a", 1.0), ("a", 2.0), ("b", 2.5), ("b", 2.75), ("a", 3.0)]
+
+
+async def test_gather_ends_at_longest_sleep(clock: VirtualClock) -> None:
+    async def slow() -> str:
+        await clock.sleep(10)
+        return "slow"
+
+    async def fast() -> str:
+        await clock.sleep(1)
+        return "fast"
+
+    done = await asyncio.gather(slow(), fast())
+    assert done == ["slow", "fast"]
+    assert clock.now() == 10.0
+
+
+def test_clocks_satisfy_protocol() -> None:
+    def takes(c: Clock) -> float:
+        return c.now()
+
+    assert takes(VirtualClock(start=4.0)) == 4.0
+    assert isinstance(takes(RealClock()), float)
+
+
+async def test_real_clock_basic() -> None:
+    c = RealClock()
+    first = c.now()
+    assert abs(first - time.monotonic()) < 1.0
+    await c.sleep(-1)  # clamped to 0, returns at once
+    await c.sleep(0.01)
+    second = c.now()
+    assert second - first >= 0.009
+    assert second - first < 1.0
