@@ -12,21 +12,31 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from gateway.contract import Capabilities, Limit
+from gateway.errors import AllProvidersFailed, GatewayError
 from gateway.health import BreakerState
 from gateway.journal import SpendRow, SubmitRecord
-from gateway.pricing import Quote
+from gateway.pricing import Compute, PriceBook, Quote
+from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
+from gateway.routing import Route
 from gateway.runner import Event
 
-__all__ = ["RunDisplay", "attempts_table", "capabilities_text", "jobs_table", "money", "providers_table",
-           "quote_table", "resume_table", "result_table", "spend_table", "stderr_console", "stdout_console"]
+if TYPE_CHECKING:
+    from gateway.client import Gateway
+
+__all__ = ["RunDisplay", "attempt_lines", "attempts_table", "capabilities_json", "capabilities_text",
+           "emulator_banner", "error_line", "generate_with_progress", "jobs_table", "money", "one_line",
+           "providers_table", "quote_table", "result_table", "resume_table", "spend_table", "stderr_console",
+           "stdout_console", "unsettled_lines", "validation_line", "why_cheapest"]
 
 
 def stdout_console() -> Console:
@@ -85,6 +95,12 @@ def capabilities_text(capabilities: Capabilities) -> Text:
         text.append(f"{mode} ({caps.endpoint})\n", style="bold")
         text.append("\n".join(f"  {name}: {_limit(limit)}" for name, limit in caps.fields.items()))
     return text
+
+
+def capabilities_json(capabilities: Capabilities) -> dict[str, Any]:
+    """``{mode: {"endpoint": …, "fields": {field: limit text}}}``."""
+    return {str(mode): {"endpoint": caps.endpoint, "fields": {f: _limit(lim) for f, lim in caps.fields.items()}}
+            for mode, caps in capabilities.modes.items()}
 
 
 def providers_table(classes: Mapping[str, type], keys_set: Mapping[str, bool],
@@ -188,6 +204,15 @@ def spend_table(rows: Sequence[SpendRow]) -> Table:
     return table
 
 
+def emulator_banner(base: str, faults: str | None) -> list[str]:
+    """What ``ovi-gateway emulate`` prints: the base URL and which paths reach which vendor."""
+    routes = (("/v1", "runware (task API)"), ("/api/v3/...", "wavespeed"),
+              ("/fal-ai/...", "fal queue (uploads: /storage, /files)"), ("/_emulator/ledger", "billing ledger (JSON)"))
+    lines = [f"emulator listening on {base} (Ctrl-C to stop); nothing is billed"]
+    lines += [f"  {base}{path:<20} {what}" for path, what in routes]
+    return lines + ([f"  faults: {faults}"] if faults else [])
+
+
 # ---- live progress -----------------------------------------------------------------------------
 @dataclass
 class _VendorRow:
@@ -206,7 +231,7 @@ class RunDisplay:
     """
 
     def __init__(self, print_line: Any) -> None:
-        self._print = print_line
+        self.print_line = print_line
         self._lock = threading.Lock()
         self._rows: dict[str, _VendorRow] = {}
         self._started = time.monotonic()
@@ -243,20 +268,23 @@ class RunDisplay:
 
     def _announce(self, event: Event) -> None:
         at = f"[{event.elapsed:5.1f} s] "
+        message = one_line(event.message or "", 160)
         if event.kind == "failover":
-            self._print(Text(f"{at}failing over to {event.provider} ({event.message})", style="bold yellow"))
+            self.print_line(Text(f"{at}failing over to {event.provider} ({message})", style="bold yellow"))
         elif event.kind == "retry":
-            self._print(Text(f"{at}{event.provider}: will retry after: {event.message}", style="yellow"))
+            self.print_line(Text(f"{at}{event.provider}: will retry after: {message}", style="yellow"))
         elif event.kind == "reconcile":
-            self._print(Text(f"{at}{event.provider}: submit may have reached the vendor; checking "
-                             f"before paying elsewhere ({event.message})", style="dim"))
+            self.print_line(Text(f"{at}{event.provider}: submit may have reached the vendor; checking "
+                             f"before paying elsewhere ({message})", style="dim"))
         elif event.kind == "accepted":
-            self._print(Text(f"{at}{event.provider} accepted job {event.message}"))
+            self.print_line(Text(f"{at}{event.provider} accepted job {event.message}"))
         elif event.kind == "done":
-            self._print(Text(f"{at}{event.provider} finished", style="green"))
+            self.print_line(Text(f"{at}{event.provider} finished", style="green"))
 
-    def __rich__(self) -> Table:
+    def __rich__(self) -> Table | Text:
         now = time.monotonic()
+        if not self._rows:
+            return Text(f"planning… {now - self._started:.1f} s")
         table = Table(title=f"generating… {now - self._started:.1f} s", title_justify="left")
         for column in ("vendor", "state", "queue", "elapsed", "job id"):
             table.add_column(column)
@@ -268,3 +296,78 @@ class RunDisplay:
             table.add_row(_text(name, "bold"), _text(row.state), _text(queue), _text(f"{elapsed:.1f} s"),
                           _text(row.job_id or ""))
         return table
+
+
+# ---- text lines ---------------------------------------------------------------------------------
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (vendor bodies can hold HTML), cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def validation_line(error: ValidationError) -> str:
+    """A pydantic error on one line: each field and what is wrong with it (prompt errors name the position)."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "request"
+        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ').removeprefix(where + ': ')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def error_line(error: GatewayError) -> str:
+    """``Type: message``; for ``AllProvidersFailed`` without the inlined attempts (they follow as lines)."""
+    text = str(error).split(" — ", 1)[0] if isinstance(error, AllProvidersFailed) else str(error)
+    return f"{type(error).__name__}: {text}"
+
+
+def attempt_lines(error: GatewayError) -> list[str]:
+    """One line per attempt carried by ``error``."""
+    return [one_line(f"attempt {a.provider}: {a.outcome}" + (f" ({a.error_type}: {a.error})" if a.error_type else ""))
+            for a in error.attempts]
+
+
+def unsettled_lines(error: GatewayError, emulated: bool) -> list[str]:
+    """What is known of a job that may be paid for, and how to finish it."""
+    hint: dict[str, Any] = {"provider": error.provider} if error.provider else {}
+    hint |= getattr(error, "job_hint", None) or {}
+    job = getattr(error, "job", None)
+    if job is not None:
+        hint["job"] = getattr(job, "job_id", job)
+    lines = [f"job: {', '.join(f'{k}={v}' for k, v in hint.items())}"] if hint else []
+    if emulated:
+        return lines + ["(emulator: nothing was billed)"]
+    return lines + ["a paid job may exist: run `ovi-gateway jobs resume` to finish it instead of paying again"]
+
+
+def why_cheapest(book: PriceBook, request: OviRequest, quotes: Sequence[Quote], best: Quote) -> str:
+    """Which vendor is cheapest for ``request``, how its price is made, and what the others charge."""
+    rule = book.rule(best.provider, request.mode)
+    if isinstance(rule, Compute):
+        steps = request.steps if request.steps is not None else rule.default_steps
+        how = f"an estimate: billed by compute time, {steps} steps"
+    else:
+        how = "a fixed price"
+    others = ", ".join(f"{q.provider} {money(q.price_usd)}" for q in quotes
+                       if q is not best and q.feasible and q.price_usd is not None)
+    return f"cheapest: {best.provider} at {money(best.price_usd)} ({how})" + (
+        f", below {others}" if others else "") + "."
+
+
+def generate_with_progress(gw: Gateway, request: OviRequest, *, provider: str | None = None,
+                           route: Route | None = None, emulated: bool) -> OviResult:
+    """``gw.generate`` with the live progress display on stderr. On Ctrl-C, names each accepted job
+    that may still run (and be billed) at a real vendor."""
+    console = stderr_console()
+    display = RunDisplay(console.print)
+    try:
+        with Live(display, console=console, refresh_per_second=8, transient=False) as live:
+            display.print_line = live.console.print
+            return gw.generate(request, provider=provider, route=route, on_event=display.on_event)
+    except KeyboardInterrupt:
+        for vendor, job_id in [] if emulated else display.accepted:
+            console.print(f"job {job_id} at {vendor} may still be running: run `ovi-gateway jobs resume`",
+                          markup=False)
+        raise
+    finally:
+        if not console.is_terminal:
+            console.line()  # off-terminal, Live ends its last frame without a newline

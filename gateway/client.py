@@ -75,6 +75,8 @@ class Gateway:
         breaker: options for each vendor's breaker (``threshold``, ``cooldown``, ``max_cooldown``).
         seed: seeds retry jitter and generated keys, for repeatable runs.
         budget: a spend cap per UTC day, month or in total (needs the journal).
+        backoff_base: seconds before the first same-vendor retry (doubling, with jitter, up to 30 s)
+            when the vendor gave no ``Retry-After``.
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
@@ -82,7 +84,7 @@ class Gateway:
                  emulator: Any = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
                  breaker: Mapping[str, float] | None = None, seed: int | None = None,
-                 budget: Budget | None = None) -> None:
+                 budget: Budget | None = None, backoff_base: float = 1.0) -> None:
         self.registry = registry or Registry.load()
         wanted = set(providers) if providers is not None else None
         self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
@@ -100,6 +102,7 @@ class Gateway:
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget = budget
+        self.backoff_base = backoff_base
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, dict[str, Provider]]] = {}
         self._calibrate_from_journal()
 
@@ -202,6 +205,15 @@ class Gateway:
                 "a possible second charge)", provider=record.provider,
                 job_hint={"provider": record.provider, "idempotency_key": record.submit_key, "clip": clip_key})
 
+    def download(self, result: OviResult, path: str | os.PathLike[str]) -> Any:
+        """``result.download(path)`` over this gateway's transport (so emulated clips download offline)."""
+        if self.transport is None:
+            return result.download(path)
+        if not isinstance(self.transport, httpx.BaseTransport):
+            raise ConfigurationError("this gateway's transport is async-only; call result.download(path)")
+        with httpx.Client(transport=self.transport, follow_redirects=True) as client:
+            return result.download(path, client=client)
+
     # ---- resuming ---------------------------------------------------------------------------
     def resume(self) -> list[ResumeOutcome]:
         """Synchronous ``aresume``."""
@@ -295,6 +307,7 @@ class Gateway:
     def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
         return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
+                      backoff_base=self.backoff_base,
                       new_key=self._new_key)
 
     def _unconfigured(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from pydantic import SecretStr
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UnsupportedByProvider
 from gateway.request import Mode, OviRequest
 
 __all__ = [
@@ -65,6 +65,8 @@ class Limit:
             return f"always {self.fixed}"
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.minimum is None and self.maximum is None:
+            return "any value"
         low = "" if self.minimum is None else _num(self.minimum)
         high = "" if self.maximum is None else _num(self.maximum)
         if low and high:
@@ -86,7 +88,7 @@ class Violation:
 
     def __str__(self) -> str:
         shown = self.value if not isinstance(self.value, str) or len(self.value) < 40 else self.value[:37] + "…"
-        return f"{self.field}={shown!r} not honored ({self.allowed})"
+        return f"{self.field}={shown!r} (allowed: {self.allowed})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,17 @@ class Capabilities:
             elif not limit.allows(value):
                 found.append(Violation(name, value, limit.describe()))
         return found
+
+
+    def require(self, request: OviRequest, *, provider: str, dropped: frozenset[str] = frozenset()) -> None:
+        """Raise ``UnsupportedByProvider`` naming every field, value and allowed range this vendor cannot
+        honor, except fields in ``dropped``. A mode the vendor does not offer can never be dropped."""
+        caps = self.modes.get(request.mode)
+        blocking = [v for v in self.violations(request) if caps is None or v.field not in dropped]
+        if blocking:
+            where = f" on {caps.endpoint}" if caps else ""
+            raise UnsupportedByProvider("cannot honor " + "; ".join(str(v) for v in blocking) + where,
+                                        provider=provider, violations=blocking)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,9 @@ class Attempt(BaseModel):
 
 
 class Timings(BaseModel):
-    """Seconds spent, measured on the gateway's clock. ``inference_s`` is the vendor's own figure."""
+    """Seconds spent, measured on the gateway's clock between polls. ``queued_s`` runs from the vendor's
+    acknowledgement to the last poll that saw the job queued (``None`` if none did); ``running_s`` from
+    then to the poll that saw it finished. ``inference_s`` is the vendor's own figure."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,7 +81,9 @@ class OviResult(BaseModel):
         target.parent.mkdir(parents=True, exist_ok=True)
         owned = client is None
         http = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        tmp_name = str(target.parent / f".{target.name}.{uuid.uuid4().hex}.part")
+        # O_EXCL on a fresh name, mode 0666 less the umask: the saved clip gets normal permissions.
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as out, http.stream("GET", self.video_url) as response:
                 response.raise_for_status()

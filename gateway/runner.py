@@ -218,7 +218,8 @@ class Runner:
         """Poll ``handle`` to the end and build the result; ``None`` means fail over."""
         name = provider.name
         checks, errors_in_row = 0, 0
-        queued_until: float | None = None
+        last_queued: float | None = None  # when the job was last seen waiting in the vendor's queue
+        running_seen = False
         last_error: GatewayError | None = None
         status: JobStatus | None = None
         while True:
@@ -247,9 +248,10 @@ class Runner:
             self.on_event(Event("status", name, self.clock.now() - started, state=status.state,
                                 queue_position=status.queue_position))
             if status.state == JobState.QUEUED:
+                last_queued = self.clock.now()
                 continue
-            if queued_until is None:
-                queued_until = self.clock.now()
+            if not running_seen:
+                running_seen = True
                 self.journal.state(submit_key, "running")
             if status.state == JobState.FAILED:
                 error = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
@@ -262,7 +264,7 @@ class Runner:
                                           submit_key)
         return self._finish(provider, handle, output, request=request, candidate=candidate, clip_key=clip_key,
                             submit_key=submit_key, started=started, vendor_started=vendor_started,
-                            queued_until=queued_until, attempts=attempts)
+                            last_queued=last_queued, attempts=attempts)
 
     async def _fetch_result(self, provider: Provider, handle: JobHandle, status: JobStatus,
                             deadline_at: float | None, name: str, vendor_started: float,
@@ -284,12 +286,14 @@ class Runner:
 
     def _finish(self, provider: Provider, handle: JobHandle, output: ProviderOutput, *,
                 request: OviRequest | None, candidate: Candidate | None, clip_key: str, submit_key: str,
-                started: float, vendor_started: float, queued_until: float | None,
+                started: float, vendor_started: float, last_queued: float | None,
                 attempts: list[Attempt]) -> OviResult:
         name = provider.name
         now = self.clock.now()
         self.health[name].success()
-        self.poll.observe(name, now - (queued_until or vendor_started))
+        # Polls bound the phases: queued at least until last seen queued, running at most since then.
+        running_from = last_queued if last_queued is not None else vendor_started
+        self.poll.observe(name, now - running_from)
         quoted = candidate.quote.price_usd if candidate else None
         cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (
             (quoted, "estimated") if quoted is not None else (None, "unknown"))
@@ -299,8 +303,8 @@ class Runner:
             provider=name, job_id=handle.job_id, video_url=output.video_url, seed=output.seed,
             cost_usd=cost, cost_source=source, quoted_usd=quoted, nsfw=output.nsfw,
             timings=Timings(total_s=now - started,
-                            queued_s=None if queued_until is None else queued_until - vendor_started,
-                            running_s=None if queued_until is None else now - queued_until,
+                            queued_s=None if last_queued is None else last_queued - vendor_started,
+                            running_s=now - running_from,
                             inference_s=output.inference_s),
             dropped=sorted(candidate.dropped) if candidate else [], attempts=list(attempts),
             idempotency_key=clip_key, raw=output.raw)

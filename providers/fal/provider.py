@@ -55,7 +55,7 @@ class FalProvider:
     # ---- pure ---------------------------------------------------------------------------------
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
         """The JSON fal receives; a local image shows as a data URI (``submit`` uploads it first)."""
-        translate.check(request, ctx, self.capabilities)
+        self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         return translate.build_payload(request, ctx)
 
     def parse(self, final: Any, handle: JobHandle) -> ProviderOutput:
@@ -111,7 +111,7 @@ class FalProvider:
 
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
         queue = self._client()
-        translate.check(request, ctx, self.capabilities)
+        self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         endpoint = translate.endpoint_for(request)
         image_url = None
         if request.image is not None and request.image.kind != "url":

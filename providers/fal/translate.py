@@ -30,7 +30,6 @@ from gateway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     ResultExpired,
-    UnsupportedByProvider,
 )
 from gateway.http import classify_status, redact
 from gateway.request import ImageInput, Mode, OviRequest
@@ -46,8 +45,7 @@ __all__ = [
     "Phase",
     "build_payload",
     "cancel_was_moot",
-    "check",
-    "classify_completed",
+        "classify_completed",
     "classify_http",
     "endpoint_for",
     "image_reference",
@@ -114,19 +112,6 @@ _FUNDS_WORDS = ("insufficient", "balance", "exhausted", "billing", "credits")
 def endpoint_for(request: OviRequest) -> str:
     """The fal model id that runs ``request`` (image-to-video or text-to-video)."""
     return I2V_ENDPOINT if request.mode is Mode.IMAGE_TO_VIDEO else T2V_ENDPOINT
-
-
-def check(request: OviRequest, ctx: SubmitContext, capabilities: Capabilities = CAPABILITIES) -> None:
-    """Raise ``UnsupportedByProvider`` for every set field fal cannot honor (unless dropped)."""
-    found = [v for v in capabilities.violations(request) if v.field not in ctx.dropped]
-    if found:
-        detail = "; ".join(f"{v.field}={_shown(v.value)} (fal allows: {v.allowed})" for v in found)
-        raise UnsupportedByProvider(f"fal cannot honor {detail}", provider=PROVIDER, violations=found)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def image_reference(image: ImageInput) -> str:

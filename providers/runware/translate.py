@@ -19,7 +19,7 @@ from gateway.contract import (Capabilities, JobHandle, JobState, JobStatus, Limi
                               ProviderOutput, SubmitContext)
 from gateway.errors import (AuthError, ContentRejected, GatewayError, GenerationFailed, InsufficientFunds,
                             MalformedResponse, ProviderError, ProviderRejected, ProviderUnavailable, RateLimited,
-                            ResultExpired, UnsupportedByProvider)
+                            ResultExpired)
 from gateway.http import classify_status, classify_transport, redact, retry_after
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.runware.schemas import (RunwareAdvancedFeatures, RunwareBody, RunwareError, RunwareGetResponseTask,
@@ -28,7 +28,7 @@ from providers.runware.schemas import (RunwareAdvancedFeatures, RunwareBody, Run
 
 __all__ = [
     "API_URL", "CAPABILITIES", "ENDPOINT", "INLINE_IMAGE_LIMIT", "PROVIDER",
-    "build_payload", "check_request", "classify", "classify_response", "error_from", "family",
+    "build_payload", "classify", "classify_response", "error_from", "family",
     "find_from", "handle_from_submit", "image_value", "parse_output", "poll_payload", "read_body",
     "status_from", "upload_payload", "uploaded_image", "with_image",
 ]
@@ -62,19 +62,6 @@ _TOP = {"seed": "seed", "steps": "steps", "fps": "fps", "output_format": "output
 
 
 # ---- request side ---------------------------------------------------------------------------
-def check_request(request: OviRequest, ctx: SubmitContext) -> None:
-    """Raise ``UnsupportedByProvider`` for any field Runware cannot honor that is not in ``ctx.dropped``.
-
-    The mode itself cannot be dropped: without an image there is nothing to send.
-    """
-    violations = CAPABILITIES.violations(request)
-    blocking = [v for v in violations if v.field not in ctx.dropped or request.mode not in CAPABILITIES.modes]
-    if blocking:
-        raise UnsupportedByProvider(
-            f"{PROVIDER} cannot run this request: " + "; ".join(str(v) for v in blocking),
-            provider=PROVIDER, violations=blocking)
-
-
 def image_value(image: ImageInput) -> str:
     """``inputs.image``: URLs, data URIs and bare base64 as given; a local file as an inline data URI."""
     return image.as_data_uri() if image.kind == "file" else image.value
@@ -82,8 +69,8 @@ def image_value(image: ImageInput) -> str:
 
 def build_payload(request: OviRequest, ctx: SubmitContext) -> list[dict[str, Any]]:
     """The exact task array Runware receives (checks the request first)."""
-    check_request(request, ctx)
-    assert request.image is not None  # check_request refused text-to-video
+    CAPABILITIES.require(request, provider=PROVIDER, dropped=ctx.dropped)
+    assert request.image is not None  # require() refused text-to-video
     honored = {k: v for k, v in request.set_fields().items() if k not in ctx.dropped}
     advanced = {_ADVANCED[k]: v for k, v in honored.items() if k in _ADVANCED}
     task = RunwareVideoTask(

@@ -58,7 +58,7 @@ class WaveSpeedProvider:
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
         """The submit body. A URL image is sent as given; a file or base64 image is shown as a data URI,
         though ``submit`` sends the URL WaveSpeed's upload returns for it instead."""
-        translate.check(request, ctx)
+        self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         image = None
         if request.image is not None:
             image = request.image.value if request.image.kind == "url" else request.image.as_data_uri()
@@ -81,7 +81,7 @@ class WaveSpeedProvider:
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
         """Upload a local image if needed, then POST the job exactly once."""
         key = self._key()
-        translate.check(request, ctx)
+        self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         image = None
         if request.image is not None:
             image = request.image.value if request.image.kind == "url" else await self._upload(request.image, key)

@@ -31,7 +31,6 @@ from gateway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     ResultExpired,
-    UnsupportedByProvider,
 )
 from gateway.http import classify_status, redact
 from gateway.request import Mode, OviRequest
@@ -47,8 +46,7 @@ __all__ = [
     "build_payload",
     "endpoint",
     "load_envelope",
-    "check",
-    "classify_code",
+        "classify_code",
     "classify_http",
     "classify_task",
     "parse_envelope",
@@ -107,24 +105,13 @@ def upload_url(base: str = API_BASE) -> str:
     return base + UPLOAD_PATH
 
 
-def check(request: OviRequest, ctx: SubmitContext) -> None:
-    """Raise ``UnsupportedByProvider`` for every set field WaveSpeed cannot honor (unless dropped)."""
-    caps = CAPABILITIES.modes.get(request.mode)
-    where = caps.endpoint if caps else request.mode
-    found = [v for v in CAPABILITIES.violations(request) if v.field not in ctx.dropped]
-    if found:
-        parts = [f"{v.field}={v.value!r} (wavespeed allows: {v.allowed})" for v in found]
-        raise UnsupportedByProvider(f"wavespeed {where} cannot honor " + "; ".join(parts),
-                                    provider=NAME, violations=found)
-
-
 def build_payload(request: OviRequest, ctx: SubmitContext, image: str | None) -> dict[str, Any]:
     """The exact submit body. ``image`` is what goes in ``"image"`` (a URL, or the uploaded file's URL).
 
     An unset seed is sent as ``-1`` (WaveSpeed's "random"), as is a dropped one. ``size`` maps
     ``960x540`` → ``"960*540"``; fps and output format are fixed (24, MP4) and never sent.
     """
-    check(request, ctx)
+    CAPABILITIES.require(request, provider=NAME, dropped=ctx.dropped)
     seed = request.seed if request.seed is not None and "seed" not in ctx.dropped else RANDOM_SEED
     if request.mode is Mode.IMAGE_TO_VIDEO:
         if image is None:

@@ -113,13 +113,13 @@ def test_local_file_is_inlined_as_a_data_uri(provider: RunwareProvider, png_file
 
 
 @pytest.mark.parametrize(("fields", "named"), [
-    ({"steps": 101}, "steps=101 not honored (1–100)"),
-    ({"fps": 121}, "fps=121 not honored (1–120)"),
-    ({"video_guidance": 10.5}, "video_guidance=10.5 not honored (0–10)"),
-    ({"audio_guidance": 11}, "audio_guidance=11.0 not honored (0–10)"),
-    ({"slg_layer": 31}, "slg_layer=31 not honored (0–30)"),
-    ({"output_quality": 19}, "output_quality=19 not honored (20–99)"),
-    ({"output_quality": 100}, "output_quality=100 not honored (20–99)"),
+    ({"steps": 101}, "steps=101 (allowed: 1–100)"),
+    ({"fps": 121}, "fps=121 (allowed: 1–120)"),
+    ({"video_guidance": 10.5}, "video_guidance=10.5 (allowed: 0–10)"),
+    ({"audio_guidance": 11}, "audio_guidance=11.0 (allowed: 0–10)"),
+    ({"slg_layer": 31}, "slg_layer=31 (allowed: 0–30)"),
+    ({"output_quality": 19}, "output_quality=19 (allowed: 20–99)"),
+    ({"output_quality": 100}, "output_quality=100 (allowed: 20–99)"),
 ])
 def test_out_of_range_fields_are_refused(provider: RunwareProvider, fields: dict, named: str) -> None:
     with pytest.raises(UnsupportedByProvider) as info:
