@@ -241,9 +241,12 @@ class RunDisplay:
     def on_event(self, event: Event) -> None:
         """Update the view for one ``gateway.runner.Event``."""
         now = time.monotonic()
+        if event.kind == "wait":
+            self.print_line(Text(one_line(event.message or "waiting", 160), style="yellow"))
+            return
         with self._lock:
             row = self._rows.get(event.provider)
-            if row is None or event.kind == "failover":
+            if row is None or event.kind in ("failover", "resubmit"):
                 for other in self._rows.values():
                     if other.ended is None:
                         other.ended, other.state = now, "failed"
@@ -271,6 +274,9 @@ class RunDisplay:
         message = one_line(event.message or "", 160)
         if event.kind == "failover":
             self.print_line(Text(f"{at}failing over to {event.provider} ({message})", style="bold yellow"))
+        elif event.kind == "resubmit":
+            self.print_line(Text(f"{at}{event.provider}: its job failed; submitting a new one ({message})",
+                                 style="bold yellow"))
         elif event.kind == "retry":
             self.print_line(Text(f"{at}{event.provider}: will retry after: {message}", style="yellow"))
         elif event.kind == "reconcile":

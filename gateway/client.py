@@ -181,8 +181,16 @@ class Gateway:
             if resumed is not None:
                 return resumed
             self._refuse_if_unsettled(clip_key, route)
-        chosen = plan(route, self._quotes(request), unhealthy=self.health_state.unhealthy(),
-                      unconfigured=self._unconfigured())
+        quotes = self._quotes(request)
+        chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())
+        wait = None if chosen.candidates else self._cooldown_wait(route, quotes)
+        if wait is not None:
+            # Only cooling-down vendors can take this clip: wait for the first to half-open, within the deadline.
+            if on_event is not None:
+                on_event(Event("wait", "", 0.0, message=f"every capable vendor is cooling down; waiting {wait:.0f} s"))
+            await self.clock.sleep(wait)
+            route = route if route.deadline is None else route.model_copy(update={"deadline": route.deadline - wait})
+            chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())
         if not chosen.candidates:
             raise NoRoute("no vendor can take this request", reasons=chosen.excluded)
         try:
@@ -193,6 +201,17 @@ class Gateway:
             raise
         self._settle(result)
         return result
+
+    def _cooldown_wait(self, route: Route, quotes: Mapping[str, Quote]) -> float | None:
+        """Seconds until the first vendor that could take the clip but for its open breaker half-opens;
+        ``None`` when no such vendor exists or the deadline is shorter."""
+        if_healthy = plan(route, quotes, unconfigured=self._unconfigured())
+        reopen = [self.health_state[c.provider].open_until for c in if_healthy.candidates]
+        waits = [at - self.clock.now() for at in reopen if at is not None]
+        if not waits:
+            return None
+        wait = max(0.0, min(waits))
+        return wait if route.deadline is None or wait < route.deadline else None
 
     def _refuse_if_unsettled(self, clip_key: str, route: Route) -> None:
         """A clip whose earlier submit may hold a paid job is not submitted again unless the route says so."""

@@ -37,6 +37,8 @@ class Route(BaseModel):
         max_tries: submits per vendor for retryable errors (429, 5xx before acceptance).
         failover_on_content_rejection: when a vendor's safety check refuses the clip, try the next
             vendor (default False: stop, since another vendor will usually refuse it too).
+        job_retries: new jobs per vendor after a job failed there (default 1), tried once every
+            other candidate has had its turn. A failed job is usually not billed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,6 +55,7 @@ class Route(BaseModel):
     failover_on_unknown: bool = False
     max_tries: int = Field(default=3, ge=1, le=10)
     failover_on_content_rejection: bool = False
+    job_retries: int = Field(default=1, ge=0, le=5)
 
     @field_validator("max_price", mode="before")
     @classmethod

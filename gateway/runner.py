@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -46,7 +47,9 @@ __all__ = ["Event", "PollPolicy", "Runner"]  # PollPolicy re-exported for caller
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Progress for displays: ``kind`` is submit, accepted, status, retry, failover, reconcile or done."""
+    """Progress for displays: ``kind`` is wait (every capable vendor cooling down), submit, accepted,
+    status, retry, reconcile, failover, resubmit (a new job on the same vendor after its job failed)
+    or done. ``provider`` is empty for ``wait``."""
 
     kind: str
     provider: str
@@ -112,14 +115,23 @@ class Runner:
         deadline_at = None if route.deadline is None else started + route.deadline
         attempts: list[Attempt] = []
         last_error: GatewayError | None = None
-        for index, candidate in enumerate(plan.candidates):
-            if index:
-                self.on_event(Event("failover", candidate.provider, self.clock.now() - started,
-                                    message=f"after {last_error!r}"))
+        queue = deque(plan.candidates)
+        resubmitted: dict[str, int] = {}
+        while queue:
+            candidate = queue.popleft()
+            if last_error is not None:
+                kind = "resubmit" if candidate.provider == last_error.provider else "failover"
+                self.on_event(Event(kind, candidate.provider, self.clock.now() - started,
+                                    message=f"after {type(last_error).__name__}: {last_error.message}"))
             try:
                 result = await self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
             except GatewayError as error:
                 last_error = error
+                if isinstance(error, GenerationFailed) and resubmitted.get(candidate.provider, 0) < route.job_retries:
+                    # A job that died at the vendor is worth one more try there, after every other vendor.
+                    resubmitted[candidate.provider] = resubmitted.get(candidate.provider, 0) + 1
+                    queue.append(candidate)
+                    continue
                 if _fails_over(error, route):
                     continue
                 error.attempts = list(attempts)

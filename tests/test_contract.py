@@ -2,9 +2,9 @@
 the emulator in virtual time. The table below is the fault matrix (vendor × fault → outcome, billed
 jobs); each row also checks the invariants that hold for every vendor:
 
-- a clip is never billed more than once;
-- a success is billed exactly once, on the vendor that delivered it;
-- when a job was billed but no clip came back, the error says ``may_be_billed``.
+- a success is billed on the vendor that delivered it, and any other billed job is reported on the
+  result as a possible extra charge (only a stuck job, cancelled after ``PollPolicy.max_wait``, does that);
+- when a job was billed but no clip came back, it is the only one, and the error says ``may_be_billed``.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ for _fault in ("401", "402", "bad_json"):
     _row("status", _fault, ("JobUnresolved", 1), ("JobUnresolved", 1), ("JobUnresolved", 1))
     # Runware and WaveSpeed deliver the result with the final status: no separate result call to fail.
     _row("result", _fault, OK, ("JobUnresolved", 1), OK)
-_row("job", "fail", ("GenerationFailed", 0), ("GenerationFailed", 0), ("GenerationFailed", 0))
+# A job that died at the vendor gets one new job there (Route.job_retries): the fault hits the first only.
+_row("job", "fail", OK, OK, OK)
 _row("job", "nsfw", ("ContentRejected", 0), ("ContentRejected", 1), ("ContentRejected", 0))
-_row("job", "stuck", ("GenerationFailed", 1), ("GenerationFailed", 1), ("GenerationFailed", 1))
+_row("job", "stuck", ("ok", 2), ("ok", 2), ("ok", 2))  # the stuck job is cancelled, and may have been billed
 
 
 def test_every_registered_provider_is_in_the_suite() -> None:
@@ -70,11 +71,13 @@ async def test_fault(vendor: str, operation: str, fault: str) -> None:
         await gateway.aclose()
     billed = emulator.ledger.billable(vendor)
     assert (outcome, len(billed)) == EXPECTED[(operation, fault)][vendor]
-    assert all(count == 1 for count in emulator.ledger.billed_per_clip().values())
     if error is None:
-        assert result.provider == vendor and result.job_id == billed[0].job_id
+        assert result.provider == vendor and result.job_id == billed[-1].job_id
+        # every billed job but the delivered one is reported on the result as a possible extra charge
+        # (fal and WaveSpeed failures are reported conservatively, so there may be more reported than billed)
+        assert result.possible_extra_charges >= len(billed) - 1
     elif billed:
-        assert error.may_be_billed
+        assert error.may_be_billed and len(billed) == 1
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

@@ -151,6 +151,18 @@ async def test_open_breaker_skips_a_dead_vendor_with_zero_calls() -> None:
     await gateway.aclose()
 
 
+async def test_when_only_a_cooling_vendor_can_take_the_clip_the_gateway_waits_for_it() -> None:
+    gateway, emulator, clock = _setup("runware.submit=503*3", breaker={"threshold": 3, "cooldown": 300})
+    await gateway.agenerate(_request())  # opens runware's breaker
+    with pytest.raises(NoRoute, match="cooling down"):
+        await gateway.agenerate(_request("Eighty. <S>Steps.<E>", steps=80), route=Route(deadline=100))
+    before = clock.now()
+    result = await gateway.agenerate(_request("Eighty. <S>Steps.<E>", steps=80))
+    assert result.provider == "runware"
+    assert clock.now() - before >= 299  # waited out the cooldown, then probed
+    await gateway.aclose()
+
+
 async def test_deadline_bounds_the_whole_generation_and_keeps_the_paid_job() -> None:
     gateway, emulator, _ = _setup()
     with pytest.raises(DeadlineExceeded) as caught:
