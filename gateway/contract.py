@@ -88,7 +88,8 @@ class Violation:
 
     def __str__(self) -> str:
         shown = self.value if not isinstance(self.value, str) or len(self.value) < 40 else self.value[:37] + "…"
-        return f"{self.field}={shown!r} (allowed: {self.allowed})"
+        allowed = self.allowed if self.allowed == "not supported" else f"allowed: {self.allowed}"
+        return f"{self.field}={shown!r} ({allowed})"
 
 
 @dataclass(frozen=True, slots=True)

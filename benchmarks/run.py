@@ -1,0 +1,99 @@
+"""Run the ovi-gateway benchmarks against the in-process emulator; print four tables, write JSON.
+
+    .venv/bin/python -m benchmarks.run              # full run (about 2-3 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.run --quick      # smaller sizes, a smoke run
+    .venv/bin/python -m benchmarks.run --only polling --only regret
+
+Full runs write ``benchmarks/results.json``; ``--quick`` and ``--only`` runs write
+``benchmarks/results.partial.json`` instead (so they never overwrite the full results), unless
+``--out`` says otherwise. ``--only concurrency --jobs N [--jobs M]`` picks the in-flight sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+
+NAMES = ("overhead", "polling", "concurrency", "regret")
+TITLES = {
+    "overhead": "1. Overhead: Gateway.agenerate vs minimal raw httpx (same emulator, zero job time)",
+    "polling": "2. Polling efficiency: ~60 s jobs, status calls and detection delay",
+    "concurrency": "3. Concurrency: jobs in flight at once in one process",
+    "regret": "4. Cost regret vs the cheapest feasible route, with injected outages",
+}
+HERE = Path(__file__).resolve().parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
+                        help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
+    parser.add_argument("--jobs", action="append", type=int, metavar="N",
+                        help="concurrency: jobs in flight per size (repeatable; default 1000 and 10000)")
+    parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one concurrency size, in-process
+    parser.add_argument("--idle", choices=("imported", "built"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-learn", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _run_one(name: str, quick: bool, jobs: list[int] | None) -> dict[str, Any]:
+    if name == "overhead":
+        from benchmarks import overhead
+        return overhead.run(quick)
+    if name == "polling":
+        from benchmarks import polling
+        return polling.run(quick)
+    if name == "concurrency":
+        from benchmarks import concurrency
+        return concurrency.run(quick, jobs)
+    from benchmarks import regret
+    return regret.run(quick)
+
+
+def _rows(name: str, result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
+    module = __import__(f"benchmarks.{name}", fromlist=["rows"])
+    return module.rows(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.child:
+        from benchmarks import concurrency
+        concurrency.child(args.jobs[0] if args.jobs else None, args.idle, learn=not args.no_learn)
+        return 0
+    names = [n for n in NAMES if n in (args.only or NAMES)]
+    partial = args.quick or bool(args.only) or bool(args.jobs)
+    out = args.out or HERE / ("results.partial.json" if partial else "results.json")
+    report: dict[str, Any] = {"machine": common.machine(), "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
+                              "quick": args.quick, "benchmarks": {}, "seconds": {}}
+    began = time.perf_counter()
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        result = _run_one(name, args.quick, args.jobs)
+        report["seconds"][name] = round(time.perf_counter() - started, 1)
+        report["benchmarks"][name] = result
+        print()
+        print(common.table(TITLES[name], *_rows(name, result)))
+        print(f"  ({report['seconds'][name]:.0f} s)", flush=True)
+    report["seconds"]["total"] = round(time.perf_counter() - began, 1)
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    m = report["machine"]
+    print(f"\n{m['cores']} cores, Python {m['python']}, {m['platform']}, {m['date_utc']}; load average "
+          f"{m['load_average_1_5_15']} at start, {report['load_average_at_end']} at end; "
+          f"total {report['seconds']['total']:.0f} s; results in {out}")
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
