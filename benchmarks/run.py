@@ -64,6 +64,14 @@ def _rows(name: str, result: dict[str, Any]) -> tuple[list[str], list[list[Any]]
     return module.rows(result)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (no machine paths in output)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.child:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(f"\n{m['cores']} cores, Python {m['python']}, {m['platform']}, {m['date_utc']}; load average "
           f"{m['load_average_1_5_15']} at start, {report['load_average_at_end']} at end; "
-          f"total {report['seconds']['total']:.0f} s; results in {out}")
+          f"total {report['seconds']['total']:.0f} s; results in {_shown(out)}")
     out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pydantic
 import pytest
@@ -14,7 +13,6 @@ from gateway.errors import InvalidRequest
 from gateway.prompt import OviPrompt, PromptError, PromptPart
 from gateway.request import OviRequest
 
-SEEDS = Path("/work/shared/seeds")
 TAGS = ("<S>", "<E>", "<AUDCAP>", "<ENDAUDCAP>")
 _TAG_RE = re.compile(r"<S>|<E>|<AUDCAP>|<ENDAUDCAP>")
 
@@ -80,25 +78,20 @@ def test_tags_are_case_sensitive() -> None:
     assert len(p.parts) == 1 and p.parts[0].kind == "text"
 
 
-def _seed_prompts() -> list[str]:
-    """Every Ovi prompt quoted in the vendor seeds (fal example JSON, WaveSpeed's code block)."""
-    found: list[str] = []
-    fal = (SEEDS / "fal-ovi-image-to-video.md").read_text(encoding="utf-8")
-    for m in re.finditer(r'"prompt": "((?:[^"\\]|\\.)*)"', fal):
-        found.append(m.group(1).replace('\\"', '"'))
-    wave = (SEEDS / "wavespeed-ovi-image-to-video.md").read_text(encoding="utf-8")
-    block = wave.split("Prompt Example", 1)[1].split("```", 2)[1]
-    found.append(block.strip())
-    return found
+SEED_PROMPTS = [
+    'A wide shot of a medieval knight standing in the rain, sword planted into the ground, glowing with mystical energy.  \n<S>I will defend this land until my last breath.<E>  \n<AUDCAP>Thunder rolls across the dark sky, distant war drums echo.<ENDAUDCAP>',
+    'An intimate close-up of a European woman with long dark hair as she gently brushes her hair in a softly lit bedroom, her delicate hand moving in the foreground. She looks directly into the camera with calm, focused eyes, a faint serene smile glowing in the warm lamp light. She says, <S>[soft whisper] I am an artificial intelligence.<E>.<AUDCAP>Soft whispering female voice, ASMR tone with gentle breaths, cozy room acoustics, subtle emphasis on "I am an artificial intelligence".<ENDAUDCAP>',
+]
+"""Every Ovi prompt quoted in the vendor seeds (fal's example JSON, WaveSpeed's prompt example), verbatim."""
 
 
 def test_seed_examples_found() -> None:
-    prompts = _seed_prompts()
+    prompts = SEED_PROMPTS
     assert len(prompts) >= 2
     assert any("<AUDCAP>" in p for p in prompts)
 
 
-@pytest.mark.parametrize("text", sorted(set(_seed_prompts())), ids=lambda t: t[:30])
+@pytest.mark.parametrize("text", SEED_PROMPTS, ids=lambda t: t[:30])
 def test_vendor_seed_examples_parse(text: str) -> None:
     p = OviPrompt.parse(text)
     assert str(p) == text
@@ -108,7 +101,7 @@ def test_vendor_seed_examples_parse(text: str) -> None:
 
 
 def test_fal_seed_example_structure() -> None:
-    fal = next(t for t in _seed_prompts() if "artificial intelligence" in t)
+    fal = next(t for t in SEED_PROMPTS if "artificial intelligence" in t)
     p = OviPrompt.parse(fal)
     assert p.speech == ["[soft whisper] I am an artificial intelligence."]
     assert p.audio_caption.startswith("Soft whispering female voice")
@@ -117,7 +110,7 @@ def test_fal_seed_example_structure() -> None:
 
 
 def test_wavespeed_seed_example_structure() -> None:
-    wave = next(t for t in _seed_prompts() if "medieval knight" in t)
+    wave = next(t for t in SEED_PROMPTS if "medieval knight" in t)
     p = OviPrompt.parse(wave)
     assert p.speech == ["I will defend this land until my last breath."]
     assert p.audio_caption == "Thunder rolls across the dark sky, distant war drums echo."

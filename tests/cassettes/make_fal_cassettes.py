@@ -1,6 +1,6 @@
 """Write cassettes/fal/*.yaml from fal.ai's documented bodies (reproducible; run as a module).
 
-    /tmp/venv/bin/python -m tests.cassettes.make_fal_cassettes
+    .venv/bin/python -m tests.cassettes.make_fal_cassettes
 
 Where each body comes from:
 - the I2V request: the "Full Example" of seeds/fal-ovi-image-to-video.md

@@ -1,6 +1,6 @@
 """Write cassettes/wavespeed/*.yaml from WaveSpeed's documented bodies (reproducible; run as a module).
 
-    /tmp/venv/bin/python -m tests.cassettes.make_wavespeed_cassettes
+    .venv/bin/python -m tests.cassettes.make_wavespeed_cassettes
 
 Where each body comes from:
 - request bodies: the Ovi I2V parameter table and curl example (seeds/wavespeed-ovi-image-to-video.md,
