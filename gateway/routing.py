@@ -32,8 +32,9 @@ class Route(BaseModel):
         allow_fallbacks: move to the next vendor when one fails (default True).
         allow_degrade: let a vendor ignore fields it cannot honor; the result lists them (default False).
         deadline: seconds for the whole generation, polling and backoff included.
-        failover_on_unknown: after a submit whose outcome cannot be settled, fail over anyway and
-            record the possible extra charge (default False: raise ``SubmitOutcomeUnknown``).
+        failover_on_unknown: after a submit whose outcome cannot be settled, or a job stuck past
+            ``PollPolicy.max_wait`` (cancelled first), fail over anyway and record the possible extra
+            charge (default False: raise ``SubmitOutcomeUnknown`` / ``JobUnresolved``).
         max_tries: submits per vendor for retryable errors (429, 5xx before acceptance).
         failover_on_content_rejection: when a vendor's safety check refuses the clip, try the next
             vendor (default False: stop, since another vendor will usually refuse it too).

@@ -165,7 +165,8 @@ class Runner:
         self.on_event(Event("accepted", name, self.clock.now() - started, message=handle.job_id))
         return await self.follow(provider, handle, request=request, candidate=candidate, clip_key=clip_key,
                                  submit_key=ctx.idempotency_key, started=started, vendor_started=vendor_started,
-                                 deadline_at=deadline_at, attempts=attempts)
+                                 deadline_at=deadline_at, attempts=attempts,
+                                 abandon_stuck=route.failover_on_unknown)
 
     # ---- submit, with retries and reconciliation --------------------------------------------
     async def _submit(self, provider: Provider, request: OviRequest, ctx: SubmitContext, route: Route,
@@ -226,8 +227,14 @@ class Runner:
     # ---- following a job to its end --------------------------------------------------------
     async def follow(self, provider: Provider, handle: JobHandle, *, request: OviRequest | None,
                      candidate: Candidate | None, clip_key: str, submit_key: str, started: float,
-                     vendor_started: float, deadline_at: float | None, attempts: list[Attempt]) -> OviResult | None:
-        """Poll ``handle`` to the end and build the result; ``None`` means fail over."""
+                     vendor_started: float, deadline_at: float | None, attempts: list[Attempt],
+                     abandon_stuck: bool = False) -> OviResult | None:
+        """Poll ``handle`` to the end and build the result.
+
+        A job still unfinished after ``PollPolicy.max_wait`` is left running and raised as
+        ``JobUnresolved`` (it stays in the journal for ``resume()``); with ``abandon_stuck`` it is
+        cancelled and raised as ``GenerationFailed`` (may have been billed) so the runner moves on.
+        """
         name = provider.name
         checks, errors_in_row = 0, 0
         last_queued: float | None = None  # when the job was last seen waiting in the vendor's queue
@@ -237,9 +244,12 @@ class Runner:
         while True:
             elapsed = self.clock.now() - vendor_started
             if elapsed > self.poll.max_wait:
+                stuck = f"job {handle.job_id} still unfinished after {self.poll.max_wait:.0f} s"
+                if not abandon_stuck:
+                    raise self._unresolved(name, handle, GenerationFailed(stuck, provider=name), vendor_started,
+                                           attempts, submit_key)
                 await self._cancel_quietly(provider, handle)
-                error = GenerationFailed(f"job {handle.job_id} still unfinished after {self.poll.max_wait:.0f} s; "
-                                         "cancelled", provider=name, may_be_billed=True)
+                error = GenerationFailed(f"{stuck}; cancelled", provider=name, may_be_billed=True)
                 self._record_failure(name, error, vendor_started, attempts, job_id=handle.job_id,
                                      submit_key=submit_key)
                 raise error

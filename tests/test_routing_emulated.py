@@ -16,6 +16,7 @@ from gateway import (
     DeadlineExceeded,
     Gateway,
     InvalidRequest,
+    JobUnresolved,
     NoRoute,
     OviRequest,
     Route,
@@ -252,6 +253,20 @@ async def test_sync_generate_inside_a_running_loop_says_to_await() -> None:
     gateway, _, _ = _setup()
     with pytest.raises(RuntimeError, match="await the a\\* method"):
         gateway.generate(_request())
+
+
+async def test_a_stuck_job_is_kept_for_resume_unless_the_route_accepts_a_second_charge() -> None:
+    gateway, emulator, _ = _setup("runware.job=stuck")
+    with pytest.raises(JobUnresolved):
+        await gateway.agenerate(_request())
+    assert [r.state for r in gateway.journal.unfinished()] == ["running"]
+    assert [j.vendor for j in emulator.ledger.billable()] == ["runware"]
+    gateway2, emulator2, _ = _setup("runware.job=stuck")
+    result = await gateway2.agenerate(_request(), route=Route(failover_on_unknown=True))
+    assert result.provider == "wavespeed" and result.possible_extra_charges == 1
+    assert [j.vendor for j in emulator2.ledger.billable()] == ["runware", "wavespeed"]  # reported above
+    await gateway.aclose()
+    await gateway2.aclose()
 
 
 async def test_flaky_status_calls_do_not_abandon_a_paid_job() -> None:
