@@ -20,6 +20,7 @@
     ├── BudgetExceeded           the submit would pass the spend budget; not sent  retry: no  failover: no
     ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
     ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
+    ├── ClipInProgress           another call is working on this idempotency key   retry: no  failover: no
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
     └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
 
@@ -40,6 +41,7 @@ __all__ = [
     "AllProvidersFailed",
     "AuthError",
     "BudgetExceeded",
+    "ClipInProgress",
     "ConfigurationError",
     "ContentRejected",
     "DeadlineExceeded",
@@ -215,6 +217,11 @@ class JobUnresolved(GatewayError):
         self.job = job
 
 
+class ClipInProgress(GatewayError):
+    """Another call (in this process or another) is generating the clip under this idempotency key.
+    Wait for it, then call again with the same key to get its result."""
+
+
 class DeadlineExceeded(GatewayError):
     """The caller's deadline passed. ``job`` is the vendor job still running, if any, for resuming."""
 
@@ -231,3 +238,7 @@ class AllProvidersFailed(GatewayError):
         super().__init__(message + (" — " + "; ".join(lines) if lines else ""),
                          may_be_billed=any(a.may_be_billed for a in attempts))
         self.attempts = list(attempts)
+
+
+PAID_JOB_ALIVE = (SubmitOutcomeUnknown, JobUnresolved, DeadlineExceeded)
+"""Errors after which a vendor job may exist and still be running: the clip stays open in the journal."""

@@ -74,6 +74,10 @@ class Breaker:
             return True
         return False
 
+    def release(self) -> None:
+        """End a half-open probe that finished with neither a success nor a counted failure."""
+        self.probing = False
+
     def success(self) -> None:
         self.failures, self.opened, self.open_until, self.probing = 0, 0, None, False
 

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ import platformdirs
 
 from gateway.errors import ConfigurationError, InvalidRequest
 
-__all__ = ["SCHEMA_VERSION", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path", "request_hash"]
+__all__ = ["OPEN", "SCHEMA_VERSION", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path", "request_hash"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
@@ -44,21 +44,21 @@ STATES = frozenset(OPEN) | FINAL
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS clips (
         key TEXT PRIMARY KEY, request_json TEXT NOT NULL, request_hash TEXT NOT NULL,
-        state TEXT NOT NULL, result_json TEXT, error TEXT,
+        state TEXT NOT NULL, result_json TEXT, error TEXT, lease_owner TEXT, lease_until REAL,
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS submits (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, submit_key TEXT NOT NULL UNIQUE,
         clip_key TEXT NOT NULL REFERENCES clips(key), provider TEXT NOT NULL, state TEXT NOT NULL,
         job_id TEXT, handle_json TEXT, quote_usd TEXT, reserved_usd TEXT, cost_usd TEXT,
         cost_source TEXT, may_be_billed INTEGER NOT NULL DEFAULT 0, error TEXT, deadline REAL,
-        steps INTEGER, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        steps INTEGER, dropped TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS submits_by_clip ON submits(clip_key, seq)",
     "CREATE INDEX IF NOT EXISTS submits_by_state ON submits(state)",
     "CREATE INDEX IF NOT EXISTS submits_by_created ON submits(created_at)",
 )
 _SUBMIT_COLUMNS = (
     "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
-    " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.created_at, s.updated_at,"
+    " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
     " c.request_json"
 )
 
@@ -93,6 +93,7 @@ class SubmitRecord:
     error: str | None
     deadline: float | None
     steps: int | None
+    dropped: tuple[str, ...]
     created_at: str
     updated_at: str
     request_json: str
@@ -241,6 +242,29 @@ class Journal:
         assert clip is not None
         return clip
 
+    def claim_clip(self, key: str, owner: str, *, seconds: float, alive: Callable[[str], bool]) -> str | None:
+        """Take the clip for ``owner`` for ``seconds``, so two calls never work on one clip at once.
+
+        Returns ``None`` when claimed, or the current holder when another live owner holds it
+        (``alive(holder)`` says whether that owner still runs; an expired lease is free).
+        """
+        now = time.time()
+        with self._tx() as tx:
+            row = tx.execute("SELECT lease_owner, lease_until FROM clips WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"no clip {key!r} in the journal")
+            holder, until = row
+            if holder and holder != owner and until is not None and until > now and alive(holder):
+                return holder
+            tx.execute("UPDATE clips SET lease_owner = ?, lease_until = ? WHERE key = ?", (owner, now + seconds, key))
+        return None
+
+    def release_clip(self, key: str, owner: str) -> None:
+        """Give the clip back, if ``owner`` still holds it."""
+        with self._tx() as tx:
+            tx.execute("UPDATE clips SET lease_owner = NULL, lease_until = NULL WHERE key = ? AND lease_owner = ?",
+                       (key, owner))
+
     def get_clip(self, key: str) -> ClipRecord | None:
         """The clip recorded under ``key``, or None."""
         rows = self._query("SELECT key, request_json, request_hash, state, result_json, error, created_at"
@@ -270,8 +294,10 @@ class Journal:
     # -- submits -----------------------------------------------------------------------------------
 
     def intent(self, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
-               deadline: float | None = None, steps: int | None = None) -> None:
-        """Record a submit BEFORE it is POSTed (state "intent"). ``steps``: inference steps, if known."""
+               deadline: float | None = None, steps: int | None = None,
+               dropped: tuple[str, ...] | frozenset[str] = ()) -> None:
+        """Record a submit BEFORE it is POSTed (state "intent"). ``steps``: inference steps, if known;
+        ``dropped``: fields this vendor was allowed to ignore."""
         now = _iso(_utcnow())
         with self._tx() as tx:
             if tx.execute("SELECT 1 FROM clips WHERE key = ?", (clip_key,)).fetchone() is None:
@@ -279,8 +305,9 @@ class Journal:
             if tx.execute("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)).fetchone():
                 raise ValueError(f"submit {submit_key!r} is already in the journal")
             tx.execute("INSERT INTO submits (submit_key, clip_key, provider, state, quote_usd, deadline,"
-                       " steps, created_at, updated_at) VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?)",
-                       (submit_key, clip_key, provider, _money(quote_usd), deadline, steps, now, now))
+                       " steps, dropped, created_at, updated_at) VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?)",
+                       (submit_key, clip_key, provider, _money(quote_usd), deadline, steps,
+                        json.dumps(sorted(dropped)), now, now))
 
     def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
         """The vendor acknowledged the submit: store its job id and ``JobHandle.to_json()``."""
@@ -344,8 +371,8 @@ class Journal:
         return [SubmitRecord(submit_key=r[0], clip_key=r[1], provider=r[2], state=r[3], job_id=r[4],
                              handle=None if r[5] is None else json.loads(r[5]), quote_usd=_dec(r[6]),
                              cost_usd=_dec(r[7]), cost_source=r[8], may_be_billed=bool(r[9]), error=r[10],
-                             deadline=r[11], steps=r[12], created_at=r[13], updated_at=r[14],
-                             request_json=r[15]) for r in rows]
+                             deadline=r[11], steps=r[12], dropped=tuple(json.loads(r[13] or "[]")),
+                             created_at=r[14], updated_at=r[15], request_json=r[16]) for r in rows]
 
     # -- spend -------------------------------------------------------------------------------------
 

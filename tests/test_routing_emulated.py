@@ -165,11 +165,12 @@ async def test_when_only_a_cooling_vendor_can_take_the_clip_the_gateway_waits_fo
 
 
 async def test_deadline_bounds_the_whole_generation_and_keeps_the_paid_job() -> None:
-    gateway, emulator, _ = _setup()
+    gateway, emulator, clock = _setup()
     with pytest.raises(DeadlineExceeded) as caught:
         await gateway.agenerate(_request(), route=Route(deadline=20))
     assert caught.value.job is not None and caught.value.may_be_billed
-    assert [r.state for r in gateway.journal.unfinished()] == ["accepted"]
+    assert clock.now() == pytest.approx(20)  # checked once more at the deadline, then gave up waiting
+    assert [r.state for r in gateway.journal.unfinished()] == ["running"]
     assert len(emulator.ledger.billable()) == 1
     await gateway.aclose()
 
