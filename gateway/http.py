@@ -7,15 +7,21 @@ module only holds what is the same for every vendor.
 from __future__ import annotations
 
 import email.utils
+import functools
+import json
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import httpx
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from gateway.errors import (
     AuthError,
+    ConfigurationError,
     GatewayError,
     InsufficientFunds,
+    MalformedResponse,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
@@ -23,7 +29,8 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
 )
 
-__all__ = ["USER_AGENT", "classify_status", "classify_transport", "redact", "retry_after"]
+__all__ = ["USER_AGENT", "classify_status", "classify_transport", "decode", "redact", "require_key",
+           "retry_after"]
 
 USER_AGENT = "ovi-gateway/0.1 (+python httpx)"
 
@@ -87,3 +94,44 @@ def redact(text: str, secrets: Iterable[str | None], *, limit: int = 500) -> str
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def require_key(ctx_key: SecretStr | str | None, *, provider: str, env_key: str) -> str:
+    """The API key's value; ``ConfigurationError`` naming ``env_key`` when there is none."""
+    value = ctx_key.get_secret_value() if isinstance(ctx_key, SecretStr) else ctx_key
+    if not value:
+        raise ConfigurationError(f"{provider} needs an API key: set {env_key}", provider=provider)
+    return value
+
+
+@functools.lru_cache(maxsize=64)
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+def decode(model: Any, body: bytes | str | Any, *, provider: str, may_be_billed: bool = False,
+           what: str = "answer", secrets: Iterable[str | None] = ()) -> Any:
+    """A vendor answer as ``model`` (a pydantic model, or any type pydantic validates).
+
+    ``body`` is the raw JSON (bytes or text) or an already-decoded value. Not JSON, or JSON off the
+    model's shape, is ``MalformedResponse``; its message names the failing fields, never their values
+    (answers echo what was sent). ``what`` names the answer in the message ("status answer");
+    ``secrets`` are redacted from the excerpt of a body that is not JSON.
+    """
+    value = body
+    if isinstance(body, (bytes, bytearray, str)):
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
+            raise MalformedResponse(f"{what} is not JSON: {redact(text, secrets, limit=120)!r}", provider=provider,
+                                    may_be_billed=may_be_billed) from exc
+    try:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return model.model_validate(value)
+        return _adapter(model).validate_python(value)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+                          for err in exc.errors()[:3])
+        raise MalformedResponse(f"{what} does not match the documented shape ({where})", provider=provider,
+                                may_be_billed=may_be_billed) from exc

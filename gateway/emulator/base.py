@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -27,6 +27,7 @@ __all__ = [
     "FaultScript",
     "Ledger",
     "LedgerEntry",
+    "LostBody",
     "json_response",
     "parse_faults",
 ]
@@ -47,6 +48,8 @@ FAULT_KINDS = {
     "timeout": "the request is sent but no answer comes (httpx.ReadTimeout); nothing done",
     "drop": "accept-then-drop: the request is processed (a submit creates and bills the job), "
             "then the connection resets (httpx.RemoteProtocolError)",
+    "drop_body": "the request is processed (a submit creates and bills the job) and the answer's "
+                 "headers arrive, then reading its body fails (httpx.ReadError)",
     "bad_json": "HTTP 200 with a body that is not JSON",
     # job-level (operation 'job'): how the next created job ends
     "fail": "the job fails the vendor's way",
@@ -54,7 +57,8 @@ FAULT_KINDS = {
     "nsfw": "the job is refused by the vendor's content checks",
 }
 
-TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "timeout", "drop", "bad_json"}
+TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "timeout", "drop", "drop_body",
+                    "bad_json"}
 JOB_FAULTS = {"ok", "fail", "stuck", "nsfw"}
 
 JobFate = Literal["ok", "fail", "stuck", "nsfw"]
@@ -213,6 +217,26 @@ class EmulatedJob:
         return {"ok": "succeeded", "fail": "failed", "nsfw": "nsfw"}[self.fate]
 
 
+class LostBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that never arrives: reading it raises ``httpx.ReadError`` (sync or async),
+    as when the connection drops after the headers. The error is raised where httpx reads the
+    body, outside the transport, which is where client-side retry loops can catch it."""
+
+    def __init__(self, request: httpx.Request) -> None:
+        self._request = request
+
+    def _lost(self) -> httpx.ReadError:
+        return httpx.ReadError("[emulated] connection lost while reading the response body",
+                               request=self._request)
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise self._lost()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        raise self._lost()
+        yield b""  # pragma: no cover - makes this an async generator
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, content=json.dumps(body).encode(),
                           headers={"content-type": "application/json", **(headers or {})})
@@ -266,7 +290,12 @@ class EmulatedVendor:
         return job
 
     def settle(self, job: EmulatedJob) -> str:
-        """The job's state now, written through to its ledger entry (failed and refused jobs are not billed)."""
+        """The job's state now, written through to its ledger entry (failed and refused jobs are not billed).
+
+        Not billing failed jobs is the emulator's assumption for Runware and WaveSpeed, whose docs say
+        nothing about failed runs (their adapters report such failures as ``may_be_billed``); for fal it
+        is documented ("server errors (5xx) are never charged").
+        """
         state = job.state(self.clock.now())
         job.entry.state = {"queued": "accepted", "nsfw": "failed"}.get(state, state)
         return state
@@ -287,6 +316,8 @@ class EmulatedVendor:
         if fault == "drop":
             raise httpx.RemoteProtocolError("[emulated] server disconnected without sending a response",
                                             request=request)
+        if fault == "drop_body":
+            return httpx.Response(response.status_code, headers=response.headers, stream=LostBody(request))
         if fault == "bad_json":
             return httpx.Response(200, content=b'{"data": [', headers={"content-type": "application/json"})
         return response

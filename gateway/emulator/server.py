@@ -32,7 +32,11 @@ def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> Thre
             except (httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError):
                 self.close_connection = True  # an emulated network fault: hang up without answering
                 return
-            payload = response.content
+            try:
+                payload = response.read()
+            except httpx.ReadError:  # drop_body: hang up like drop (the job, if any, is already made)
+                self.close_connection = True
+                return
             self.send_response(response.status_code)
             for name, value in response.headers.items():
                 if name.lower() not in ("content-length", "transfer-encoding", "connection"):

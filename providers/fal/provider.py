@@ -20,19 +20,22 @@ from gateway.contract import (
     SubmitContext,
 )
 from gateway.errors import (
-    ConfigurationError,
     GatewayError,
     MalformedResponse,
     ProviderUnavailable,
     SubmitOutcomeUnknown,
 )
-from gateway.http import classify_transport, redact
+from gateway.http import classify_transport, redact, require_key
 from gateway.request import ImageInput, OviRequest
 from providers.fal import translate
 from providers.fal.queue import SUBMIT_TIMEOUT_S, FalCallError, FalQueueClient, FalRequest
 from providers.fal.schemas import SubmitAck
 
 __all__ = ["FalProvider"]
+
+SUBMIT_HEADERS = {"x-fal-disable-fallbacks": "true"}
+"""Sent on every submit: after its retries fal may reroute a request to another model
+(providers.md 1.3); a clip must come from Ovi, at Ovi's price, or not at all."""
 
 
 class FalProvider:
@@ -89,7 +92,8 @@ class FalProvider:
         return ProviderUnavailable(f"{type(error).__name__}: {redact(str(error), [self._secret()])}",
                                    provider=self.name)
 
-    def _transport(self, exc: httpx.TransportError, phase: str, hint: dict[str, Any]) -> GatewayError:
+    def _transport(self, exc: httpx.TransportError | httpx.DecodingError, phase: str,
+                   hint: dict[str, Any]) -> GatewayError:
         error = classify_transport(self.name, exc, submitting=phase == "submit", job_hint=hint)
         if phase in ("status", "result", "cancel"):
             error.may_be_billed = True  # the job exists and is paid for; only this read failed
@@ -101,9 +105,7 @@ class FalProvider:
         return key.get_secret_value() if key is not None else None
 
     def _client(self) -> FalQueueClient:
-        key = self._secret()
-        if not key:
-            raise ConfigurationError(f"fal needs an API key: set {self.env_key}", provider=self.name)
+        key = require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
         if self._queue is None:
             self._queue = FalQueueClient(key=key, default_timeout=SUBMIT_TIMEOUT_S,
                                          transport=self._ctx.transport)
@@ -119,13 +121,15 @@ class FalProvider:
         payload = translate.build_payload(request, ctx, image_url)
         hint = {"idempotency_key": ctx.idempotency_key, "endpoint": endpoint}
         try:
-            sent = await queue.submit(endpoint, payload)
+            sent = await queue.submit(endpoint, payload, headers=dict(SUBMIT_HEADERS))
             ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
                             status_url=sent.status_url, cancel_url=sent.cancel_url)
         except FalCallError as exc:
             if exc.cause is not None:
                 raise self._transport(exc.cause, "submit", hint) from exc
             raise self.classify(exc, phase="submit") from exc
+        except httpx.TransportError as exc:  # only if something bypassed SingleShotTransport
+            raise self._transport(exc, "submit", hint) from exc
         except FalClientHTTPError as exc:  # only if something bypassed SingleShotTransport
             raise self.classify(exc, phase="submit") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -140,7 +144,7 @@ class FalProvider:
         name = "image" + (mimetypes.guess_extension(mime) or ".bin")
         try:
             return await queue.upload_image(image.read_bytes(), mime, name)
-        except FalCallError as exc:
+        except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
             raise self.classify(exc, phase="upload") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedResponse(f"fal storage answer unreadable ({type(exc).__name__})",
@@ -178,6 +182,8 @@ class FalProvider:
             if exc.response is not None and translate.cancel_was_moot(exc.response.status_code,
                                                                       exc.response.text):
                 return
+            raise self.classify(exc, phase="cancel") from exc
+        except (FalClientHTTPError, httpx.TransportError) as exc:  # only if SingleShotTransport was bypassed
             raise self.classify(exc, phase="cancel") from exc
 
     async def find(self, ctx: SubmitContext) -> JobHandle | None:

@@ -5,6 +5,9 @@ fal-client's ``_async_maybe_retry_request`` retries ``httpx.HTTPError`` and ``Fa
 including the submit POST, which would silently pay twice. The runner owns retries, so here
 every request goes through ``SingleShotTransport``: a transport error or an error status leaves
 the transport as ``FalCallError``, which that loop does not catch, and the adapter classifies it.
+The transport also reads every body itself: httpx reads it after the transport returns, so a
+2xx whose body is lost (the connection drops after the headers) would otherwise raise a plain
+``httpx.ReadError`` into that loop and re-POST a submit fal already took.
 
 ``FalQueueClient`` also routes fal-client's uploads (CDN token + file POST) through the same
 injected transport; fal-client itself would open fresh ``httpx.AsyncClient()`` instances there.
@@ -33,12 +36,13 @@ SUBMIT_TIMEOUT_S = 60.0
 
 
 class FalCallError(Exception):
-    """A fal request that failed: ``cause`` is the httpx transport error, or ``response`` the
-    error answer (body already read). Deliberately neither ``httpx.HTTPError`` nor
-    ``FalClientHTTPError``, so fal-client's retry loop lets it through at once."""
+    """A fal request that failed: ``cause`` is the httpx error (a transport error, or a body that
+    could not be decoded), or ``response`` the error answer (body already read). Deliberately
+    neither ``httpx.HTTPError`` nor ``FalClientHTTPError``, so fal-client's retry loop lets it
+    through at once."""
 
     def __init__(self, request: httpx.Request, *, response: httpx.Response | None = None,
-                 cause: httpx.TransportError | None = None) -> None:
+                 cause: httpx.TransportError | httpx.DecodingError | None = None) -> None:
         what = f"HTTP {response.status_code}" if response is not None else type(cause).__name__
         super().__init__(f"{request.method} {request.url.copy_with(query=None)}: {what}")
         self.request = request
@@ -61,15 +65,17 @@ class SingleShotTransport(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
         except httpx.TransportError as exc:
             raise FalCallError(request, cause=exc) from exc
-        if response.status_code < 400:
-            return response
+        response.request = request
         try:
+            # Read (and decode) here, for every status: the client's own read would happen outside
+            # this transport, where a lost body is a plain httpx error that fal-client retries.
             await response.aread()
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise FalCallError(request, cause=exc) from exc
         finally:
             await response.aclose()
-        response.request = request
+        if response.status_code < 400:
+            return response
         raise FalCallError(request, response=response)
 
     async def aclose(self) -> None:

@@ -31,7 +31,7 @@ from gateway.errors import (
     ProviderUnavailable,
     ResultExpired,
 )
-from gateway.http import classify_status, redact
+from gateway.http import classify_status, decode, redact
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.fal.schemas import ErrorBody, OviOutput, QueueStatus, SubmitAck
 
@@ -45,7 +45,7 @@ __all__ = [
     "Phase",
     "build_payload",
     "cancel_was_moot",
-        "classify_completed",
+    "classify_completed",
     "classify_http",
     "endpoint_for",
     "image_reference",
@@ -133,23 +133,14 @@ def build_payload(request: OviRequest, ctx: SubmitContext, image_url: str | None
 
 
 # ---- answers ------------------------------------------------------------------------------------
-def _model(model: type, body: Any, what: str) -> Any:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise MalformedResponse(f"fal {what} did not match its documented shape: "
-                                f"{redact(str(exc), [], limit=300)}", provider=PROVIDER,
-                                may_be_billed=what != "submit answer") from exc
-
-
 def parse_ack(body: Any) -> SubmitAck:
     """The submit answer (request id and the three queue URLs)."""
-    return _model(SubmitAck, body, "submit answer")
+    return decode(SubmitAck, body, provider=PROVIDER, what="submit answer")
 
 
 def parse_status(body: Any) -> JobStatus:
     """One status body as a ``JobStatus``. COMPLETED with ``error``/``error_type`` is FAILED."""
-    status: QueueStatus = _model(QueueStatus, body, "status answer")
+    status: QueueStatus = decode(QueueStatus, body, provider=PROVIDER, what="status answer", may_be_billed=True)
     if status.status == "IN_QUEUE":
         return JobStatus(JobState.QUEUED, queue_position=status.queue_position, raw=body)
     if status.status == "IN_PROGRESS":
@@ -170,7 +161,7 @@ def inference_seconds(status_body: Any) -> float | None:
 
 def parse_output(body: Any, *, inference_s: float | None = None) -> ProviderOutput:
     """The result body as a ``ProviderOutput``. fal reports no cost, so ``cost_usd`` is ``None``."""
-    output: OviOutput = _model(OviOutput, body, "result")
+    output: OviOutput = decode(OviOutput, body, provider=PROVIDER, what="result", may_be_billed=True)
     if output.video is None:
         raise MalformedResponse("fal result has no video", provider=PROVIDER, may_be_billed=True)
     return ProviderOutput(video_url=output.video.url, seed=output.seed, cost_usd=None,
@@ -233,7 +224,8 @@ def classify_http(status: int, headers: Mapping[str, str], text: str, *, phase: 
     if phase == "result" and status == 422:
         return ProviderRejected(text_msg, **kwargs)
     if phase == "result" and status >= 500 and _is_job_failure(error_type, lowered_headers):
-        return GenerationFailed(text_msg, **kwargs)
+        # fal FAQ: "server errors (5xx) are never charged" — the failed job cost nothing.
+        return GenerationFailed(text_msg, **{**kwargs, "may_be_billed": False})
     if error_type == "bad_request":
         return ProviderRejected(text_msg, **kwargs)
     if error_type is not None and status not in (401, 402, 403, 429) and (
@@ -264,7 +256,7 @@ def classify_completed(error: str | None, error_type: str | None) -> GatewayErro
     status = ERROR_TYPE_STATUS.get(error_type or "", 500)
     if error_type == "internal_error" or error_type is None:
         return GenerationFailed(f"request failed: {message}", provider=PROVIDER, status_code=status,
-                                vendor_code=error_type, may_be_billed=True)
+                                vendor_code=error_type, may_be_billed=status < 500)
     return classify_http(status, {"x-fal-error-type": error_type, "x-fal-request-id": "completed"},
                          json.dumps({"detail": message, "error_type": error_type}), phase="result")
 

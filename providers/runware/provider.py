@@ -18,8 +18,8 @@ from gateway.contract import (
     ProviderOutput,
     SubmitContext,
 )
-from gateway.errors import ConfigurationError, GatewayError
-from gateway.http import USER_AGENT, classify_transport
+from gateway.errors import GatewayError
+from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.request import OviRequest
 from providers.runware import translate
 
@@ -110,10 +110,7 @@ class RunwareProvider:
         return None if self._ctx.api_key is None else self._ctx.api_key.get_secret_value()
 
     def _key(self) -> str:
-        key = self._secret()
-        if not key:
-            raise ConfigurationError(f"no Runware API key: set {self.env_key}", provider=self.name)
-        return key
+        return require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
 
     async def _upload(self, data_uri: str, key: str) -> str:
         task_uuid = self._ctx.new_id()

@@ -20,7 +20,7 @@ from gateway.contract import (Capabilities, JobHandle, JobState, JobStatus, Limi
 from gateway.errors import (AuthError, ContentRejected, GatewayError, GenerationFailed, InsufficientFunds,
                             MalformedResponse, ProviderError, ProviderRejected, ProviderUnavailable, RateLimited,
                             ResultExpired)
-from gateway.http import classify_status, classify_transport, redact, retry_after
+from gateway.http import classify_status, classify_transport, decode, redact, retry_after
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.runware.schemas import (RunwareAdvancedFeatures, RunwareBody, RunwareError, RunwareGetResponseTask,
                                        RunwareImageUploadTask, RunwareInputs, RunwareItem, RunwareUploadItem,
@@ -155,14 +155,7 @@ def error_from(error: RunwareError, *, status: int, headers: Mapping[str, str] |
 
 def read_body(content: bytes | str | Any) -> RunwareBody:
     """A Runware answer (raw bytes, text, or already-decoded JSON) as ``RunwareBody``."""
-    try:
-        value = json.loads(content) if isinstance(content, (bytes, str)) else content
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-        return RunwareBody.model_validate(value)
-    except (ValueError, ValidationError) as exc:
-        raise MalformedResponse(f"answer is not Runware's {{data, errors}} JSON ({type(exc).__name__})",
-                                provider=PROVIDER) from exc
+    return decode(RunwareBody, content, provider=PROVIDER, what="answer (Runware's {data, errors} JSON)")
 
 
 def _relevant(body: RunwareBody, task_uuid: str | None) -> list[RunwareError]:
@@ -231,12 +224,8 @@ def handle_from_submit(status: int, headers: Mapping[str, str], content: bytes, 
 
 
 def _items(body: RunwareBody, task_uuid: str) -> list[RunwareItem]:
-    try:
-        return [RunwareItem.model_validate(d) for d in body.data
-                if d.get("taskUUID") == task_uuid and d.get("taskType") != "getResponse"]
-    except ValidationError as exc:
-        raise MalformedResponse(f"task item does not match Runware's shape ({exc.error_count()} errors)",
-                                provider=PROVIDER) from exc
+    return [decode(RunwareItem, d, provider=PROVIDER, what="task item") for d in body.data
+            if d.get("taskUUID") == task_uuid and d.get("taskType") != "getResponse"]
 
 
 _QUEUED = {"queued", "pending", "scheduled", "waiting"}
@@ -264,16 +253,38 @@ def _pick(items: list[RunwareItem]) -> RunwareItem | None:
 
 
 _JOB_FAMILIES = ("job", "safety", "gone")
+_REQUEST_FAMILIES = ("auth", "funds", "rate")
+"""Families that are about the call (key, balance, pace), never about one task, wherever they appear."""
+
+
+def _is_task_failure(error: RunwareError, task_uuid: str) -> bool:
+    """Whether an ``errors`` entry reports that OUR ``videoInference`` task itself ended (it failed or
+    timed out at Runware), rather than a problem with this request."""
+    return (error.taskUUID == task_uuid and error.taskType == "videoInference"
+            and family(error.code) not in _REQUEST_FAMILIES)
+
+
+def _task_failure(error: RunwareError, *, status: int, secrets: Iterable[str | None]) -> ProviderError:
+    """The error of a task that ended failed. Runware bills compute time and documents nothing about
+    failed runs, so it may have been billed. A failed task is final: a provider or timeout failure
+    (``timeoutProvider``, ``serviceUnavailable``…) is ``GenerationFailed``, never a retryable poll error."""
+    failure = error_from(error, status=status, secrets=secrets, may_be_billed=True)
+    if failure.retryable:
+        return GenerationFailed(failure.message, provider=PROVIDER, status_code=status, vendor_code=error.code,
+                                may_be_billed=True)
+    return failure
 
 
 def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
                 secrets: Iterable[str | None] = ()) -> JobStatus:
-    """One ``getResponse`` answer as a ``JobStatus``; raises for request-level errors (auth, 429, 5xx).
+    """One ``getResponse`` answer as a ``JobStatus``; raises for request-level errors (auth, funds, 429,
+    5xx, errors naming no task or another task type), which a later poll may get past.
 
     A failed generation arrives either as an item ``{"status": "error", "error": {…}}`` or as an
-    ``errors`` entry for our task (with HTTP 200 or an error status); both become ``FAILED`` with the
-    error. So does a task Runware no longer knows (``taskFailedOrNotFound``: it failed or is gone,
-    and either way is not billed). An empty ``{"data": []}`` is ``QUEUED``.
+    ``errors`` entry for our ``videoInference`` task (with HTTP 200 or an error status, whatever its
+    code: ``inferenceError``, ``timeoutProvider``…); both become ``FAILED`` with the error. So does
+    a task Runware no longer knows (``taskFailedOrNotFound``). Every such error says ``may_be_billed``
+    (see ``_task_failure``). An empty ``{"data": []}`` is ``QUEUED``.
     ``progress`` is Runware's percentage as a fraction 0–1.
     """
     ok = 200 <= status < 300
@@ -289,16 +300,15 @@ def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task
         state = _state(item)
         if state is JobState.FAILED:
             error = item.error or RunwareError(code="taskFailed", message="the task ended with status error")
-            failure = error_from(error, status=status, secrets=secrets)
-            return JobStatus(state, error=failure, raw=raw)
+            return JobStatus(state, error=_task_failure(error, status=status, secrets=secrets), raw=raw)
         progress = None if item.progress is None else max(0.0, min(1.0, item.progress / 100))
         return JobStatus(state, progress=progress, raw=raw)
     errors = _relevant(body, task_uuid)
     if errors:
-        failure = error_from(errors[0], status=status, headers=headers, secrets=secrets)
-        if family(errors[0].code) in _JOB_FAMILIES:
-            return JobStatus(JobState.FAILED, error=failure, raw=raw)
-        raise failure
+        first = errors[0]
+        if family(first.code) in _JOB_FAMILIES or _is_task_failure(first, task_uuid):
+            return JobStatus(JobState.FAILED, error=_task_failure(first, status=status, secrets=secrets), raw=raw)
+        raise error_from(first, status=status, headers=headers, secrets=secrets)
     if not ok:
         raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets)
     return JobStatus(JobState.QUEUED, raw=raw)
@@ -309,7 +319,7 @@ def find_from(status: int, headers: Mapping[str, str], content: bytes, *, task_u
     """After an ambiguous submit: the handle when Runware knows ``task_uuid``, ``None`` when it says
     the task does not exist (``taskFailedOrNotFound``-style codes, whatever the HTTP status).
 
-    A failed task is known (and not billed): its handle is returned and ``status`` reports the failure.
+    A failed task is known: its handle is returned and ``status`` reports the failure.
     An empty ``{"data": []}`` answer is treated as known, so an unclear answer never leads to a second
     paid submit.
     """
@@ -327,7 +337,7 @@ def find_from(status: int, headers: Mapping[str, str], content: bytes, *, task_u
         kind = family(errors[0].code)
         if kind == "gone":
             return None
-        if kind in ("job", "safety"):
+        if kind in ("job", "safety") or _is_task_failure(errors[0], task_uuid):
             return handle
         raise error_from(errors[0], status=status, headers=headers, secrets=secrets)
     if status >= 300:
@@ -343,11 +353,7 @@ def uploaded_image(status: int, headers: Mapping[str, str], content: bytes, *, t
         raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets)
     for data in body.data:
         if data.get("taskUUID") == task_uuid:
-            try:
-                return RunwareUploadItem.model_validate(data).imageUUID
-            except ValidationError as exc:
-                raise MalformedResponse("imageUpload item does not match Runware's shape",
-                                        provider=PROVIDER) from exc
+            return decode(RunwareUploadItem, data, provider=PROVIDER, what="imageUpload item").imageUUID
     raise MalformedResponse("imageUpload answer holds no item for our task", provider=PROVIDER)
 
 

@@ -21,8 +21,8 @@ from gateway.contract import (
     ProviderOutput,
     SubmitContext,
 )
-from gateway.errors import ConfigurationError, GatewayError, MalformedResponse
-from gateway.http import USER_AGENT, classify_transport
+from gateway.errors import GatewayError, MalformedResponse
+from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.request import ImageInput, OviRequest
 from providers.wavespeed import translate
 
@@ -161,10 +161,7 @@ class WaveSpeedProvider:
         return self._ctx.api_key.get_secret_value() if self._ctx.api_key is not None else None
 
     def _key(self) -> str:
-        key = self._secret()
-        if not key:
-            raise ConfigurationError(f"wavespeed needs an API key: set {self.env_key}", provider=self.name)
-        return key
+        return require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
 
     @staticmethod
     def _headers(key: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ No I/O here. ``provider.py`` sends what these functions build and hands back wha
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +31,7 @@ from gateway.errors import (
     ProviderUnavailable,
     ResultExpired,
 )
-from gateway.http import classify_status, redact
+from gateway.http import classify_status, decode, redact
 from gateway.request import Mode, OviRequest
 from providers.wavespeed.schemas import Envelope, ErrorBody, PredictionData, UploadEnvelope
 
@@ -44,11 +43,11 @@ __all__ = [
     "T2V_MODEL",
     "UPLOAD_PATH",
     "build_payload",
-    "endpoint",
-    "load_envelope",
-        "classify_code",
+    "classify_code",
     "classify_http",
     "classify_task",
+    "endpoint",
+    "load_envelope",
     "parse_envelope",
     "parse_output",
     "parse_upload",
@@ -125,12 +124,8 @@ def build_payload(request: OviRequest, ctx: SubmitContext, image: str | None) ->
 
 
 def _load(body: bytes | str | Mapping[str, Any]) -> Any:
-    if isinstance(body, (bytes, str)):
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise MalformedResponse(f"answer is not JSON: {str(body)[:120]!r}", provider=NAME) from exc
-    return body
+    """The decoded JSON, of any shape: its ``code`` is read before the envelope is validated."""
+    return decode(Any, body, provider=NAME)
 
 
 def _refuse_error_code(value: Any, submitting: bool) -> None:
@@ -143,11 +138,7 @@ def load_envelope(body: bytes | str | Mapping[str, Any], *, submitting: bool = F
     """The submit/result envelope and the decoded body; ``MalformedResponse`` when it is off-shape."""
     value = _load(body)
     _refuse_error_code(value, submitting)
-    try:
-        return Envelope.model_validate(value), value
-    except ValidationError as exc:
-        raise MalformedResponse(f"answer does not match the documented envelope: {exc.errors()[:2]}",
-                                provider=NAME) from exc
+    return decode(Envelope, value, provider=NAME, what="answer (the documented envelope)"), value
 
 
 def parse_envelope(body: bytes | str | Mapping[str, Any]) -> Envelope:
@@ -159,11 +150,7 @@ def parse_upload(body: bytes | str | Mapping[str, Any]) -> str:
     """The ``download_url`` of an ``upload/binary`` answer."""
     value = _load(body)
     _refuse_error_code(value, False)
-    try:
-        return UploadEnvelope.model_validate(value).data.download_url
-    except ValidationError as exc:
-        raise MalformedResponse(f"upload answer does not match the documented shape: {exc.errors()[:2]}",
-                                provider=NAME) from exc
+    return decode(UploadEnvelope, value, provider=NAME, what="upload answer").data.download_url
 
 
 def _task_error(code: int | None, message: str) -> ProviderError:
@@ -229,8 +216,17 @@ def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] 
 
 
 def status_of(body: bytes | str | Mapping[str, Any]) -> JobStatus:
-    """One poll's answer as a ``JobStatus`` (``raw`` is the decoded body)."""
-    envelope, raw = load_envelope(body)
+    """One poll's answer as a ``JobStatus`` (``raw`` is the decoded body).
+
+    A task error code (1xxx/5xxx, https://wavespeed.ai/docs/error-codes) in the envelope's own ``code``
+    is the task's end, like ``data.status: "failed"``: ``FAILED`` with that error, not a raise. Any
+    other ``code`` than 200 is about the request and raises.
+    """
+    value = _load(body)
+    code = value.get("code") if isinstance(value, Mapping) else None
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 1000:
+        return JobStatus(JobState.FAILED, error=_task_error(code, _envelope_failure(value, code)), raw=value)
+    envelope, raw = load_envelope(value)
     data = envelope.data
     if data.status == "created":
         return JobStatus(JobState.QUEUED, raw=raw)
@@ -239,6 +235,13 @@ def status_of(body: bytes | str | Mapping[str, Any]) -> JobStatus:
     if data.status == "completed":
         return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=raw)
     return JobStatus(JobState.FAILED, error=classify_task(data), raw=raw)
+
+
+def _envelope_failure(value: Mapping[str, Any], code: int) -> str:
+    data = value.get("data") if isinstance(value.get("data"), Mapping) else {}
+    task = f"task {data['id']} " if data.get("id") else ""
+    reason = data.get("error") or value.get("message") or "no reason given"
+    return f"{task}failed (code {code}): {reason}"
 
 
 def parse_output(final: bytes | str | Mapping[str, Any], handle: JobHandle) -> ProviderOutput:

@@ -89,7 +89,9 @@ def completed(request_id: str) -> dict[str, Any]:
 
 
 def post(model: str, body: dict[str, Any]) -> Request:
-    return Request("POST", f"{QUEUE}/{model}", json.dumps(body), {"content-type": "application/json"})
+    # the adapter turns off fal's model fallbacks on every submit (reference/providers.md 1.3)
+    return Request("POST", f"{QUEUE}/{model}", json.dumps(body), {"content-type": "application/json",
+                                                                   "x-fal-disable-fallbacks": "true"})
 
 
 def status(request_id: str) -> Request:

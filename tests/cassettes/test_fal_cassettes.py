@@ -112,7 +112,8 @@ async def test_generation_failure() -> None:
     handle, status, error = await run("generation_failed", request)
     assert status.state is JobState.SUCCEEDED  # fal: a failed request reaches COMPLETED too
     assert isinstance(error, GenerationFailed) and error.vendor_code == "runner_server_error"
-    assert error.status_code == 500 and error.may_be_billed
+    # fal FAQ: "server errors (5xx) are never charged" — the failed request cost nothing.
+    assert error.status_code == 500 and error.may_be_billed is False
 
 
 async def test_auth_error() -> None:

@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.request import OviRequest
 from providers.fal import FalProvider
+from providers.fal.queue import FalQueueClient, FalRequest
 from tests.conftest import PNG_BYTES
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +123,7 @@ async def test_queue_position_while_queued(clock: VirtualClock) -> None:
     ("refuse", ProviderUnavailable, 0),
     ("timeout", SubmitOutcomeUnknown, 0),
     ("drop", SubmitOutcomeUnknown, 1),
+    ("drop_body", SubmitOutcomeUnknown, 1),  # the 2xx's body is lost: fal-client must not re-POST
     ("bad_json", SubmitOutcomeUnknown, 1),
 ])
 async def test_submit_faults(clock: VirtualClock, fault: str, cls: type, billed_jobs: int) -> None:
@@ -154,7 +156,7 @@ async def test_transport_error_on_submit_is_one_post(clock: VirtualClock) -> Non
     ("429", RateLimited), ("500", ProviderUnavailable), ("502", ProviderUnavailable),
     ("503", ProviderUnavailable), ("401", AuthError), ("402", InsufficientFunds),
     ("refuse", ProviderUnavailable), ("timeout", ProviderUnavailable), ("drop", ProviderUnavailable),
-    ("bad_json", MalformedResponse),
+    ("drop_body", ProviderUnavailable), ("bad_json", MalformedResponse),
 ])
 async def test_status_faults_are_one_get_and_recoverable(clock: VirtualClock, fault: str, cls: type) -> None:
     emulator, fal = make(clock, faults=FaultScript().add("status", fault))
@@ -172,19 +174,22 @@ async def test_status_faults_are_one_get_and_recoverable(clock: VirtualClock, fa
 
 @pytest.mark.parametrize(("fault", "cls"), [
     ("503", ProviderUnavailable), ("500", ProviderUnavailable), ("timeout", ProviderUnavailable),
-    ("bad_json", MalformedResponse), ("429", RateLimited),
+    ("bad_json", MalformedResponse), ("429", RateLimited), ("drop_body", ProviderUnavailable),
 ])
 async def test_result_faults_then_the_result(clock: VirtualClock, fault: str, cls: type) -> None:
     emulator, fal = make(clock, faults=FaultScript().add("result", fault))
     handle, _, last = await run_to_end(fal, clock, OviRequest(prompt=PROMPT, image=IMAGE))
+    started = time.monotonic()
     with pytest.raises(cls):
         await fal.result(handle, last)
+    assert time.monotonic() - started < 0.5
     assert emulator.ledger.calls("fal", "result") == 1
     assert (await fal.result(handle, last)).video_url
 
 
 @pytest.mark.parametrize(("fault", "cls"), [("503", ProviderUnavailable), ("refuse", ProviderUnavailable),
-                                            ("401", AuthError), ("timeout", ProviderUnavailable)])
+                                            ("401", AuthError), ("timeout", ProviderUnavailable),
+                                            ("drop_body", ProviderUnavailable)])
 async def test_upload_faults_stop_before_submit(clock: VirtualClock, png_file: Path, fault: str, cls: type) -> None:
     emulator, fal = make(clock, faults=FaultScript().add("upload", fault))
     with pytest.raises(cls) as info:
@@ -201,8 +206,9 @@ async def test_failed_job_completes_then_result_is_generation_failed(clock: Virt
     assert last.state is JobState.SUCCEEDED  # fal: a failed request reaches COMPLETED too
     with pytest.raises(GenerationFailed) as info:
         await fal.result(handle, last)
-    assert info.value.may_be_billed and info.value.vendor_code == "runner_server_error"
-    assert emulator.ledger.billable("fal") == []  # fal never charges 5xx
+    # fal FAQ: "server errors (5xx) are never charged", and the emulator bills it that way too
+    assert not info.value.may_be_billed and info.value.vendor_code == "runner_server_error"
+    assert emulator.ledger.billable("fal") == []
 
 
 async def test_nsfw_job_is_content_rejected(clock: VirtualClock) -> None:
@@ -269,3 +275,81 @@ async def test_cancel_queued_running_and_completed(clock: VirtualClock) -> None:
     await fal.cancel(running)  # already completed: not an error
     assert [j.job_id for j in emulator.ledger.billable("fal")] == [running.job_id]
     assert emulator.ledger.calls("fal", "cancel") == 3
+
+
+# ---- raw httpx errors never escape, and never reach fal-client's retry loop ------------------------
+def _counting(handler) -> tuple[list[httpx.Request], FalProvider]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    transport = httpx.MockTransport(record)
+    return seen, FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=transport),
+                                             transport=transport))
+
+
+async def test_undecodable_2xx_submit_body_is_one_post() -> None:
+    seen, fal = _counting(lambda request: httpx.Response(200, stream=httpx.ByteStream(b"not gzip at all"),
+                                                         headers={"content-encoding": "gzip"}))
+    started = time.monotonic()
+    with pytest.raises(SubmitOutcomeUnknown) as info:
+        await fal.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+    assert len(seen) == 1 and time.monotonic() - started < 0.5
+    assert info.value.job_hint["idempotency_key"] == CTX.idempotency_key
+
+
+@pytest.mark.parametrize(("target", "exc", "call", "cls"), [
+    ("submit", httpx.ReadTimeout, "submit", SubmitOutcomeUnknown),
+    ("submit", httpx.ConnectError, "submit", ProviderUnavailable),
+    ("upload_image", httpx.ReadError, "upload", ProviderUnavailable),
+])
+async def test_raw_transport_errors_become_gateway_errors(clock: VirtualClock, png_file: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, target: str,
+                                                          exc: type[httpx.TransportError], call: str,
+                                                          cls: type) -> None:
+    """Should anything bypass the single-shot transport, a raw httpx error still comes out classified."""
+    _, fal = make(clock)
+
+    async def boom(*args, **kwargs):
+        raise exc("[test] raw", request=httpx.Request("POST", "https://queue.fal.run/fal-ai/ovi"))
+
+    monkeypatch.setattr(FalQueueClient, target, boom)
+    with pytest.raises(cls) as info:
+        await fal.submit(OviRequest(prompt=PROMPT, image=png_file if call == "upload" else IMAGE), CTX)
+    assert info.value.may_be_billed is (cls is SubmitOutcomeUnknown)
+
+
+async def test_raw_transport_error_on_cancel_is_classified(clock: VirtualClock,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _, fal = make(clock)
+    handle = await fal.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+
+    async def boom(self):
+        raise httpx.ReadError("[test] raw", request=httpx.Request("PUT", self.cancel_url))
+
+    monkeypatch.setattr(FalRequest, "request_cancel", boom)
+    with pytest.raises(ProviderUnavailable) as info:
+        await fal.cancel(handle)
+    assert info.value.retryable
+
+
+async def test_submit_disables_fal_model_fallbacks() -> None:
+    """fal may reroute a request to another model after retries (providers.md 1.3): we run Ovi or nothing."""
+    emulator = Emulator(clock=VirtualClock())
+    inner = emulator.transport()
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return emulator.handle(request)
+
+    transport = httpx.MockTransport(record)
+    fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=inner),
+                                      transport=transport))
+    handle = await fal.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+    await fal.status(handle)
+    submit, status = seen
+    assert submit.method == "POST" and submit.headers["x-fal-disable-fallbacks"] == "true"
+    assert "x-fal-disable-fallbacks" not in status.headers

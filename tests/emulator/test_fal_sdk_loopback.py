@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.emulator import Emulator
+from gateway.errors import SubmitOutcomeUnknown
 from gateway.request import OviRequest
 from providers.fal import FalProvider
 
@@ -75,3 +76,21 @@ async def test_adapter_default_transport_on_loopback(server, monkeypatch: pytest
     assert status.state is JobState.SUCCEEDED
     out = await fal.result(handle, status)
     assert out.video_url.startswith(f"{base}/files/")
+
+
+async def test_lost_answer_body_on_loopback_is_one_post(server, monkeypatch: pytest.MonkeyPatch,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """drop_body over real sockets: the server makes (and bills) the job, then hangs up; the adapter on
+    fal-client's own transport sends one POST and reports an unknown outcome."""
+    emulator, port = server
+    base = f"http://127.0.0.1:{port}"
+    submits, billed = emulator.ledger.calls("fal", "submit"), len(emulator.ledger.billable("fal"))
+    monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", base + "/")
+    emulator["fal"].faults.add("submit", "drop_body")
+    fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient()))
+    with pytest.raises(SubmitOutcomeUnknown):
+        await fal.submit(OviRequest(prompt=PROMPT, image="https://example.com/knight.png"),
+                         SubmitContext(idempotency_key="0b5c1d2e-0000-4000-8000-00000000000a"))
+    assert emulator.ledger.calls("fal", "submit") == submits + 1
+    assert len(emulator.ledger.billable("fal")) == billed + 1
+    assert "Traceback" not in capfd.readouterr().err  # the server hung up on purpose, it did not crash

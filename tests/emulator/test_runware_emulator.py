@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -165,6 +166,7 @@ SUBMIT_FAULTS = {
     "refuse": (ProviderUnavailable, False, None),
     "timeout": (SubmitOutcomeUnknown, True, None),
     "drop": (SubmitOutcomeUnknown, True, "found"),
+    "drop_body": (SubmitOutcomeUnknown, True, "found"),
     "bad_json": (MalformedResponse, True, "found"),
 }
 
@@ -206,11 +208,26 @@ async def test_resubmitting_the_same_task_uuid_returns_the_existing_job(clock: V
     assert handle.job_id == TASK and len(emulator.ledger.billable("runware")) == 1
 
 
+async def test_lost_answer_body_is_one_post_then_one_poll(clock: VirtualClock) -> None:
+    """drop_body: Runware took (and bills) the task but its answer's body never arrived. The adapter
+    sends exactly one POST and says the outcome is unknown; reconciling by taskUUID is the runner's."""
+    emulator, provider, _ = setup(clock, faults="runware.submit=drop_body; runware.status=drop_body")
+    started = time.monotonic()
+    with pytest.raises(SubmitOutcomeUnknown) as info:
+        await provider.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+    assert info.value.may_be_billed and info.value.job_hint["job_id"] == TASK
+    assert emulator.ledger.calls("runware", "submit") == 1 and len(emulator.ledger.billable("runware")) == 1
+    with pytest.raises(ProviderUnavailable) as polled:
+        await provider.status(JobHandle("runware", TASK))
+    assert polled.value.retryable and emulator.ledger.calls("runware", "status") == 1
+    assert time.monotonic() - started < 0.5  # no sleeps anywhere underneath
+
+
 # ---- faults on status ---------------------------------------------------------------------------
 STATUS_FAULTS = {"429": RateLimited, "500": ProviderUnavailable, "502": ProviderUnavailable,
                  "503": ProviderUnavailable, "401": AuthError, "402": InsufficientFunds,
                  "refuse": ProviderUnavailable, "timeout": ProviderUnavailable, "drop": ProviderUnavailable,
-                 "bad_json": MalformedResponse}
+                 "drop_body": ProviderUnavailable, "bad_json": MalformedResponse}
 
 
 @pytest.mark.parametrize("fault", sorted(STATUS_FAULTS))
@@ -231,7 +248,8 @@ async def test_failed_job(clock: VirtualClock) -> None:
     status = await run_to_end(provider, clock, handle)
     assert status.state is JobState.FAILED and isinstance(status.error, GenerationFailed)
     assert status.error.vendor_code == "inferenceError" and status.raw["errors"][0]["taskUUID"] == TASK
-    assert emulator.ledger.billable("runware") == []
+    assert status.error.may_be_billed  # Runware documents nothing about failed runs: conservative
+    assert emulator.ledger.billable("runware") == []  # the emulator's own assumption
     assert await provider.find(CTX) == handle  # a failed task is still known to Runware
 
 

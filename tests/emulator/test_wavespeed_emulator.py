@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from decimal import Decimal
 
 import httpx
@@ -146,6 +147,7 @@ SUBMIT_FAULTS = {
     "refuse": (ProviderUnavailable, False, 0),
     "timeout": (SubmitOutcomeUnknown, True, 0),
     "drop": (SubmitOutcomeUnknown, True, 1),  # the vendor made (and bills) the job
+    "drop_body": (SubmitOutcomeUnknown, True, 1),  # the same, the answer's headers came first
     "bad_json": (MalformedResponse, True, 1),
 }
 
@@ -174,7 +176,7 @@ async def test_submit_faults(clock: VirtualClock, kind: str) -> None:
 STATUS_FAULTS = {
     "429": RateLimited, "500": ProviderUnavailable, "502": ProviderUnavailable, "503": ProviderUnavailable,
     "401": AuthError, "402": InsufficientFunds, "refuse": ProviderUnavailable, "timeout": ProviderUnavailable,
-    "drop": ProviderUnavailable, "bad_json": MalformedResponse,
+    "drop": ProviderUnavailable, "drop_body": ProviderUnavailable, "bad_json": MalformedResponse,
 }
 
 
@@ -190,10 +192,25 @@ async def test_status_faults_then_recovery(clock: VirtualClock, kind: str) -> No
     assert len(emulator.ledger.billable("wavespeed")) == 1
 
 
+async def test_lost_answer_body_is_one_post_then_one_poll(clock: VirtualClock) -> None:
+    """drop_body: WaveSpeed made (and bills) the job but the answer's body never arrived."""
+    emulator, provider, _ = setup(clock, faults="wavespeed.submit=drop_body")
+    started = time.monotonic()
+    with pytest.raises(SubmitOutcomeUnknown):
+        await provider.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+    assert emulator.ledger.calls("wavespeed", "submit") == 1 and len(emulator.ledger.billable("wavespeed")) == 1
+    emulator["wavespeed"].faults.add("status", "drop_body")
+    handle = await provider.submit(OviRequest(prompt=PROMPT, image=IMAGE), CTX)
+    with pytest.raises(ProviderUnavailable) as polled:
+        await provider.status(handle)
+    assert polled.value.retryable and emulator.ledger.calls("wavespeed", "status") == 1
+    assert time.monotonic() - started < 0.5  # no sleeps anywhere underneath
+
+
 UPLOAD_FAULTS = {
     "429": RateLimited, "500": ProviderUnavailable, "502": ProviderUnavailable, "503": ProviderUnavailable,
     "401": AuthError, "402": InsufficientFunds, "refuse": ProviderUnavailable, "timeout": ProviderUnavailable,
-    "drop": ProviderUnavailable, "bad_json": MalformedResponse,
+    "drop": ProviderUnavailable, "drop_body": ProviderUnavailable, "bad_json": MalformedResponse,
 }
 
 

@@ -194,12 +194,15 @@ def test_completed_with_error_is_failed() -> None:
     failed = t.parse_status({"status": "COMPLETED", "logs": None, "metrics": {},
                              "error": "Internal error", "error_type": "runner_server_error"})
     assert failed.state is JobState.FAILED and isinstance(failed.error, GenerationFailed)
-    assert failed.error.may_be_billed and failed.error.vendor_code == "runner_server_error"
+    # fal FAQ: server errors (5xx) are never charged
+    assert not failed.error.may_be_billed and failed.error.vendor_code == "runner_server_error"
     nsfw = t.parse_status({"status": "COMPLETED", "logs": None, "error": "Output flagged as NSFW"})
     assert isinstance(nsfw.error, ContentRejected)
     cancelled = t.parse_status({"status": "COMPLETED", "logs": None, "error": "cancelled",
                                 "error_type": "client_cancelled"})
     assert isinstance(cancelled.error, ProviderUnavailable)
+    untyped = t.parse_status({"status": "COMPLETED", "logs": None, "error": "worker crashed"})
+    assert isinstance(untyped.error, GenerationFailed) and not untyped.error.may_be_billed  # a 5xx: not charged
 
 
 @pytest.mark.parametrize("body", [{"status": "DONE"}, {"queue_position": 1}, "IN_QUEUE"])
@@ -282,10 +285,10 @@ def test_ingress_html_5xx(fal: FalProvider) -> None:
 
 def test_result_phase_errors(fal: FalProvider) -> None:
     failed = fal.classify(_response(500, {"detail": "boom", "error_type": "runner_server_error"}, "GET", RESULT_URL))
-    assert isinstance(failed, GenerationFailed) and failed.may_be_billed
+    assert isinstance(failed, GenerationFailed) and not failed.may_be_billed  # fal: 5xx never charged
     model_500 = fal.classify(_response(500, {"detail": "CUDA out of memory"}, "GET", RESULT_URL,
                                        headers={"x-fal-request-id": "r"}))
-    assert isinstance(model_500, GenerationFailed)
+    assert isinstance(model_500, GenerationFailed) and not model_500.may_be_billed
     platform = fal.classify(_response(500, {"detail": "oops", "error_type": "internal_error"}, "GET", RESULT_URL))
     assert isinstance(platform, ProviderUnavailable)
     rejected = fal.classify(_response(422, {"detail": [{"loc": ["body", "image_url"], "msg": "Failed to download",

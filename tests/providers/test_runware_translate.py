@@ -291,6 +291,40 @@ def test_status_answers(body, state: JobState, progress) -> None:
 def test_status_answers_that_mean_failed(status: int, body, cls: type) -> None:
     got = status_from(status, {}, raw(body), task_uuid=TASK)
     assert got.state is JobState.FAILED and type(got.error) is cls and got.error.failover is True
+    # Runware bills compute time and documents nothing about failed runs: conservatively billed
+    assert got.error.may_be_billed is True
+
+
+def task_err(code: str, task_type: str = "videoInference", task_uuid: str = TASK) -> dict:
+    return err(code, taskType=task_type, taskUUID=task_uuid)
+
+
+@pytest.mark.parametrize(("code", "cls"), [
+    ("timeoutProvider", GenerationFailed),       # a provider/timeout family: final for this task
+    ("noAvailableServer", GenerationFailed),
+    ("inferenceError", GenerationFailed),
+    ("contentPolicyViolation", ContentRejected),
+    ("invalidImage", ProviderRejected),
+])
+def test_our_task_failing_in_errors_is_a_failed_status_not_a_raise(code: str, cls: type) -> None:
+    got = status_from(200, {}, raw(task_err(code)), task_uuid=TASK)
+    assert got.state is JobState.FAILED and type(got.error) is cls
+    assert got.error.vendor_code == code and got.error.may_be_billed is True and not got.error.retryable
+    assert find_from(200, {}, raw(task_err(code)), task_uuid=TASK) == HANDLE  # the task is known
+
+
+@pytest.mark.parametrize(("status", "body", "cls"), [
+    (200, task_err("timeoutProvider", task_type="getResponse"), ProviderUnavailable),  # the poll itself
+    (200, err("timeoutProvider"), ProviderUnavailable),                                 # no task named
+    (200, task_err("timeoutProvider", task_uuid="00000000-0000-4000-8000-000000000000"), ProviderUnavailable),
+    (401, task_err("invalidApiKey"), AuthError),
+    (429, task_err("rateLimitExceeded"), RateLimited),
+    (402, task_err("insufficientCredits"), InsufficientFunds),
+])
+def test_request_level_errors_on_a_poll_still_raise(status: int, body, cls: type) -> None:
+    with pytest.raises(cls) as info:
+        status_from(status, {}, raw(body), task_uuid=TASK)
+    assert type(info.value) is cls
 
 
 @pytest.mark.parametrize(("status", "body", "cls"), [

@@ -214,6 +214,25 @@ def test_failed_task_codes(code, error_type) -> None:
     assert "boom" in str(error)
 
 
+@pytest.mark.parametrize(("body", "error_type"), [
+    ({"code": 1403, "message": "Task execution failed", "data": None}, GenerationFailed),
+    ({"code": 5004, "message": "timeout", "data": {"id": "abc", "error": "ran out of time"}}, GenerationFailed),
+    ({"code": 1200, "message": "flagged"}, ContentRejected),
+])
+def test_task_code_in_the_poll_envelope_is_a_failed_status(body: dict, error_type) -> None:
+    got = tr.status_of(json.dumps(body).encode())
+    assert got.state is JobState.FAILED and type(got.error) is error_type and got.raw == body
+    assert got.error.vendor_code == str(body["code"]) and got.error.may_be_billed is True
+    assert not got.error.retryable
+
+
+@pytest.mark.parametrize(("body", "error_type"), [({"code": 401, "message": "Unauthorized"}, AuthError),
+                                                  ({"code": 500, "message": "oops"}, ProviderUnavailable)])
+def test_request_code_in_the_poll_envelope_still_raises(body: dict, error_type) -> None:
+    with pytest.raises(error_type):
+        tr.status_of(body)
+
+
 def test_content_rejection_does_not_fail_over() -> None:
     error = tr.status_of(envelope("failed", error="nsfw", code=1200)).error
     assert error.failover is False and error.retryable is False
