@@ -153,7 +153,7 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
         expected = 3.0 if fixed is None else max(fixed, 0.01)
         # Emulated jobs take seconds, not a minute: poll and back off on the same short scale.
         return Gateway(registry=registry, emulator=make_emulator(faults, job_time), journal=journal or ":memory:",
-                       poll=PollPolicy(expected=expected, interval=min(0.5, expected)),
+                       poll=PollPolicy(expected=expected, interval=min(0.5, expected), min_interval={}),
                        backoff_base=min(1.0, expected / 10))
     if faults:
         raise click.UsageError("--faults applies to the emulator only (add --emulator)")

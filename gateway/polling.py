@@ -25,7 +25,8 @@ class PollPolicy:
     backoff: float = 1.5
     max_interval: float = 15.0
     max_wait: float = 900.0
-    min_interval: Mapping[str, float] = field(default_factory=dict)
+    min_interval: Mapping[str, float] = field(default_factory=lambda: {"wavespeed": 5.0})
+    """Per-vendor floor between checks; WaveSpeed asks for at least 5 s between video polls."""
     learned: dict[str, float] = field(default_factory=dict)
 
     def expected_for(self, provider: str) -> float:

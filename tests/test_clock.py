@@ -109,3 +109,11 @@ async def test_real_clock_basic() -> None:
     second = c.now()
     assert second - first >= 0.009
     assert second - first < 1.0
+
+
+def test_wavespeed_is_never_polled_faster_than_its_documented_5_seconds() -> None:
+    from gateway.polling import PollPolicy
+
+    policy = PollPolicy()
+    assert policy.next_wait("wavespeed", elapsed=50.0, checks=3) == 5.0
+    assert policy.next_wait("runware", elapsed=50.0, checks=3) == 3.0
