@@ -13,13 +13,11 @@ Re-record against the real API: ``OVI_RECORD=1 FAL_KEY=… pytest tests/cassette
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 
 import httpx
 import pytest
-import vcr
 from pydantic import SecretStr
 
 from gateway.contract import JobState, ProviderContext, SubmitContext
@@ -27,28 +25,15 @@ from gateway.errors import AuthError, GenerationFailed
 from gateway.request import OviRequest
 from providers.fal import FalProvider
 from tests.cassettes import make_fal_cassettes as docs
+from tests.cassettes.recorder import recorder, recording
 from tests.conftest import CASSETTES
 
 pytestmark = pytest.mark.anyio
 
-RECORD = os.environ.get("OVI_RECORD") == "1" and bool(os.environ.get("FAL_KEY"))
+RECORD = recording("FAL_KEY")
 KEY = os.environ["FAL_KEY"] if RECORD else "test-key-not-real"
 CTX = SubmitContext(idempotency_key="6a1f0e2d-3c4b-4a59-8e7d-1f2a3b4c5d6e")
-
-
-def _json_body(r1: vcr.request.Request, r2: vcr.request.Request) -> None:
-    def load(body: bytes | str | None) -> object:
-        return json.loads(body) if body else None
-    assert load(r1.body) == load(r2.body), f"JSON bodies differ: {r1.body!r} != {r2.body!r}"
-
-
-VCR = vcr.VCR(
-    cassette_library_dir=str(CASSETTES / "fal"),
-    record_mode="all" if RECORD else "none",
-    match_on=["method", "scheme", "host", "path", "query", "json_body"],
-    filter_headers=["authorization"],
-)
-VCR.register_matcher("json_body", _json_body)
+VCR = recorder("fal", "FAL_KEY")
 
 
 async def run(name: str, request: OviRequest, key: str = KEY,

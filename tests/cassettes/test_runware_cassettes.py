@@ -12,7 +12,6 @@ restores the documented cassettes.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from decimal import Decimal
@@ -20,13 +19,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import vcr
 from pydantic import SecretStr
 
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.errors import AuthError, GenerationFailed
 from gateway.request import OviRequest
 from providers.runware import RunwareProvider
+from tests.cassettes.recorder import recorder
 from tests.cassettes.make_runware_cassettes import (
     CASSETTE_DIR,
     DOC_EXAMPLES,
@@ -37,20 +36,9 @@ from tests.cassettes.make_runware_cassettes import (
 
 pytestmark = pytest.mark.anyio
 
-RECORD = os.environ.get("OVI_RECORD") == "1"
+RECORD = os.environ.get("OVI_RECORD") == "1"  # the key check is the fixture below: it skips, not replays
 KEY = os.environ.get("RUNWARE_API_KEY") if RECORD else "replay-key"
-
-
-def _json_body(r1, r2) -> None:
-    assert json.loads(r1.body or b"null") == json.loads(r2.body or b"null")
-
-
-RECORDER = vcr.VCR(
-    cassette_library_dir=str(CASSETTE_DIR), record_mode="all" if RECORD else "none",
-    match_on=["method", "scheme", "host", "path", "query", "json_body"],
-    filter_headers=["authorization"],
-)
-RECORDER.register_matcher("json_body", _json_body)
+RECORDER = recorder("runware", "RUNWARE_API_KEY")
 
 
 def use(name: str):

@@ -8,12 +8,10 @@ the real API: ``OVI_RECORD=1 WAVESPEED_API_KEY=… pytest tests/cassettes/test_w
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 import httpx
 import pytest
-import vcr
 from pydantic import SecretStr
 
 from gateway.contract import JobState, ProviderContext, SubmitContext
@@ -21,28 +19,15 @@ from gateway.errors import AuthError, GenerationFailed
 from gateway.request import OviRequest
 from providers.wavespeed import WaveSpeedProvider
 from tests.cassettes import make_wavespeed_cassettes as docs
+from tests.cassettes.recorder import recorder, recording
 from tests.conftest import CASSETTES
 
 pytestmark = pytest.mark.anyio
 
-RECORD = os.environ.get("OVI_RECORD") == "1" and bool(os.environ.get("WAVESPEED_API_KEY"))
+RECORD = recording("WAVESPEED_API_KEY")
 KEY = os.environ["WAVESPEED_API_KEY"] if RECORD else "test-key-not-real"
 CTX = SubmitContext(idempotency_key="3d9c6a2e-8f1b-4b7d-a5e3-0c2f4e6a8b1d")
-
-
-def _json_body(r1: vcr.request.Request, r2: vcr.request.Request) -> None:
-    def load(body: bytes | str | None) -> object:
-        return json.loads(body) if body else None
-    assert load(r1.body) == load(r2.body), f"JSON bodies differ: {r1.body!r} != {r2.body!r}"
-
-
-VCR = vcr.VCR(
-    cassette_library_dir=str(CASSETTES / "wavespeed"),
-    record_mode="all" if RECORD else "none",
-    match_on=["method", "scheme", "host", "path", "query", "json_body"],
-    filter_headers=["authorization"],
-)
-VCR.register_matcher("json_body", _json_body)
+VCR = recorder("wavespeed", "WAVESPEED_API_KEY")
 
 
 async def run(name: str, request: OviRequest, key: str = KEY):

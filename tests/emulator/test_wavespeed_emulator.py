@@ -12,7 +12,6 @@ from pydantic import SecretStr
 
 from gateway.clock import VirtualClock
 from gateway.contract import JobHandle, JobState, JobStatus, ProviderContext, SubmitContext
-from gateway.emulator import FAULT_KINDS, Emulator, FaultScript
 from gateway.emulator.base import FAKE_MP4
 from gateway.errors import (
     AuthError,
