@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from gateway.clock import VirtualClock
 from gateway.contract import JobHandle, JobState, JobStatus, ProviderContext, SubmitContext
+from gateway.emulator import FAULT_KINDS, Emulator
 from gateway.emulator.base import FAKE_MP4
 from gateway.errors import (
     AuthError,
