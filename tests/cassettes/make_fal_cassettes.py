@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from vcr.request import Request
-from vcr.serialize import serialize
-from vcr.serializers import yamlserializer
+
+from tests.cassettes.recorder import write_scenarios
 
 CASSETTE_DIR = Path(__file__).resolve().parents[2] / "cassettes" / "fal"
 QUEUE = "https://queue.fal.run"
@@ -149,14 +149,7 @@ SCENARIOS: dict[str, list[tuple[Request, dict[str, Any]]]] = {
 
 def write(directory: Path = CASSETTE_DIR) -> list[Path]:
     """Write every scenario's cassette; returns the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, exchanges in SCENARIOS.items():
-        cassette = {"requests": [r for r, _ in exchanges], "responses": [a for _, a in exchanges]}
-        path = directory / f"{name}.yaml"
-        path.write_text(serialize(cassette, yamlserializer))
-        paths.append(path)
-    return paths
+    return write_scenarios(SCENARIOS, directory)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import vcr
+from vcr.serialize import serialize
+from vcr.serializers import yamlserializer
 
 from tests.conftest import CASSETTES
 
@@ -36,3 +41,15 @@ def recorder(vendor: str, key_variable: str) -> vcr.VCR:
     )
     configured.register_matcher("json_body", _json_body)
     return configured
+
+
+def write_scenarios(scenarios: Mapping[str, Sequence[tuple[Any, Any]]], directory: Path) -> list[Path]:
+    """Write one cassette per scenario (a list of (vcr request, response dict) exchanges); returns the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, exchanges in scenarios.items():
+        cassette = {"requests": [r for r, _ in exchanges], "responses": [a for _, a in exchanges]}
+        path = directory / f"{name}.yaml"
+        path.write_text(serialize(cassette, yamlserializer))
+        paths.append(path)
+    return paths
