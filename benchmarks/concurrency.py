@@ -34,8 +34,8 @@ MARK = "@@RESULT@@ "
 async def _in_flight(jobs: int, learn: bool = True) -> dict[str, Any]:
     from gateway import Gateway, OviRequest
     from gateway.emulator import Emulator
-    from gateway.polling import PollPolicy
-    from gateway.runner import Event
+    from gateway.jobs.polling import PollPolicy
+    from gateway.jobs.runner import Event
 
     class FixedExpectation(PollPolicy):
         """The same schedule with learning off: ``expected`` stays 1.5 s (a diagnostic)."""

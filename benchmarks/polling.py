@@ -29,8 +29,8 @@ from gateway.clock import VirtualClock
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.emulator import Emulator
 from gateway.registry import Registry
-from gateway.polling import PollPolicy
-from gateway.runner import Event
+from gateway.jobs.polling import PollPolicy
+from gateway.jobs.runner import Event
 
 VENDOR = "runware"
 """The adapter polled (the default route's cheapest vendor for a default clip)."""

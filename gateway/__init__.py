@@ -5,47 +5,116 @@ Quick start::
     from gateway import Gateway, OviRequest
     result = Gateway().generate(OviRequest(image="https://…/knight.jpg",
                                            prompt="A knight. <S>I will defend this land.<E>"))
+
+``Gateway``, ``Route``, ``Quote``, ``Budget``, ``Event`` and ``PollPolicy`` load on first use (the client
+pulls in stevedore and the runner); type checkers see them as the real classes through the
+``TYPE_CHECKING`` imports below.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from gateway.contract import Capabilities, JobHandle, JobState, JobStatus, Limit, Provider, ProviderOutput
-from gateway.errors import *  # noqa: F403 - the taxonomy is part of the public surface
-from gateway.errors import __all__ as _error_names
+from gateway.errors import (
+    AllProvidersFailed,
+    AuthError,
+    BudgetExceeded,
+    ClipInProgress,
+    ConfigurationError,
+    ContentRejected,
+    DeadlineExceeded,
+    GatewayError,
+    GenerationFailed,
+    InsufficientFunds,
+    InvalidRequest,
+    JobUnresolved,
+    MalformedResponse,
+    NoRoute,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ResultExpired,
+    SubmitOutcomeUnknown,
+    UnsupportedByProvider,
+)
 from gateway.prompt import OviPrompt, PromptError
 from gateway.request import ImageInput, Mode, OviRequest
 from gateway.result import Attempt, OviResult, Timings
 
+if TYPE_CHECKING:
+    from gateway.client import Gateway
+    from gateway.jobs.polling import PollPolicy
+    from gateway.jobs.runner import Event
+    from gateway.routing.planner import Route
+    from gateway.routing.pricing import Budget, Quote
+
 __all__ = [
+    "AllProvidersFailed",
     "Attempt",
+    "AuthError",
     "Budget",
+    "BudgetExceeded",
     "Capabilities",
+    "ClipInProgress",
+    "ConfigurationError",
+    "ContentRejected",
+    "DeadlineExceeded",
+    "Event",
     "Gateway",
+    "GatewayError",
+    "GenerationFailed",
     "ImageInput",
+    "InsufficientFunds",
+    "InvalidRequest",
     "JobHandle",
     "JobState",
     "JobStatus",
+    "JobUnresolved",
     "Limit",
+    "MalformedResponse",
     "Mode",
+    "NoRoute",
     "OviPrompt",
     "OviRequest",
     "OviResult",
+    "PollPolicy",
     "PromptError",
     "Provider",
+    "ProviderError",
     "ProviderOutput",
+    "ProviderRejected",
+    "ProviderUnavailable",
     "Quote",
+    "RateLimited",
+    "ResultExpired",
     "Route",
+    "SubmitOutcomeUnknown",
     "Timings",
-    *_error_names,
+    "UnsupportedByProvider",
 ]
 
+_LAZY = {
+    "Gateway": "gateway.client",
+    "Route": "gateway.routing.planner",
+    "Quote": "gateway.routing.pricing",
+    "Budget": "gateway.routing.pricing",
+    "Event": "gateway.jobs.runner",
+    "PollPolicy": "gateway.jobs.polling",
+}
 
-def __getattr__(name: str):  # the client pulls in stevedore and the runner: load on first use
-    if name == "Gateway":
-        from gateway.client import Gateway
-        return Gateway
-    if name == "Route":
-        from gateway.routing import Route
-        return Route
-    if name in ("Quote", "Budget"):
-        from gateway import pricing
-        return getattr(pricing, name)
-    raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,18 +23,18 @@ from gateway.errors import (
     InvalidRequest,
     NoRoute,
 )
-from gateway.health import BreakerState, Health
+from gateway.routing.health import BreakerState, Health
 from gateway.http import USER_AGENT
-from gateway.journal import Journal, request_hash
-from gateway.pricing import Budget, PriceBook, Quote
+from gateway.store.journal import Journal, request_hash
+from gateway.routing.pricing import Budget, PriceBook, Quote
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import OviResult
-from gateway.polling import PollPolicy
-from gateway.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
+from gateway.jobs.polling import PollPolicy
+from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
 from gateway.result import Attempt
-from gateway.routing import Route, plan
-from gateway.runner import Event, Runner
+from gateway.routing.planner import Route, plan
+from gateway.jobs.runner import Event, Runner
 
 __all__ = ["Gateway", "ResumeOutcome"]
 

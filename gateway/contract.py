@@ -233,6 +233,9 @@ class Provider(Protocol):
     capabilities: Capabilities
     reconcilable: bool
     """Whether ``find`` can tell, after an ambiguous submit, if the vendor took the job."""
+    # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
+    # checks (WaveSpeed: 5). Read with ``getattr(provider, "min_poll_interval", 0.0)``, so adapters
+    # written before it was added keep working.
 
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any] | list[Any]:
         """The exact JSON body the vendor receives (pure). Image files appear as data URIs."""

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway import cli
-from gateway.journal import Journal, request_hash
+from gateway.cli import commands as cli
+from gateway.store.journal import Journal, request_hash
 
 KEY_VARIABLES = ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY")
 PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder, war drums.<ENDAUDCAP>"

@@ -112,8 +112,14 @@ async def test_real_clock_basic() -> None:
 
 
 def test_wavespeed_is_never_polled_faster_than_its_documented_5_seconds() -> None:
-    from gateway.polling import PollPolicy
+    from gateway.jobs.polling import PollPolicy
+
+    from providers.runware import RunwareProvider
+    from providers.wavespeed import WaveSpeedProvider
 
     policy = PollPolicy()
-    assert policy.next_wait("wavespeed", elapsed=50.0, checks=3) == 5.0
+    assert WaveSpeedProvider.min_poll_interval == 5.0  # the floor is the adapter's, not the core's
+    assert not hasattr(RunwareProvider, "min_poll_interval")
+    assert policy.next_wait("wavespeed", elapsed=50.0, checks=3, floor=5.0) == 5.0
     assert policy.next_wait("runware", elapsed=50.0, checks=3) == 3.0
+    assert PollPolicy(min_interval={}).next_wait("wavespeed", elapsed=50.0, checks=3, floor=5.0) == 3.0

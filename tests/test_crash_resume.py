@@ -33,8 +33,8 @@ CHILD = textwrap.dedent("""
     import asyncio, json, os, signal, sys
     from gateway import Gateway, OviRequest, Route
     from gateway.emulator.loopback import LoopbackTransport
-    from gateway.journal import Journal
-    from gateway.runner import PollPolicy
+    from gateway.store.journal import Journal
+    from gateway.jobs.runner import PollPolicy
 
     base, path, kill_at, mode, vendor = sys.argv[1:6]
 

@@ -18,7 +18,7 @@ from gateway.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
-from gateway.health import Breaker, BreakerState, Health
+from gateway.routing.health import Breaker, BreakerState, Health
 
 
 def down() -> ProviderUnavailable:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import gateway.journal as journal_module
+import gateway.store.journal as journal_module
 from gateway.contract import JobHandle
 from gateway.errors import ConfigurationError, InvalidRequest
-from gateway.journal import SCHEMA_VERSION, ClipRecord, Journal, SpendRow, request_hash
+from gateway.store.journal import ClipRecord, Journal, SpendRow, request_hash
 
 REQ = json.dumps({"prompt": "a cat <S>hello<E>", "seed": 0, "image": None})
 HANDLE = JobHandle(provider="fal", job_id="job-1", data={"status_url": "https://queue.fal.run/x"}).to_json()
@@ -256,16 +256,6 @@ def test_reported_costs_newest_first(j, monkeypatch):
     assert j.reported_costs("runware", limit=1) == [(Decimal("0.09"), None, None)]
 
 
-def test_schema_version_stored_and_newer_refused(tmp_path):
-    path = tmp_path / "j.sqlite3"
-    Journal(path).close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(ConfigurationError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
-        Journal(path)
-
-
 def test_file_journal_uses_wal_and_reopens_with_everything(tmp_path):
     path = tmp_path / "sub" / "j.sqlite3"  # parent directories are created on first use
     j = Journal(path)
@@ -318,7 +308,7 @@ def test_threads_share_one_journal(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from decimal import Decimal
-    from gateway.journal import Journal, request_hash
+    from gateway.store.journal import Journal, request_hash
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     j = Journal(path)
     req = '{"prompt": "p"}'

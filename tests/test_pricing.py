@@ -8,7 +8,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from gateway.pricing import Compute, PerClip, PerSecond, PriceBook, Quote
+from gateway.routing.pricing import Compute, PerClip, PerSecond, PriceBook, Quote
 from gateway.request import Mode, OviRequest
 from tests.conftest import PNG_BYTES
 

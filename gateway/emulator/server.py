@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["serve"]
 
 
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("/v1", "runware (task API)"), ("/api/v3/...", "wavespeed"),
+    ("/fal-ai/...", "fal queue (uploads: /storage, /files)"), ("/_emulator/ledger", "billing ledger (JSON)"))
+"""Which loopback paths reach which emulated vendor, as ``ovi-gateway emulate`` prints them."""
+
+
 def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """Start serving ``emulator`` in a daemon thread. Loopback only: other hosts are refused."""
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -49,6 +49,8 @@ class WaveSpeedProvider:
     env_key = "WAVESPEED_API_KEY"
     capabilities = translate.CAPABILITIES
     reconcilable = False
+    min_poll_interval = 5.0
+    """WaveSpeed asks for at least 5 s between video result polls (its Ovi docs)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.pricing import Quote
+from gateway.routing.pricing import Quote
 
 __all__ = ["Candidate", "Plan", "Route", "plan"]
 

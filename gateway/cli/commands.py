@@ -24,16 +24,16 @@ import click
 import httpx
 from pydantic import ValidationError
 
-from gateway import cli_render as render
+from gateway.cli import render
 from gateway.client import Gateway
 from gateway.errors import DeadlineExceeded, GatewayError, InvalidRequest, JobUnresolved, SubmitOutcomeUnknown
-from gateway.journal import Journal
-from gateway.pricing import Quote
+from gateway.store.journal import Journal
+from gateway.routing.pricing import Quote
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import OviResult
-from gateway.routing import Route
-from gateway.polling import PollPolicy
+from gateway.routing.planner import Route
+from gateway.jobs.polling import PollPolicy
 
 __all__ = ["cli", "main"]
 
@@ -200,7 +200,7 @@ journal_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
 emulator_option = click.option("--emulator", is_flag=True, help="Use the built-in emulator even if keys are set.")
 faults_option = click.option("--faults", metavar="SPEC",
-                             help='Emulator fault script, e.g. "runware.submit=503*3; fal.job=fail".')
+                             help='Emulator fault script, e.g. "VENDOR.submit=503*3; VENDOR.job=fail".')
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -323,7 +323,9 @@ def emulate(port: int, faults: str | None, job_seconds: float | None) -> None:
     except OSError as error:
         raise click.BadParameter(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}",
                                  param_hint="--port") from None
-    click.echo("\n".join(render.emulator_banner(f"http://127.0.0.1:{server.server_port}", faults)))
+    from gateway.emulator.server import ROUTES
+
+    click.echo("\n".join(render.emulator_banner(f"http://127.0.0.1:{server.server_port}", faults, ROUTES)))
     try:
         block_until_interrupted(server)
     except KeyboardInterrupt:

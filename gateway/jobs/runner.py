@@ -1,0 +1,445 @@
+"""Executes a plan: submit, poll, retry, fail over, record every attempt — and never pay twice.
+
+The runner owns all waiting, through the injected clock. Retries on one vendor use tenacity
+(exponential backoff with jitter, ``Retry-After`` honored, bounded by the deadline). A submit that may
+have reached the vendor is reconciled before anything else is paid for: a vendor that can look a job
+up by our key (Runware, by ``taskUUID``) is asked; for the others the runner raises
+``SubmitOutcomeUnknown`` unless the route opts in to failing over, and then records the possible
+extra charge. Once a vendor has accepted a job, only the vendor's own verdict on that job (failed,
+refused, expired) moves the clip elsewhere; anything else leaves the paid job open for ``resume()``.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from gateway.clock import Clock
+from gateway.contract import JobHandle, JobState, JobStatus, Provider, ProviderOutput, SubmitContext
+from gateway.errors import (
+    PAID_JOB_ALIVE,
+    AllProvidersFailed,
+    BudgetExceeded,
+    ContentRejected,
+    DeadlineExceeded,
+    GatewayError,
+    GenerationFailed,
+    JobUnresolved,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ResultExpired,
+    SubmitOutcomeUnknown,
+)
+from gateway.routing.health import Health
+from gateway.jobs.polling import PollPolicy
+from gateway.routing.pricing import Budget
+from gateway.request import OviRequest
+from gateway.result import Attempt, OviResult, Timings
+from gateway.routing.planner import Candidate, Plan, Route
+
+__all__ = ["Event", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
+
+_JOB_VERDICTS = (GenerationFailed, ContentRejected, ProviderRejected, ResultExpired)
+"""The vendor's verdict on an accepted job: it settles the job's fate (any other error leaves it open)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Progress for displays: ``kind`` is wait (every capable vendor cooling down), submit, accepted,
+    status, retry, reconcile, failover, resubmit (a new job on the same vendor after its job failed)
+    or done. ``provider`` is empty for ``wait``."""
+
+    kind: str
+    provider: str
+    elapsed: float
+    state: str | None = None
+    queue_position: int | None = None
+    message: str | None = None
+
+
+class NullJournal:
+    """Records nothing: for gateways built with ``journal=None`` (no durability, no idempotency keys)."""
+
+    def intent(self, **fields: Any) -> None: ...
+    def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None: ...
+    def state(self, submit_key: str, state: str) -> None: ...
+    def finished(self, submit_key: str, *, cost_usd: Decimal | None, cost_source: str) -> None: ...
+    def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None: ...
+    def unknown(self, submit_key: str, *, error: str) -> None: ...
+    def expired(self, submit_key: str, error: str) -> None: ...
+    def finish_clip(self, key: str, result_json: str) -> None: ...
+
+
+@dataclass
+class FollowedJob:
+    """One vendor job being followed to its end, and where its outcome is recorded.
+
+    ``started`` is when the whole generation began; ``vendor_started`` when this vendor took the job
+    (or, for a resumed job, when following it resumed). ``resumed`` jobs teach the poll policy nothing.
+    """
+
+    provider: Provider
+    handle: JobHandle
+    candidate: Candidate
+    clip_key: str
+    submit_key: str
+    started: float
+    vendor_started: float
+    deadline_at: float | None
+    attempts: list[Attempt] = field(default_factory=list)
+    abandon_stuck: bool = False
+    resumed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+
+class Runner:
+    """Runs one clip across the planned vendors.
+
+    Args:
+        providers: the loaded adapters by name.
+        clock: the source of time and sleep.
+        health: per-vendor breakers.
+        journal: durable record of every paid submit (``gateway.store.journal.Journal``), or ``None``.
+        poll: the polling policy.
+        rng: jitter source (seeded in tests).
+        new_key: makes per-submit idempotency keys (UUID4 strings).
+        on_event: called with each ``Event``.
+        backoff_base, backoff_cap: same-vendor retry backoff in seconds; a ``Retry-After`` longer than
+            the cap is not waited for on submit (the runner fails over instead).
+        budget: refuse submits past this spend cap (needs a real journal).
+    """
+
+    def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
+                 journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
+                 new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
+                 backoff_base: float = 1.0, backoff_cap: float = 30.0, max_status_errors: int = 8,
+                 budget: Budget | None = None) -> None:
+        self.providers = providers
+        self.clock = clock
+        self.health = health
+        self.journal = journal if journal is not None else NullJournal()
+        self.poll = poll or PollPolicy()
+        self.rng = rng or random.Random()
+        self.new_key = new_key or (lambda: str(uuid.uuid4()))
+        self.on_event = on_event or (lambda event: None)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_status_errors = max_status_errors
+        self.budget = budget
+
+    # ---- the plan ---------------------------------------------------------------------------
+    async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
+                  earlier: list[Attempt] | None = None) -> OviResult:
+        """Try each candidate in order until one delivers the clip. A vendor whose job failed gets
+        ``route.job_retries`` new jobs, after every other candidate has had its turn. ``earlier``
+        attempts (open submits of this clip from before) are reported first on the result."""
+        started = self.clock.now()
+        deadline_at = None if route.deadline is None else started + route.deadline
+        attempts: list[Attempt] = list(earlier or [])
+        queue = deque(plan.candidates)
+        resubmitted: dict[str, int] = {}
+        previous: str | None = None
+        why = "skipped"
+        while queue:
+            candidate = queue.popleft()
+            if previous is not None:
+                kind = "resubmit" if candidate.provider == previous else "failover"
+                self.on_event(Event(kind, candidate.provider, self.clock.now() - started, message=f"after {why}"))
+            previous = candidate.provider
+            try:
+                result = await self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
+            except GatewayError as error:
+                why = f"{type(error).__name__}: {error.message}"
+                if isinstance(error, GenerationFailed) and resubmitted.get(candidate.provider, 0) < route.job_retries:
+                    resubmitted[candidate.provider] = resubmitted.get(candidate.provider, 0) + 1
+                    queue.append(candidate)
+                    continue
+                if _fails_over(error, route):
+                    continue
+                error.attempts = list(attempts)
+                raise
+            if result is not None:
+                return result
+            why = "skipped"
+        raise AllProvidersFailed(f"all {len(plan.candidates)} candidate vendors failed", attempts=attempts)
+
+    async def _on_vendor(self, request: OviRequest, candidate: Candidate, route: Route, clip_key: str,
+                         started: float, deadline_at: float | None, attempts: list[Attempt]) -> OviResult | None:
+        name = candidate.provider
+        provider = self.providers[name]
+        breaker = self.health[name]
+        if not breaker.allow():
+            attempts.append(Attempt(provider=name, outcome="skipped", error=breaker.reason()))
+            return None
+        try:
+            self._remaining(deadline_at, 0.0, name)
+            ctx = SubmitContext(idempotency_key=self.new_key(), dropped=frozenset(candidate.dropped))
+            self.journal.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
+                                quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
+                                dropped=ctx.dropped)
+            self._reserve(name, ctx.idempotency_key, candidate.quote.price_usd)
+            job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
+                              self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
+            try:
+                job.handle = await self._submit(provider, request, ctx, route, deadline_at, attempts, started)
+            except GatewayError as error:
+                self._record_failure(job, error)
+                if isinstance(error, SubmitOutcomeUnknown) and route.failover_on_unknown:
+                    return None
+                raise
+            self.journal.accepted(ctx.idempotency_key, job.handle.to_json())
+            self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
+            return await self.follow(job)
+        finally:
+            breaker.release()  # a half-open probe that ended without a verdict must not block the vendor
+
+    # ---- submit, with retries and reconciliation --------------------------------------------
+    async def _submit(self, provider: Provider, request: OviRequest, ctx: SubmitContext, route: Route,
+                      deadline_at: float | None, attempts: list[Attempt], started: float) -> JobHandle:
+        name = provider.name
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            attempts.append(Attempt(provider=name, outcome="retried", error_type=type(error).__name__,
+                                    error=str(error), elapsed_s=self.clock.now() - started))
+            self.health[name].failure(error)  # type: ignore[arg-type]
+            self.on_event(Event("retry", name, self.clock.now() - started, message=str(error)))
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self._worth_retrying),
+            stop=lambda state: state.attempt_number >= route.max_tries or self._past(
+                deadline_at, state.upcoming_sleep),
+            wait=self._wait, sleep=self.clock.sleep, before_sleep=before_sleep, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                self.on_event(Event("submit", name, self.clock.now() - started))
+                try:
+                    return await provider.submit(request, ctx)
+                except GatewayError as error:
+                    if not error.may_be_billed:
+                        raise
+                    found = await self._reconcile(provider, ctx, error, started, deadline_at)
+                    if found is not None:
+                        return found
+                    # The vendor confirmed it holds no job under our key: the failure was harmless.
+                    if isinstance(error, SubmitOutcomeUnknown):
+                        raise ProviderUnavailable(f"submit was lost before {name} took it "
+                                                  f"(confirmed by lookup): {error.message}", provider=name) from error
+                    error.may_be_billed = False
+                    raise
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _worth_retrying(self, error: BaseException) -> bool:
+        """Same vendor again: a retryable error that cannot have billed, and no long ``Retry-After``."""
+        if not isinstance(error, GatewayError) or not error.retryable or error.may_be_billed:
+            return False
+        return not (isinstance(error, RateLimited) and (error.retry_after or 0) > self.backoff_cap)
+
+    async def _reconcile(self, provider: Provider, ctx: SubmitContext, error: GatewayError, started: float,
+                         deadline_at: float | None) -> JobHandle | None:
+        """After a submit that may have reached the vendor: the job if it exists, ``None`` if the
+        vendor confirms it does not, else ``SubmitOutcomeUnknown``."""
+        self.on_event(Event("reconcile", provider.name, self.clock.now() - started, message=str(error)))
+        hint = {"provider": provider.name, "idempotency_key": ctx.idempotency_key}
+        if not provider.reconcilable:
+            raise SubmitOutcomeUnknown(
+                f"the submit may have created a paid job ({error.message}); {provider.name} offers no way "
+                "to look it up, so the gateway will not submit elsewhere", provider=provider.name, job_hint=hint)
+        for tries in range(1, 4):
+            try:
+                return await provider.find(ctx)
+            except GatewayError as lookup_error:
+                wait = self._backoff(tries, lookup_error)
+                if not lookup_error.retryable or tries == 3 or self._past(deadline_at, wait):
+                    break
+                await self.clock.sleep(wait)
+        raise SubmitOutcomeUnknown(f"the submit may have created a paid job ({error.message}) and "
+                                   f"{provider.name} could not be asked", provider=provider.name, job_hint=hint)
+
+    # ---- following a job to its end --------------------------------------------------------
+    async def follow(self, job: FollowedJob) -> OviResult:
+        """Poll the job to its end and build the result.
+
+        A job still unfinished after ``PollPolicy.max_wait`` is left running and raised as
+        ``JobUnresolved`` (it stays in the journal for ``resume()``); with ``job.abandon_stuck`` it is
+        cancelled and raised as ``GenerationFailed`` (may have been billed) so the runner moves on.
+        """
+        name, handle = job.name, job.handle
+        checks, errors_in_row = 0, 0
+        last_queued: float | None = None  # when the job was last seen waiting in the vendor's queue
+        running_seen = False
+        last_error: GatewayError | None = None
+        while True:
+            elapsed = self.clock.now() - job.vendor_started
+            if elapsed > self.poll.max_wait:
+                raise await self._stuck(job)
+            wait = (self.poll.next_wait(name, elapsed, checks, getattr(job.provider, "min_poll_interval", 0.0)) if errors_in_row == 0
+                    else max(self.poll.interval, self._backoff(errors_in_row, last_error)))
+            await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
+            checks += 1
+            try:
+                status = await job.provider.status(handle)
+            except GatewayError as error:
+                if isinstance(error, _JOB_VERDICTS):
+                    self._record_failure(job, error)
+                    raise
+                errors_in_row, last_error = errors_in_row + 1, error
+                if error.retryable and errors_in_row < self.max_status_errors:
+                    continue
+                raise self._unresolved(job, error) from error
+            errors_in_row = 0
+            self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
+                                queue_position=status.queue_position))
+            if status.state == JobState.QUEUED:
+                last_queued = self.clock.now()
+                continue
+            if not running_seen:
+                running_seen = True
+                self.journal.state(job.submit_key, "running")
+            if status.state == JobState.FAILED:
+                error = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
+                self._record_failure(job, error)
+                raise error
+            if status.state == JobState.SUCCEEDED:
+                return self._finish(job, await self._fetch_result(job, status), last_queued)
+
+    async def _fetch_result(self, job: FollowedJob, status: JobStatus) -> ProviderOutput:
+        for tries in range(1, self.max_status_errors + 1):
+            try:
+                return await job.provider.result(job.handle, status)
+            except GatewayError as error:
+                if isinstance(error, _JOB_VERDICTS):
+                    self._record_failure(job, error)
+                    raise
+                if not error.retryable or tries == self.max_status_errors:
+                    raise self._unresolved(job, error) from error
+                await self.clock.sleep(self._remaining(job.deadline_at, self._backoff(tries, error), job.name, job))
+        raise AssertionError("unreachable")
+
+    async def _stuck(self, job: FollowedJob) -> GatewayError:
+        stuck = f"job {job.handle.job_id} still unfinished after {self.poll.max_wait:.0f} s"
+        if not job.abandon_stuck:
+            return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
+        try:
+            await job.provider.cancel(job.handle)
+        except GatewayError:
+            pass  # best effort: the job is given up either way
+        error = GenerationFailed(f"{stuck}; cancelled", provider=job.name, may_be_billed=True)
+        self._record_failure(job, error)
+        return error
+
+    def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None) -> OviResult:
+        now = self.clock.now()
+        self.health[job.name].success()
+        if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
+            self.poll.observe(job.name, now - job.vendor_started)
+        quoted = job.candidate.quote.price_usd
+        cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (
+            (quoted, "estimated") if quoted is not None else (None, "unknown"))
+        job.attempts.append(Attempt(provider=job.name, outcome="succeeded", elapsed_s=now - job.vendor_started,
+                                    may_be_billed=True, job_id=job.handle.job_id))
+        # Polls bound the phases: queued at least until last seen queued, running at most since then.
+        running_from = last_queued if last_queued is not None else job.vendor_started
+        result = OviResult(
+            provider=job.name, job_id=job.handle.job_id, video_url=output.video_url, seed=output.seed,
+            cost_usd=cost, cost_source=source, quoted_usd=quoted, nsfw=output.nsfw,
+            timings=Timings(total_s=now - job.started,
+                            queued_s=None if job.resumed or last_queued is None else last_queued - job.vendor_started,
+                            running_s=None if job.resumed else now - running_from,
+                            inference_s=output.inference_s),
+            dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
+            idempotency_key=job.clip_key, raw=output.raw)
+        # The clip's result is on record before its submit is closed: a crash between the two leaves an
+        # open submit that resume() re-reads, never a finished submit whose clip has no result.
+        self.journal.finish_clip(job.clip_key, result.model_dump_json())
+        self.journal.finished(job.submit_key, cost_usd=cost, cost_source=source)
+        self.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
+        return result
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _reserve(self, name: str, submit_key: str, quote: Decimal | None) -> None:
+        """Hold the quote against the budget, or refuse the submit (the intent just written counts)."""
+        if self.budget is None:
+            return
+        if quote is None:
+            self.journal.failed(submit_key, error="budget needs a price", may_be_billed=False)
+            raise BudgetExceeded(f"{name} has no known price, so a budget cannot be checked", provider=name)
+        spent = self.journal.reserved_and_spent(since=self.budget.since())
+        if spent > self.budget.limit_usd:
+            self.journal.failed(submit_key, error="over budget", may_be_billed=False)
+            raise BudgetExceeded(f"a ${quote} submit would bring {self.budget.period} spend to ${spent}, over the "
+                                 f"${self.budget.limit_usd} budget; nothing was sent", provider=name)
+        self.journal.reserve(submit_key, quote)
+
+    def _record_failure(self, job: FollowedJob, error: GatewayError) -> None:
+        """Note a failed attempt on the result, the breaker and the journal.
+
+        A submit whose outcome is unknown, or a job that is still alive (deadline, unreadable status),
+        stays open in the journal so ``resume()`` can settle it; a failed or expired job is closed.
+        """
+        alive = isinstance(error, PAID_JOB_ALIVE)
+        job.attempts.append(Attempt(provider=job.name, outcome="unknown" if alive else "failed",
+                                    error_type=type(error).__name__, error=str(error),
+                                    elapsed_s=self.clock.now() - job.vendor_started,
+                                    may_be_billed=error.may_be_billed, job_id=job.handle.job_id or None))
+        if not isinstance(error, DeadlineExceeded):
+            self.health[job.name].failure(error)
+        if isinstance(error, SubmitOutcomeUnknown):
+            self.journal.unknown(job.submit_key, error=str(error))
+        elif isinstance(error, ResultExpired):
+            self.journal.expired(job.submit_key, str(error))
+        elif not alive:
+            self.journal.failed(job.submit_key, error=str(error), may_be_billed=error.may_be_billed)
+
+    def _unresolved(self, job: FollowedJob, error: GatewayError) -> JobUnresolved:
+        unresolved = JobUnresolved(f"job {job.handle.job_id} was accepted but cannot be read ({error!r}); "
+                                   "it stays in the journal for resume()", provider=job.name, job=job.handle)
+        self._record_failure(job, unresolved)
+        return unresolved
+
+    def _backoff(self, tries: int, error: GatewayError | None) -> float:
+        """Seconds before the next try: the vendor's ``Retry-After`` (at most ``backoff_cap``), else
+        exponential backoff with jitter."""
+        hinted = getattr(error, "retry_after", None)
+        if hinted:
+            return min(float(hinted), self.backoff_cap)
+        exp = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
+        return exp * self.rng.uniform(0.5, 1.0)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return self._backoff(state.attempt_number, error if isinstance(error, GatewayError) else None)
+
+    def _past(self, deadline_at: float | None, upcoming: float | None) -> bool:
+        return deadline_at is not None and self.clock.now() + (upcoming or 0.0) > deadline_at
+
+    def _remaining(self, deadline_at: float | None, wait: float, name: str, job: FollowedJob | None = None) -> float:
+        """``wait``, shortened to end at the deadline; ``DeadlineExceeded`` once the deadline has come
+        (a running job stays open in the journal for ``resume()``)."""
+        if deadline_at is None:
+            return wait
+        left = deadline_at - self.clock.now()
+        if left > 0:
+            return min(wait, left)
+        running = f"; job {job.handle.job_id} on {name} is still running and can be resumed" if job else ""
+        error = DeadlineExceeded(f"deadline reached{running}", provider=name, job=job.handle if job else None)
+        if job is not None:
+            self._record_failure(job, error)
+        raise error
+
+
+def _fails_over(error: GatewayError, route: Route) -> bool:
+    if not route.allow_fallbacks or route.provider is not None:
+        return False
+    return error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))

@@ -1,0 +1,1 @@
+"""Media: fetching finished clips safely (``download``)."""

@@ -1,0 +1,129 @@
+"""Per-vendor circuit breakers tuned for slow, low-volume jobs.
+
+Clips take a minute and a busy caller sends a few per minute, so rates per window say little: a
+breaker opens after ``threshold`` consecutive failures, stays open for a cooldown that doubles each
+time it reopens (or for the vendor's ``Retry-After`` when longer), then lets exactly one probe
+through (half-open). A success closes it. Hand-written rather than a library because it must run on
+the gateway's injected clock and honor ``Retry-After``; the common breaker packages read the wall clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.clock import Clock
+from gateway.errors import (
+    AuthError,
+    GatewayError,
+    GenerationFailed,
+    InsufficientFunds,
+    MalformedResponse,
+    ProviderUnavailable,
+    RateLimited,
+    SubmitOutcomeUnknown,
+)
+
+__all__ = ["Breaker", "BreakerState", "Health"]
+
+_COUNTED = (ProviderUnavailable, RateLimited, SubmitOutcomeUnknown, MalformedResponse, GenerationFailed)
+_ACCOUNT = (AuthError, InsufficientFunds)  # no retry fixes these: open at once, for the longest cooldown
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """A breaker as ``Gateway.health()`` shows it. ``open_until`` is on the gateway clock (seconds)."""
+
+    provider: str
+    state: Literal["closed", "open", "half-open"]
+    consecutive_failures: int
+    open_until: float | None
+    last_error: str | None
+
+
+class Breaker:
+    """One vendor's breaker. ``threshold`` consecutive failures open it for ``cooldown`` seconds,
+    doubling on each reopening up to ``max_cooldown``."""
+
+    def __init__(self, provider: str, clock: Clock, *, threshold: int = 3, cooldown: float = 30.0,
+                 max_cooldown: float = 600.0) -> None:
+        self.provider = provider
+        self.clock = clock
+        self.threshold = threshold
+        self.base_cooldown = cooldown
+        self.max_cooldown = max_cooldown
+        self.failures = 0
+        self.opened = 0
+        self.open_until: float | None = None
+        self.probing = False
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> Literal["closed", "open", "half-open"]:
+        if self.open_until is None:
+            return "closed"
+        return "open" if self.clock.now() < self.open_until else "half-open"
+
+    def allow(self) -> bool:
+        """May a call go to this vendor now? In half-open, only the one probe may."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def release(self) -> None:
+        """End a half-open probe that finished with neither a success nor a counted failure."""
+        self.probing = False
+
+    def success(self) -> None:
+        self.failures, self.opened, self.open_until, self.probing = 0, 0, None, False
+
+    def failure(self, error: GatewayError) -> None:
+        """Count a failure that says something about the vendor's health (not the caller's request)."""
+        if not isinstance(error, _COUNTED + _ACCOUNT):
+            self.probing = False
+            return
+        self.last_error = f"{type(error).__name__}: {error.message}"
+        self.failures += 1
+        was_probe, self.probing = self.probing, False
+        if isinstance(error, _ACCOUNT):
+            self._open(self.max_cooldown)
+        elif was_probe or self.failures >= self.threshold:
+            cooldown = min(self.max_cooldown, self.base_cooldown * 2 ** self.opened)
+            hinted = error.retry_after if isinstance(error, RateLimited) and error.retry_after else 0.0
+            self._open(max(cooldown, hinted))
+
+    def _open(self, seconds: float) -> None:
+        self.opened += 1
+        self.open_until = self.clock.now() + seconds
+
+    def snapshot(self) -> BreakerState:
+        return BreakerState(self.provider, self.state, self.failures, self.open_until, self.last_error)
+
+    def reason(self) -> str:
+        wait = max(0.0, (self.open_until or 0.0) - self.clock.now())
+        return f"cooling down for {wait:.0f} s more after {self.failures} failures ({self.last_error})"
+
+
+class Health:
+    """The breakers of every vendor, created on first use."""
+
+    def __init__(self, clock: Clock, **breaker_options: float) -> None:
+        self.clock = clock
+        self.options = breaker_options
+        self.breakers: dict[str, Breaker] = {}
+
+    def __getitem__(self, provider: str) -> Breaker:
+        if provider not in self.breakers:
+            self.breakers[provider] = Breaker(provider, self.clock, **self.options)  # type: ignore[arg-type]
+        return self.breakers[provider]
+
+    def unhealthy(self) -> dict[str, str]:
+        """Vendors whose breaker is open now, with the reason (half-open ones may take a probe)."""
+        return {name: b.reason() for name, b in self.breakers.items() if b.state == "open"}
+
+    def snapshot(self) -> list[BreakerState]:
+        return [b.snapshot() for b in self.breakers.values()]

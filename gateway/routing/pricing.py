@@ -1,0 +1,180 @@
+"""Prices as data: the price book, its rules, and quotes.
+
+Money is ``Decimal`` everywhere. An unknown price is ``None`` — never a made-up default — and keeps a
+vendor out of cheapest routing (it can still be chosen by name).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from gateway.request import Mode, OviRequest
+
+__all__ = ["Budget", "PriceBook", "PriceRule", "Quote"]
+
+_CENT_FRACTION = Decimal("0.0001")
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    as_of: str
+    source: str
+
+
+class PerClip(_Rule):
+    """A fixed price per clip (fal: $0.20)."""
+
+    rule: Literal["per_clip"]
+    usd: Decimal
+
+    def price(self, request: OviRequest) -> tuple[Decimal, bool]:
+        return self.usd, False
+
+
+class PerSecond(_Rule):
+    """Billed per second of video with a minimum (WaveSpeed: $0.15 per 5 s, minimum 5 s)."""
+
+    rule: Literal["per_second"]
+    usd_per_second: Decimal
+    minimum_seconds: Decimal = Decimal(0)
+    clip_seconds: Decimal = Decimal(5)
+
+    def price(self, request: OviRequest) -> tuple[Decimal, bool]:
+        return self.usd_per_second * max(self.clip_seconds, self.minimum_seconds), False
+
+
+class Compute(_Rule):
+    """Billed by compute time: estimated as ``(base + per_step × steps) × scale``.
+
+    ``scale`` starts at 1 and is recalibrated from the costs the vendor reports.
+    """
+
+    rule: Literal["compute"]
+    base_usd: Decimal
+    per_step_usd: Decimal
+    default_steps: int
+    scale: Decimal = Decimal(1)
+
+    def price(self, request: OviRequest) -> tuple[Decimal, bool]:
+        steps = request.steps if request.steps is not None else self.default_steps
+        raw = (self.base_usd + self.per_step_usd * steps) * self.scale
+        return raw.quantize(_CENT_FRACTION), True
+
+    def estimate_at(self, steps: int | None) -> Decimal:
+        return self.base_usd + self.per_step_usd * (steps if steps is not None else self.default_steps)
+
+
+PriceRule = Annotated[PerClip | PerSecond | Compute, Field(discriminator="rule")]
+_RULES: TypeAdapter[dict[str, dict[str, PerClip | PerSecond | Compute]]] = TypeAdapter(
+    dict[str, dict[str, PriceRule]])
+
+
+class Quote(BaseModel):
+    """What one vendor would charge for a request, and whether it can run it.
+
+    ``price_usd`` is ``None`` when no price is known. ``estimated`` is true for compute-billed vendors.
+    ``reasons`` says why the vendor is infeasible or excluded; ``dropped`` lists fields it would ignore
+    if the route allows degrading.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    price_usd: Decimal | None
+    estimated: bool = False
+    feasible: bool = True
+    reasons: list[str] = Field(default_factory=list)
+    dropped: list[str] = Field(default_factory=list)
+    source: str | None = None
+
+    def describe(self) -> str:
+        price = "unknown" if self.price_usd is None else f"${self.price_usd}"
+        kind = " (estimated)" if self.estimated else ""
+        state = "ok" if self.feasible else "; ".join(self.reasons)
+        return f"{self.provider}: {price}{kind} — {state}"
+
+
+class PriceBook:
+    """Price rules per vendor and mode, loaded from the packaged ``prices.toml`` and an optional override.
+
+    Args:
+        entries: ``{provider: {mode: rule}}`` as parsed from TOML.
+    """
+
+    def __init__(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        self._rules = _RULES.validate_python({name: dict(modes) for name, modes in entries.items()})
+
+    @classmethod
+    def load(cls, override: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> PriceBook:
+        """The packaged book, with ``override`` (a TOML path or a mapping) replacing whole entries.
+
+        Without an override, ``$OVI_GATEWAY_PRICES`` is used when set.
+        """
+        text = resources.files("gateway.routing").joinpath("prices.toml").read_text(encoding="utf-8")
+        entries: dict[str, dict[str, Any]] = tomllib.loads(text)
+        if override is None and os.environ.get("OVI_GATEWAY_PRICES"):
+            override = os.environ["OVI_GATEWAY_PRICES"]
+        if override is not None:
+            extra = override if isinstance(override, Mapping) else tomllib.loads(Path(override).read_text("utf-8"))
+            for name, modes in extra.items():
+                entries.setdefault(name, {}).update(modes)
+        return cls(entries)
+
+    def rule(self, provider: str, mode: Mode) -> PerClip | PerSecond | Compute | None:
+        return self._rules.get(provider, {}).get(str(mode))
+
+    def price(self, provider: str, request: OviRequest) -> tuple[Decimal | None, bool, str | None]:
+        """``(price_usd, estimated, source)`` for ``request`` on ``provider``; price ``None`` if unknown."""
+        rule = self.rule(provider, request.mode)
+        if rule is None:
+            return None, False, None
+        amount, estimated = rule.price(request)
+        return amount, estimated, rule.source
+
+    def calibrate(self, provider: str, mode: Mode, observations: Iterable[tuple[Decimal, int | None]]) -> Decimal | None:
+        """Move a compute rule's estimate toward what the vendor reported.
+
+        ``observations`` are ``(reported_usd, steps)`` pairs, newest first. The new ``scale`` is the
+        mean ratio of reported to estimated cost, clamped to 0.5–2 so one odd bill cannot run away.
+        Returns the new scale, or ``None`` when there is nothing to calibrate.
+        """
+        rule = self.rule(provider, mode)
+        pairs = [(cost, steps) for cost, steps in observations if cost is not None]
+        if not isinstance(rule, Compute) or not pairs:
+            return None
+        ratios = [cost / rule.estimate_at(steps) for cost, steps in pairs]
+        scale = min(Decimal(2), max(Decimal("0.5"), sum(ratios, Decimal(0)) / len(ratios)))
+        self._rules[provider][str(mode)] = rule.model_copy(update={"scale": scale.quantize(Decimal("0.0001"))})
+        return scale
+
+
+class Budget(BaseModel):
+    """A spend cap: no submit is sent whose quote would take spend in the period past ``limit_usd``.
+
+    Spend comes from the journal: reported costs where known, else each submit's reserved quote.
+    ``period`` is a UTC ``"day"``, a UTC ``"month"``, or ``"total"`` (all time).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit_usd: Decimal = Field(ge=0)
+    period: Literal["day", "month", "total"] = "day"
+
+    def since(self, now: datetime | None = None) -> datetime | None:
+        """Start of the current period (UTC), or ``None`` for all time."""
+        now = now or datetime.now(UTC)
+        if self.period == "day":
+            return now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.period == "month":
+            return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return None
