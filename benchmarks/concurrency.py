@@ -73,7 +73,8 @@ async def _in_flight(jobs: int, learn: bool = True) -> dict[str, Any]:
     durations = [vendor.jobs[r.job_id].duration for r in ok]
     added = [r.timings.total_s - vendor.jobs[r.job_id].duration for r in ok]
     return {
-        "jobs": jobs, "learning": learn, "learned_expected_s": policy.learned.get(PROVIDER), "succeeded": len(ok), "errors": errors[:5], "peak_in_flight": live[1],
+        "jobs": jobs, "learning": learn, "learned_expected_s": policy.learned.get(PROVIDER),
+        "succeeded": len(ok), "errors": errors[:5], "peak_in_flight": live[1],
         "clock": "real", "job_time_s": {"min": min(durations), "max": max(durations)},
         "wall_s": wall, "wall_beyond_longest_job_s": wall - max(durations),
         "added_latency_s": {"median": median(added), "p90": percentile(added, 90), "max": max(added)},
@@ -135,7 +136,8 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> dict[str, Any]:
 def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
     headers = ["jobs in flight", "ok", "peak in flight", "wall s", "wall beyond longest job s",
                "added latency med/p90 s", "CPU ms/job", "status calls/job", "peak RSS MB", "KB/job"]
-    body = [[f"{r['jobs']:,}" + ("" if r["learning"] else " (learning off)"), r["succeeded"], r["peak_in_flight"], r["wall_s"], r["wall_beyond_longest_job_s"],
+    body = [[f"{r['jobs']:,}" + ("" if r["learning"] else " (learning off)"), r["succeeded"], r["peak_in_flight"],
+             r["wall_s"], r["wall_beyond_longest_job_s"],
              f"{r['added_latency_s']['median']:.2f} / {r['added_latency_s']['p90']:.2f}", r["cpu_ms_per_job"],
              r["status_calls_per_job"], r["peak_rss_mb"], r["kb_per_job_above_ready"]] for r in result["runs"]]
     for name, idle in result["baseline_rss_mb"].items():

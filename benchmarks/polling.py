@@ -28,9 +28,9 @@ from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.emulator import Emulator
-from gateway.registry import Registry
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.runner import Event
+from gateway.registry import Registry
 
 VENDOR = "runware"
 """The adapter polled (the default route's cheapest vendor for a default clip)."""

@@ -108,7 +108,7 @@ async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
     oracle_total = paid_delivered = Decimal(0)
     off_oracle = Counter()
     possible_extra = 0
-    for (kind, request, route), outcome in zip(work, outcomes):
+    for (kind, request, route), outcome in zip(work, outcomes, strict=False):
         clip = clip_fingerprint(request.prompt, request.image.value if request.image else None)
         if isinstance(outcome, GatewayError):
             failed[f"{kind}: {type(outcome).__name__}"] += 1

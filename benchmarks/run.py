@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in NAMES if n in (args.only or NAMES)]
     partial = args.quick or bool(args.only) or bool(args.jobs)
     out = args.out or HERE / ("results.partial.json" if partial else "results.json")
-    report: dict[str, Any] = {"machine": common.machine(), "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
+    command = " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])])
+    report: dict[str, Any] = {"machine": common.machine(), "command": command,
                               "quick": args.quick, "benchmarks": {}, "seconds": {}}
     began = time.perf_counter()
     for name in names:

@@ -23,18 +23,17 @@ from gateway.errors import (
     InvalidRequest,
     NoRoute,
 )
-from gateway.routing.health import BreakerState, Health
 from gateway.http import USER_AGENT
-from gateway.store.journal import Journal, request_hash
-from gateway.routing.pricing import Budget, PriceBook, Quote
-from gateway.registry import Registry
-from gateway.request import OviRequest
-from gateway.result import OviResult
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
-from gateway.result import Attempt
-from gateway.routing.planner import Route, plan
 from gateway.jobs.runner import Event, Runner
+from gateway.registry import Registry
+from gateway.request import OviRequest
+from gateway.result import Attempt, OviResult
+from gateway.routing.health import BreakerState, Health
+from gateway.routing.planner import Route, plan
+from gateway.routing.pricing import Budget, PriceBook, Quote
+from gateway.store.journal import Journal, request_hash
 
 __all__ = ["Gateway", "ResumeOutcome"]
 
@@ -194,7 +193,8 @@ class Gateway:
         wait = None if chosen.candidates else self._cooldown_wait(route, quotes)
         if wait is not None:
             # Only cooling-down vendors can take this clip: wait for the first to half-open, within the deadline.
-            runner.on_event(Event("wait", "", 0.0, message=f"every capable vendor is cooling down; waiting {wait:.0f} s"))
+            message = f"every capable vendor is cooling down; waiting {wait:.0f} s"
+            runner.on_event(Event("wait", "", 0.0, message=message))
             await self.clock.sleep(wait)
             route = route if route.deadline is None else route.model_copy(update={"deadline": route.deadline - wait})
             chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())

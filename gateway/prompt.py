@@ -92,7 +92,8 @@ class OviPrompt:
             inner = text[cursor:at]
             if not inner.strip():
                 raise PromptError(f"empty {open_tag}{expected} segment", position=open_at,
-                                  fix="put the words to speak or the sounds to describe between the tags, or remove them")
+                                  fix="put the words to speak or the sounds to describe between the tags, "
+                                      "or remove them")
             kind: PartKind = "speech" if open_tag == SPEECH_OPEN else "audio"
             captions += kind == "audio"
             parts.append(PromptPart(kind, inner))

@@ -82,5 +82,5 @@ def _problem(name: str, plugin: Any) -> str | None:
         return f"contract version {version!r}, this gateway speaks {CONTRACT_VERSION}"
     if not isinstance(getattr(plugin, "capabilities", None), Capabilities):
         return "no capabilities declared"
-    missing = [attr for attr in _REQUIRED + ("env_key", "reconcilable") if not hasattr(plugin, attr)]
+    missing = [attr for attr in (*_REQUIRED, "env_key", "reconcilable") if not hasattr(plugin, attr)]
     return f"missing {', '.join(missing)}" if missing else None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.prompt import OviPrompt
 
-__all__ = ["ImageInput", "Mode", "OviRequest", "MAX_IMAGE_BYTES"]
+__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "Mode", "OviRequest"]
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Largest image the gateway accepts, decoded (bytes). Vendors downscale anyway (Runware to 2048 px)."""

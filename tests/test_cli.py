@@ -21,7 +21,7 @@ REQUEST = ["--prompt", PROMPT, "--image", "https://example.com/knight.png"]
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No vendor keys (so the emulator is used), wide tables, and short emulated jobs."""
-    for name in KEY_VARIABLES + ("OVI_GATEWAY_PRICES",):
+    for name in (*KEY_VARIABLES, "OVI_GATEWAY_PRICES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "250")
     monkeypatch.setenv(cli.JOB_SECONDS_ENV, "0.05")

@@ -113,7 +113,6 @@ async def test_real_clock_basic() -> None:
 
 def test_wavespeed_is_never_polled_faster_than_its_documented_5_seconds() -> None:
     from gateway.jobs.polling import PollPolicy
-
     from providers.runware import RunwareProvider
     from providers.wavespeed import WaveSpeedProvider
 

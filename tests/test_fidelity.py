@@ -92,7 +92,8 @@ def _covers(emulated: Any, documented: Any) -> bool:
         return isinstance(emulated, dict) and all(
             key in emulated and _covers(emulated[key], sub) for key, sub in documented.items())
     if isinstance(documented, list):
-        return isinstance(emulated, list) and (not documented or (bool(emulated) and _covers(emulated[0], documented[0])))
+        return isinstance(emulated, list) and (
+            not documented or (bool(emulated) and _covers(emulated[0], documented[0])))
     return emulated == documented
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import pytest
 
 import gateway.store.journal as journal_module
 from gateway.contract import JobHandle
-from gateway.errors import ConfigurationError, InvalidRequest
+from gateway.errors import InvalidRequest
 from gateway.store.journal import ClipRecord, Journal, SpendRow, request_hash
 
 REQ = json.dumps({"prompt": "a cat <S>hello<E>", "seed": 0, "image": None})
@@ -115,7 +114,8 @@ def test_failed_unknown_expired_round_trip(j):
     recs = {r.submit_key: r for r in j.submits("clip-1")}
     assert [r.submit_key for r in j.submits("clip-1")] == ["f", "u", "e"]
     assert (recs["f"].state, recs["f"].error, recs["f"].may_be_billed) == ("failed", "GenerationFailed: boom", True)
-    assert (recs["u"].state, recs["u"].error, recs["u"].may_be_billed) == ("unknown", "SubmitOutcomeUnknown: read timeout", True)
+    assert (recs["u"].state, recs["u"].error, recs["u"].may_be_billed) == (
+        "unknown", "SubmitOutcomeUnknown: read timeout", True)
     assert (recs["e"].state, recs["e"].error, recs["e"].quote_usd) == ("expired", "ResultExpired: gone", None)
 
 
@@ -175,9 +175,14 @@ def test_unfinished_lists_open_submits_of_unsucceeded_clips(j):
             j.accepted(key, HANDLE)
         if state in ("queued", "running"):
             j.state(key, state)
-        {"unknown": lambda: j.unknown(key, error="?"), "expired": lambda: j.expired(key, "gone"),
-         "succeeded": lambda: j.finished(key, cost_usd=None, cost_source="unknown"),
-         "failed": lambda: j.failed(key, error="x", may_be_billed=True)}.get(state, lambda: None)()
+        if state == "unknown":
+            j.unknown(key, error="?")
+        elif state == "expired":
+            j.expired(key, "gone")
+        elif state == "succeeded":
+            j.finished(key, cost_usd=None, cost_source="unknown")
+        elif state == "failed":
+            j.failed(key, error="x", may_be_billed=True)
     j.intent(clip_key="done", submit_key="done-running", provider="fal", quote_usd=None)
     j.finish_clip("done", "{}")
     j.intent(clip_key="dead", submit_key="dead-unknown", provider="fal", quote_usd=None)

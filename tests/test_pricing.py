@@ -8,8 +8,8 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from gateway.routing.pricing import Compute, PerClip, PerSecond, PriceBook, Quote
 from gateway.request import Mode, OviRequest
+from gateway.routing.pricing import Compute, PerClip, PerSecond, PriceBook, Quote
 from tests.conftest import PNG_BYTES
 
 I2V, T2V = Mode.IMAGE_TO_VIDEO, Mode.TEXT_TO_VIDEO

@@ -13,6 +13,7 @@ from gateway import (
     ConfigurationError,
     DeadlineExceeded,
     Gateway,
+    GatewayError,
     JobUnresolved,
     OviRequest,
     Route,
@@ -106,8 +107,8 @@ async def test_resume_needs_neither_the_local_image_nor_forgets_dropped_fields(p
 
 
 async def test_a_half_open_probe_that_hits_the_deadline_does_not_block_the_vendor() -> None:
-    gateway, emulator, clock = _setup("fal.submit=503", breaker={"threshold": 1, "cooldown": 10})
-    with pytest.raises(Exception):
+    gateway, _emulator, clock = _setup("fal.submit=503", breaker={"threshold": 1, "cooldown": 10})
+    with pytest.raises(GatewayError):
         await gateway.agenerate(_request(), provider="fal", route=Route(max_tries=1))
     clock.advance(11)  # half-open: one probe may go
     with pytest.raises(DeadlineExceeded):
@@ -118,7 +119,7 @@ async def test_a_half_open_probe_that_hits_the_deadline_does_not_block_the_vendo
 
 
 async def test_a_deadline_shorter_than_the_first_poll_still_catches_a_quick_job() -> None:
-    gateway, emulator, clock = _setup(job_time=lambda rng: 20.0)
+    gateway, _emulator, clock = _setup(job_time=lambda rng: 20.0)
     result = await gateway.agenerate(_request(), route=Route(deadline=44))  # first poll would come at 45 s
     assert result.provider == "runware" and clock.now() <= 44
     await gateway.aclose()

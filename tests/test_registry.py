@@ -98,7 +98,7 @@ def test_broken_plugins_are_reported_by_name_and_the_rest_still_load(out_of_tree
     assert "ModuleNotFoundError" in registry.failures["ghost"]
     assert "entry point says 'misnamed'" in registry.failures["misnamed"]
     assert {"runware", "fal", "wavespeed", "acme"} <= set(registry.classes)
-    with pytest.raises(ConfigurationError, match="ghost.*failed to load.*ModuleNotFoundError"):
+    with pytest.raises(ConfigurationError, match=r"ghost.*failed to load.*ModuleNotFoundError"):
         registry.get("ghost")
     with pytest.raises(ConfigurationError, match="no provider named 'nope'"):
         registry.get("nope")

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pydantic
 import pytest
 
-from gateway.routing.pricing import Quote
 from gateway.routing.planner import Candidate, Route, plan
+from gateway.routing.pricing import Quote
 
 MODE_REASON = "image='omitted' not honored (text-to-video not offered; offers image-to-video)"
 STEPS_REASON = "steps=80 not honored (1–50)"

@@ -153,7 +153,7 @@ async def test_open_breaker_skips_a_dead_vendor_with_zero_calls() -> None:
 
 
 async def test_when_only_a_cooling_vendor_can_take_the_clip_the_gateway_waits_for_it() -> None:
-    gateway, emulator, clock = _setup("runware.submit=503*3", breaker={"threshold": 3, "cooldown": 300})
+    gateway, _emulator, clock = _setup("runware.submit=503*3", breaker={"threshold": 3, "cooldown": 300})
     await gateway.agenerate(_request())  # opens runware's breaker
     with pytest.raises(NoRoute, match="cooling down"):
         await gateway.agenerate(_request("Eighty. <S>Steps.<E>", steps=80), route=Route(deadline=100))

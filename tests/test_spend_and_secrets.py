@@ -27,7 +27,7 @@ async def test_budget_refuses_the_submit_that_would_pass_it() -> None:
                       budget=Budget(limit_usd=Decimal("0.25")))
     first = await gateway.agenerate(_request(), provider="runware")
     assert first.cost_usd == Decimal("0.1171")
-    with pytest.raises(BudgetExceeded, match="over the \\$0.25 budget"):
+    with pytest.raises(BudgetExceeded, match=r"over the \$0\.25 budget"):
         await gateway.agenerate(_request("Two. <S>More.<E>"), provider="fal")
     assert emulator.ledger.calls("fal") == 0
     await gateway.aclose()

@@ -27,13 +27,13 @@ from pydantic import ValidationError
 from gateway.cli import render
 from gateway.client import Gateway
 from gateway.errors import DeadlineExceeded, GatewayError, InvalidRequest, JobUnresolved, SubmitOutcomeUnknown
-from gateway.store.journal import Journal
-from gateway.routing.pricing import Quote
+from gateway.jobs.polling import PollPolicy
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import OviResult
 from gateway.routing.planner import Route
-from gateway.jobs.polling import PollPolicy
+from gateway.routing.pricing import Quote
+from gateway.store.journal import Journal
 
 __all__ = ["cli", "main"]
 

@@ -22,13 +22,13 @@ from rich.text import Text
 
 from gateway.contract import Capabilities, Limit
 from gateway.errors import AllProvidersFailed, GatewayError
-from gateway.routing.health import BreakerState
-from gateway.store.journal import SpendRow, SubmitRecord
-from gateway.routing.pricing import Compute, PriceBook, Quote
+from gateway.jobs.runner import Event
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
+from gateway.routing.health import BreakerState
 from gateway.routing.planner import Route
-from gateway.jobs.runner import Event
+from gateway.routing.pricing import Compute, PriceBook, Quote
+from gateway.store.journal import SpendRow, SubmitRecord
 
 if TYPE_CHECKING:
     from gateway.client import Gateway
@@ -129,7 +129,8 @@ def attempts_table(attempts: Iterable[Attempt]) -> Table:
     for index, attempt in enumerate(attempts, 1):
         error = f"{attempt.error_type}: {attempt.error}" if attempt.error_type else (attempt.error or "")
         table.add_row(_text(index), _text(attempt.provider), _text(attempt.outcome, styles.get(attempt.outcome, "")),
-                      _text(error), _text(f"{attempt.elapsed_s:.1f} s"), _text("yes" if attempt.may_be_billed else "no"))
+                      _text(error), _text(f"{attempt.elapsed_s:.1f} s"),
+                      _text("yes" if attempt.may_be_billed else "no"))
     return table
 
 
@@ -340,8 +341,8 @@ def unsettled_lines(error: GatewayError, emulated: bool) -> list[str]:
         hint["job"] = getattr(job, "job_id", job)
     lines = [f"job: {', '.join(f'{k}={v}' for k, v in hint.items())}"] if hint else []
     if emulated:
-        return lines + ["(emulator: nothing was billed)"]
-    return lines + ["a paid job may exist: run `ovi-gateway jobs resume` to finish it instead of paying again"]
+        return [*lines, "(emulator: nothing was billed)"]
+    return [*lines, "a paid job may exist: run `ovi-gateway jobs resume` to finish it instead of paying again"]
 
 
 def why_cheapest(book: PriceBook, request: OviRequest, quotes: Sequence[Quote], best: Quote) -> str:

@@ -275,8 +275,8 @@ class EmulatedVendor:
     def new_id(self) -> str:
         """A deterministic UUID4-shaped id (seeded), so runs repeat."""
         self._ids += 1
-        return "%08x-%04x-4%03x-a%03x-%012x" % (self.rng.getrandbits(32), self.rng.getrandbits(16),
-                                                 self.rng.getrandbits(12), self.rng.getrandbits(12), self._ids)
+        r = self.rng.getrandbits
+        return f"{r(32):08x}-{r(16):04x}-4{r(12):03x}-a{r(12):03x}-{self._ids:012x}"
 
     def create_job(self, job_id: str, payload: Any, *, clip: str, price: Decimal,
                    idempotency_key: str | None = None) -> EmulatedJob:

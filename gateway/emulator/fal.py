@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -285,7 +285,7 @@ class FalEmulator(EmulatedVendor):
             return json_response(404, {"detail": "Not found"})
         token = "emu-cdn-" + self.new_id()
         self.tokens.add(token)
-        expires = datetime.now(timezone.utc) + timedelta(hours=1)  # a wall-clock stamp, not a timer
+        expires = datetime.now(UTC) + timedelta(hours=1)  # a wall-clock stamp, not a timer
         return json_response(200, {"token": token, "token_type": "Bearer",
                                    "base_url": self._base(request, "https://v3.fal.media"),
                                    "expires_at": expires.isoformat()})

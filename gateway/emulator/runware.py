@@ -36,7 +36,7 @@ import httpx
 
 from gateway.emulator.base import FAKE_MP4, EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
 
-__all__ = ["RunwareEmulator", "TASK_SCHEMA", "hand_check", "price_for", "validate_task"]
+__all__ = ["TASK_SCHEMA", "RunwareEmulator", "hand_check", "price_for", "validate_task"]
 
 SCHEMA: dict[str, Any] = json.loads(
     importlib.resources.files("gateway.emulator").joinpath("runware-ovi-openapi.json").read_text("utf-8"))
@@ -188,7 +188,8 @@ class RunwareEmulator(EmulatedVendor):
         if request.method == "GET":
             return self._download(request)
         if request.method != "POST" or request.url.path.rstrip("/") != "/v1":
-            return json_response(404, {"errors": [{"code": "notFound", "message": "Unknown endpoint; POST task arrays to /v1."}]})
+            unknown = {"code": "notFound", "message": "Unknown endpoint; POST task arrays to /v1."}
+            return json_response(404, {"errors": [unknown]})
         tasks = _tasks(request)
         if not tasks:
             return json_response(400, {"errors": [{"code": "invalidRequestBody",
@@ -246,7 +247,8 @@ class RunwareEmulator(EmulatedVendor):
         if task_uuid in self.jobs:
             return None, (400, _error("conflictTaskUUID", "A task with this taskUUID already exists; "
                                       "taskUUID must be unique per task.", "taskUUID", task))
-        job = self.create_job(task_uuid, task, clip=clip_fingerprint(task["positivePrompt"], self.uploads.get(image, image)),
+        clip = clip_fingerprint(task["positivePrompt"], self.uploads.get(image, image))
+        job = self.create_job(task_uuid, task, clip=clip,
                               price=price_for(task.get("steps")), idempotency_key=task_uuid)
         given = task.get("seed")
         job.extra.update(seed=self.rng.getrandbits(32) if given is None else given, video_uuid=self.new_id())
@@ -269,7 +271,8 @@ class RunwareEmulator(EmulatedVendor):
             return None, (200, _error("inferenceError", "Inference failed for this task. Please try again.",
                                       None, job.payload))
         if state == "nsfw":
-            error = _error("contentPolicyViolation", "The content was flagged by the safety checker.", None, job.payload)
+            flagged = "The content was flagged by the safety checker."
+            error = _error("contentPolicyViolation", flagged, None, job.payload)
             return {**item, "status": "error", "error": error}, None
         payload = job.payload
         fmt = payload.get("outputFormat", "MP4")

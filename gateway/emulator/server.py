@@ -53,7 +53,7 @@ def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> Thre
 
         do_GET = do_POST = do_PUT = do_DELETE = _answer
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

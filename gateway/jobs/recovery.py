@@ -24,11 +24,11 @@ from gateway.errors import (
     ResultExpired,
     SubmitOutcomeUnknown,
 )
-from gateway.store.journal import OPEN, Journal, SubmitRecord
-from gateway.routing.pricing import Quote
+from gateway.jobs.runner import FollowedJob, Runner
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Candidate, Route
-from gateway.jobs.runner import FollowedJob, Runner
+from gateway.routing.pricing import Quote
+from gateway.store.journal import OPEN, Journal, SubmitRecord
 
 __all__ = ["Recovery", "ResumeOutcome", "lease_owner", "owner_alive"]
 

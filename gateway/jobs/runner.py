@@ -38,12 +38,12 @@ from gateway.errors import (
     ResultExpired,
     SubmitOutcomeUnknown,
 )
-from gateway.routing.health import Health
 from gateway.jobs.polling import PollPolicy
-from gateway.routing.pricing import Budget
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
+from gateway.routing.health import Health
 from gateway.routing.planner import Candidate, Plan, Route
+from gateway.routing.pricing import Budget
 
 __all__ = ["Event", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
 
@@ -284,7 +284,8 @@ class Runner:
             elapsed = self.clock.now() - job.vendor_started
             if elapsed > self.poll.max_wait:
                 raise await self._stuck(job)
-            wait = (self.poll.next_wait(name, elapsed, checks, getattr(job.provider, "min_poll_interval", 0.0)) if errors_in_row == 0
+            floor = getattr(job.provider, "min_poll_interval", 0.0)
+            wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
                     else max(self.poll.interval, self._backoff(errors_in_row, last_error)))
             await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
             checks += 1

@@ -141,7 +141,8 @@ class PriceBook:
         amount, estimated = rule.price(request)
         return amount, estimated, rule.source
 
-    def calibrate(self, provider: str, mode: Mode, observations: Iterable[tuple[Decimal, int | None]]) -> Decimal | None:
+    def calibrate(self, provider: str, mode: Mode,
+                  observations: Iterable[tuple[Decimal, int | None]]) -> Decimal | None:
         """Move a compute rule's estimate toward what the vendor reported.
 
         ``observations`` are ``(reported_usd, steps)`` pairs, newest first. The new ``scale`` is the

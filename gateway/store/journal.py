@@ -166,7 +166,7 @@ class Journal:
                         db.execute("PRAGMA journal_mode = WAL")
                     break
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 99:
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 99:
                         raise
                     time.sleep(0.05)
         with self._tx() as tx:

@@ -15,16 +15,42 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from gateway.contract import (Capabilities, JobHandle, JobState, JobStatus, Limit, ModeCapabilities,
-                              ProviderOutput, SubmitContext)
-from gateway.errors import (AuthError, ContentRejected, GatewayError, GenerationFailed, InsufficientFunds,
-                            MalformedResponse, ProviderError, ProviderRejected, ProviderUnavailable, RateLimited,
-                            ResultExpired)
+from gateway.contract import (
+    Capabilities,
+    JobHandle,
+    JobState,
+    JobStatus,
+    Limit,
+    ModeCapabilities,
+    ProviderOutput,
+    SubmitContext,
+)
+from gateway.errors import (
+    AuthError,
+    ContentRejected,
+    GatewayError,
+    GenerationFailed,
+    InsufficientFunds,
+    MalformedResponse,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ResultExpired,
+)
 from gateway.http import classify_status, classify_transport, decode, redact, retry_after
 from gateway.request import ImageInput, Mode, OviRequest
-from providers.runware.schemas import (RunwareAdvancedFeatures, RunwareBody, RunwareError, RunwareGetResponseTask,
-                                       RunwareImageUploadTask, RunwareInputs, RunwareItem, RunwareUploadItem,
-                                       RunwareVideoTask)
+from providers.runware.schemas import (
+    RunwareAdvancedFeatures,
+    RunwareBody,
+    RunwareError,
+    RunwareGetResponseTask,
+    RunwareImageUploadTask,
+    RunwareInputs,
+    RunwareItem,
+    RunwareUploadItem,
+    RunwareVideoTask,
+)
 
 __all__ = [
     "API_URL", "CAPABILITIES", "ENDPOINT", "INLINE_IMAGE_LIMIT", "PROVIDER",

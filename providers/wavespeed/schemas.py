@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ErrorBody",
     "Envelope",
+    "ErrorBody",
     "ImageToVideoInput",
     "PredictionData",
     "TextToVideoInput",

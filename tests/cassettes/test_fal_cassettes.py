@@ -54,7 +54,7 @@ async def run(name: str, request: OviRequest, key: str = KEY,
                         await asyncio.sleep(2)
                     status = await provider.status(handle)
                 outcome = await provider.result(handle, status)
-            except Exception as exc:  # noqa: BLE001 - the scenario asserts on it
+            except Exception as exc:
                 outcome = exc
         if not RECORD:
             assert cassette.all_played, f"{name}: not every recorded interaction was played"
@@ -94,7 +94,7 @@ async def test_generation_failure() -> None:
     if RECORD:
         pytest.skip("a vendor-side failure cannot be provoked on demand")
     request = OviRequest(prompt=docs.SEED_PROMPT, image=docs.SEED_IMAGE, seed=7)
-    handle, status, error = await run("generation_failed", request)
+    _handle, status, error = await run("generation_failed", request)
     assert status.state is JobState.SUCCEEDED  # fal: a failed request reaches COMPLETED too
     assert isinstance(error, GenerationFailed) and error.vendor_code == "runner_server_error"
     # fal FAQ: "server errors (5xx) are never charged" — the failed request cost nothing.
@@ -102,7 +102,7 @@ async def test_generation_failure() -> None:
 
 
 async def test_auth_error() -> None:
-    handle, status, error = await run("auth_error", OviRequest(prompt=docs.SEED_PROMPT, image=docs.SEED_IMAGE),
+    handle, _status, error = await run("auth_error", OviRequest(prompt=docs.SEED_PROMPT, image=docs.SEED_IMAGE),
                                       key="invalid-key")
     assert handle is None and isinstance(error, AuthError) and error.status_code == 401
     assert error.may_be_billed is False

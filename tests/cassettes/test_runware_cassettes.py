@@ -25,7 +25,6 @@ from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.errors import AuthError, GenerationFailed
 from gateway.request import OviRequest
 from providers.runware import RunwareProvider
-from tests.cassettes.recorder import recorder
 from tests.cassettes.make_runware_cassettes import (
     CASSETTE_DIR,
     DOC_EXAMPLES,
@@ -33,6 +32,7 @@ from tests.cassettes.make_runware_cassettes import (
     SCENARIOS,
     render,
 )
+from tests.cassettes.recorder import recorder
 
 pytestmark = pytest.mark.anyio
 

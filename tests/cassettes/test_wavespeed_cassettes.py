@@ -47,7 +47,7 @@ async def run(name: str, request: OviRequest, key: str = KEY):
                         await asyncio.sleep(5)  # the docs ask for ≥ 5 s between video polls
                     status = await provider.status(handle)
                 outcome = await provider.result(handle, status)
-            except Exception as exc:  # noqa: BLE001 - the scenario asserts on it
+            except Exception as exc:
                 outcome = exc
         if not RECORD:
             assert cassette.all_played, f"{name}: not every recorded interaction was played"
@@ -75,14 +75,14 @@ async def test_text_to_video_success() -> None:
 async def test_generation_failure() -> None:
     if RECORD:
         pytest.skip("a vendor-side failure cannot be provoked on demand")
-    handle, status, error = await run("generation_failed", OviRequest(prompt=docs.KNIGHT, image=docs.IMAGE, seed=7))
+    _handle, status, error = await run("generation_failed", OviRequest(prompt=docs.KNIGHT, image=docs.IMAGE, seed=7))
     assert status.state is JobState.FAILED
     assert isinstance(status.error, GenerationFailed) and status.error.vendor_code == "1403"
     assert isinstance(error, GenerationFailed) and "Task execution failed" in str(error)
 
 
 async def test_auth_error() -> None:
-    handle, status, error = await run("auth_error", OviRequest(prompt=docs.KNIGHT, image=docs.IMAGE),
+    handle, _status, error = await run("auth_error", OviRequest(prompt=docs.KNIGHT, image=docs.IMAGE),
                                       key="invalid-key")
     assert handle is None and isinstance(error, AuthError) and error.status_code == 401
     assert error.may_be_billed is False

@@ -114,7 +114,7 @@ async def test_local_file_is_sent_inline(clock: VirtualClock, png_file: Path) ->
 async def test_large_local_file_goes_through_image_upload(clock: VirtualClock, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     big.write_bytes(PNG_BYTES + b"\0" * 4_000_000)  # its data URI is over 5 MB
-    emulator, provider, http = setup(clock)
+    emulator, provider, _http = setup(clock)
     handle = await provider.submit(OviRequest(prompt=PROMPT, image=big), CTX)
     vendor = emulator["runware"]
     image_uuid = vendor.jobs[handle.job_id].payload["inputs"]["image"]
@@ -280,7 +280,7 @@ async def test_cancel_is_a_documented_no_op(clock: VirtualClock) -> None:
 
 
 async def test_find_unknown_task_is_none(clock: VirtualClock) -> None:
-    emulator, provider, http = setup(clock)
+    _emulator, provider, http = setup(clock)
     raw = await http.post("https://api.runware.ai/v1", json=[{"taskType": "getResponse", "taskUUID": TASK}],
                           headers={"authorization": "Bearer test-key"})
     assert raw.status_code == 400 and raw.json()["errors"][0]["code"] == "taskFailedOrNotFound"

@@ -245,7 +245,7 @@ async def test_stuck_job_keeps_running(clock: VirtualClock) -> None:
 
 
 async def test_non_url_image_fails_with_media_access_code(clock: VirtualClock) -> None:
-    emulator, _, http = setup(clock)
+    _emulator, _, http = setup(clock)
     answer = await http.post("https://api.wavespeed.ai/api/v3/character-ai/ovi/image-to-video",
                              json={"image": "data:image/png;base64,AAAA", "prompt": "x"},
                              headers={"Authorization": "Bearer k"})

@@ -79,7 +79,7 @@ def test_every_import_runs_down_the_layers():
         assert layer_of(name) >= 0, f"{name} is in no layer: add it to LAYERS"
         for target in imports(tree):
             target = known(target, mods)
-            if target is None or target == name or target in SHIMS and name == "gateway":
+            if target is None or target == name or (target in SHIMS and name == "gateway"):
                 continue
             if layer_of(target) > layer_of(name):
                 wrong.append(f"{name} imports {target}")
@@ -100,7 +100,7 @@ def test_no_module_import_cycles():
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycle.extend(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycle.extend([*path[path.index(nxt):], nxt] if nxt in path else [node, nxt])
                 return True
             if state.get(nxt) is None and visit(nxt, [*path, nxt]):
                 return True
@@ -126,7 +126,7 @@ def vendor_literals(tree: ast.Module) -> list[str]:
             text = node.id
         elif isinstance(node, ast.Attribute):
             text = node.attr
-        if text and any(v in text.lower().replace("-", "") for v in VENDORS if v != "fal") or (
+        if (text and any(v in text.lower().replace("-", "") for v in VENDORS if v != "fal")) or (
                 text and "fal" in text.lower().split(".") + text.lower().replace("-", "_").split("_")):
             found.append(f"line {getattr(node, 'lineno', '?')}: {text!r}")
     return found

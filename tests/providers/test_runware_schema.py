@@ -76,7 +76,8 @@ def test_every_translated_payload_matches_runware_schema(request: OviRequest, ke
 
 
 def test_local_file_payload_matches_runware_schema(png_file: Path) -> None:
-    payload = PROVIDER.translate(OviRequest(prompt="x", image=png_file, seed=0), SubmitContext("3f1c9a52-6d1e-4b8a-9c47-2e5b7d0a8f13"))
+    ctx = SubmitContext("3f1c9a52-6d1e-4b8a-9c47-2e5b7d0a8f13")
+    payload = PROVIDER.translate(OviRequest(prompt="x", image=png_file, seed=0), ctx)
     assert list(VALIDATOR.iter_errors(payload)) == []
 
 
