@@ -326,6 +326,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_file_concurrently(tmp_path):
     path = tmp_path / "shared.sqlite3"
     n = 300

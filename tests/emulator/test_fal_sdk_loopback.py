@@ -17,7 +17,7 @@ from gateway.errors import SubmitOutcomeUnknown
 from gateway.request import OviRequest
 from providers.fal import FalProvider
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
 PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder.<ENDAUDCAP>"
 

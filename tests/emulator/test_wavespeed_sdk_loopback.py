@@ -17,6 +17,8 @@ from gateway.emulator.base import FAKE_MP4
 from gateway.request import OviRequest
 from providers.wavespeed import WaveSpeedProvider
 
+pytestmark = pytest.mark.slow
+
 PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder, war drums.<ENDAUDCAP>"
 
 

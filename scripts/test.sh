@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's checks, in the order a reviewer reads them: lint, types, the fast tier, the slow tier.
+# Run from a venv with '.[test]' installed (the README's test command does that first); .ci/run runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+[ -x "$py" ] || py=python3
+
+"$py" -m ruff check .
+# The fast, deterministic tier (virtual time, in-process emulator): under 3 minutes on 2 cores.
+"$py" -m pytest
+# The slow tier: real time and other processes (kills, official SDKs, loopback servers, PostgreSQL).
+"$py" -m pytest -m slow
