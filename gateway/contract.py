@@ -53,12 +53,12 @@ class Limit:
 
     def allows(self, value: Any) -> bool:
         if self.fixed is not None:
-            return value == self.fixed
+            return bool(value == self.fixed)
         if self.choices is not None and value not in self.choices:
             return False
         if self.minimum is not None and value < self.minimum:
             return False
-        return self.maximum is None or value <= self.maximum
+        return self.maximum is None or bool(value <= self.maximum)
 
     def describe(self) -> str:
         if self.fixed is not None:
@@ -233,6 +233,9 @@ class Provider(Protocol):
     capabilities: Capabilities
     reconcilable: bool
     """Whether ``find`` can tell, after an ambiguous submit, if the vendor took the job."""
+    def __init__(self, ctx: ProviderContext) -> None:
+        """Build the adapter; no I/O happens here."""
+
     # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
     # checks (WaveSpeed: 5). Read with ``getattr(provider, "min_poll_interval", 0.0)``, so adapters
     # written before it was added keep working.

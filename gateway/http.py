@@ -11,7 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
@@ -57,7 +57,7 @@ def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> floa
 def classify_status(provider: str, status: int, message: str, *, headers: Mapping[str, str] | None = None,
                     vendor_code: str | None = None, may_be_billed: bool = False) -> ProviderError:
     """The generic mapping of an HTTP status to the taxonomy (vendors refine it before calling)."""
-    kwargs = {"provider": provider, "status_code": status, "vendor_code": vendor_code,
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": status, "vendor_code": vendor_code,
               "may_be_billed": may_be_billed}
     text = f"HTTP {status}: {message}"
     if status in (401, 403):
@@ -71,7 +71,7 @@ def classify_status(provider: str, status: int, message: str, *, headers: Mappin
     return ProviderRejected(text, **kwargs)
 
 
-def classify_transport(provider: str, exc: httpx.TransportError, *, submitting: bool,
+def classify_transport(provider: str, exc: httpx.TransportError | httpx.DecodingError, *, submitting: bool,
                        job_hint: Mapping[str, object] | None = None) -> GatewayError:
     """A transport error in our taxonomy.
 
@@ -109,6 +109,15 @@ def _adapter(model: Any) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@overload
+def decode(model: type[_M], body: bytes | str | Any, *, provider: str, may_be_billed: bool = False,
+           what: str = "answer", secrets: Iterable[str | None] = ()) -> _M: ...
+@overload
+def decode(model: Any, body: bytes | str | Any, *, provider: str, may_be_billed: bool = False,
+           what: str = "answer", secrets: Iterable[str | None] = ()) -> Any: ...
 def decode(model: Any, body: bytes | str | Any, *, provider: str, may_be_billed: bool = False,
            what: str = "answer", secrets: Iterable[str | None] = ()) -> Any:
     """A vendor answer as ``model`` (a pydantic model, or any type pydantic validates).

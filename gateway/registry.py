@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from stevedore import ExtensionManager
 from stevedore.extension import Extension
 
-from gateway.contract import CONTRACT_VERSION, Capabilities
+from gateway.contract import CONTRACT_VERSION, Capabilities, Provider
 from gateway.errors import ConfigurationError
 
 __all__ = ["GROUP", "Registry"]
@@ -27,7 +27,7 @@ _REQUIRED = ("translate", "parse", "classify", "submit", "status", "result", "ca
 class Registry:
     """Provider classes by name, and the plugins that failed to load with their errors."""
 
-    classes: dict[str, type] = field(default_factory=dict)
+    classes: dict[str, type[Provider]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -35,24 +35,26 @@ class Registry:
         """Scan the entry-point group (a fresh scan each call)."""
         failures: dict[str, str] = {}
 
-        def on_failure(manager: ExtensionManager, entry_point: Any, error: BaseException) -> None:
+        def on_failure(manager: ExtensionManager[Any], entry_point: Any, error: BaseException) -> None:
             failures[entry_point.name] = f"{type(error).__name__}: {error}"
 
         ExtensionManager.ENTRY_POINT_CACHE.pop(group, None)  # stevedore caches per process; rescan
-        manager = ExtensionManager(namespace=group, invoke_on_load=False,
+        manager: ExtensionManager[Any] = ExtensionManager(namespace=group, invoke_on_load=False,
                                    on_load_failure_callback=on_failure)
         return cls._checked(((ext.name, ext.plugin) for ext in manager.extensions), failures)
 
     @classmethod
     def from_classes(cls, classes: Mapping[str, type]) -> Registry:
         """A registry of the given classes, through stevedore's own test seam (no entry points)."""
-        manager = ExtensionManager.make_test_instance(
-            [Extension(name, None, plugin, None) for name, plugin in classes.items()], namespace=GROUP)
+        # stevedore's test seam takes no entry point (its docs pass None; its stub says EntryPoint)
+        no_entry_point = cast(Any, None)
+        manager: ExtensionManager[Any] = ExtensionManager.make_test_instance(
+            [Extension(name, no_entry_point, plugin, None) for name, plugin in classes.items()], namespace=GROUP)
         return cls._checked(((ext.name, ext.plugin) for ext in manager.extensions), {})
 
     @classmethod
     def _checked(cls, plugins: Iterable[tuple[str, Any]], failures: dict[str, str]) -> Registry:
-        classes: dict[str, type] = {}
+        classes: dict[str, type[Provider]] = {}
         for name, plugin in plugins:
             problem = _problem(name, plugin)
             if problem:
@@ -61,7 +63,7 @@ class Registry:
                 classes[name] = plugin
         return cls(classes, failures)
 
-    def get(self, name: str) -> type:
+    def get(self, name: str) -> type[Provider]:
         """The provider class named ``name``; ``ConfigurationError`` says why when there is none."""
         if name in self.classes:
             return self.classes[name]

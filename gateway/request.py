@@ -13,7 +13,7 @@ import re
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -193,19 +193,41 @@ class OviRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False)
 
-    prompt: str = Field(description="Scene text with <S>speech<E> and one <AUDCAP>sound<ENDAUDCAP>.")
-    image: ImageInput | None = Field(default=None, description="Omit for text-to-video.")
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
-    steps: Annotated[int, Field(ge=1)] | None = None
-    negative_prompt: str | None = Field(default=None, description="What to keep out of the video.")
-    audio_negative_prompt: str | None = Field(default=None, description="What to keep out of the audio.")
-    video_guidance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    audio_guidance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    slg_layer: Annotated[int, Field(ge=0)] | None = None
-    fps: Annotated[int, Field(ge=1)] | None = None
-    output_format: Literal["MP4", "WEBM", "MOV"] | None = None
-    output_quality: Annotated[int, Field(ge=1, le=100)] | None = None
-    size: str | None = Field(default=None, description="Text-to-video frame size as WIDTHxHEIGHT, e.g. 992x512.")
+    prompt: str = Field(description="Scene text with <S>speech<E> and one <AUDCAP>sound<ENDAUDCAP> "
+                                    "(an ``OviPrompt`` is accepted and stored as its text).")
+    image: ImageInput | None = Field(default=None, description=(
+        "The first frame: an https URL, a data URI, base64 text, image bytes or a local file path "
+        f"(PNG, JPEG, WebP, GIF or BMP, at most {MAX_IMAGE_BYTES} bytes); omit for text-to-video."))
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(
+        default=None, description="Random seed (an integer ≥ 0); the same seed repeats a clip on the same vendor.")
+    steps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Denoising steps (a count ≥ 1; vendors allow 1–50 or 1–100, default 30).")
+    negative_prompt: str | None = Field(default=None, description="What to keep out of the video (text).")
+    audio_negative_prompt: str | None = Field(default=None, description="What to keep out of the audio (text).")
+    video_guidance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Video classifier-free guidance scale (unitless, ≥ 0; vendors allow 0–10).")
+    audio_guidance: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Audio classifier-free guidance scale (unitless, ≥ 0; vendors allow 0–10).")
+    slg_layer: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Skip-layer guidance: the transformer layer index (≥ 0; vendors allow 0–30).")
+    fps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Frames per second of the output video (Ovi renders 24).")
+    output_format: Literal["MP4", "WEBM", "MOV"] | None = Field(
+        default=None, description="Container of the output video: MP4, WEBM or MOV.")
+    output_quality: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None, description="Encoder quality, 1–100 (percent; higher is better and larger).")
+    size: str | None = Field(default=None, description=(
+        "Text-to-video frame size in pixels as WIDTHxHEIGHT, e.g. 992x512 (image-to-video takes the image's)."))
+
+    if TYPE_CHECKING:
+        # What type checkers see: the values the validators accept (an image as a path, bytes or text;
+        # a prompt as an ``OviPrompt``), while the attributes read back as the precise types above.
+        def __init__(self, *, prompt: str | OviPrompt, image: str | Path | bytes | ImageInput | None = None,
+                     seed: int | None = None, steps: int | None = None, negative_prompt: str | None = None,
+                     audio_negative_prompt: str | None = None, video_guidance: float | None = None,
+                     audio_guidance: float | None = None, slg_layer: int | None = None, fps: int | None = None,
+                     output_format: Literal["MP4", "WEBM", "MOV"] | None = None,
+                     output_quality: int | None = None, size: str | None = None) -> None: ...
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -213,7 +235,7 @@ class OviRequest(BaseModel):
         if isinstance(value, OviPrompt):
             return str(value)
         OviPrompt.parse(value)
-        return value
+        return str(value)
 
     @field_validator("image", mode="before")
     @classmethod

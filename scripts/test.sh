@@ -7,6 +7,8 @@ py=.venv/bin/python
 [ -x "$py" ] || py=python3
 
 "$py" -m ruff check .
+# Types: mypy --strict over gateway/ and providers/ (configured in pyproject.toml [tool.mypy]).
+"$py" -m mypy
 # The fast, deterministic tier (virtual time, in-process emulator): under 3 minutes on 2 cores.
 "$py" -m pytest
 # The slow tier: real time and other processes (kills, official SDKs, loopback servers, PostgreSQL).

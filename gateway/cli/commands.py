@@ -159,7 +159,12 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
         raise click.UsageError("--faults applies to the emulator only (add --emulator)")
     click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
                "vendors without a key are not used", err=True)
-    return Gateway(registry=registry, **({} if journal is None else {"journal": journal}))
+    return Gateway(registry=registry, **_journal_arg(journal))
+
+
+def _journal_arg(journal: str | None) -> dict[str, Any]:
+    """``journal=`` only when given, so the gateway's default journal applies otherwise."""
+    return {} if journal is None else {"journal": journal}
 
 
 def _blocked(gw: Gateway) -> dict[str, str | None]:
@@ -232,7 +237,7 @@ def quote(request_file: Path | None, emulator: bool, journal: str | None, as_jso
                                for q in quotes]})
         return
     console = render.stdout_console()
-    console.print(render.quote_table(quotes, blocked, best and best.provider))
+    console.print(render.quote_table(quotes, blocked, best.provider if best else None))
     console.print(f"cheapest: {best.provider} at {render.money(best.price_usd)}"
                   f" ({'estimated' if best.estimated else 'fixed'})" if best else "no vendor can take this request",
                   markup=False)
@@ -368,7 +373,7 @@ def resume(ctx: click.Context, journal: str | None, as_json: bool) -> None:
     Uses the real vendors whose keys are set. Exit 4 if any job's outcome is still unknown, 3 if any failed."""
     parent = ctx.obj or {}
     path = journal or parent.get("journal")
-    gw = Gateway(registry=Registry.load(), **({} if path is None else {"journal": path}))
+    gw = Gateway(registry=Registry.load(), **_journal_arg(path))
     outcomes = gw.resume()
     if as_json or parent.get("as_json"):
         _echo_json([vars(o) | {"result": o.result and o.result.model_dump(mode="json")} for o in outcomes])

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.contract import Capabilities, Limit
+from gateway.contract import Capabilities, Limit, Provider
 from gateway.errors import AllProvidersFailed, GatewayError
 from gateway.jobs.runner import Event
 from gateway.request import OviRequest
@@ -103,7 +103,7 @@ def capabilities_json(capabilities: Capabilities) -> dict[str, Any]:
             for mode, caps in capabilities.modes.items()}
 
 
-def providers_table(classes: Mapping[str, type], keys_set: Mapping[str, bool],
+def providers_table(classes: Mapping[str, type[Provider]], keys_set: Mapping[str, bool],
                     health: Mapping[str, BreakerState]) -> Table:
     """Installed vendors: key set or not (never the key), capabilities, breaker state."""
     table = Table(title="Providers", title_justify="left", show_lines=True)
@@ -187,7 +187,7 @@ def resume_table(outcomes: Sequence[Any]) -> Table:
 def spend_table(rows: Sequence[SpendRow]) -> Table:
     """Spend per vendor and UTC day: estimated (quotes) vs reported (vendor bills), with totals."""
     table = Table(title="Spend (USD)", title_justify="left", show_footer=bool(rows))
-    total = {"clips": 0, "estimated": Decimal(0), "reported": Decimal(0), "possibly": 0}
+    total: dict[str, Any] = {"clips": 0, "estimated": Decimal(0), "reported": Decimal(0), "possibly": 0}
     for row in rows:
         total["clips"] += row.clips
         total["estimated"] += row.estimated_usd

@@ -132,7 +132,8 @@ class FalEmulator(EmulatedVendor):
                 if operation == "cancel":
                     return json_response(404, {"status": "NOT_FOUND"})
                 return json_response(404, {"detail": "Request not found"})
-            return getattr(self, "_" + operation)(request, job)
+            answer: httpx.Response = getattr(self, "_" + operation)(request, job)
+            return answer
         return json_response(404, {"detail": "the emulator serves fal's queue API only (queue.fal.run)"})
 
     def error_response(self, status: int, request: httpx.Request) -> httpx.Response:
@@ -227,7 +228,7 @@ class FalEmulator(EmulatedVendor):
         state = self.settle(job)
         if self._expired(job, state):
             return json_response(404, {"detail": "Request not found"})
-        logs = [] if request.url.params.get("logs") in ("true", "1") else None
+        logs: list[Any] | None = [] if request.url.params.get("logs") in ("true", "1") else None
         headers = {"x-fal-request-id": job.job_id}
         response_url = self._urls(job)["response_url"]
         if state == "queued":

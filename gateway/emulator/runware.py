@@ -182,7 +182,7 @@ class RunwareEmulator(EmulatedVendor):
             return "download"
         types = [t.get("taskType") for t in _tasks(request) or [] if isinstance(t, dict)]
         first = next((t for t in types if t != "authentication"), None)
-        return {"videoInference": "submit", "getResponse": "status", "imageUpload": "upload"}.get(first, "other")
+        return {"videoInference": "submit", "getResponse": "status", "imageUpload": "upload"}.get(str(first), "other")
 
     def route(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
@@ -201,7 +201,8 @@ class RunwareEmulator(EmulatedVendor):
         errors: list[tuple[int, dict[str, Any]]] = []
         for task in tasks[1:] if auth else tasks:
             kind = task.get("taskType") if isinstance(task, dict) else None
-            handler = {"videoInference": self._video, "getResponse": self._poll, "imageUpload": self._upload}.get(kind)
+            handlers = {"videoInference": self._video, "getResponse": self._poll, "imageUpload": self._upload}
+            handler = handlers.get(str(kind))
             if handler is None:
                 errors.append((400, _error("invalidTaskType", f"Unsupported taskType {kind!r}.", "taskType",
                                            task if isinstance(task, dict) else {})))
@@ -247,7 +248,7 @@ class RunwareEmulator(EmulatedVendor):
         if task_uuid in self.jobs:
             return None, (400, _error("conflictTaskUUID", "A task with this taskUUID already exists; "
                                       "taskUUID must be unique per task.", "taskUUID", task))
-        clip = clip_fingerprint(task["positivePrompt"], self.uploads.get(image, image))
+        clip = clip_fingerprint(task["positivePrompt"], self.uploads.get(str(image), image))
         job = self.create_job(task_uuid, task, clip=clip,
                               price=price_for(task.get("steps")), idempotency_key=task_uuid)
         given = task.get("seed")

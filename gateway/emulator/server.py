@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 
@@ -31,7 +31,8 @@ def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> Thre
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            url = f"http://{self.headers.get('host') or f'{host}:{self.server.server_port}'}{self.path}"
+            port = cast(ThreadingHTTPServer, self.server).server_port
+            url = f"http://{self.headers.get('host') or f'{host}:{port}'}{self.path}"
             request = httpx.Request(self.command, url, headers=list(self.headers.items()), content=body)
             try:
                 response = emulator.handle(request)

@@ -222,7 +222,8 @@ class WaveSpeedEmulator(EmulatedVendor):
                     None) if message.is_multipart() else None
         if part is None:
             return _error(400, "file is required")
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         mime = _image_type(data)
         if mime is None:
             return _error(400, "unsupported file type; upload JPG, PNG, WebP, GIF, BMP or TIFF")

@@ -44,7 +44,7 @@ class PollPolicy:
         if elapsed < 1.5 * expected:
             return max(floor, self.interval)
         late = (elapsed - 1.5 * expected) / max(self.interval, 1e-9)
-        return max(floor, min(self.max_interval, self.interval * self.backoff ** min(late, 20)))
+        return max(floor, min(self.max_interval, self.interval * float(self.backoff ** min(late, 20))))
 
     def observe(self, provider: str, duration: float) -> None:
         previous = self.learned.get(provider)

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
@@ -76,6 +76,10 @@ class NullJournal:
     def unknown(self, submit_key: str, *, error: str) -> None: ...
     def expired(self, submit_key: str, error: str) -> None: ...
     def finish_clip(self, key: str, result_json: str) -> None: ...
+    # A budget needs the real journal (the client refuses one without it); these keep the type whole.
+    def reserve(self, submit_key: str, amount: Decimal) -> None: ...
+    def reserved_and_spent(self, *, since: object = None) -> Decimal:
+        return Decimal(0)
 
 
 @dataclass
@@ -309,9 +313,9 @@ class Runner:
                 running_seen = True
                 self.journal.state(job.submit_key, "running")
             if status.state == JobState.FAILED:
-                error = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
-                self._record_failure(job, error)
-                raise error
+                failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
+                self._record_failure(job, failure)
+                raise failure
             if status.state == JobState.SUCCEEDED:
                 return self._finish(job, await self._fetch_result(job, status), last_queued)
 
@@ -346,6 +350,7 @@ class Runner:
         if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
             self.poll.observe(job.name, now - job.vendor_started)
         quoted = job.candidate.quote.price_usd
+        source: Literal["reported", "estimated", "unknown"]
         cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (
             (quoted, "estimated") if quoted is not None else (None, "unknown"))
         job.attempts.append(Attempt(provider=job.name, outcome="succeeded", elapsed_s=now - job.vendor_started,
@@ -415,7 +420,7 @@ class Runner:
         hinted = getattr(error, "retry_after", None)
         if hinted:
             return min(float(hinted), self.backoff_cap)
-        exp = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
+        exp = min(self.backoff_cap, self.backoff_base * 2.0 ** (tries - 1))
         return exp * self.rng.uniform(0.5, 1.0)
 
     def _wait(self, state: RetryCallState) -> float:

@@ -230,7 +230,8 @@ class Journal:
             row = tx.execute("SELECT lease_owner, lease_until FROM clips WHERE key = ?", (key,)).fetchone()
             if row is None:
                 raise KeyError(f"no clip {key!r} in the journal")
-            holder, until = row
+            holder: str | None = row[0]
+            until: float | None = row[1]
             if holder and holder != owner and until is not None and until > now and alive(holder):
                 return holder
             tx.execute("UPDATE clips SET lease_owner = ?, lease_until = ? WHERE key = ?", (owner, now + seconds, key))

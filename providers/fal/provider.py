@@ -30,6 +30,7 @@ from gateway.request import ImageInput, OviRequest
 from providers.fal import translate
 from providers.fal.queue import SUBMIT_TIMEOUT_S, FalCallError, FalQueueClient, FalRequest
 from providers.fal.schemas import SubmitAck
+from providers.fal.translate import Phase
 
 __all__ = ["FalProvider"]
 
@@ -65,7 +66,7 @@ class FalProvider:
         return translate.parse_output(final)
 
     def classify(self, error: BaseException | httpx.Response, *,
-                 phase: translate.Phase | None = None) -> GatewayError:
+                 phase: Phase | None = None) -> GatewayError:
         """Any fal failure in our taxonomy; ``phase`` is inferred from the request when not given."""
         if isinstance(error, GatewayError):
             return error
@@ -143,7 +144,7 @@ class FalProvider:
         mime = image.mime or "application/octet-stream"
         name = "image" + (mimetypes.guess_extension(mime) or ".bin")
         try:
-            return await queue.upload_image(image.read_bytes(), mime, name)
+            return await queue.upload_bytes(image.read_bytes(), mime, name)
         except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
             raise self.classify(exc, phase="upload") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -153,7 +154,7 @@ class FalProvider:
     async def _request(self, handle: JobHandle) -> FalRequest:
         return await self._client().request_handle({"request_id": handle.job_id, **handle.data})
 
-    async def _read(self, call: Any, phase: translate.Phase) -> Any:
+    async def _read(self, call: Any, phase: Phase) -> Any:
         try:
             response = await call()
         except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:

@@ -165,6 +165,6 @@ class FalQueueClient(AsyncClient):
                           status_url=data["status_url"], cancel_url=data["cancel_url"],
                           client=await self._client)
 
-    async def upload_image(self, data: bytes, content_type: str, file_name: str) -> str:
+    async def upload_bytes(self, data: bytes, content_type: str, file_name: str) -> str:
         """Upload through fal's CDN (``fal_v3``, no fallback repository: one attempt); the URL."""
         return await self.upload(data, content_type, file_name, repository="fal_v3", fallback_repository=[])

@@ -238,7 +238,8 @@ def status_of(body: bytes | str | Mapping[str, Any]) -> JobStatus:
 
 
 def _envelope_failure(value: Mapping[str, Any], code: int) -> str:
-    data = value.get("data") if isinstance(value.get("data"), Mapping) else {}
+    found = value.get("data")
+    data: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     task = f"task {data['id']} " if data.get("id") else ""
     reason = data.get("error") or value.get("message") or "no reason given"
     return f"{task}failed (code {code}): {reason}"

@@ -303,7 +303,7 @@ async def test_undecodable_2xx_submit_body_is_one_post() -> None:
 @pytest.mark.parametrize(("target", "exc", "call", "cls"), [
     ("submit", httpx.ReadTimeout, "submit", SubmitOutcomeUnknown),
     ("submit", httpx.ConnectError, "submit", ProviderUnavailable),
-    ("upload_image", httpx.ReadError, "upload", ProviderUnavailable),
+    ("upload_bytes", httpx.ReadError, "upload", ProviderUnavailable),
 ])
 async def test_raw_transport_errors_become_gateway_errors(clock: VirtualClock, png_file: Path,
                                                           monkeypatch: pytest.MonkeyPatch, target: str,
