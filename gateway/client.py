@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -36,6 +37,9 @@ from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote
 from gateway.store.journal import Journal, request_hash
 
+if TYPE_CHECKING:
+    from gateway.emulator import Emulator
+
 __all__ = ["Gateway", "ResumeOutcome"]
 
 _UNSET: Any = object()
@@ -52,9 +56,11 @@ class Gateway:
         registry: where provider classes come from (default: the entry-point group).
         transport: an httpx transport for all vendor traffic (the emulator's, in tests).
         emulator: an ``Emulator`` to run against instead of the real vendors (sets the transport
-            and a placeholder key per vendor).
+            and a placeholder key per vendor; results say ``emulated=True``). ``Gateway.offline()``
+            builds one with short jobs and matching polling.
         journal: a ``Journal``, a path, ``":memory:"``, or ``None`` for no journal; default: the
-            journal file under the user's data directory.
+            journal file under the user's data directory (with an emulator: the separate offline
+            journal, ``gateway.offline.offline_journal_path()``).
         prices: a ``PriceBook`` or a TOML file overriding the packaged prices.
         route: the default ``Route`` for ``generate`` calls that pass none.
         poll: when to check running jobs.
@@ -77,6 +83,9 @@ class Gateway:
         self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
         self.load_failures = {n: e for n, e in self.registry.failures.items() if wanted is None or n in wanted}
         self.emulator = emulator
+        self.emulated = emulator is not None
+        """True when every vendor is emulated: results say so, and the journal's rows are marked."""
+        self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
         self.transport = emulator.transport() if emulator is not None else transport
         self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
         self.clock = clock or RealClock()
@@ -85,7 +94,7 @@ class Gateway:
         self.poll = poll or PollPolicy()
         self.health_state = Health(self.clock, **dict(breaker or {}))
         self.rng = random.Random(seed)
-        self.journal = _open_journal(journal)
+        self.journal = _open_journal(journal, self.emulator_instance)
         self.recovery = None if self.journal is None else Recovery(
             self.journal, self._providers, lambda name: name in self.classes and name in self._keys, self.clock)
         if budget is not None and self.journal is None:
@@ -97,7 +106,73 @@ class Gateway:
 
     def __repr__(self) -> str:
         keyed = sorted(self._keys)
-        return f"Gateway(providers={sorted(self.classes)}, keys_set={keyed}, emulated={self.emulator is not None})"
+        return f"Gateway(providers={sorted(self.classes)}, keys_set={keyed}, emulated={self.emulated})"
+
+    # ---- offline ----------------------------------------------------------------------------
+    @classmethod
+    def offline(cls, *, emulator: Emulator | None = None, emulator_url: str | None = None,
+                faults: str | None = None, job_seconds: tuple[float, float] | float | None = None,
+                journal: Any = _UNSET, seed: int | None = None, **options: Any) -> Gateway:
+        """A gateway sealed off from the real vendors: every vendor is the built-in emulator.
+
+        Jobs take a few seconds (``gateway.offline.JOB_SECONDS``) and are polled on that scale; nothing
+        leaves the process (no DNS lookup, no socket), ``result.download()`` included; results say
+        ``emulated=True``; the journal is the separate offline one, its rows marked with the
+        emulator's instance id (never counted as real spend, budgets or calibration).
+
+        Args:
+            emulator: run against this ``Emulator`` (default: a new one, seeded by ``seed``).
+            emulator_url: a loopback emulator (``ovi-gateway emulate``), e.g. ``http://127.0.0.1:8765``;
+                default from ``OVI_GATEWAY_EMULATOR_URL``. Its clips download from it over loopback.
+            faults: a fault spec for the new emulator (``"fal.submit=503*3; runware.job=fail"``).
+            job_seconds: a new emulator's job time in seconds: fixed, or a (low, high) range.
+            journal: as for ``Gateway``; default ``offline_journal_path()``.
+            seed: seeds the emulator's ids and the gateway's jitter.
+            options: any other ``Gateway`` argument (``clock``, ``route``, ``budget``, ``poll``…).
+        """
+        import gateway.offline as offline
+
+        clock = options.setdefault("clock", offline.default_clock())
+        spans = offline.JOB_SECONDS if job_seconds is None else job_seconds
+        low, high = spans if isinstance(spans, tuple) else (spans, spans)
+        options.setdefault("poll", offline.offline_poll((low + high) / 2))
+        options.setdefault("backoff_base", min(1.0, max(0.01, (low + high) / 20)))
+        url = None if emulator is not None else offline.resolve_emulator_url(emulator_url)
+        if url is None:
+            if emulator is None:
+                from gateway.emulator import Emulator
+
+                emulator = Emulator(faults=faults or None, seed=seed or 0, clock=clock,
+                                    job_time=lambda rng: rng.uniform(low, high))
+            return cls(emulator=emulator, journal=journal, seed=seed, **options)
+        if faults:
+            raise ConfigurationError("faults are set where the loopback emulator runs "
+                                     "(`ovi-gateway emulate --faults ...`), not here")
+        from gateway.emulator.loopback import LoopbackTransport
+
+        instance = offline.emulator_instance(url)
+        registry = options.pop("registry", None) or Registry.load()
+        wanted = options.get("providers")
+        keys = {name: "emulator-key" for name in registry.classes if wanted is None or name in wanted}
+        gateway = cls(registry=registry, transport=LoopbackTransport(url), keys=keys,
+                      journal=_open_journal(journal, instance), seed=seed, **options)
+        gateway.emulated, gateway.emulator_instance = True, instance
+        return gateway
+
+    def _close_stale_emulated(self) -> None:
+        """Offline: close open rows of emulator instances that are gone (see ``offline.close_stale``)."""
+        if self.emulated and self.journal is not None and self.emulator_instance:
+            from gateway.offline import close_stale
+
+            close_stale(self.journal, self.emulator_instance)
+
+    def _deliver(self, result: OviResult) -> OviResult:
+        """The result as handed to the caller: an emulated one says so and downloads from its emulator."""
+        if not self.emulated:
+            return result
+        if not result.emulated:
+            result = result.model_copy(update={"emulated": True})
+        return result.with_transport(self.transport if isinstance(self.transport, httpx.BaseTransport) else None)
 
     # ---- quotes -----------------------------------------------------------------------------
     def quote(self, request: OviRequest) -> list[Quote]:
@@ -150,6 +225,12 @@ class Gateway:
             NoRoute: no vendor can take the request (reasons per vendor).
             GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
         """
+        self._close_stale_emulated()
+        return self._deliver(await self._agenerate(request, provider=provider, route=route,
+                                                   idempotency_key=idempotency_key, on_event=on_event))
+
+    async def _agenerate(self, request: OviRequest, *, provider: str | None, route: Route | None,
+                         idempotency_key: str | None, on_event: Callable[[Event], None] | None) -> OviResult:
         if not isinstance(request, OviRequest):
             raise InvalidRequest("request must be an OviRequest")
         route = route or self.default_route
@@ -246,6 +327,7 @@ class Gateway:
         A clip another call is working on is left to it (outcome ``in-progress``)."""
         if self.journal is None or self.recovery is None:
             return []
+        self._close_stale_emulated()
         outcomes: list[ResumeOutcome] = []
         runner = self._runner(None)
         for clip_key in dict.fromkeys(record.clip_key for record in self.journal.unfinished()):
@@ -263,7 +345,7 @@ class Gateway:
             for outcome in found:
                 if outcome.result is not None:
                     self._settle(outcome.result)
-            outcomes += found
+            outcomes += [dataclasses.replace(o, result=self._deliver(o.result)) if o.result else o for o in found]
         return outcomes
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -357,12 +439,22 @@ def _keys(classes: Mapping[str, type[Provider]], keys: Mapping[str, str] | None,
     return found
 
 
-def _open_journal(journal: Any) -> Journal | None:
+def _open_journal(journal: Any, emulator_instance: str | None = None) -> Journal | None:
+    """The journal to use. An emulated gateway's default is the separate offline journal, and every
+    journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
     if journal is None:
         return None
+    if isinstance(journal, Journal):
+        if emulator_instance and journal.emulator_instance is None:
+            journal.emulator_instance = emulator_instance
+        return journal
     if journal is _UNSET:
-        return Journal()
-    return journal if isinstance(journal, Journal) else Journal(journal)
+        if emulator_instance is None:
+            return Journal()
+        from gateway.offline import offline_journal_path
+
+        journal = offline_journal_path()
+    return Journal(journal, emulator_instance=emulator_instance)
 
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = ["Attempt", "OviResult", "Timings"]
 
@@ -47,7 +47,8 @@ class OviResult(BaseModel):
 
     ``cost_usd`` is what the vendor reported when it reports costs (``cost_source="reported"``),
     else the quote (``"estimated"``). ``dropped`` lists fields the vendor ignored because the route
-    allowed degrading. ``raw`` is the vendor's final response body.
+    allowed degrading. ``raw`` is the vendor's final response body. ``emulated`` is true for a clip
+    made by the built-in emulator (``Gateway.offline()``): nothing was billed.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -64,7 +65,11 @@ class OviResult(BaseModel):
     dropped: list[str] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
     idempotency_key: str | None = None
+    emulated: bool = False
     raw: Any = Field(default=None, repr=False)
+    _transport: httpx.BaseTransport | None = PrivateAttr(default=None)
+    """Where ``download()`` fetches from when no client is given: the in-process emulator for an
+    emulated clip (its URLs name vendor hosts that must never be looked up), else the network."""
 
     @property
     def possible_extra_charges(self) -> int:
@@ -73,7 +78,17 @@ class OviResult(BaseModel):
 
     def download(self, path: str | os.PathLike[str], *, client: httpx.Client | None = None,
                  chunk_size: int = 1 << 16) -> Path:
-        """Stream the clip to ``path`` (see ``gateway.media.download.download``); returns the path."""
+        """Stream the clip to ``path`` (see ``gateway.media.download.download``); returns the path.
+
+        An emulated clip downloads from the emulator that made it, never from the network."""
         from gateway.media.download import download
 
+        if client is None and self._transport is not None:
+            with httpx.Client(transport=self._transport, follow_redirects=True) as emulated:
+                return download(self.video_url, path, client=emulated, chunk_size=chunk_size)
         return download(self.video_url, path, client=client, chunk_size=chunk_size)
+
+    def with_transport(self, transport: httpx.BaseTransport | None) -> OviResult:
+        """This result, downloading through ``transport`` (how the gateway hands out emulated clips)."""
+        self._transport = transport
+        return self

@@ -12,6 +12,7 @@ The emulator is never a provider: it emulates vendors, and is not registered in
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,6 +58,9 @@ class Emulator:
                  job_time: Callable[[random.Random], float] | None = None, queue_time: float = 0.0,
                  seed: int = 0, api_keys: Mapping[str, str] | None = None) -> None:
         self.clock = clock or RealClock()
+        self.instance_id = uuid.uuid4().hex
+        """Names this emulator process's lifetime: journal rows carry it, so a later run can tell the jobs
+        of an emulator that is gone (never billed, never finishing) from its own."""
         self.ledger = Ledger()
         scripts = parse_faults(faults, seed=seed) if isinstance(faults, str) else dict(faults or {})
         classes = _vendor_classes()
@@ -79,6 +83,8 @@ class Emulator:
         """Answer one request, routed by host (real vendor hosts) or by path (loopback)."""
         if request.url.path == "/_emulator/ledger" and request.url.host in LOOPBACK_HOSTS:
             return json_response(200, self.ledger_json())
+        if request.url.path == "/_emulator/instance" and request.url.host in LOOPBACK_HOSTS:
+            return json_response(200, {"instance": self.instance_id})
         vendor = self._by_host.get(request.url.host)
         if vendor is None and request.url.host in LOOPBACK_HOSTS:
             vendor = self._by_path(request.url.path)

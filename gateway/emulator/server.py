@@ -16,7 +16,8 @@ __all__ = ["serve"]
 
 ROUTES: tuple[tuple[str, str], ...] = (
     ("/v1", "runware (task API)"), ("/api/v3/...", "wavespeed"),
-    ("/fal-ai/...", "fal queue (uploads: /storage, /files)"), ("/_emulator/ledger", "billing ledger (JSON)"))
+    ("/fal-ai/...", "fal queue (uploads: /storage, /files)"), ("/_emulator/ledger", "billing ledger (JSON)"),
+    ("/_emulator/instance", "this emulator's instance id (JSON)"))
 """Which loopback paths reach which emulated vendor, as ``ovi-gateway emulate`` prints them."""
 
 

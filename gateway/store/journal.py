@@ -44,7 +44,7 @@ STATES = frozenset(OPEN) | FINAL
 _SUBMIT_COLUMNS = (
     "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
     " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
-    " c.request_json"
+    " c.request_json, s.emulator_instance"
 )
 
 
@@ -82,6 +82,8 @@ class SubmitRecord:
     created_at: str
     updated_at: str
     request_json: str
+    emulator_instance: str | None = None
+    """The emulator instance that took this submit (``None``: a real vendor)."""
 
 
 @dataclass(frozen=True)
@@ -138,10 +140,16 @@ def _dec(text: str | None) -> Decimal | None:
 
 
 class Journal:
-    """The job journal on one SQLite file (default: ``default_path()``) or ``":memory:"``."""
+    """The job journal on one SQLite file (default: ``default_path()``) or ``":memory:"``.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    ``emulator_instance`` marks this journal's writer as the built-in emulator (that instance's id):
+    its submits carry the id, and spend, budgets, calibration and ``unfinished()`` then see only
+    emulated rows. Without it they see only real-vendor rows, so the two never mix, even in one file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, emulator_instance: str | None = None) -> None:
         target = default_path() if path is None else path
+        self.emulator_instance = emulator_instance
         self.path: str = os.fspath(target)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +161,11 @@ class Journal:
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def _mode(self) -> str:
+        """The SQL condition selecting this journal's side: emulated rows or real-vendor rows."""
+        return "s.emulator_instance IS NOT NULL" if self.emulator_instance else "s.emulator_instance IS NULL"
 
     def _setup(self) -> None:
         db = self._db
@@ -283,9 +296,10 @@ class Journal:
             if tx.execute("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)).fetchone():
                 raise ValueError(f"submit {submit_key!r} is already in the journal")
             tx.execute("INSERT INTO submits (submit_key, clip_key, provider, state, quote_usd, deadline,"
-                       " steps, dropped, created_at, updated_at) VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?)",
+                       " steps, dropped, created_at, updated_at, emulator_instance)"
+                       " VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?, ?)",
                        (submit_key, clip_key, provider, _money(quote_usd), deadline, steps,
-                        json.dumps(sorted(dropped)), now, now))
+                        json.dumps(sorted(dropped)), now, now, self.emulator_instance))
 
     def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
         """The vendor acknowledged the submit: store its job id and ``JobHandle.to_json()``."""
@@ -341,7 +355,8 @@ class Journal:
         """Submits that may still hold a paid job (intent/accepted/queued/running/unknown) whose clip
         has not succeeded, in creation order: what ``resume()`` re-attaches to."""
         marks = ", ".join("?" * len(OPEN))
-        return self._submits(f"WHERE s.state IN ({marks}) AND c.state != 'succeeded' ORDER BY s.seq", OPEN)
+        return self._submits(f"WHERE s.state IN ({marks}) AND c.state != 'succeeded' AND {self._mode}"
+                             " ORDER BY s.seq", OPEN)
 
     def _submits(self, where: str, args: tuple[Any, ...]) -> list[SubmitRecord]:
         rows = self._query(f"SELECT {_SUBMIT_COLUMNS} FROM submits s JOIN clips c ON c.key = s.clip_key "
@@ -350,14 +365,16 @@ class Journal:
                              handle=None if r[5] is None else json.loads(r[5]), quote_usd=_dec(r[6]),
                              cost_usd=_dec(r[7]), cost_source=r[8], may_be_billed=bool(r[9]), error=r[10],
                              deadline=r[11], steps=r[12], dropped=tuple(json.loads(r[13] or "[]")),
-                             created_at=r[14], updated_at=r[15], request_json=r[16]) for r in rows]
+                             created_at=r[14], updated_at=r[15], request_json=r[16], emulator_instance=r[17])
+                for r in rows]
 
     # -- spend -------------------------------------------------------------------------------------
 
     def _spend_rows(self, since: datetime | None, columns: str) -> list[tuple[Any, ...]]:
         if since is None:
-            return self._query(f"SELECT {columns} FROM submits ORDER BY seq")
-        return self._query(f"SELECT {columns} FROM submits WHERE created_at >= ? ORDER BY seq", (_iso(since),))
+            return self._query(f"SELECT {columns} FROM submits s WHERE {self._mode} ORDER BY seq")
+        return self._query(f"SELECT {columns} FROM submits s WHERE created_at >= ? AND {self._mode} ORDER BY seq",
+                           (_iso(since),))
 
     def spend(self, *, since: datetime | None = None) -> list[SpendRow]:
         """Spend per provider and UTC day of submit creation, sorted by day then provider.
@@ -397,7 +414,7 @@ class Journal:
     def reported_costs(self, provider: str, limit: int = 20) -> list[tuple[Decimal, Decimal | None, int | None]]:
         """Recent (reported cost, quote, steps) of ``provider``'s submits, newest first, for recalibrating
         an estimate against what the vendor actually charged."""
-        rows = self._query("SELECT cost_usd, quote_usd, steps FROM submits WHERE provider = ? AND"
-                           " cost_source = 'reported' AND cost_usd IS NOT NULL"
+        rows = self._query("SELECT cost_usd, quote_usd, steps FROM submits s WHERE provider = ? AND"
+                           f" cost_source = 'reported' AND cost_usd IS NOT NULL AND {self._mode}"
                            " ORDER BY updated_at DESC, seq DESC LIMIT ?", (provider, limit))
         return [(Decimal(cost), _dec(quote), steps) for cost, quote, steps in rows]

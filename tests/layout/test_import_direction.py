@@ -16,8 +16,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.request", "gateway.http"),
     ("gateway.contract", "gateway.registry", "gateway.store", "gateway.routing"),
     ("gateway.jobs",),
+    ("gateway.emulator",),  # below the client: Gateway.offline() builds one (it imports only the clock)
+    ("gateway.offline",),
     ("gateway.client",),
-    ("gateway.emulator",),
     ("gateway.cli", "gateway.__main__", "gateway"),
     ("providers",),
 ]

@@ -1,0 +1,114 @@
+"""The sealed offline mode behind ``Gateway.offline()``: the built-in emulator, seconds per clip, own journal.
+
+Offline is always an explicit choice (``Gateway()`` with no keys stays ``NoRoute``). What it changes:
+
+- vendor traffic goes to the emulator: in-process (an httpx transport answering for the vendors' hosts, so
+  no DNS lookup and no socket at all), or a loopback emulator (``ovi-gateway emulate``) named by
+  ``emulator_url`` or ``OVI_GATEWAY_EMULATOR_URL`` — only 127.0.0.1, localhost or ::1 are accepted;
+- emulated jobs take ``JOB_SECONDS`` (a few seconds) and are polled on that scale (``offline_poll``);
+- the journal is a separate file (``offline_journal_path()``), its rows carry the emulator's instance id,
+  and spend, budgets and calibration of a journal opened for real vendors never count them (nor the
+  reverse); breakers and the poll policy's learning live in the offline gateway object only;
+- results say ``emulated=True`` and ``result.download()`` fetches from the emulator that made the clip;
+- a rerun that finds open rows of an emulator instance that is gone closes them as "emulator restarted,
+  nothing billed" (``close_stale``) instead of polling them until ``max_wait``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+
+from gateway.clock import Clock, RealClock
+from gateway.errors import ConfigurationError
+from gateway.jobs.polling import PollPolicy
+from gateway.jobs.recovery import lease_owner, owner_alive
+from gateway.store.journal import OPEN, Journal, default_path
+
+__all__ = ["EMULATOR_URL_ENV", "JOB_SECONDS", "close_stale", "default_clock", "emulator_instance",
+           "offline_journal_path", "offline_poll", "resolve_emulator_url"]
+
+EMULATOR_URL_ENV = "OVI_GATEWAY_EMULATOR_URL"
+"""Environment variable naming a loopback emulator (``http://127.0.0.1:PORT``) for offline mode."""
+
+JOB_SECONDS: tuple[float, float] = (1.0, 3.0)
+"""Range (seconds) an in-process emulated job runs, drawn uniformly: real Ovi jobs take about a minute."""
+
+def default_clock() -> Clock:
+    """The clock an offline gateway and its emulator share when none is given (tests swap in virtual time)."""
+    return RealClock()
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+STALE_REASON = "emulator restarted (instance {old} is gone); nothing billed"
+
+
+def offline_journal_path() -> Path:
+    """``<user data dir>/ovi-gateway/offline-journal.sqlite3``: beside the real journal, never the same file."""
+    return default_path().with_name("offline-journal.sqlite3")
+
+
+def offline_poll(expected: float | None = None) -> PollPolicy:
+    """Polling for emulated jobs of about ``expected`` seconds (default: the middle of ``JOB_SECONDS``):
+    no vendor floors, sub-second checks, and a stuck job given up after a minute, not 15."""
+    expected = max(0.01, (sum(JOB_SECONDS) / 2) if expected is None else expected)
+    return PollPolicy(expected=expected, interval=min(0.25, expected), max_interval=1.0,
+                      max_wait=max(60.0, 20 * expected), min_interval={})
+
+
+def resolve_emulator_url(url: str | None) -> str | None:
+    """``url``, else ``OVI_GATEWAY_EMULATOR_URL``, checked to be loopback HTTP; ``None`` for in-process."""
+    url = url or os.environ.get(EMULATOR_URL_ENV) or None
+    if url is None:
+        return None
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or parsed.host not in LOOPBACK_HOSTS:
+        source = "emulator_url" if url else EMULATOR_URL_ENV
+        raise ConfigurationError(f"{source} must be a loopback URL such as http://127.0.0.1:8765 "
+                                 f"(the emulator serves on 127.0.0.1, localhost or ::1 only), not {url!r}")
+    return str(parsed).rstrip("/")
+
+
+def emulator_instance(url: str, *, timeout: float = 5.0) -> str:
+    """The instance id of the loopback emulator at ``url`` (``GET /_emulator/instance``)."""
+    try:
+        answer = httpx.get(f"{url}/_emulator/instance", timeout=timeout)
+        answer.raise_for_status()
+        return str(answer.json()["instance"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        raise ConfigurationError(f"no ovi-gateway emulator answers at {url} ({type(error).__name__}); "
+                                 "start one with `ovi-gateway emulate --port PORT`") from None
+
+
+def close_stale(journal: Journal, instance: str) -> list[str]:
+    """Close the open emulated submits of other (gone) emulator instances as failed and unbilled; a clip
+    left with no open submit is failed too, so the same key makes it afresh. Returns the clip keys closed.
+
+    Safe because an emulator's jobs live only in its process: a job of an instance that is gone can
+    neither finish nor bill. Rows of real vendors are never touched (``unfinished()`` of an emulated
+    journal lists emulated rows only)."""
+    stale: dict[str, list[str]] = {}
+    for record in journal.unfinished():
+        if record.emulator_instance is not None and record.emulator_instance != instance:
+            stale.setdefault(record.clip_key, []).append(record.submit_key)
+    closed = []
+    for clip_key, submit_keys in stale.items():
+        owner = lease_owner()
+        # A clip another live call holds is that call's business (it may run on its own emulator).
+        if journal.claim_clip(clip_key, owner, seconds=60.0, alive=owner_alive) is not None:
+            continue
+        try:
+            for record in journal.submits(clip_key):
+                if record.submit_key in submit_keys and record.state in OPEN:
+                    journal.failed(record.submit_key, may_be_billed=False,
+                                   error=STALE_REASON.format(old=record.emulator_instance))
+            clip = journal.get_clip(clip_key)
+            if clip is not None and clip.state != "succeeded" and not any(
+                    r.state in OPEN for r in journal.submits(clip_key)):
+                journal.fail_clip(clip_key, "emulator restarted; nothing billed")
+            closed.append(clip_key)
+        finally:
+            journal.release_clip(clip_key, owner)
+    return closed
