@@ -35,6 +35,7 @@ from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote
+from gateway.secrets import register_api_key, scrubbing
 from gateway.store.journal import Journal, request_hash
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Gateway:
         self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
         self.transport = emulator.transport() if emulator is not None else transport
         self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
+        for secret in self._keys.values():  # before any is sent: every text the gateway keeps is redacted
+            register_api_key(secret)
         self.clock = clock or RealClock()
         self.book = prices if isinstance(prices, PriceBook) else PriceBook.load(prices)
         self.default_route = route or Route()
@@ -208,6 +211,7 @@ class Gateway:
         return self._run_sync(self.agenerate(request, provider=provider, route=route,
                                              idempotency_key=idempotency_key, on_event=on_event))
 
+    @scrubbing
     async def agenerate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
                         idempotency_key: str | None = None,
                         on_event: Callable[[Event], None] | None = None) -> OviResult:
@@ -322,6 +326,7 @@ class Gateway:
         """Synchronous ``aresume``."""
         return self._run_sync(self.aresume())
 
+    @scrubbing
     async def aresume(self) -> list[ResumeOutcome]:
         """Re-attach to every unfinished paid job in the journal and finish it, instead of paying again.
         A clip another call is working on is left to it (outcome ``in-progress``)."""

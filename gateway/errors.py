@@ -26,13 +26,16 @@
 
 The runner reads only ``retryable`` (same vendor again, after backoff) and ``failover`` (next vendor
 now). ``may_be_billed`` says whether the vendor might have charged for the attempt that raised it.
-Messages never contain API keys: adapters build them from vendor bodies, which are redacted first.
+Messages never contain API keys or other registered secrets: every message is passed through
+``gateway.secrets.redact`` when the error is made (adapters redact vendor bodies first, too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from gateway.secrets import redact
 
 if TYPE_CHECKING:
     from gateway.result import Attempt
@@ -84,6 +87,7 @@ class GatewayError(Exception):
         status_code: int | None = None,
         vendor_code: str | None = None,
     ) -> None:
+        message = redact(message)  # a vendor's answer may echo a key (an Authorization header)
         super().__init__(message)
         self.message = message
         self.provider = provider

@@ -28,6 +28,8 @@ from gateway.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from gateway.secrets import redact as redact_registered
+from gateway.secrets import register_api_key
 
 __all__ = ["USER_AGENT", "classify_status", "classify_transport", "decode", "redact", "require_key",
            "retry_after"]
@@ -88,11 +90,10 @@ def classify_transport(provider: str, exc: httpx.TransportError | httpx.Decoding
     return ProviderUnavailable(detail, provider=provider)
 
 
-def redact(text: str, secrets: Iterable[str | None], *, limit: int = 500) -> str:
-    """``text`` with every secret replaced by ``***`` and cut to ``limit`` characters."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+def redact(text: str, secrets: Iterable[str | None] = (), *, limit: int = 500) -> str:
+    """``text`` with every secret in ``secrets`` and every value in the registry (``gateway.secrets``)
+    replaced by ``***``, cut to ``limit`` characters (after redacting, so no cut leaves half a key)."""
+    text = redact_registered(text, secrets)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -101,6 +102,7 @@ def require_key(ctx_key: SecretStr | str | None, *, provider: str, env_key: str)
     value = ctx_key.get_secret_value() if isinstance(ctx_key, SecretStr) else ctx_key
     if not value:
         raise ConfigurationError(f"{provider} needs an API key: set {env_key}", provider=provider)
+    register_api_key(value)
     return value
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from gateway.secrets import redact
 
 __all__ = ["Attempt", "OviResult", "Timings"]
 
@@ -27,6 +29,12 @@ class Attempt(BaseModel):
     elapsed_s: float = 0.0
     may_be_billed: bool = False
     job_id: str | None = None
+
+    @field_validator("error", "error_type")
+    @classmethod
+    def _redact(cls, value: str | None) -> str | None:
+        # The error text may quote a vendor's answer, which may echo a key.
+        return None if value is None else redact(value)
 
 
 class Timings(BaseModel):

@@ -10,7 +10,8 @@ in one process (one connection behind a lock). Money is stored as Decimal string
 Times are wall-clock UTC ISO strings; ``deadline`` is stored exactly as the caller passes it.
 
 The journal never receives API keys and stores none: requests arrive as canonical request JSON,
-and handles carry only job ids and vendor URLs.
+and handles carry only job ids and vendor URLs. Texts that may quote a vendor's answer (errors, the
+result with its raw body) pass through ``gateway.secrets.redact`` before they are written.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import platformdirs
 
 from gateway.errors import InvalidRequest
+from gateway.secrets import redact
 from gateway.store.migrate import migrate_sqlite
 
 __all__ = ["OPEN", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path", "request_hash"]
@@ -265,11 +267,11 @@ class Journal:
     def finish_clip(self, key: str, result_json: str) -> None:
         """Mark the clip "succeeded" with its OviResult JSON. A failed clip may still succeed (a
         reconciled job delivered after all); a succeeded clip is final."""
-        self._clip_to(key, "succeeded", result_json=result_json, error=None)
+        self._clip_to(key, "succeeded", result_json=redact(result_json), error=None)
 
     def fail_clip(self, key: str, error: str) -> None:
         """Mark the clip "failed" with the error text."""
-        self._clip_to(key, "failed", error=error)
+        self._clip_to(key, "failed", error=redact(error))
 
     def _clip_to(self, key: str, state: str, **columns: Any) -> None:
         with self._tx() as tx:
@@ -318,15 +320,15 @@ class Journal:
 
     def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None:
         """The attempt failed; ``may_be_billed`` says whether the vendor might have charged."""
-        self._submit_to(submit_key, "failed", error=error, may_be_billed=int(bool(may_be_billed)))
+        self._submit_to(submit_key, "failed", error=redact(error), may_be_billed=int(bool(may_be_billed)))
 
     def unknown(self, submit_key: str, *, error: str) -> None:
         """The submit may have created a paid job that could not be confirmed: needs reconciling."""
-        self._submit_to(submit_key, "unknown", error=error, may_be_billed=1)
+        self._submit_to(submit_key, "unknown", error=redact(error), may_be_billed=1)
 
     def expired(self, submit_key: str, error: str) -> None:
         """The vendor no longer keeps the job's result."""
-        self._submit_to(submit_key, "expired", error=error)
+        self._submit_to(submit_key, "expired", error=redact(error))
 
     def reserve(self, submit_key: str, amount: Decimal) -> None:
         """Store the budget reservation (USD) made for this submit."""
