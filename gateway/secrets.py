@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -159,7 +159,7 @@ def scrub(exc: BaseException) -> BaseException:
     return exc
 
 
-def scrubbing(function: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+def scrubbing(function: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, Coroutine[Any, Any, _T]]:
     """Wrap a public async entry point so any exception leaving it is ``scrub``-bed first."""
 
     @functools.wraps(function)
