@@ -48,7 +48,7 @@ async def _in_flight(jobs: int, learn: bool = True) -> dict[str, Any]:
     # min_interval={}: emulated 1–2 s jobs, so WaveSpeed's documented 5 s floor for real video jobs is off here.
     policy = (PollPolicy if learn else FixedExpectation)(expected=1.5, interval=0.25, first_fraction=0.75,
                                                          min_interval={})
-    gateway = Gateway(emulator=emulator, journal=None, seed=5, poll=policy)
+    gateway = Gateway(emulator=emulator, journal=None, jitter_seed=5, poll=policy)
     requests = [OviRequest(prompt=prompt(i), image=IMAGE) for i in range(jobs)]
     live = [0, 0]  # now, peak
 

@@ -96,7 +96,7 @@ class _Setup:
                 self.in_emulator += time.perf_counter() - began
 
         self.emulator.handle = timed_handle  # type: ignore[method-assign]  (before transport() is taken)
-        self.gateway = Gateway(emulator=self.emulator, clock=self.clock, journal=None, seed=seed)
+        self.gateway = Gateway(emulator=self.emulator, clock=self.clock, journal=None, jitter_seed=seed)
         self.http = httpx.AsyncClient(transport=self.emulator.transport())
 
     async def aclose(self) -> None:

@@ -62,7 +62,7 @@ def _summary(name: str, calls: int, delays: list[float], jobs: int, durations: l
 async def _gateway(jobs: int, seed: int, name: str, *, learn: bool = True) -> dict[str, Any]:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, job_time=_job_time, seed=seed)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=None, seed=seed, poll=PollPolicy())
+    gateway = Gateway(emulator=emulator, clock=clock, journal=None, jitter_seed=seed, poll=PollPolicy())
     delays, durations = [], []
     try:
         for i in range(jobs):

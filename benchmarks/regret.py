@@ -88,7 +88,7 @@ def oracle(request: OviRequest, route: Route, classes: dict[str, type]) -> tuple
 async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, faults=faults, seed=seed)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", seed=seed)
+    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", jitter_seed=seed)
     classes = Registry.load().classes
     work = workload(clips, seed)
     limit = asyncio.Semaphore(CONCURRENCY)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import os
 import random
 import uuid
+import warnings
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +27,7 @@ from gateway.errors import (
     InvalidRequest,
     NoRoute,
 )
-from gateway.http import USER_AGENT
+from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
 from gateway.jobs.runner import Event, Runner
@@ -67,18 +69,36 @@ class Gateway:
         poll: when to check running jobs.
         clock: time and sleep (a ``VirtualClock`` in tests).
         breaker: options for each vendor's breaker (``threshold``, ``cooldown``, ``max_cooldown``).
-        seed: seeds retry jitter and generated keys, for repeatable runs.
+        jitter_seed: seeds the retry-backoff jitter only, for repeatable timing. Clip and submit keys
+            stay random (``uuid4``) whatever the seed: a key is the vendor's idempotency key, so two
+            processes must never make the same one. (``seed=`` is the deprecated name.)
         budget: a spend cap per UTC day, month or in total (needs the journal).
         backoff_base: seconds before the first same-vendor retry (doubling, with jitter, up to 30 s)
             when the vendor gave no ``Retry-After``.
+        timeout: seconds (or an ``httpx.Timeout``) for every vendor request, replacing each adapter's
+            per-step defaults (10 s to connect; 30–120 s to read, by step). ``None`` keeps the defaults.
+        http_client: an ``httpx.AsyncClient`` for all vendor traffic (its proxies, certificates, limits
+            and event hooks apply; the gateway never closes it). An httpx client's connections belong
+            to one event loop: use it with the ``a*`` methods. Without one, the gateway's own clients
+            honor httpx's environment settings (``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``).
+        base_urls: an API root per vendor (``{"runware": "https://…/v1"}``), e.g. a relay or a
+            loopback emulator; a vendor whose adapter takes no ``base_url`` is refused.
+        key_factory: makes clip and submit keys (default: ``uuid4``); a seam for tests only.
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
                  registry: Registry | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Any = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
-                 breaker: Mapping[str, float] | None = None, seed: int | None = None,
-                 budget: Budget | None = None, backoff_base: float = 1.0) -> None:
+                 breaker: Mapping[str, float] | None = None, jitter_seed: int | None = None,
+                 budget: Budget | None = None, backoff_base: float = 1.0,
+                 timeout: float | httpx.Timeout | None = None, http_client: httpx.AsyncClient | None = None,
+                 base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
+                 seed: int | None = None) -> None:
+        if seed is not None:
+            warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
+                          "keys are always random)", DeprecationWarning, stacklevel=2)
+            jitter_seed = seed if jitter_seed is None else jitter_seed
         self.registry = registry or Registry.load()
         wanted = set(providers) if providers is not None else None
         self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
@@ -87,7 +107,14 @@ class Gateway:
         self.emulated = emulator is not None
         """True when every vendor is emulated: results say so, and the journal's rows are marked."""
         self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
+        if http_client is not None and (transport is not None or emulator is not None):
+            raise ConfigurationError("pass http_client, or transport/emulator, not both")
         self.transport = emulator.transport() if emulator is not None else transport
+        self._http_client = http_client
+        self._timeout = None if timeout is None else (
+            timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout))
+        self._base_urls = _check_base_urls(self.classes, self.registry, base_urls)
+        self._key_factory = key_factory or _random_key
         self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
         for secret in self._keys.values():  # before any is sent: every text the gateway keeps is redacted
             register_api_key(secret)
@@ -96,7 +123,7 @@ class Gateway:
         self.default_route = route or Route()
         self.poll = poll or PollPolicy()
         self.health_state = Health(self.clock, **dict(breaker or {}))
-        self.rng = random.Random(seed)
+        self.rng = random.Random(jitter_seed)
         self.journal = _open_journal(journal, self.emulator_instance)
         self.recovery = None if self.journal is None else Recovery(
             self.journal, self._providers, lambda name: name in self.classes and name in self._keys, self.clock)
@@ -104,7 +131,7 @@ class Gateway:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget = budget
         self.backoff_base = backoff_base
-        self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, dict[str, Provider]]] = {}
+        self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient | None, dict[str, Provider]]] = {}
         self._calibrate_from_journal()
 
     def __repr__(self) -> str:
@@ -147,7 +174,7 @@ class Gateway:
 
                 emulator = Emulator(faults=faults or None, seed=seed or 0, clock=clock,
                                     job_time=lambda rng: rng.uniform(low, high))
-            return cls(emulator=emulator, journal=journal, seed=seed, **options)
+            return cls(emulator=emulator, journal=journal, jitter_seed=seed, **options)
         if faults:
             raise ConfigurationError("faults are set where the loopback emulator runs "
                                      "(`ovi-gateway emulate --faults ...`), not here")
@@ -158,7 +185,7 @@ class Gateway:
         wanted = options.get("providers")
         keys = {name: "emulator-key" for name in registry.classes if wanted is None or name in wanted}
         gateway = cls(registry=registry, transport=LoopbackTransport(url), keys=keys,
-                      journal=_open_journal(journal, instance), seed=seed, **options)
+                      journal=_open_journal(journal, instance), jitter_seed=seed, **options)
         gateway.emulated, gateway.emulator_instance = True, instance
         return gateway
 
@@ -371,7 +398,9 @@ class Gateway:
             self._calibrate(name)
 
     def _new_key(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        # Never from the jitter rng: a seeded gateway in another process would make the same keys, and
+        # a vendor answers a repeated key (Runware's taskUUID) with the first caller's clip.
+        return self._key_factory()
 
     def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
         return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
@@ -391,36 +420,44 @@ class Gateway:
         if session is None:
             for stale in [old for old in self._sessions if old.is_closed()]:
                 del self._sessions[stale]
-            http = httpx.AsyncClient(transport=self.transport, headers={"user-agent": USER_AGENT},
-                                     timeout=httpx.Timeout(60.0, connect=10.0),
-                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-            providers = {name: cls(ProviderContext(api_key=self._keys.get(name), http=http, transport=self.transport))
-                         for name, cls in self.classes.items()}
-            session = self._sessions[loop] = (http, providers)
+            owned = self._http_client is None
+            http = self._http_client or httpx.AsyncClient(
+                transport=self.transport, headers={"user-agent": USER_AGENT},
+                timeout=self._timeout or httpx.Timeout(60.0, connect=10.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+            # Adapters that build their own client (fal-client) reach the caller's client through a transport.
+            transport = self.transport if owned else ClientTransport(http)
+            providers: dict[str, Provider] = {}
+            for name, cls in self.classes.items():
+                base_url = self._base_urls.get(name)
+                options = {} if base_url is None else {"base_url": base_url}
+                providers[name] = cls(ProviderContext(api_key=self._keys.get(name), http=http, transport=transport,
+                                                      timeout=self._timeout, options=options))
+            session = self._sessions[loop] = (http if owned else None, providers)
         return session[1]
 
     def _run_sync(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            coroutine.close()
-            raise RuntimeError("the sync API was called inside a running event loop; await the a* method there")
-
         async def main() -> _T:
             try:
                 return await coroutine
             finally:
                 await self.aclose()
 
-        return asyncio.run(main())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(main())
+        # Inside a running loop (Jupyter, an async framework): asyncio.run would refuse, so the call
+        # runs on a worker thread's own loop while this thread waits (``on_event`` runs on that thread).
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ovi-gateway-sync") as worker:
+            return worker.submit(asyncio.run, main()).result()
 
     async def aclose(self) -> None:
         """Close the HTTP clients of the running loop."""
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
-            await session[0].aclose()
+            if session[0] is not None:  # never the caller's own http_client
+                await session[0].aclose()
             for provider in session[1].values():
                 closer = getattr(provider, "aclose", None)
                 if closer is not None:
@@ -442,6 +479,26 @@ def _keys(classes: Mapping[str, type[Provider]], keys: Mapping[str, str] | None,
         if value:
             found[name] = value
     return found
+
+
+def _random_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
+                     base_urls: Mapping[str, str] | None) -> dict[str, str]:
+    """``base_urls`` checked: each names an enabled vendor whose adapter takes a ``base_url`` option."""
+    checked: dict[str, str] = {}
+    for name, url in (base_urls or {}).items():
+        if name not in classes:
+            registry.get(name)  # raises, naming the installed vendors or why this one failed to load
+            raise ConfigurationError(f"base_urls names {name!r}, which is installed but not enabled here")
+        if "base_url" not in getattr(classes[name], "accepted_options", frozenset()):
+            raise ConfigurationError(f"the {name} adapter takes no base_url option", provider=name)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_urls[{name!r}] must be an http(s) URL, got {url!r}", provider=name)
+        checked[name] = url
+    return checked
 
 
 def _open_journal(journal: Any, emulator_instance: str | None = None) -> Journal | None:

@@ -213,6 +213,9 @@ class ProviderContext:
     ``http`` is the gateway's shared client (no auth headers; adapters add their own per request).
     ``transport`` is the injected transport behind it, for adapters that must build their own
     client (fal-client). ``new_id`` makes the ids an adapter needs (Runware ``imageUpload`` tasks).
+    ``timeout`` is the caller's timeout for every request (``Gateway(timeout=…)``), replacing the
+    adapter's per-step defaults; ``None`` keeps them. ``options`` holds what the caller configured for
+    this vendor: ``base_url`` (another API root) for adapters listing it in ``accepted_options``.
     """
 
     api_key: SecretStr | None
@@ -220,6 +223,11 @@ class ProviderContext:
     transport: httpx.AsyncBaseTransport | None = None
     new_id: Callable[[], str] = field(default=lambda: __import__("uuid").uuid4().__str__())
     options: Mapping[str, Any] = field(default_factory=dict)
+    timeout: httpx.Timeout | None = None
+
+    def timeout_or(self, default: httpx.Timeout) -> httpx.Timeout:
+        """The caller's timeout when one was set, else the adapter's ``default`` for this step."""
+        return self.timeout if self.timeout is not None else default
 
 
 @runtime_checkable
@@ -236,6 +244,8 @@ class Provider(Protocol):
     def __init__(self, ctx: ProviderContext) -> None:
         """Build the adapter; no I/O happens here."""
 
+    # Optional: ``accepted_options: frozenset[str]``, the ``ProviderContext.options`` keys the adapter
+    # reads (``"base_url"``); the gateway refuses options an adapter does not list rather than drop them.
     # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
     # checks (WaveSpeed: 5). Read with ``getattr(provider, "min_poll_interval", 0.0)``, so adapters
     # written before it was added keep working.

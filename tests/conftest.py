@@ -16,6 +16,13 @@ PNG_BYTES = base64.b64decode(
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's real journal (``platformdirs``' user data dir): a test that
+    relies on the default journal gets a fresh one, whatever other checkouts left in ``~/.local/share``."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -64,7 +64,7 @@ def test_every_registered_provider_is_in_the_suite() -> None:
 async def test_fault(vendor: str, operation: str, fault: str) -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, faults=f"{vendor}.{operation}={fault}", seed=11)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", seed=11)
+    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", jitter_seed=11)
     outcome, error = "ok", None
     try:
         result = await gateway.agenerate(REQUEST, provider=vendor)
@@ -87,7 +87,7 @@ async def test_fault(vendor: str, operation: str, fault: str) -> None:
 async def test_cancel_a_running_job(vendor: str) -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=12)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=None, seed=12)
+    gateway = Gateway(emulator=emulator, clock=clock, journal=None, jitter_seed=12)
     provider = gateway._providers()[vendor]
     handle = await provider.submit(REQUEST, SubmitContext(idempotency_key="0b9c3c52-1f0a-4a53-8f39-0c7b3b2a1d11"))
     clock.advance(5)

@@ -32,7 +32,7 @@ def _request(text: str = "A knight. <S>Hold the line.<E>", **fields) -> OviReque
 def _setup(faults: str | None = None, *, journal: str = ":memory:", job_time=None, **options):
     clock = VirtualClock()
     emulator = Emulator(clock=clock, faults=faults, seed=3, job_time=job_time)
-    return Gateway(emulator=emulator, clock=clock, journal=journal, seed=3, **options), emulator, clock
+    return Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=3, **options), emulator, clock
 
 
 async def test_a_same_key_retry_never_submits_while_the_paid_job_is_unreadable() -> None:

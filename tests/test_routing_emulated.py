@@ -6,6 +6,7 @@ error) honestly reports the possible extra charge.
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import pytest
@@ -38,7 +39,7 @@ def _request(prompt: str = "A knight in the rain. <S>I will defend this land.<E>
 def _setup(faults: str | None = None, *, journal: str = ":memory:", **options):
     clock = VirtualClock()
     emulator = Emulator(clock=clock, faults=faults, seed=7)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=journal, seed=7, **options)
+    gateway = Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=7, **options)
     return gateway, emulator, clock
 
 
@@ -250,10 +251,14 @@ def test_sync_generate_wraps_the_async_path() -> None:
     _billed_once(emulator)
 
 
-async def test_sync_generate_inside_a_running_loop_says_to_await() -> None:
-    gateway, _, _ = _setup()
-    with pytest.raises(RuntimeError, match="await the a\\* method"):
-        gateway.generate(_request())
+async def test_sync_generate_inside_a_running_loop_runs_on_a_worker_thread() -> None:
+    """Jupyter runs cells inside a loop: the sync API must still work there (on its own thread's loop)."""
+    gateway, emulator, _ = _setup()
+    threads: set[str] = set()
+    result = gateway.generate(_request(), on_event=lambda event: threads.add(threading.current_thread().name))
+    assert result.provider == "runware" and [j.vendor for j in emulator.ledger.billable()] == ["runware"]
+    assert threads and all(name.startswith("ovi-gateway-sync") for name in threads)
+    assert gateway.resume() == []  # and again, on a fresh worker
 
 
 async def test_a_stuck_job_is_kept_for_resume_unless_the_route_accepts_a_second_charge() -> None:
@@ -305,7 +310,7 @@ async def test_resume_finishes_a_job_left_behind(tmp_path) -> None:
     with pytest.raises(DeadlineExceeded):
         await gateway.agenerate(_request(), route=Route(deadline=10), idempotency_key="left-behind")
     await gateway.aclose()
-    later = Gateway(emulator=emulator, clock=clock, journal=journal, seed=8)
+    later = Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=8)
     outcomes = await later.aresume()
     assert [o.outcome for o in outcomes] == ["succeeded"]
     again = await later.agenerate(_request(), idempotency_key="left-behind")

@@ -23,7 +23,7 @@ def _request(text: str = "A knight. <S>Hold the line.<E>", **fields) -> OviReque
 async def test_budget_refuses_the_submit_that_would_pass_it() -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=1)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", seed=1,
+    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", jitter_seed=1,
                       budget=Budget(limit_usd=Decimal("0.25")))
     first = await gateway.agenerate(_request(), provider="runware")
     assert first.cost_usd == Decimal("0.1171")
@@ -35,7 +35,7 @@ async def test_budget_refuses_the_submit_that_would_pass_it() -> None:
 
 async def test_spend_rows_and_runware_recalibration_from_reported_costs() -> None:
     clock = VirtualClock()
-    gateway = Gateway(emulator=Emulator(clock=clock, seed=2), clock=clock, journal=":memory:", seed=2,
+    gateway = Gateway(emulator=Emulator(clock=clock, seed=2), clock=clock, journal=":memory:", jitter_seed=2,
                       prices={"runware": {"image-to-video": {
                           "rule": "compute", "base_usd": "0.05", "per_step_usd": "0.004", "default_steps": 30,
                           "as_of": "test", "source": "a deliberately high estimate"}}})
@@ -54,7 +54,7 @@ async def test_canary_key_appears_in_no_log_repr_error_or_journal_row(caplog, tm
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=3, api_keys={"runware": "the-right-key"})
     journal = tmp_path / "journal.sqlite3"
-    gateway = Gateway(emulator=emulator, clock=clock, journal=str(journal), seed=3,
+    gateway = Gateway(emulator=emulator, clock=clock, journal=str(journal), jitter_seed=3,
                       keys={"runware": CANARY, "fal": CANARY, "wavespeed": CANARY})
     seen = [repr(gateway), str(gateway.configured())]
     with pytest.raises(AuthError) as caught:

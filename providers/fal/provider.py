@@ -51,6 +51,7 @@ class FalProvider:
     env_key = "FAL_KEY"
     capabilities = translate.CAPABILITIES
     reconcilable = False
+    accepted_options = frozenset({"base_url"})
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
@@ -108,8 +109,11 @@ class FalProvider:
     def _client(self) -> FalQueueClient:
         key = require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
         if self._queue is None:
-            self._queue = FalQueueClient(key=key, default_timeout=SUBMIT_TIMEOUT_S,
-                                         transport=self._ctx.transport)
+            timeout = self._ctx.timeout
+            # fal-client applies one number (seconds) to its submit POST: the caller's read timeout, if set
+            submit_s = timeout.read if timeout is not None and timeout.read is not None else SUBMIT_TIMEOUT_S
+            self._queue = FalQueueClient(key=key, default_timeout=submit_s, transport=self._ctx.transport,
+                                         base_url=self._ctx.options.get("base_url"), timeout=timeout)
         return self._queue
 
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:

@@ -27,6 +27,8 @@ from asyncstdlib import cached_property as async_cached_property
 from fal_client import AsyncClient, AsyncRequestHandle
 from fal_client import client as fal_impl
 
+from gateway.http import BaseURLTransport
+
 __all__ = ["FalCallError", "FalQueueClient", "FalRequest", "SingleShotTransport"]
 
 STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -86,40 +88,46 @@ class SingleShotTransport(httpx.AsyncBaseTransport):
 class _TokenManager(fal_impl.AsyncCDNTokenManager):
     """fal-client's CDN token manager, refreshing through our client instead of a fresh one."""
 
-    def __init__(self, auth: Any, http: httpx.AsyncClient) -> None:
+    def __init__(self, auth: Any, http: httpx.AsyncClient, timeout: httpx.Timeout | None = None) -> None:
         super().__init__(auth)
         self._http = http
+        self._timeout = timeout
 
     async def _refresh_token(self) -> fal_impl.CDNToken:
         response = await self._http.post(self._url, headers=self._headers, json={},
-                                          timeout=STATUS_TIMEOUT)
+                                          timeout=self._timeout or STATUS_TIMEOUT)
         data = response.json()
         return fal_impl.CDNToken(token=data["token"], token_type=data["token_type"],
                                  base_upload_url=data["base_url"],
                                  expires_at=datetime.fromisoformat(data["expires_at"]))
 
 
+@dataclass(frozen=True)
 class FalRequest(AsyncRequestHandle):
     """fal-client's request handle plus one-call reads that keep the raw answer.
 
     ``AsyncRequestHandle.get`` polls status in a loop (with sleeps) before its result GET; the
     runner owns polling, so ``fetch_result`` is only that final GET, on fal-client's own path.
+    ``timeout`` is the caller's (``Gateway(timeout=…)``), replacing the per-step defaults.
     """
+
+    timeout: httpx.Timeout | None = field(default=None, repr=False, compare=False)
 
     async def fetch_status(self) -> httpx.Response:
         """One ``GET status_url?logs=false`` (raw answer: 202 queued/running, 200 completed)."""
         return await fal_impl._async_maybe_retry_request(
-            self.client, "GET", self.status_url, params={"logs": False}, timeout=STATUS_TIMEOUT)
+            self.client, "GET", self.status_url, params={"logs": False},
+            timeout=self.timeout or STATUS_TIMEOUT)
 
     async def fetch_result(self) -> httpx.Response:
         """One ``GET response_url``: the model's answer (its error status and body when it failed)."""
         return await fal_impl._async_maybe_retry_request(
-            self.client, "GET", self.response_url, timeout=RESULT_TIMEOUT)
+            self.client, "GET", self.response_url, timeout=self.timeout or RESULT_TIMEOUT)
 
     async def request_cancel(self) -> httpx.Response:
         """One ``PUT cancel_url``."""
         return await fal_impl._async_maybe_retry_request(
-            self.client, "PUT", self.cancel_url, timeout=STATUS_TIMEOUT)
+            self.client, "PUT", self.cancel_url, timeout=self.timeout or STATUS_TIMEOUT)
 
 
 @dataclass(unsafe_hash=True)
@@ -129,14 +137,25 @@ class FalQueueClient(AsyncClient):
     ``transport``: the gateway's injected transport (the emulator, a test double). ``None`` means
     real traffic: fal-client's own ``AsyncBackupDomainTransport`` (it only switches to the backup
     domain when the connection itself fails, before anything is sent), still single-shot.
+    ``base_url`` sends every fal request (queue, REST storage, CDN) to that root, path kept;
+    ``timeout`` replaces the per-step timeouts.
     """
 
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False, compare=False)
+    base_url: str | None = field(default=None, compare=False)
+    timeout: httpx.Timeout | None = field(default=None, repr=False, compare=False)
+
+    def _rebased(self, inner: httpx.AsyncBaseTransport, *, owns_inner: bool) -> SingleShotTransport:
+        if self.base_url is not None:
+            inner, owns_inner = BaseURLTransport(self.base_url, inner, owns_inner=owns_inner), True
+        return SingleShotTransport(inner, owns_inner=owns_inner)
 
     def _wrapped(self) -> SingleShotTransport:
         if self.transport is not None:
-            return SingleShotTransport(self.transport, owns_inner=False)
-        return SingleShotTransport(fal_impl.AsyncBackupDomainTransport(), owns_inner=True)
+            return self._rebased(self.transport, owns_inner=False)
+        if self.base_url is not None:  # a relay or emulator: fal's backup domain means nothing there
+            return self._rebased(httpx.AsyncHTTPTransport(), owns_inner=True)
+        return self._rebased(fal_impl.AsyncBackupDomainTransport(), owns_inner=True)
 
     @async_cached_property(asyncio.Lock)
     async def _client(self) -> httpx.AsyncClient:
@@ -149,12 +168,12 @@ class FalQueueClient(AsyncClient):
     @async_cached_property(asyncio.Lock)
     async def _token_manager(self) -> fal_impl.AsyncCDNTokenManager:
         auth = await self._auth
-        return _TokenManager(auth, await self._client)
+        return _TokenManager(auth, await self._client, self.timeout)
 
     @asynccontextmanager
     async def _cdn_client(self) -> AsyncIterator[httpx.AsyncClient]:
         inner = self.transport if self.transport is not None else httpx.AsyncHTTPTransport()
-        transport = SingleShotTransport(inner, owns_inner=self.transport is None)
+        transport = self._rebased(inner, owns_inner=self.transport is None)
         async with httpx.AsyncClient(transport=transport, headers={"User-Agent": fal_impl.USER_AGENT},
                                      timeout=self.default_timeout) as client:
             yield client
@@ -163,7 +182,7 @@ class FalQueueClient(AsyncClient):
         """The handle of a submitted request from the URLs its submit answer gave (resumable)."""
         return FalRequest(request_id=data["request_id"], response_url=data["response_url"],
                           status_url=data["status_url"], cancel_url=data["cancel_url"],
-                          client=await self._client)
+                          client=await self._client, timeout=self.timeout)
 
     async def upload_bytes(self, data: bytes, content_type: str, file_name: str) -> str:
         """Upload through fal's CDN (``fal_v3``, no fallback repository: one attempt); the URL."""

@@ -43,6 +43,7 @@ class RunwareProvider:
     env_key = "RUNWARE_API_KEY"
     capabilities = translate.CAPABILITIES
     reconcilable = True
+    accepted_options = frozenset({"base_url"})
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
@@ -122,6 +123,7 @@ class RunwareProvider:
                     submitting: bool = False, job_hint: dict[str, Any] | None = None) -> httpx.Response:
         headers = {"authorization": f"Bearer {key}", "user-agent": USER_AGENT, "accept": "application/json"}
         try:
-            return await self._ctx.http.post(self._url, json=payload, headers=headers, timeout=timeout)
+            return await self._ctx.http.post(self._url, json=payload, headers=headers,
+                                              timeout=self._ctx.timeout_or(timeout))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=submitting, job_hint=job_hint) from exc

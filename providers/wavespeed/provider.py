@@ -49,6 +49,7 @@ class WaveSpeedProvider:
     env_key = "WAVESPEED_API_KEY"
     capabilities = translate.CAPABILITIES
     reconcilable = False
+    accepted_options = frozenset({"base_url"})
     min_poll_interval = 5.0
     """WaveSpeed asks for at least 5 s between video result polls (its Ovi docs)."""
 
@@ -91,7 +92,8 @@ class WaveSpeedProvider:
         payload = translate.build_payload(request, ctx, image)
         try:
             response = await self._ctx.http.post(translate.submit_url(model, self._base), json=payload,
-                                                 headers=self._headers(key), timeout=SUBMIT_TIMEOUT)
+                                                 headers=self._headers(key),
+                                                 timeout=self._ctx.timeout_or(SUBMIT_TIMEOUT))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=True,
                                      job_hint={"idempotency_key": ctx.idempotency_key}) from exc
@@ -139,7 +141,8 @@ class WaveSpeedProvider:
         files = {"file": (name, image.read_bytes(), image.mime or "application/octet-stream")}
         try:
             response = await self._ctx.http.post(translate.upload_url(self._base), files=files,
-                                                 headers=self._headers(key), timeout=UPLOAD_TIMEOUT)
+                                                 headers=self._headers(key),
+                                                 timeout=self._ctx.timeout_or(UPLOAD_TIMEOUT))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=False) from exc
         if response.status_code != 200:
@@ -151,7 +154,8 @@ class WaveSpeedProvider:
         key = self._key()
         url = handle.data.get("result_url") or translate.result_url(handle.job_id, self._base)
         try:
-            response = await self._ctx.http.get(url, headers=self._headers(key), timeout=STATUS_TIMEOUT)
+            response = await self._ctx.http.get(url, headers=self._headers(key),
+                                                timeout=self._ctx.timeout_or(STATUS_TIMEOUT))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=False) from exc
         if response.status_code != 200:
