@@ -38,3 +38,10 @@ def png_file(tmp_path: Path) -> Path:
     path = tmp_path / "frame.png"
     path.write_bytes(PNG_BYTES)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's real journal (platformdirs follows XDG_DATA_HOME): a journal
+    left there by another checkout or a newer schema must not change what a test sees."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))

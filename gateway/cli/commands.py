@@ -120,12 +120,13 @@ def build_request(request_file: Path | None, **flags: Any) -> OviRequest:
 
 
 def make_emulator(faults: str | None, job_time: Callable[[Any], float] | None = None) -> Any:
-    """An ``Emulator`` with a fault spec and a job-time draw (``None``: its default 45–75 s);
-    a bad fault spec is a usage error."""
+    """An ``Emulator`` with a fault spec and a job-time draw (``None``: its default 45–75 s) whose clips
+    show the request's own image (rendered on download when PyAV is installed); a bad fault spec is a
+    usage error."""
     from gateway.emulator import Emulator
 
     try:
-        return Emulator(faults=faults or None, job_time=job_time)
+        return Emulator(faults=faults or None, job_time=job_time, render_media=True)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--faults") from None
 

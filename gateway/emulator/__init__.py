@@ -27,6 +27,7 @@ from gateway.emulator.base import (
     json_response,
     parse_faults,
 )
+from gateway.emulator.clips import ClipStore
 
 __all__ = ["FAULT_KINDS", "Emulator", "FaultScript", "Ledger", "parse_faults"]
 
@@ -51,16 +52,20 @@ class Emulator:
         queue_time: seconds a job waits in the queue before running.
         seed: makes ids, job times and probabilistic faults repeat.
         api_keys: per vendor, the one key accepted (default: any non-empty key).
+        render_media: serve clips showing the request's own image, encoded on first download and
+            cached by image hash (needs PyAV, the ``media`` extra); default: the packaged clips, so
+            tests and benchmarks never encode video (``gateway.emulator.clips``).
     """
 
     def __init__(self, *, clock: Clock | None = None,
                  faults: Mapping[str, FaultScript] | str | None = None,
                  job_time: Callable[[random.Random], float] | None = None, queue_time: float = 0.0,
-                 seed: int = 0, api_keys: Mapping[str, str] | None = None) -> None:
+                 seed: int = 0, api_keys: Mapping[str, str] | None = None, render_media: bool = False) -> None:
         self.clock = clock or RealClock()
         self.instance_id = uuid.uuid4().hex
         """Names this emulator process's lifetime: journal rows carry it, so a later run can tell the jobs
         of an emulator that is gone (never billed, never finishing) from its own."""
+        self.clips = ClipStore(render=render_media)
         self.ledger = Ledger()
         scripts = parse_faults(faults, seed=seed) if isinstance(faults, str) else dict(faults or {})
         classes = _vendor_classes()
@@ -71,7 +76,7 @@ class Emulator:
         self.vendors: dict[str, EmulatedVendor] = {
             name: cls(clock=self.clock, ledger=self.ledger, faults=scripts.get(name),
                       job_time=job_time, queue_time=queue_time, seed=seed + index,
-                      api_key=(api_keys or {}).get(name))
+                      api_key=(api_keys or {}).get(name), clips=self.clips)
             for index, (name, cls) in enumerate(classes.items())
         }
         self._by_host = {host: vendor for vendor in self.vendors.values() for host in vendor.hosts}

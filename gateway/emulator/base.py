@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from gateway.clock import Clock, RealClock
+from gateway.emulator.clips import ClipStore
 
 __all__ = [
     "FAULT_KINDS",
@@ -55,13 +56,17 @@ FAULT_KINDS = {
     "fail": "the job fails the vendor's way",
     "stuck": "the job never finishes",
     "nsfw": "the job is refused by the vendor's content checks",
+    # job-level, defective successes: the vendor reports success (and bills) but the clip is broken
+    "truncated": "the job succeeds but its clip download stops short (no MP4 moov box)",
+    "noaudio": "the job succeeds but its clip has no audio stream",
+    "short": "the job succeeds but its clip lasts 2 s instead of 5",
 }
 
 TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "timeout", "drop", "drop_body",
                     "bad_json"}
-JOB_FAULTS = {"ok", "fail", "stuck", "nsfw"}
+JOB_FAULTS = {"ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short"}
 
-JobFate = Literal["ok", "fail", "stuck", "nsfw"]
+JobFate = Literal["ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short"]
 
 
 @dataclass
@@ -214,7 +219,7 @@ class EmulatedJob:
             return "queued"
         if self.fate == "stuck" or now < self.created_at + self.queue_time + self.duration:
             return "running"
-        return {"ok": "succeeded", "fail": "failed", "nsfw": "nsfw"}[self.fate]
+        return {"fail": "failed", "nsfw": "nsfw"}.get(self.fate, "succeeded")  # defective fates succeed
 
 
 class LostBody(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -242,10 +247,6 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
                           headers={"content-type": "application/json", **(headers or {})})
 
 
-FAKE_MP4 = (b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 1000)
-"""A tiny stand-in for a rendered clip (valid MP4 ``ftyp`` box), served at every output URL."""
-
-
 class EmulatedVendor:
     """Base of one emulated vendor: jobs, clock, faults, ledger, and the fault plumbing.
 
@@ -258,7 +259,8 @@ class EmulatedVendor:
 
     def __init__(self, *, clock: Clock | None = None, ledger: Ledger | None = None,
                  faults: FaultScript | None = None, job_time: Callable[[random.Random], float] | None = None,
-                 queue_time: float = 0.0, seed: int = 0, api_key: str | None = None) -> None:
+                 queue_time: float = 0.0, seed: int = 0, api_key: str | None = None,
+                 clips: ClipStore | None = None) -> None:
         self.clock = clock or RealClock()
         self.ledger = ledger or Ledger()
         self.faults = faults or FaultScript(seed=seed)
@@ -267,6 +269,8 @@ class EmulatedVendor:
         self.queue_time = queue_time
         self.api_key = api_key
         """When set, requests must carry this key; otherwise any non-empty key is accepted."""
+        self.clips = clips or ClipStore()
+        """Answers downloads of finished clips (``gateway.emulator.clips``)."""
         self.jobs: dict[str, EmulatedJob] = {}
         self.lock = threading.RLock()
         self._ids = 0

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from gateway.emulator.base import FAKE_MP4, EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.base import EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.clips import inline_image
 
 __all__ = ["FalEmulator"]
 
@@ -197,6 +198,11 @@ class FalEmulator(EmulatedVendor):
         data, content_type = stored
         return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
+    def _image_bytes(self, image: Any) -> bytes | None:
+        """The request's image: an uploaded file, or an inline data URI (for clips that show it)."""
+        stored = self.files.get(httpx.URL(image).path) if isinstance(image, str) and image.startswith("http") else None
+        return stored[0] if stored is not None else inline_image(image)
+
     def _urls(self, job: EmulatedJob) -> dict[str, str]:
         owner_app = "/".join(job.extra["endpoint"].split("/")[:2])  # the subpath is for submit only
         base = f"{job.extra['base']}/{owner_app}/requests/{job.job_id}"
@@ -265,7 +271,7 @@ class FalEmulator(EmulatedVendor):
                                  {**headers, "x-fal-error-type": "client_cancelled"})
         url = f"{job.extra['media']}/files/{job.job_id}/ovi_output.mp4"
         return json_response(200, {"video": {"url": url, "content_type": "video/mp4",
-                                             "file_name": "ovi_output.mp4", "file_size": len(FAKE_MP4)},
+                                             "file_name": "ovi_output.mp4", "file_size": self.clips.size("mp4")},
                                    "seed": job.extra["seed"]}, headers)
 
     def _cancel(self, request: httpx.Request, job: EmulatedJob) -> httpx.Response:
@@ -311,6 +317,6 @@ class FalEmulator(EmulatedVendor):
                                                               "content-length": str(len(data))})
         job_id = path.split("/")[2] if path.count("/") >= 3 else ""
         if path.endswith("/ovi_output.mp4") and job_id in self.jobs:
-            return httpx.Response(200, content=FAKE_MP4, headers={"content-type": "video/mp4",
-                                                                  "content-length": str(len(FAKE_MP4))})
+            job = self.jobs[job_id]
+            return self.clips.response(job, "mp4", self._image_bytes(job.payload.get("image_url")))
         return httpx.Response(404, content=b"Not Found", headers={"content-type": "text/plain"})

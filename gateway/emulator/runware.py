@@ -13,7 +13,8 @@ an ``authentication`` task first) and answers ``{"data": [...]}`` and/or ``{"err
   0.02869 + 0.002947 × steps USD, which reproduces the documented $0.1171 @ 30 steps).
   An unknown ``taskUUID`` gets HTTP 400 ``taskFailedOrNotFound``.
 - ``imageUpload``: stores the image, answers ``imageUUID`` and ``imageURL``.
-- ``GET`` of a ``videoURL`` on ``vm.runware.ai`` serves the clip (``FAKE_MP4``).
+- ``GET`` of a ``videoURL`` on ``vm.runware.ai`` serves the clip in the task's ``outputFormat``
+  (``gateway.emulator.clips``).
 
 How a failed job is reported over REST is not documented for Ovi (reference/providers.md 2.3), so the
 emulator uses both shapes Runware's own SDK handles: fate ``fail`` answers HTTP 200 with the
@@ -34,7 +35,8 @@ from typing import Any
 
 import httpx
 
-from gateway.emulator.base import FAKE_MP4, EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.base import EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.clips import inline_image
 
 __all__ = ["TASK_SCHEMA", "RunwareEmulator", "hand_check", "price_for", "validate_task"]
 
@@ -48,7 +50,6 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 _IMAGE = re.compile(r"^(data:image/[a-zA-Z]+;base64,)?[a-zA-Z0-9+/=]+$")
 _TYPES: dict[str, tuple[type, ...]] = {"object": (dict,), "string": (str,), "integer": (int,),
                                       "number": (int, float), "boolean": (bool,), "array": (list,)}
-_MIME = {"MP4": "video/mp4", "WEBM": "video/webm", "MOV": "video/quicktime"}
 
 
 def price_for(steps: int | None) -> Decimal:
@@ -301,9 +302,8 @@ class RunwareEmulator(EmulatedVendor):
         stem, _, ext = name.partition(".")
         job = self.videos.get(stem) if "/video/" in request.url.path else None
         if job is not None and self.settle(job) == "succeeded":
-            mime = _MIME.get(ext.upper(), "video/mp4")
-            return httpx.Response(200, content=FAKE_MP4, headers={"content-type": mime,
-                                                                  "content-length": str(len(FAKE_MP4))})
+            image = job.payload.get("inputs", {}).get("image")
+            return self.clips.response(job, ext, inline_image(self.uploads.get(image, image)))
         if "/image/" in request.url.path and stem in self.uploads:
             return httpx.Response(200, content=self.uploads[stem].encode(), headers={"content-type": "text/plain"})
         return httpx.Response(404, content=b"Not Found", headers={"content-type": "text/plain"})

@@ -27,7 +27,8 @@ from typing import Any
 
 import httpx
 
-from gateway.emulator.base import FAKE_MP4, EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.base import EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.clips import inline_image
 
 __all__ = ["WaveSpeedEmulator"]
 
@@ -212,6 +213,13 @@ class WaveSpeedEmulator(EmulatedVendor):
         return {"code": 200, "message": "success", "data": data}
 
     # ---- media -------------------------------------------------------------------------------
+    def _image_bytes(self, image: Any) -> bytes | None:
+        """The request's image: an uploaded file, or an inline data URI (for clips that show it)."""
+        stored = _FILE.match(httpx.URL(image).path) if isinstance(image, str) and image.startswith("http") else None
+        if stored and stored.group("id") in self.files:
+            return self.files[stored.group("id")][1]
+        return inline_image(image)
+
     def _upload_binary(self, request: httpx.Request) -> httpx.Response:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
@@ -264,8 +272,8 @@ class WaveSpeedEmulator(EmulatedVendor):
         path = request.url.path
         output = _OUTPUT.match(path)
         if output and output.group("id") in self.jobs:
-            return httpx.Response(200, content=FAKE_MP4, headers={
-                "content-type": "video/mp4", "content-length": str(len(FAKE_MP4))})
+            job = self.jobs[output.group("id")]
+            return self.clips.response(job, "mp4", self._image_bytes(job.payload.get("image")))
         stored = _FILE.match(path)
         if stored and stored.group("id") in self.files:
             _, data, mime = self.files[stored.group("id")]

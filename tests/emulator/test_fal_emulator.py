@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from gateway.clock import VirtualClock
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.emulator import Emulator, FaultScript
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import ClipStore
 from gateway.errors import (
     AuthError,
     ContentRejected,
@@ -72,7 +72,7 @@ async def test_image_to_video_happy_path(clock: VirtualClock) -> None:
                            "negative_prompt": "", "audio_negative_prompt": "robotic"}
     async with httpx.AsyncClient(transport=emulator.transport()) as client:
         video = await client.get(out.video_url)
-    assert video.content == FAKE_MP4 and video.headers["content-type"] == "video/mp4"
+    assert video.content == ClipStore.asset("mp4") and video.headers["content-type"] == "video/mp4"
     assert emulator.ledger.calls("fal", "submit") == 1
     assert [j.job_id for j in emulator.ledger.billable("fal")] == [handle.job_id]
     assert emulator.ledger.total("fal") == Decimal("0.20")

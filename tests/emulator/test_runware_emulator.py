@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from gateway.clock import VirtualClock
 from gateway.contract import JobHandle, JobState, ProviderContext, SubmitContext
 from gateway.emulator import FAULT_KINDS, Emulator
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import DEFECTIVE_FATES, ClipStore
 from gateway.emulator.runware import TASK_SCHEMA, hand_check, price_for, validate_task
 from gateway.errors import (
     AuthError,
@@ -85,8 +85,9 @@ async def test_image_to_video_happy_path(clock: VirtualClock) -> None:
     assert out.seed == 0 and out.cost_usd == Decimal("0.1171") and out.nsfw is None
 
     clip = await http.get(out.video_url)
-    assert clip.status_code == 200 and clip.content == FAKE_MP4
-    assert clip.headers["content-type"] == "video/mp4" and clip.headers["content-length"] == str(len(FAKE_MP4))
+    assert clip.status_code == 200 and clip.content == ClipStore.asset("mp4")
+    assert clip.headers["content-type"] == "video/mp4"
+    assert clip.headers["content-length"] == str(len(ClipStore.asset("mp4")))
     billable = emulator.ledger.billable("runware")
     assert len(billable) == 1 and billable[0].price == Decimal("0.1171") and billable[0].idempotency_key == TASK
     assert emulator.ledger.calls("runware", "submit") == 1
@@ -172,7 +173,7 @@ SUBMIT_FAULTS = {
 
 
 def test_every_transport_fault_kind_is_covered() -> None:
-    assert set(SUBMIT_FAULTS) | {"ok", "fail", "stuck", "nsfw"} == set(FAULT_KINDS)
+    assert set(SUBMIT_FAULTS) | {"ok", "fail", "stuck", "nsfw", *DEFECTIVE_FATES} == set(FAULT_KINDS)
 
 
 @pytest.mark.parametrize("fault", sorted(SUBMIT_FAULTS))
@@ -360,7 +361,7 @@ def test_loopback_server_hands_out_loopback_urls() -> None:
             assert done.state is JobState.SUCCEEDED
             out = await provider.result(handle, done)
             assert out.video_url.startswith(f"http://127.0.0.1:{port}/v1/video/")
-            assert (await http.get(out.video_url)).content == FAKE_MP4
+            assert (await http.get(out.video_url)).content == ClipStore.asset("mp4")
 
     import asyncio
 

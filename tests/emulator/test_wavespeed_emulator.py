@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from gateway.clock import VirtualClock
 from gateway.contract import JobHandle, JobState, JobStatus, ProviderContext, SubmitContext
 from gateway.emulator import FAULT_KINDS, Emulator
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import DEFECTIVE_FATES, ClipStore
 from gateway.errors import (
     AuthError,
     ConfigurationError,
@@ -80,7 +80,7 @@ async def test_image_to_video_happy_path(clock: VirtualClock) -> None:
     assert out.raw["data"]["status"] == "completed"
 
     video = await http.get(out.video_url)
-    assert video.content == FAKE_MP4 and video.headers["content-type"] == "video/mp4"
+    assert video.content == ClipStore.asset("mp4") and video.headers["content-type"] == "video/mp4"
     ledger = emulator.ledger
     assert [j.price for j in ledger.billable("wavespeed")] == [Decimal("0.15")]
     assert list(ledger.billed_per_clip().values()) == [1]
@@ -153,7 +153,7 @@ SUBMIT_FAULTS = {
 
 
 def test_every_transport_fault_kind_is_covered() -> None:
-    transport = {k for k in FAULT_KINDS if k not in ("ok", "fail", "stuck", "nsfw")}
+    transport = {k for k in FAULT_KINDS if k not in ("ok", "fail", "stuck", "nsfw", *DEFECTIVE_FATES)}
     assert transport == set(SUBMIT_FAULTS)
 
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from gateway.clock import RealClock
 from gateway.contract import JobState, ProviderContext, SubmitContext
 from gateway.emulator import Emulator
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import ClipStore
 from gateway.request import OviRequest
 from providers.wavespeed import WaveSpeedProvider
 
@@ -51,7 +51,7 @@ def test_sdk_run_to_completion(served, sdk_client) -> None:
                             timeout=10)
     (url,) = output["outputs"]
     assert url.startswith(f"http://127.0.0.1:{port}/")  # loopback clients keep talking to loopback
-    assert requests.get(url, timeout=5).content == FAKE_MP4
+    assert requests.get(url, timeout=5).content == ClipStore.asset("mp4")
     new = emulator.ledger.jobs[before:]
     assert len(new) == 1 and new[0].billable and str(new[0].price) == "0.15"
     assert [job.vendor for job in emulator.ledger.jobs] == ["wavespeed"] * len(emulator.ledger.jobs)
@@ -97,5 +97,5 @@ async def test_adapter_over_loopback(served, png_file) -> None:
             status = await provider.status(handle)
         assert status.state is JobState.SUCCEEDED
         out = await provider.result(handle, status)
-        assert (await http.get(out.video_url)).content == FAKE_MP4
+        assert (await http.get(out.video_url)).content == ClipStore.asset("mp4")
     assert emulator.ledger.calls("wavespeed", "upload") == uploads + 1
