@@ -173,7 +173,7 @@ class Gateway:
                 from gateway.emulator import Emulator
 
                 emulator = Emulator(faults=faults or None, seed=seed or 0, clock=clock,
-                                    job_time=lambda rng: rng.uniform(low, high))
+                                    job_time=lambda rng: rng.uniform(low, high), render_media=True)
             return cls(emulator=emulator, journal=journal, jitter_seed=seed, **options)
         if faults:
             raise ConfigurationError("faults are set where the loopback emulator runs "

@@ -75,7 +75,7 @@ class ClipStore:
         fate = getattr(job, "fate", "ok")
         variant = fate if fate in ("noaudio", "short") else "ok"
         payload = job.payload if isinstance(getattr(job, "payload", None), dict) else {}
-        fps = payload.get("fps") if isinstance(payload.get("fps"), int) else render.FPS
+        fps = payload["fps"] if isinstance(payload.get("fps"), int) else render.FPS
         data = self.clip(fmt, variant, fps, image if self.render else None)
         if fate == "truncated":
             data = data[:int(len(data) * TRUNCATE_AT)]

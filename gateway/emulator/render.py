@@ -71,6 +71,7 @@ def encode_clip(spec: ClipSpec) -> bytes:
     # bitexact: no encoder version strings in the container, so the same PyAV makes the same bytes
     with av.open(buffer, "w", format=container_name, container_options={"fflags": "+bitexact"}) as out:
         video = out.add_stream(video_codec, rate=spec.fps)
+        assert isinstance(video, av.VideoStream)
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         if video_codec == "libx264":
             video.options = {"preset": "veryslow", "crf": "34", "tune": "stillimage", "threads": "1"}
@@ -82,6 +83,7 @@ def encode_clip(spec: ClipSpec) -> bytes:
         audio = None
         if spec.variant != "noaudio":
             audio = out.add_stream(audio_codec, rate=rate)
+            assert isinstance(audio, av.AudioStream)
             audio.layout = "mono"
             audio.bit_rate = 16000 if audio_codec == "aac" else 12000
         for index in range(frames):
@@ -124,7 +126,7 @@ def _decode_image(data: bytes) -> list[bytes] | None:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as source:
+        with av.open(io.BytesIO(data), "r") as source:
             frame = next(source.decode(video=0))
     except (av.FFmpegError, StopIteration, ValueError, OSError):
         return None
