@@ -24,7 +24,7 @@ from benchmarks import common
 NAMES = ("overhead", "polling", "concurrency", "regret")
 TITLES = {
     "overhead": "1. Overhead: Gateway.agenerate vs minimal raw httpx (same emulator, zero job time)",
-    "polling": "2. Polling efficiency: ~60 s jobs, status calls and detection delay",
+    "polling": "2. Polling efficiency: three vendors x three job-time distributions, status calls and detection delay",
     "concurrency": "3. Concurrency: jobs in flight at once in one process",
     "regret": "4. Cost regret vs the cheapest feasible route, with injected outages",
 }

@@ -1,22 +1,44 @@
-"""When to check a running vendor job: late first, then often near the expected end, then backing off."""
+"""When to check a running vendor job: a schedule planned from the job times this vendor has shown.
+
+Until a vendor has finished ``min_samples`` jobs the policy uses a fixed prior schedule (first check at
+``first_fraction`` of ``expected``, then every ``interval``, backing off past 1.5× expected). After that
+it plans the checks from the observed job times: a small dynamic program over a 0.5 s grid chooses the
+check times that need the fewest status calls on average while the detection delay (finish → the check
+that sees it) stays within ``target_median_delay`` at the median and ``target_p90_delay`` at p90 on the
+learned distribution. Early checks are paid by every job and late ones only by late jobs, so the plan
+waits long at first and checks densely where jobs actually end. Past the planned horizon (a job slower
+than any seen) it backs off as the prior schedule does.
+
+Observed job times are interval-censored: the job ended somewhere between the last check that saw it
+running and the check that saw it done. ``observe(..., lower=)`` keeps an estimate inside that interval,
+so the learned times are not biased late by the detection delay itself (which would push every later
+plan later still).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["PollPolicy"]
+__all__ = ["PollPolicy", "plan_checks"]
+
+_GRID = 0.5
+"""Resolution of planned check times (seconds)."""
+_MAX_GAP = 30.0
+"""Longest gap between two planned checks after the first (seconds)."""
 
 
 @dataclass
 class PollPolicy:
     """When to check a running job (seconds).
 
-    The first check comes at ``first_fraction`` of the expected duration, then every ``interval``
-    until ``1.5 ×`` the expected duration, then backing off by ``backoff`` up to ``max_interval``.
-    The expected duration starts at ``expected`` and follows each vendor's observed jobs (moving
-    average), so checks land where jobs actually finish. ``max_wait`` bounds one job; a job still
-    running then is treated as stuck.
+    ``expected``, ``first_fraction``, ``interval``, ``backoff`` and ``max_interval`` shape the prior
+    schedule and the back-off past the planned horizon. ``max_wait`` bounds one job; a job still running
+    then is treated as stuck. ``target_median_delay`` / ``target_p90_delay`` bound the planned schedule's
+    detection delay on the learned job times (seconds); ``learn=False`` keeps the prior schedule.
     """
 
     expected: float = 60.0
@@ -28,17 +50,37 @@ class PollPolicy:
     min_interval: Mapping[str, float] | None = None
     """Per-vendor floor between checks, overriding each provider's documented ``min_poll_interval``
     (``None``: use the providers' own floors; ``{}``: no floors, e.g. for short emulated jobs)."""
+    target_median_delay: float = 1.9
+    target_p90_delay: float = 5.8
+    learn: bool = True
+    min_samples: int = 8
+    """Job times seen before the schedule is planned from them."""
+    window: int = 200
+    """Most recent job times kept per vendor and kind."""
     learned: dict[str, float] = field(default_factory=dict)
+    """Median observed job time per key (vendor, or ``vendor/kind``), seconds."""
+    _samples: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _plans: dict[tuple[str, float], tuple[int, list[float]]] = field(default_factory=dict, repr=False)
 
-    def expected_for(self, provider: str) -> float:
-        return self.learned.get(provider, self.expected)
+    def expected_for(self, provider: str, kind: str = "") -> float:
+        """The median job time learned for ``provider`` (and ``kind``), else ``expected``."""
+        return self.learned.get(_key(provider, kind), self.expected)
 
-    def next_wait(self, provider: str, elapsed: float, checks: int, floor: float = 0.0) -> float:
+    def next_wait(self, provider: str, elapsed: float, checks: int, floor: float = 0.0, kind: str = "") -> float:
         """Seconds until the next check of a job ``elapsed`` seconds old after ``checks`` checks;
-        ``floor`` is the provider's documented minimum interval (``Provider.min_poll_interval``)."""
-        expected = self.expected_for(provider)
+        ``floor`` is the provider's documented minimum interval (``Provider.min_poll_interval``);
+        ``kind`` narrows learning to jobs alike (e.g. mode and steps)."""
         if self.min_interval is not None:
             floor = self.min_interval.get(provider, 0.0)
+        plan = self._plan(_key(provider, kind), floor)
+        if plan:
+            index = bisect.bisect_right(plan, elapsed + 1e-9)
+            if index < len(plan):
+                return max(floor, plan[index] - elapsed)
+            late = elapsed - plan[-1]
+            return max(floor, min(self.max_interval, self.interval * self.backoff ** min(late / self.interval, 20)))
+        expected = self.expected_for(provider, kind)
         if checks == 0 and elapsed < self.first_fraction * expected:
             return max(floor, self.first_fraction * expected - elapsed)
         if elapsed < 1.5 * expected:
@@ -46,6 +88,146 @@ class PollPolicy:
         late = (elapsed - 1.5 * expected) / max(self.interval, 1e-9)
         return max(floor, min(self.max_interval, self.interval * float(self.backoff ** min(late, 20))))
 
-    def observe(self, provider: str, duration: float) -> None:
-        previous = self.learned.get(provider)
-        self.learned[provider] = duration if previous is None else 0.7 * previous + 0.3 * duration
+    def observe(self, provider: str, duration: float, *, lower: float | None = None, kind: str = "") -> None:
+        """Record a finished job seen done at age ``duration`` (seconds after the vendor took it).
+
+        ``lower`` is the age at the last check that saw it unfinished (``None``: the first check already
+        saw it done). The job ended somewhere in between: the midpoint is kept, or, with no earlier check,
+        the mean of the job times already seen below ``duration`` (else half of it), so a first check
+        placed too late pulls the plan earlier instead of teaching it that jobs are slow."""
+        if not self.learn or duration <= 0 or not math.isfinite(duration):
+            return
+        for key in dict.fromkeys((provider, _key(provider, kind))):
+            samples = self._samples.setdefault(key, deque(maxlen=self.window))
+            if lower is not None and 0 <= lower < duration:
+                value = (lower + duration) / 2
+            else:
+                below = [v for v in samples if v <= duration]
+                value = sum(below) / len(below) if len(below) >= 3 else duration / 2
+            samples.append(value)
+            self._counts[key] = self._counts.get(key, 0) + 1
+            ordered = sorted(samples)
+            self.learned[key] = ordered[len(ordered) // 2]
+
+    def _plan(self, key: str, floor: float) -> list[float]:
+        samples = self._samples.get(key)
+        if not self.learn or samples is None or len(samples) < self.min_samples:
+            return []
+        cached = self._plans.get((key, floor))
+        total = self._counts[key]
+        if cached is not None and not _stale(cached[0], total):
+            return cached[1]
+        plan = plan_checks(samples, target_median=self.target_median_delay, target_p90=self.target_p90_delay,
+                           floor=floor)
+        self._plans[(key, floor)] = (total, plan)
+        return plan
+
+
+def _stale(planned_at: int, now: int) -> bool:
+    """Re-plan after every few new job times while learning is young, then every 25."""
+    return now - planned_at >= (4 if planned_at < 40 else 25)
+
+
+def _key(provider: str, kind: str) -> str:
+    return f"{provider}/{kind}" if kind else provider
+
+
+def plan_checks(durations: Sequence[float], *, target_median: float, target_p90: float,
+                floor: float = 0.0) -> list[float]:
+    """Check times (seconds after the vendor took the job) for jobs whose times look like ``durations``.
+
+    Minimizes the expected number of checks subject to a median detection delay ≤ ``target_median``
+    and p90 ≤ ``target_p90`` on a smoothed distribution of ``durations`` (Lagrangian relaxation,
+    bisected on the multiplier); no two checks closer than ``floor``.
+    """
+    ordered = sorted(d for d in durations if d > 0 and math.isfinite(d))
+    if not ordered:
+        return []
+    n = len(ordered)
+    spread = ordered[(3 * n) // 4] - ordered[n // 4]
+    bandwidth = max(0.5, 0.9 * min(_stdev(ordered), spread / 1.34 if spread else math.inf) * n ** -0.2)
+    margin = 3 * bandwidth + 0.15 * (ordered[-1] - ordered[0])
+    start = max(0.0, ordered[0] - margin)
+    end = ordered[-1] + margin
+    steps = max(2, math.ceil((end - start) / _GRID))
+    times = [start + i * _GRID for i in range(steps + 1)]
+    # A share of uniform mass over the whole span keeps checks where few jobs have ended yet: with few
+    # samples the smoothed density has holes, and a plan with long gaps there would never learn better.
+    share = 0.05 + 4 / (n + 4)
+    span = end - start
+    cdf = [(1 - share) * _smoothed_cdf(ordered, t, bandwidth) + share * (t - start) / span for t in times]
+    cdf[-1] = 1.0
+    min_gap = max(1, math.ceil(floor / _GRID - 1e-9))
+    # A vendor's floor can put the targets out of reach (5 s between checks: a median delay near 2.5 s);
+    # then aim at what the floor allows instead of checking as densely as possible.
+    target_median = max(target_median, 0.55 * floor)
+    target_p90 = max(target_p90, 0.95 * floor)
+    best: tuple[float, list[float]] | None = None
+    # Two constraints, two multipliers: try a few ratios between them, bisect the overall weight for
+    # each, and keep the cheapest schedule that meets both targets.
+    for ratio in (0.25, 1.0, 4.0, 16.0):
+        low, high = 0.0, 1e4
+        for _ in range(16):
+            middle = (low + high) / 2
+            checks = _solve(times, cdf, middle, ratio, target_median, target_p90, min_gap)
+            calls = _score(checks, ordered, bandwidth, target_median, target_p90)
+            if calls is None:
+                low = middle
+                continue
+            high = middle
+            if best is None or calls < best[0]:
+                best = (calls, checks)
+    if best is None:  # targets out of reach (e.g. under a vendor's floor): the densest schedule allowed
+        return _solve(times, cdf, 1e6, 1.0, target_median, target_p90, min_gap)
+    return best[1]
+
+
+def _solve(times: list[float], cdf: list[float], weight: float, ratio: float, d50: float, d90: float,
+           min_gap: int) -> list[float]:
+    """The check schedule minimizing E[checks] + weight·(P(delay > d50) + ratio·P(delay > d90))."""
+    count = len(times) - 1
+    max_gap = max(min_gap, round(min(_MAX_GAP, d50 + d90) / _GRID))
+    shift50, shift90 = round(d50 / _GRID), round(d90 / _GRID)
+    best = [0.0] * (count + 1)
+    nxt = [count] * (count + 1)
+    for i in range(count - 1, -1, -1):
+        survive = 1.0 - cdf[i]
+        top = count if i == 0 else min(count, i + max_gap)
+        value, choice = math.inf, count
+        for j in range(min(count, i + min_gap), top + 1):
+            late50 = cdf[j - shift50] - cdf[i] if j - shift50 > i else 0.0
+            late90 = cdf[j - shift90] - cdf[i] if j - shift90 > i else 0.0
+            cost = survive + weight * (late50 + ratio * late90) + best[j]
+            if cost < value:
+                value, choice = cost, j
+        best[i], nxt[i] = value, choice
+    checks, i = [], 0
+    while i < count:
+        i = nxt[i]
+        checks.append(round(times[i], 3))
+    return checks
+
+
+def _score(checks: list[float], ordered: Sequence[float], bandwidth: float, d50: float, d90: float) -> float | None:
+    """Mean checks per job on the smoothed sample (jittered copies), or ``None`` if a target is missed."""
+    delays, calls = [], 0
+    for d in ordered:
+        for offset in (-bandwidth, -bandwidth / 2, 0.0, bandwidth / 2, bandwidth):
+            t = max(0.0, d + offset)
+            index = bisect.bisect_left(checks, t)
+            delays.append(checks[index] - t if index < len(checks) else math.inf)
+            calls += index + 1
+    delays.sort()
+    if delays[len(delays) // 2] > d50 or delays[int(0.9 * (len(delays) - 1))] > d90:
+        return None
+    return calls / len(delays)
+
+
+def _smoothed_cdf(ordered: Sequence[float], t: float, bandwidth: float) -> float:
+    scale = bandwidth * math.sqrt(2)
+    return sum(0.5 * (1 + math.erf((t - d) / scale)) for d in ordered) / len(ordered)
+
+
+def _stdev(values: Sequence[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) or 1.0

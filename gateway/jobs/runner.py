@@ -101,6 +101,8 @@ class FollowedJob:
     attempts: list[Attempt] = field(default_factory=list)
     abandon_stuck: bool = False
     resumed: bool = False
+    seen_unfinished_at: float | None = None
+    """Age (s after the vendor took the job) at the last check that saw it unfinished."""
 
     @property
     def name(self) -> str:
@@ -306,6 +308,8 @@ class Runner:
             errors_in_row = 0
             self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
                                 queue_position=status.queue_position))
+            if not status.state.final:  # the poll policy learns job times from when a job was last unfinished
+                job.seen_unfinished_at = self.clock.now() - job.vendor_started
             if status.state == JobState.QUEUED:
                 last_queued = self.clock.now()
                 continue
@@ -348,7 +352,7 @@ class Runner:
         now = self.clock.now()
         self.health[job.name].success()
         if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
-            self.poll.observe(job.name, now - job.vendor_started)
+            self.poll.observe(job.name, now - job.vendor_started, lower=job.seen_unfinished_at)
         quoted = job.candidate.quote.price_usd
         source: Literal["reported", "estimated", "unknown"]
         cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (

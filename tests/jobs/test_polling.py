@@ -1,0 +1,109 @@
+"""The poll schedule: a prior until a vendor has shown enough jobs, then a plan from its job times."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+
+import pytest
+
+from gateway.jobs.polling import PollPolicy, plan_checks
+
+
+def schedule(policy: PollPolicy, provider: str, floor: float = 0.0, until: float = 400.0) -> list[float]:
+    """The check times the policy would make for a job that never finishes before ``until``."""
+    elapsed, checks, out = 0.0, 0, []
+    while elapsed < until:
+        elapsed += policy.next_wait(provider, elapsed, checks, floor)
+        checks += 1
+        out.append(elapsed)
+    return out
+
+
+def measure(checks: list[float], durations: list[float]) -> tuple[float, float, float]:
+    """Mean status calls per job, median and p90 detection delay, for jobs ending at ``durations``."""
+    calls, delays = [], []
+    for d in durations:
+        index = bisect.bisect_left(checks, d)
+        calls.append(index + 1)
+        delays.append(checks[index] - d)
+    delays.sort()
+    return sum(calls) / len(calls), delays[len(delays) // 2], delays[int(0.9 * (len(delays) - 1))]
+
+
+DISTRIBUTIONS = {
+    "narrow": lambda rng: rng.uniform(45, 75),
+    "wide": lambda rng: rng.uniform(20, 120),
+    "lognormal": lambda rng: 60 * math.exp(rng.gauss(0, 0.35)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_a_learned_plan_meets_the_delay_targets_on_fresh_jobs_with_few_calls(name):
+    rng = random.Random(7)
+    draw = DISTRIBUTIONS[name]
+    policy = PollPolicy()
+    for _ in range(200):
+        policy.observe("v", draw(rng))
+    checks = schedule(policy, "v")
+    calls, p50, p90 = measure(checks, [draw(rng) for _ in range(2000)])
+    assert p50 <= 2.0 and p90 <= 6.0, (p50, p90)
+    assert calls <= {"narrow": 8, "wide": 12, "lognormal": 12}[name], calls
+
+
+def test_the_prior_schedule_holds_until_enough_jobs_were_seen():
+    policy = PollPolicy(expected=60.0, min_samples=8)
+    assert policy.next_wait("v", 0.0, 0) == 45.0  # 75 % of the expected 60 s
+    for _ in range(7):
+        policy.observe("v", 20.0)
+    assert policy.next_wait("v", 0.0, 0) == 0.75 * 20.0  # the prior follows the median seen so far
+    policy.observe("v", 20.0)
+    assert 20.0 < policy.next_wait("v", 0.0, 0) <= 20.0 + 1.9  # planned: one check just after 20 s
+    assert policy.next_wait("other", 0.0, 0) == 45.0  # learning is per vendor
+
+
+def test_a_vendor_floor_is_never_undercut_and_the_plan_adapts_to_it():
+    rng = random.Random(3)
+    policy = PollPolicy()
+    for _ in range(100):
+        policy.observe("ws", rng.uniform(20, 120))
+    checks = schedule(policy, "ws", floor=5.0)
+    assert min(b - a for a, b in zip([0.0, *checks], checks, strict=False)) >= 5.0 - 1e-9
+    calls, p50, _ = measure(checks, [rng.uniform(20, 120) for _ in range(1000)])
+    assert p50 <= 0.55 * 5.0 + 0.5 and calls <= 12  # what a 5 s floor allows, not the densest schedule
+
+
+def test_observed_times_are_taken_at_the_middle_of_the_censoring_interval():
+    policy = PollPolicy()
+    policy.observe("v", 64.0, lower=60.0)
+    assert policy.learned["v"] == 62.0
+    policy.observe("k", 10.0, lower=12.0)  # a nonsensical lower bound is ignored
+    assert policy.learned["k"] == 10.0
+
+
+def test_learning_off_keeps_the_prior_and_kinds_learn_apart():
+    off = PollPolicy(learn=False)
+    for _ in range(50):
+        off.observe("v", 10.0)
+    assert off.next_wait("v", 0.0, 0) == 45.0 and off.learned == {}
+    on = PollPolicy()
+    for _ in range(10):
+        on.observe("v", 10.0, kind="i2v/30")
+    assert on.expected_for("v", "i2v/30") == 10.0 and on.expected_for("v", "i2v/80") == 60.0
+
+
+def test_past_the_plan_it_backs_off_to_the_max_interval():
+    policy = PollPolicy(max_interval=15.0)
+    for _ in range(20):
+        policy.observe("v", 30.0)
+    plan = schedule(policy, "v", until=1000.0)
+    gaps = [b - a for a, b in itertools.pairwise(plan)]
+    assert max(gaps) == 15.0 and plan[-1] >= 1000.0
+
+
+def test_plan_checks_is_empty_without_data_and_increasing_with_it():
+    assert plan_checks([], target_median=1.9, target_p90=5.8) == []
+    plan = plan_checks([50.0, 55.0, 60.0, 65.0], target_median=1.9, target_p90=5.8)
+    assert plan == sorted(plan) and len(set(plan)) == len(plan) and plan[0] > 30.0
