@@ -42,7 +42,7 @@ DISTRIBUTIONS: dict[str, Callable[[Any], float]] = {
     "wide U(20-120 s)": lambda rng: rng.uniform(20.0, 120.0),
     "lognormal ~60 s": lambda rng: 60.0 * math.exp(rng.gauss(0.0, 0.35)),
 }
-CURVE_TARGETS = ((1.0, 3.0), (1.5, 4.5), (1.9, 5.8), (3.0, 8.0), (4.0, 12.0))
+CURVE_TARGETS = ((1.0, 3.0), (1.5, 4.5), (1.8, 5.6), (3.0, 8.0), (4.0, 12.0))
 
 FIXED = {
     "fal-client subscribe (0.1 s)": 0.1,

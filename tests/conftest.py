@@ -17,10 +17,12 @@ CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 
 
 @pytest.fixture(autouse=True)
-def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the user's real journal (``platformdirs``' user data dir): a test that
-    relies on the default journal gets a fresh one, whatever other checkouts left in ``~/.local/share``."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the real user's journal, prices or cache: platformdirs resolves the
+    XDG variables, so each test gets its own data, config, state and cache homes."""
+    home = tmp_path_factory.mktemp("home")
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, str(home / name.lower()))
 
 
 @pytest.fixture

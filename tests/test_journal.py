@@ -343,3 +343,9 @@ def test_two_processes_write_one_file_concurrently(tmp_path):
             {"p1": (n, Decimal("3.00")), "p2": (n, Decimal("3.00"))}
         assert all(len(j.submits(f"{tag}-{i}")) == 1 for tag in ("p1", "p2") for i in range(n))
         assert j.unfinished() == []
+
+
+def test_tests_never_touch_the_real_users_journal():
+    from gateway.store.journal import default_path
+
+    assert not default_path().is_relative_to(Path.home()), default_path()

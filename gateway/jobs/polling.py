@@ -50,8 +50,8 @@ class PollPolicy:
     min_interval: Mapping[str, float] | None = None
     """Per-vendor floor between checks, overriding each provider's documented ``min_poll_interval``
     (``None``: use the providers' own floors; ``{}``: no floors, e.g. for short emulated jobs)."""
-    target_median_delay: float = 1.9
-    target_p90_delay: float = 5.8
+    target_median_delay: float = 1.8
+    target_p90_delay: float = 5.6
     learn: bool = True
     min_samples: int = 8
     """Job times seen before the schedule is planned from them."""
@@ -78,8 +78,8 @@ class PollPolicy:
             index = bisect.bisect_right(plan, elapsed + 1e-9)
             if index < len(plan):
                 return max(floor, plan[index] - elapsed)
-            late = elapsed - plan[-1]
-            return max(floor, min(self.max_interval, self.interval * self.backoff ** min(late / self.interval, 20)))
+            late = (elapsed - plan[-1]) / self.interval
+            return max(floor, min(self.max_interval, self.interval * math.pow(self.backoff, min(late, 20))))
         expected = self.expected_for(provider, kind)
         if checks == 0 and elapsed < self.first_fraction * expected:
             return max(floor, self.first_fraction * expected - elapsed)
@@ -89,17 +89,20 @@ class PollPolicy:
         return max(floor, min(self.max_interval, self.interval * float(self.backoff ** min(late, 20))))
 
     def observe(self, provider: str, duration: float, *, lower: float | None = None, kind: str = "") -> None:
-        """Record a finished job seen done at age ``duration`` (seconds after the vendor took it).
+        """Record a finished job that took ``duration`` seconds after the vendor took it.
 
-        ``lower`` is the age at the last check that saw it unfinished (``None``: the first check already
-        saw it done). The job ended somewhere in between: the midpoint is kept, or, with no earlier check,
-        the mean of the job times already seen below ``duration`` (else half of it), so a first check
-        placed too late pulls the plan earlier instead of teaching it that jobs are slow."""
+        With ``lower`` the time is a check's view: the job was seen done at age ``duration`` and last seen
+        unfinished at age ``lower`` (``0``: the first check already saw it done), so it ended in between.
+        The midpoint is kept; with no earlier check, the mean of the job times already seen below
+        ``duration`` (else half of it), so a first check placed too late pulls the plan earlier instead of
+        teaching it that jobs are slow. ``lower=None`` takes ``duration`` as exact."""
         if not self.learn or duration <= 0 or not math.isfinite(duration):
             return
         for key in dict.fromkeys((provider, _key(provider, kind))):
             samples = self._samples.setdefault(key, deque(maxlen=self.window))
-            if lower is not None and 0 <= lower < duration:
+            if lower is None or lower >= duration:
+                value = duration
+            elif lower > 0:
                 value = (lower + duration) / 2
             else:
                 below = [v for v in samples if v <= duration]

@@ -352,7 +352,7 @@ class Runner:
         now = self.clock.now()
         self.health[job.name].success()
         if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
-            self.poll.observe(job.name, now - job.vendor_started, lower=job.seen_unfinished_at)
+            self.poll.observe(job.name, now - job.vendor_started, lower=job.seen_unfinished_at or 0.0)
         quoted = job.candidate.quote.price_usd
         source: Literal["reported", "estimated", "unknown"]
         cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (

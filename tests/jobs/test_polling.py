@@ -60,7 +60,7 @@ def test_the_prior_schedule_holds_until_enough_jobs_were_seen():
         policy.observe("v", 20.0)
     assert policy.next_wait("v", 0.0, 0) == 0.75 * 20.0  # the prior follows the median seen so far
     policy.observe("v", 20.0)
-    assert 20.0 < policy.next_wait("v", 0.0, 0) <= 20.0 + 1.9  # planned: one check just after 20 s
+    assert 20.0 < policy.next_wait("v", 0.0, 0) <= 20.0 + 1.8  # planned: one check just after 20 s
     assert policy.next_wait("other", 0.0, 0) == 45.0  # learning is per vendor
 
 
@@ -75,12 +75,41 @@ def test_a_vendor_floor_is_never_undercut_and_the_plan_adapts_to_it():
     assert p50 <= 0.55 * 5.0 + 0.5 and calls <= 12  # what a 5 s floor allows, not the densest schedule
 
 
-def test_observed_times_are_taken_at_the_middle_of_the_censoring_interval():
+def test_observed_times_are_taken_inside_the_censoring_interval():
     policy = PollPolicy()
-    policy.observe("v", 64.0, lower=60.0)
+    policy.observe("v", 64.0, lower=60.0)  # last seen running at 60 s, done at 64 s
     assert policy.learned["v"] == 62.0
-    policy.observe("k", 10.0, lower=12.0)  # a nonsensical lower bound is ignored
+    policy.observe("k", 10.0, lower=12.0)  # a lower bound past the end says nothing: taken as exact
     assert policy.learned["k"] == 10.0
+    first = PollPolicy()
+    first.observe("f", 30.0, lower=0.0)  # done at the first check, nothing seen below: half of it
+    assert first.learned["f"] == 15.0
+    for value in (10.0, 12.0, 14.0):
+        first.observe("g", value)
+    first.observe("g", 40.0, lower=0.0)  # done at a first check at 40 s: the mean of what was seen below
+    assert sorted(first._samples["g"]) == [10.0, 12.0, 12.0, 14.0]
+
+
+def test_learning_from_checks_converges_instead_of_drifting_late():
+    """Jobs seen only through the policy's own checks (as the runner sees them): the plan must keep
+    meeting the targets, not learn its own detection delay and drift later (the bug this guards)."""
+    rng = random.Random(5)
+    policy = PollPolicy()
+    calls, delays = [], []
+    for _ in range(200):
+        ends = rng.uniform(20, 120)
+        elapsed, checks, last_unfinished = 0.0, 0, 0.0
+        while True:
+            elapsed += policy.next_wait("v", elapsed, checks)
+            checks += 1
+            if elapsed >= ends:
+                break
+            last_unfinished = elapsed
+        calls.append(checks)
+        delays.append(elapsed - ends)
+        policy.observe("v", elapsed, lower=last_unfinished)
+    delays.sort()
+    assert sum(calls) / len(calls) <= 12 and delays[100] <= 2.0 and delays[180] <= 6.0
 
 
 def test_learning_off_keeps_the_prior_and_kinds_learn_apart():
@@ -104,6 +133,6 @@ def test_past_the_plan_it_backs_off_to_the_max_interval():
 
 
 def test_plan_checks_is_empty_without_data_and_increasing_with_it():
-    assert plan_checks([], target_median=1.9, target_p90=5.8) == []
-    plan = plan_checks([50.0, 55.0, 60.0, 65.0], target_median=1.9, target_p90=5.8)
+    assert plan_checks([], target_median=1.8, target_p90=5.6) == []
+    plan = plan_checks([50.0, 55.0, 60.0, 65.0], target_median=1.8, target_p90=5.6)
     assert plan == sorted(plan) and len(set(plan)) == len(plan) and plan[0] > 30.0
