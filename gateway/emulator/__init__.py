@@ -3,7 +3,8 @@
 ``Emulator()`` builds the three emulated vendors on one clock and one ledger. ``emulator.transport()``
 is an httpx transport that routes by the vendors' real hosts, so the real adapters (fal-client
 included) run against it unchanged; ``emulator.serve(port)`` answers the same on loopback HTTP,
-routing by path, for clients that take a base URL (curl, the vendors' SDKs).
+routing by path, for clients that take a base URL (curl, the vendors' SDKs), and Runware's
+WebSocket API at ``ws://127.0.0.1:PORT/v1`` (the official runware SDK's transport).
 
 The emulator is never a provider: it emulates vendors, and is not registered in
 ``ovi_gateway.providers`` (at price 0 it would win every cheapest route).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,6 +29,9 @@ from gateway.emulator.base import (
     parse_faults,
 )
 from gateway.emulator.clips import ClipStore
+
+if TYPE_CHECKING:
+    from gateway.emulator.server import LoopbackServer
 
 __all__ = ["FAULT_KINDS", "Emulator", "FaultScript", "Ledger", "parse_faults"]
 
@@ -108,7 +112,7 @@ class Emulator:
             return self.vendors["runware"]
         if path.startswith("/api/v3/"):
             return self.vendors["wavespeed"]
-        if path.startswith(("/fal-ai/", "/storage/", "/files/")):
+        if path.startswith(("/fal-ai/", "/fal-run/", "/storage/", "/files/")):
             return self.vendors["fal"]
         return None
 
@@ -116,9 +120,13 @@ class Emulator:
         """An httpx transport (sync and async) answering for every emulated vendor host."""
         return httpx.MockTransport(self.handle)
 
-    def serve(self, port: int = 0, host: str = "127.0.0.1") -> Any:
-        """Serve on loopback HTTP in a background thread; returns the server (``.server_port``,
-        ``.shutdown()``)."""
-        from gateway.emulator.server import serve
+    def serve(self, port: int = 0, host: str = "127.0.0.1", *, backlog: int | None = None) -> LoopbackServer:
+        """Serve on loopback (HTTP, and Runware's WebSocket at ``/v1``) in a background thread.
 
-        return serve(self, host=host, port=port)
+        Returns a running ``LoopbackServer``: ``.server_port``, ``.url``, ``.ws_url``; stop it with
+        ``.shutdown()`` or a ``with`` block. ``port=0`` picks a free port; ``backlog`` defaults to
+        ``server.BACKLOG`` (1024) pending connects.
+        """
+        from gateway.emulator.server import BACKLOG, serve
+
+        return serve(self, host=host, port=port, backlog=BACKLOG if backlog is None else backlog)

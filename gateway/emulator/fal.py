@@ -1,7 +1,8 @@
 """fal.ai's documented queue protocol for Ovi, emulated (see reference/providers.md §1).
 
-Hosts: ``queue.fal.run`` (submit / status / result / cancel), ``fal.run`` (sync runs: not
-emulated, answered 404), ``rest.fal.ai`` (CDN upload token) and ``v3.fal.media`` (uploads and
+Hosts: ``queue.fal.run`` (submit / status / result / cancel), ``fal.run`` (synchronous runs,
+``fal_client.run``: the answer is the result itself and no queue job is booked; on loopback its
+prefix is ``/fal-run/``), ``rest.fal.ai`` (CDN upload token) and ``v3.fal.media`` (uploads and
 generated files). fal-client 1.0.3 uploads with ``POST rest.fal.ai/storage/auth/token?
 storage_type=fal-cdn-v3`` then ``POST https://v3.fal.media/files/upload`` (its module-global
 ``CDN_URL``; the token's ``base_url`` is only used for multipart uploads above 100 MB).
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from gateway.emulator.base import EmulatedJob, EmulatedVendor, clip_fingerprint, json_response
+from gateway.emulator.base import EmulatedJob, EmulatedVendor, LedgerEntry, clip_fingerprint, json_response
 from gateway.emulator.clips import inline_image
 
 __all__ = ["FalEmulator"]
@@ -39,6 +40,8 @@ RETENTION_S = 3600.0
 RESOLUTIONS = ("512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448")
 ENDPOINTS = {"fal-ai/ovi/image-to-video": "i2v", "fal-ai/ovi": "t2v"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+RUN_PREFIX = "/fal-run/"
+"""On loopback, ``https://fal.run/<app>`` (fal-client's ``RUN_URL_FORMAT``) is ``http://HOST:PORT/fal-run/<app>``."""
 NGINX = ("<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}"
          "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
@@ -104,7 +107,7 @@ class FalEmulator(EmulatedVendor):
             return "upload"
         if path.startswith("/files/"):
             return "download"
-        if host == "fal.run":
+        if host == "fal.run" or path.startswith(RUN_PREFIX):
             return "run"
         if "/requests/" in path:
             if method == "PUT" and path.endswith("/cancel"):
@@ -126,6 +129,8 @@ class FalEmulator(EmulatedVendor):
             return self._token(request)
         if operation == "submit":
             return self._submit(request)
+        if operation == "run":
+            return self._run(request)
         if operation in ("status", "result", "cancel"):
             request_id = request.url.path.split("/requests/", 1)[1].split("/")[0]
             job = self.jobs.get(request_id)
@@ -185,6 +190,43 @@ class FalEmulator(EmulatedVendor):
         return json_response(200, {"request_id": request_id, **urls, "status": "IN_QUEUE",
                                    "queue_position": self._position(job)},
                              {"x-fal-request-id": request_id})
+
+    def _run(self, request: httpx.Request) -> httpx.Response:
+        """``fal.run``: the model runs inside the request; the answer is the queue's result body.
+
+        No queue job is booked (nothing under ``/requests/``, no status to poll); the run is on the
+        ledger, billed as a queue job is (fal bills GPU time; 5xx failures are free). The emulated run
+        takes no clock time; fate ``stuck`` answers fal's 504 request timeout (an emulator choice).
+        """
+        path = request.url.path
+        endpoint = (path[len(RUN_PREFIX):] if path.startswith(RUN_PREFIX) else path).strip("/")
+        kind = ENDPOINTS.get(endpoint)
+        if kind is None:
+            return json_response(404, {"detail": f"Application '{endpoint}' not found"})
+        try:
+            payload = json.loads(request.content or b"null")
+        except ValueError:
+            return json_response(422, {"detail": [{"loc": ["body"], "msg": "Expecting value",
+                                                   "type": "value_error.jsondecode"}]})
+        errors = validate(payload, kind)
+        run_id = self.new_id()
+        if errors:
+            return json_response(422, {"detail": errors}, {"x-fal-request-id": run_id})
+        fate = self.faults.next("job")
+        entry = LedgerEntry(self.name, run_id, clip_fingerprint(payload["prompt"], self._clip_image(payload)),
+                            None, PRICE, self.clock.now())
+        self.ledger.record_job(entry)
+        job = EmulatedJob(run_id, self.clock.now(), 0.0, fate, payload, entry)  # type: ignore[arg-type]
+        job.extra.update(seed=payload.get("seed", self.rng.getrandbits(32)),
+                         media=self._base(request, "https://v3.fal.media"))
+        if fate == "stuck":
+            return json_response(504, {"detail": "Request timed out", "error_type": "request_timeout"},
+                                 {"x-fal-request-id": run_id, "x-fal-request-timeout-type": "user"})
+        response = self._result(request, job)
+        if response.status_code == 200:  # kept with the uploads: no queue job to serve it from
+            clip = self.clips.response(job, "mp4", self._image_bytes(payload.get("image_url")))
+            self.files[f"/files/{run_id}/ovi_output.mp4"] = (clip.content, "video/mp4")
+        return response
 
     def _clip_image(self, payload: dict[str, Any]) -> str | None:
         """The image for the clip fingerprint: an uploaded file counts as its data URI, so the same

@@ -94,3 +94,18 @@ async def test_lost_answer_body_on_loopback_is_one_post(server, monkeypatch: pyt
     assert emulator.ledger.calls("fal", "submit") == submits + 1
     assert len(emulator.ledger.billable("fal")) == billed + 1
     assert "Traceback" not in capfd.readouterr().err  # the server hung up on purpose, it did not crash
+
+
+def test_fal_run_on_loopback_answers_at_once_and_books_no_queue_job(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fal_client.run`` (fal's synchronous ``fal.run`` host) pointed at the loopback prefix ``/fal-run/``."""
+    emulator, port = server
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setattr(fal_client.client, "RUN_URL_FORMAT", base + "/fal-run/")
+    jobs, submits = len(emulator.ledger.jobs), emulator.ledger.calls("fal", "submit")
+    result = fal_client.SyncClient(key="k").run("fal-ai/ovi/image-to-video",
+                                                {"prompt": PROMPT, "image_url": "https://example.com/k.png", "seed": 4})
+    assert result["seed"] == 4 and result["video"]["url"].startswith(f"{base}/files/")
+    assert httpx.get(result["video"]["url"], timeout=5).status_code == 200
+    [run] = emulator.ledger.jobs[jobs:]
+    assert run.billable and run.job_id not in emulator["fal"].jobs
+    assert emulator.ledger.calls("fal", "submit") == submits and emulator.ledger.calls("fal", "run") >= 1
