@@ -23,7 +23,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -237,15 +237,19 @@ class _App:
             pass
 
 
-async def _chunks(stream: Any) -> Any:
+async def _chunks(stream: Any) -> AsyncIterator[bytes]:
     """The body's chunks as they come: async streams directly, sync-only ones from a worker thread."""
     if isinstance(stream, httpx.AsyncByteStream):
         async for chunk in stream:
             yield chunk
         return
-    iterator = iter(stream)
-    while (chunk := await asyncio.to_thread(next, iterator, None)) is not None:
-        yield chunk
+    iterator: Iterator[bytes] = iter(stream)
+    while (piece := await asyncio.to_thread(_next, iterator)) is not None:
+        yield piece
+
+
+def _next(iterator: Iterator[bytes]) -> bytes | None:
+    return next(iterator, None)
 
 
 def _url(scope: Scope) -> str:
