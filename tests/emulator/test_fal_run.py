@@ -7,7 +7,7 @@ import pytest
 
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import ClipStore
 
 PROMPT = "A knight in the rain. <S>I will defend this land.<E>"
 RUN = "https://fal.run/fal-ai/ovi/image-to-video"
@@ -29,7 +29,7 @@ def test_a_run_answers_the_result_and_books_no_queue_job(emulator: Emulator) -> 
     answer = post(emulator, json=BODY)
     assert answer.status_code == 200 and answer.json()["seed"] == 9
     with httpx.Client(transport=emulator.transport()) as client:
-        assert client.get(answer.json()["video"]["url"]).content == FAKE_MP4
+        assert client.get(answer.json()["video"]["url"]).content == ClipStore.asset("mp4")
         run_id = answer.headers["x-fal-request-id"]
         status = client.get(f"https://queue.fal.run/fal-ai/ovi/requests/{run_id}/status", headers=KEY)
     assert status.status_code == 404  # nothing to poll: it was never queued

@@ -27,7 +27,7 @@ import runware.base
 from runware import IVideoInference, IVideoInputs
 
 from gateway.emulator import Emulator
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import ClipStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -79,7 +79,7 @@ async def test_sdk_completes_a_video_inference(served: tuple[Emulator, Any]) -> 
     [clip] = await run_one(server.ws_url, video())
     assert clip.status == "success" and clip.seed == 7 and clip.cost == pytest.approx(0.1171)
     assert clip.videoURL.startswith(server.url + "/v1/video/")
-    assert httpx.get(clip.videoURL, timeout=5).content == FAKE_MP4
+    assert httpx.get(clip.videoURL, timeout=5).content == ClipStore.asset("mp4")
     [job] = new_jobs(emulator, before)
     assert job.job_id == clip.taskUUID and job.billable and str(job.price) == "0.1171"
     assert emulator.ledger.calls("runware", "status") > polls
@@ -194,7 +194,7 @@ def test_sdk_against_ovi_gateway_emulate() -> None:
         assert child.returncode == 0, child.stderr[-2000:]
         clip = json.loads(child.stdout.strip().splitlines()[-1])
         assert clip["status"] == "success"
-        assert httpx.get(clip["videoURL"], timeout=5).content == FAKE_MP4
+        assert httpx.get(clip["videoURL"], timeout=5).content == ClipStore.asset("mp4")
         ledger = httpx.get(f"http://127.0.0.1:{port}/_emulator/ledger", timeout=5).json()
         assert [(j["job_id"], j["billable"]) for j in ledger["jobs"]] == [(clip["taskUUID"], True)]
     finally:
