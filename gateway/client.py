@@ -341,8 +341,8 @@ class Gateway:
 
     def download(self, result: OviResult, path: str | os.PathLike[str]) -> Path:
         """``result.download(path)`` over this gateway's transport (so emulated clips download offline)."""
-        if self.transport is None:
-            return result.download(path)
+        if self.transport is None or (self.emulated and not isinstance(self.transport, httpx.BaseTransport)):
+            return result.download(path)  # a loopback emulator's clip URLs point at loopback already
         if not isinstance(self.transport, httpx.BaseTransport):
             raise ConfigurationError("this gateway's transport is async-only; call result.download(path)")
         with httpx.Client(transport=self.transport, follow_redirects=True) as client:

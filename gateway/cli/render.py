@@ -33,10 +33,30 @@ from gateway.store.journal import SpendRow, SubmitRecord
 if TYPE_CHECKING:
     from gateway.client import Gateway
 
-__all__ = ["RunDisplay", "attempt_lines", "attempts_table", "capabilities_json", "capabilities_text",
-           "emulator_banner", "error_line", "generate_with_progress", "jobs_table", "money", "one_line",
-           "providers_table", "quote_table", "result_table", "resume_table", "spend_table", "stderr_console",
-           "stdout_console", "unsettled_lines", "validation_line", "why_cheapest"]
+__all__ = [
+    "GenerationInterrupted",
+    "RunDisplay",
+    "attempt_lines",
+    "attempts_table",
+    "capabilities_json",
+    "capabilities_text",
+    "emulator_banner",
+    "error_line",
+    "generate_with_progress",
+    "jobs_table",
+    "money",
+    "one_line",
+    "providers_table",
+    "quote_table",
+    "result_table",
+    "resume_table",
+    "spend_table",
+    "stderr_console",
+    "stdout_console",
+    "unsettled_lines",
+    "validation_line",
+    "why_cheapest",
+]
 
 
 def stdout_console() -> Console:
@@ -359,21 +379,28 @@ def why_cheapest(book: PriceBook, request: OviRequest, quotes: Sequence[Quote], 
         f", below {others}" if others else "") + "."
 
 
+class GenerationInterrupted(Exception):
+    """Ctrl-C during ``generate_with_progress``; ``accepted`` lists each (vendor, job id) a vendor took."""
+
+    def __init__(self, accepted: list[tuple[str, str]]) -> None:
+        super().__init__("interrupted")
+        self.accepted = accepted
+
+
 def generate_with_progress(gw: Gateway, request: OviRequest, *, provider: str | None = None,
-                           route: Route | None = None, emulated: bool) -> OviResult:
-    """``gw.generate`` with the live progress display on stderr. On Ctrl-C, names each accepted job
-    that may still run (and be billed) at a real vendor."""
+                           route: Route | None = None, idempotency_key: str | None = None,
+                           emulated: bool) -> OviResult:
+    """``gw.generate`` with the live progress display on stderr. Ctrl-C raises ``GenerationInterrupted``
+    naming each accepted job, which may still run (and be billed) at a real vendor."""
     console = stderr_console()
     display = RunDisplay(console.print)
     try:
         with Live(display, console=console, refresh_per_second=8, transient=False) as live:
             display.print_line = live.console.print
-            return gw.generate(request, provider=provider, route=route, on_event=display.on_event)
+            return gw.generate(request, provider=provider, route=route, idempotency_key=idempotency_key,
+                               on_event=display.on_event)
     except KeyboardInterrupt:
-        for vendor, job_id in [] if emulated else display.accepted:
-            console.print(f"job {job_id} at {vendor} may still be running: run `ovi-gateway jobs resume`",
-                          markup=False)
-        raise
+        raise GenerationInterrupted(list(display.accepted)) from None
     finally:
         if not console.is_terminal:
             console.line()  # off-terminal, Live ends its last frame without a newline

@@ -61,6 +61,8 @@ class ClipRecord:
     result_json: str | None
     error: str | None
     created_at: str
+    media: dict[str, Any] | None = None
+    """What was downloaded of the clip (``record_media``): ``sha256``, ``size`` (bytes), ``path``…"""
 
 
 @dataclass(frozen=True)
@@ -260,9 +262,23 @@ class Journal:
 
     def get_clip(self, key: str) -> ClipRecord | None:
         """The clip recorded under ``key``, or None."""
-        rows = self._query("SELECT key, request_json, request_hash, state, result_json, error, created_at"
-                           " FROM clips WHERE key = ?", (key,))
-        return ClipRecord(*rows[0]) if rows else None
+        rows = self._query("SELECT key, request_json, request_hash, state, result_json, error, created_at,"
+                           " media_json FROM clips WHERE key = ?", (key,))
+        if not rows:
+            return None
+        key, request_json, hashed, state, result_json, error, created_at, media = rows[0]
+        return ClipRecord(key, request_json, hashed, state, result_json, error, created_at,
+                          media=None if media is None else json.loads(media))
+
+    def record_media(self, key: str, facts: dict[str, Any]) -> None:
+        """Merge ``facts`` about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
+        with self._tx() as tx:
+            row = tx.execute("SELECT media_json FROM clips WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                raise KeyError(f"no clip {key!r} in the journal")
+            merged = {**(json.loads(row[0]) if row[0] else {}), **facts}
+            tx.execute("UPDATE clips SET media_json = ?, updated_at = ? WHERE key = ?",
+                       (json.dumps(merged, sort_keys=True, default=str), _iso(_utcnow()), key))
 
     def finish_clip(self, key: str, result_json: str) -> None:
         """Mark the clip "succeeded" with its OviResult JSON. A failed clip may still succeed (a
