@@ -33,30 +33,10 @@ from gateway.store.journal import SpendRow, SubmitRecord
 if TYPE_CHECKING:
     from gateway.client import Gateway
 
-__all__ = [
-    "GenerationInterrupted",
-    "RunDisplay",
-    "attempt_lines",
-    "attempts_table",
-    "capabilities_json",
-    "capabilities_text",
-    "emulator_banner",
-    "error_line",
-    "generate_with_progress",
-    "jobs_table",
-    "money",
-    "one_line",
-    "providers_table",
-    "quote_table",
-    "result_table",
-    "resume_table",
-    "spend_table",
-    "stderr_console",
-    "stdout_console",
-    "unsettled_lines",
-    "validation_line",
-    "why_cheapest",
-]
+__all__ = ["GenerationInterrupted", "RunDisplay", "attempt_lines", "attempts_table", "capabilities_json",
+           "capabilities_text", "emulator_banner", "error_line", "generate_with_progress", "jobs_table", "money",
+           "one_line", "providers_table", "quote_table", "result_table", "resume_table", "spend_table",
+           "stderr_console", "stdout_console", "unsettled_lines", "validation_line", "why_cheapest"]
 
 
 def stdout_console() -> Console:
