@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one concurrency size, in-process
     parser.add_argument("--idle", choices=("imported", "built"), help=argparse.SUPPRESS)
-    parser.add_argument("--no-learn", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="gateway", help=argparse.SUPPRESS)  # concurrency child: what runs
     return parser
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.child:
         from benchmarks import concurrency
-        concurrency.child(args.jobs[0] if args.jobs else None, args.idle, learn=not args.no_learn)
+        concurrency.child(args.jobs[0] if args.jobs else None, args.idle, args.variant)
         return 0
     names = [n for n in NAMES if n in (args.only or NAMES)]
     partial = args.quick or bool(args.only) or bool(args.jobs)

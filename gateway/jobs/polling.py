@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 __all__ = ["PollPolicy", "plan_checks"]
 
 _GRID = 0.5
-"""Resolution of planned check times (seconds)."""
+"""Resolution of planned check times for minute-long jobs (seconds); shorter jobs get a finer grid."""
+_FIRST_CHECK_SHARE = 0.75
+"""A job already done at its first check is learned at this share of that check's age."""
+_RELATIVE = (0.1, 0.3)
+"""For short jobs the delay targets shrink to these fractions of the median job time (median, p90)."""
 _MAX_GAP = 30.0
 """Longest gap between two planned checks after the first (seconds)."""
 
@@ -78,8 +82,11 @@ class PollPolicy:
             index = bisect.bisect_right(plan, elapsed + 1e-9)
             if index < len(plan):
                 return max(floor, plan[index] - elapsed)
-            late = (elapsed - plan[-1]) / self.interval
-            return max(floor, min(self.max_interval, self.interval * math.pow(self.backoff, min(late, 20))))
+            # Slower than every job the plan was made from (in a burst the first jobs to end are the short
+            # ones): keep the plan's last spacing, widening by ``backoff`` per half median job time past it.
+            last_gap = plan[-1] - plan[-2] if len(plan) > 1 else self.interval
+            late = (elapsed - plan[-1]) / max(0.5 * self.expected_for(provider, kind), 1e-9)
+            return max(floor, min(self.max_interval, last_gap * math.pow(self.backoff, min(late, 20))))
         expected = self.expected_for(provider, kind)
         if checks == 0 and elapsed < self.first_fraction * expected:
             return max(floor, self.first_fraction * expected - elapsed)
@@ -93,9 +100,10 @@ class PollPolicy:
 
         With ``lower`` the time is a check's view: the job was seen done at age ``duration`` and last seen
         unfinished at age ``lower`` (``0``: the first check already saw it done), so it ended in between.
-        The midpoint is kept; with no earlier check, the mean of the job times already seen below
-        ``duration`` (else half of it), so a first check placed too late pulls the plan earlier instead of
-        teaching it that jobs are slow. ``lower=None`` takes ``duration`` as exact."""
+        The midpoint is kept; with no earlier check, 75 % of ``duration``, so a first check placed too
+        late pulls the plan earlier instead of teaching it that jobs are slow (and a burst whose first
+        check catches many jobs at once does not collapse the estimate). ``lower=None`` takes
+        ``duration`` as exact."""
         if not self.learn or duration <= 0 or not math.isfinite(duration):
             return
         for key in dict.fromkeys((provider, _key(provider, kind))):
@@ -104,9 +112,8 @@ class PollPolicy:
                 value = duration
             elif lower > 0:
                 value = (lower + duration) / 2
-            else:
-                below = [v for v in samples if v <= duration]
-                value = sum(below) / len(below) if len(below) >= 3 else duration / 2
+            else:  # done at the first check: somewhere before it; lean early, so a late first check moves up
+                value = _FIRST_CHECK_SHARE * duration
             samples.append(value)
             self._counts[key] = self._counts.get(key, 0) + 1
             ordered = sorted(samples)
@@ -152,15 +159,20 @@ def plan_checks(durations: Sequence[float], *, target_median: float, target_p90:
     margin = 3 * bandwidth + 0.15 * (ordered[-1] - ordered[0])
     start = max(0.0, ordered[0] - margin)
     end = ordered[-1] + margin
-    steps = max(2, math.ceil((end - start) / _GRID))
-    times = [start + i * _GRID for i in range(steps + 1)]
+    middle = ordered[n // 2]
+    grid = min(_GRID, max(0.02, middle / 60))
+    # A delay target in seconds suits minute-long jobs; a 2 s job should not wait 1.8 s to be seen.
+    target_median = min(target_median, max(grid, _RELATIVE[0] * middle))
+    target_p90 = min(target_p90, max(2 * grid, _RELATIVE[1] * middle))
+    steps = max(2, math.ceil((end - start) / grid))
+    times = [start + i * grid for i in range(steps + 1)]
     # A share of uniform mass over the whole span keeps checks where few jobs have ended yet: with few
     # samples the smoothed density has holes, and a plan with long gaps there would never learn better.
     share = 0.05 + 4 / (n + 4)
     span = end - start
     cdf = [(1 - share) * _smoothed_cdf(ordered, t, bandwidth) + share * (t - start) / span for t in times]
     cdf[-1] = 1.0
-    min_gap = max(1, math.ceil(floor / _GRID - 1e-9))
+    min_gap = max(1, math.ceil(floor / grid - 1e-9))
     # A vendor's floor can put the targets out of reach (5 s between checks: a median delay near 2.5 s);
     # then aim at what the floor allows instead of checking as densely as possible.
     target_median = max(target_median, 0.55 * floor)
@@ -171,26 +183,26 @@ def plan_checks(durations: Sequence[float], *, target_median: float, target_p90:
     for ratio in (0.25, 1.0, 4.0, 16.0):
         low, high = 0.0, 1e4
         for _ in range(16):
-            middle = (low + high) / 2
-            checks = _solve(times, cdf, middle, ratio, target_median, target_p90, min_gap)
+            weight = (low + high) / 2
+            checks = _solve(times, cdf, weight, ratio, target_median, target_p90, min_gap, grid)
             calls = _score(checks, ordered, bandwidth, target_median, target_p90)
             if calls is None:
-                low = middle
+                low = weight
                 continue
-            high = middle
+            high = weight
             if best is None or calls < best[0]:
                 best = (calls, checks)
     if best is None:  # targets out of reach (e.g. under a vendor's floor): the densest schedule allowed
-        return _solve(times, cdf, 1e6, 1.0, target_median, target_p90, min_gap)
+        return _solve(times, cdf, 1e6, 1.0, target_median, target_p90, min_gap, grid)
     return best[1]
 
 
 def _solve(times: list[float], cdf: list[float], weight: float, ratio: float, d50: float, d90: float,
-           min_gap: int) -> list[float]:
+           min_gap: int, grid: float) -> list[float]:
     """The check schedule minimizing E[checks] + weight·(P(delay > d50) + ratio·P(delay > d90))."""
     count = len(times) - 1
-    max_gap = max(min_gap, round(min(_MAX_GAP, d50 + d90) / _GRID))
-    shift50, shift90 = round(d50 / _GRID), round(d90 / _GRID)
+    max_gap = max(min_gap, round(min(_MAX_GAP, d50 + d90) / grid))
+    shift50, shift90 = round(d50 / grid), round(d90 / grid)
     best = [0.0] * (count + 1)
     nxt = [count] * (count + 1)
     for i in range(count - 1, -1, -1):
