@@ -12,6 +12,12 @@ injected by probabilistic fault specs.
   fal 0.20, WaveSpeed 0.15;
 - regret = billed / oracle − 1; clips billed more than once = ledger ``billed_per_clip`` values > 1;
 - clips that failed entirely are counted separately (they have no oracle price).
+
+Whether Runware and WaveSpeed bill a job that fails is undocumented either way (fal's failed requests
+are not billed). Every row is reported under both assumptions: "failed jobs free" (what the emulator
+bills) and "failed jobs billed" (each failed Runware/WaveSpeed job in the ledger added at its price).
+Each fault spec runs with ``Route(job_retries=0)`` and ``1`` over 10 seeds; the table gives the median
+and the worst seed.
 """
 
 from __future__ import annotations
@@ -68,6 +74,13 @@ def workload(clips: int, seed: int) -> list[tuple[str, OviRequest, Route]]:
     return out
 
 
+Work = list[tuple[str, OviRequest, Route]]
+
+
+def with_job_retries(work: Work, job_retries: int) -> Work:
+    return [(kind, request, route.model_copy(update={"job_retries": job_retries})) for kind, request, route in work]
+
+
 def actual_price(vendor: str, request: OviRequest) -> Decimal:
     """What the emulated vendor really bills for this clip."""
     return {"runware": lambda: price_for(request.steps), "fal": lambda: FAL_PRICE,
@@ -85,12 +98,16 @@ def oracle(request: OviRequest, route: Route, classes: dict[str, type]) -> tuple
     return (min(options)[1], min(options)[0]) if options else None
 
 
-async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
+UNDOCUMENTED_FAILED_BILLING = ("runware", "wavespeed")
+SEEDS = tuple(range(42, 52))
+
+
+async def _run(clips: int, seed: int, faults: str | None, job_retries: int = 1) -> dict[str, Any]:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, faults=faults, seed=seed)
     gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", jitter_seed=seed)
     classes = Registry.load().classes
-    work = workload(clips, seed)
+    work = with_job_retries(workload(clips, seed), job_retries)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(request: OviRequest, route: Route) -> Any:
@@ -108,8 +125,11 @@ async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
     oracle_total = paid_delivered = Decimal(0)
     off_oracle = Counter()
     possible_extra = 0
+    reported: dict[str, int] = {}  # per clip: jobs the caller was told may have been billed
     for (kind, request, route), outcome in zip(work, outcomes, strict=False):
         clip = clip_fingerprint(request.prompt, request.image.value if request.image else None)
+        attempts = outcome.attempts
+        reported[clip] = sum(1 for a in attempts if a.may_be_billed)
         if isinstance(outcome, GatewayError):
             failed[f"{kind}: {type(outcome).__name__}"] += 1
             continue
@@ -123,6 +143,14 @@ async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
             off_oracle[f"{kind}: {best[0]}->{outcome.provider}"] += 1
     billed = emulator.ledger.total()
     double = {clip: n for clip, n in billed_per_clip.items() if n > 1}
+    # The other assumption: failed Runware/WaveSpeed jobs bill too.
+    failed_jobs = [j for j in emulator.ledger.jobs if j.state == "failed" and j.vendor in UNDOCUMENTED_FAILED_BILLING]
+    billed_if_failed_bill = billed + sum((j.price for j in failed_jobs), Decimal(0))
+    per_clip_if_failed_bill = Counter(billed_per_clip)
+    per_clip_if_failed_bill.update(j.clip for j in failed_jobs)
+    double_if_failed_bill = sum(1 for n in per_clip_if_failed_bill.values() if n > 1)
+    unreported_if_failed_bill = sum(1 for clip, n in per_clip_if_failed_bill.items()
+                                    if n > max(1, reported.get(clip, 0)))
     return {
         "faults": faults or "none", "clips": clips, "delivered": len(delivered),
         "failed": sum(failed.values()), "failed_by_kind": dict(failed.most_common()),
@@ -130,6 +158,11 @@ async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
         "billed_on_failed_usd": str(billed - paid_delivered), "oracle_usd": str(oracle_total),
         "regret": float(billed / oracle_total - 1) if oracle_total else None,
         "regret_delivered_only": float(paid_delivered / oracle_total - 1) if oracle_total else None,
+        "job_retries": job_retries, "seed": seed,
+        "billed_if_failed_bill_usd": str(billed_if_failed_bill),
+        "regret_if_failed_bill": float(billed_if_failed_bill / oracle_total - 1) if oracle_total else None,
+        "billed_more_than_once_if_failed_bill": double_if_failed_bill,
+        "billed_more_than_once_unreported_if_failed_bill": unreported_if_failed_bill,
         "double_billed_clips": len(double), "possible_extra_charges_reported": possible_extra,
         "not_on_oracle_vendor": dict(off_oracle.most_common()),
         "calls": {v: {op: emulator.ledger.calls(v, op) for op in ("submit", "status", "result")}
@@ -140,41 +173,68 @@ async def _run(clips: int, seed: int, faults: str | None) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     clips = 60 if quick else 300
-    runs = [asyncio.run(_run(clips, seed=42, faults=None))]
+    seeds = SEEDS[:2] if quick else SEEDS
+    control = {"name": "none (control)", **asyncio.run(_run(clips, seed=seeds[0], faults=None))}
+    groups = []
     for name, spec in FAULTS.items():
-        runs.append({"name": name, **asyncio.run(_run(clips, seed=42, faults=spec))})
-    runs[0]["name"] = "none (control)"
-    mix = Counter(kind for kind, _, _ in workload(clips, 42))
-    target = runs[1]
+        for job_retries in (0, 1):
+            runs = [asyncio.run(_run(clips, seed=seed, faults=spec, job_retries=job_retries)) for seed in seeds]
+            groups.append({"name": name, "job_retries": job_retries, "seeds": len(seeds), **_aggregate(runs),
+                           "runs": runs})
+    mix = Counter(kind for kind, _, _ in workload(clips, seeds[0]))
+    target = next(g for g in groups if g["name"] == next(iter(FAULTS)) and g["job_retries"] == 1)
     return {"clips": clips, "concurrency": CONCURRENCY, "clock": "VirtualClock", "mix": dict(mix.most_common()),
-            "runs": runs,
-            "target": {"applies_to": target["name"], "regret_max": TARGET_REGRET, "double_billed_max": 0,
-                       "regret_met": target["regret"] is not None and target["regret"] < TARGET_REGRET,
-                       "double_billing_met": all(r["double_billed_clips"] == 0 for r in runs)}}
+            "control": control, "groups": groups,
+            "target": {"applies_to": f"{target['name']}, job_retries=1", "regret_max": TARGET_REGRET,
+                       "double_billed_max": 0,
+                       "regret_met": target["regret"]["median"] < TARGET_REGRET,
+                       "regret_met_worst": target["regret"]["worst"] < TARGET_REGRET,
+                       "double_billing_met": all(g["double_billed_clips"]["worst"] == 0 for g in groups)}}
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def stat(key: str) -> dict[str, float]:
+        values = sorted(float(r[key]) for r in runs)
+        return {"median": values[len(values) // 2] if len(values) % 2 else
+                (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2, "worst": values[-1]}
+
+    return {key: stat(key) for key in ("regret", "regret_if_failed_bill", "failed", "double_billed_clips",
+                                       "billed_more_than_once_if_failed_bill",
+                                       "billed_more_than_once_unreported_if_failed_bill",
+                                       "possible_extra_charges_reported")}
 
 
 def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
-    headers = ["faults injected", "clips", "delivered", "failed", "billed $", "oracle $", "regret",
-               "regret (delivered clips)", "billed >1x", "off-oracle vendor"]
-    body = []
-    for r in result["runs"]:
-        body.append([r["name"], r["clips"], r["delivered"], r["failed"],
-                     r["billed_usd"], r["oracle_usd"], f"{100 * r['regret']:.2f}%",
-                     f"{100 * r['regret_delivered_only']:.2f}%", r["double_billed_clips"],
-                     sum(r["not_on_oracle_vendor"].values())])
+    headers = ["faults injected", "job_retries", "seeds", "regret med / worst (failed jobs free)",
+               "regret med / worst (failed jobs billed)", "failed clips med / worst", "billed >1x worst (free)",
+               "billed >1x worst (billed)", "of those unreported", "extra charges reported med"]
+
+    def pair(value: dict[str, float], percent: bool = False) -> str:
+        if percent:
+            return f"{100 * value['median']:.2f}% / {100 * value['worst']:.2f}%"
+        return f"{value['median']:g} / {value['worst']:g}"
+
+    c = result["control"]
+    body = [[c["name"], 1, 1, f"{100 * c['regret']:.2f}%", f"{100 * c['regret_if_failed_bill']:.2f}%",
+             c["failed"], c["double_billed_clips"], c["billed_more_than_once_if_failed_bill"],
+             c["billed_more_than_once_unreported_if_failed_bill"], c["possible_extra_charges_reported"]]]
+    for g in result["groups"]:
+        body.append([g["name"], g["job_retries"], g["seeds"], pair(g["regret"], True),
+                     pair(g["regret_if_failed_bill"], True), pair(g["failed"]), g["double_billed_clips"]["worst"],
+                     g["billed_more_than_once_if_failed_bill"]["worst"],
+                     g["billed_more_than_once_unreported_if_failed_bill"]["worst"],
+                     g["possible_extra_charges_reported"]["median"]])
     notes = [f"{name}: {spec}" for name, spec in FAULTS.items()]
-    notes += [f"{result['concurrency']} clips at a time on a {result['clock']}; default Route (some allow_degrade); "
-              "journal in memory; same seeded workload in every row.",
-              "regret = ledger total / oracle - 1, so money billed on clips that failed counts; "
-              "'regret (delivered clips)' counts only jobs billed on delivered clips.",
+    notes += [f"{result['clips']} clips per run, {result['concurrency']} at a time on a {result['clock']}; default "
+              "Route (some allow_degrade); journal in memory; the same seeded workload per seed in every row.",
+              "regret = ledger total / oracle - 1, so money billed on clips that failed counts. 'failed jobs "
+              "billed' adds every failed Runware/WaveSpeed job at its price (their billing of failed jobs is "
+              "undocumented); 'of those unreported' counts clips billed more times than the caller's attempts "
+              "say may have been billed (it should be 0: every such job is reported as possibly billed).",
               "Mix: " + ", ".join(f"{k} {n}" for k, n in result["mix"].items())]
-    for r in result["runs"][1:]:
-        notes.append(f"[{r['name']}] failed: " + (", ".join(f"{k} x{n}" for k, n in r["failed_by_kind"].items())
-                                                  or "none") + f"; billed on failed clips ${r['billed_on_failed_usd']}")
-        notes.append(f"[{r['name']}] off-oracle: " + (", ".join(
-            f"{k} x{n}" for k, n in list(r["not_on_oracle_vendor"].items())[:6]) or "none"))
     t = result["target"]
-    notes.append(f"Target ({t['applies_to']}): regret < {100 * t['regret_max']:g}% -> "
-                 f"{'met' if t['regret_met'] else 'NOT met'}; zero double-billed (all rows) -> "
+    notes.append(f"Target ({t['applies_to']}): regret < {100 * t['regret_max']:g}% -> median "
+                 f"{'met' if t['regret_met'] else 'NOT met'}, worst {'met' if t['regret_met_worst'] else 'NOT met'}; "
+                 f"zero double-billed with failed jobs free (every row, every seed) -> "
                  f"{'met' if t['double_billing_met'] else 'NOT met'}.")
     return headers, body, notes
