@@ -42,6 +42,7 @@ from gateway.store.journal import Journal, request_hash
 
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
+    from gateway.media.download import Downloaded
 
 __all__ = ["Gateway", "ResumeOutcome"]
 
@@ -84,6 +85,8 @@ class Gateway:
         base_urls: an API root per vendor (``{"runware": "https://…/v1"}``), e.g. a relay or a
             loopback emulator; a vendor whose adapter takes no ``base_url`` is refused.
         key_factory: makes clip and submit keys (default: ``uuid4``); a seam for tests only.
+        allow_local_media: let ``download`` fetch ``http://`` and loopback/private media URLs (a
+            loopback emulator behind ``base_urls``). Off by default, and never inferred from a URL.
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
@@ -94,7 +97,7 @@ class Gateway:
                  budget: Budget | None = None, backoff_base: float = 1.0,
                  timeout: float | httpx.Timeout | None = None, http_client: httpx.AsyncClient | None = None,
                  base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, allow_local_media: bool = False) -> None:
         if seed is not None:
             warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
                           "keys are always random)", DeprecationWarning, stacklevel=2)
@@ -107,6 +110,7 @@ class Gateway:
         self.emulated = emulator is not None
         """True when every vendor is emulated: results say so, and the journal's rows are marked."""
         self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
+        self._allow_local_media = allow_local_media
         if http_client is not None and (transport is not None or emulator is not None):
             raise ConfigurationError("pass http_client, or transport/emulator, not both")
         self.transport = emulator.transport() if emulator is not None else transport
@@ -137,6 +141,13 @@ class Gateway:
     def __repr__(self) -> str:
         keyed = sorted(self._keys)
         return f"Gateway(providers={sorted(self.classes)}, keys_set={keyed}, emulated={self.emulated})"
+
+    @property
+    def allow_local_media(self) -> bool:
+        """Whether ``download`` may fetch ``http://`` and loopback/private URLs: only when every vendor is
+        emulated, or ``Gateway(allow_local_media=True)`` was passed (a loopback emulator) — never inferred
+        from a URL, so ``http://127.0.0.1`` stays refused for real vendors."""
+        return self._allow_local_media or self.emulated
 
     # ---- offline ----------------------------------------------------------------------------
     @classmethod
@@ -339,14 +350,30 @@ class Gateway:
         wait = max(0.0, min(waits))
         return wait if route.deadline is None or wait < route.deadline else None
 
-    def download(self, result: OviResult, path: str | os.PathLike[str]) -> Path:
-        """``result.download(path)`` over this gateway's transport (so emulated clips download offline)."""
+    def download(self, result: OviResult, path: str | os.PathLike[str], *, max_bytes: int | None = None,
+                 timeout: float | None = None) -> Path:
+        """``result.download(path)`` over this gateway's transport (so emulated clips download offline);
+        ``http://`` and loopback media only when this gateway is emulated or ``allow_local_media``."""
+        options: dict[str, Any] = {"allow_local": self.allow_local_media, "max_bytes": max_bytes, "timeout": timeout}
         if self.transport is None or (self.emulated and not isinstance(self.transport, httpx.BaseTransport)):
-            return result.download(path)  # a loopback emulator's clip URLs point at loopback already
+            return result.download(path, **options)  # a loopback emulator's clip URLs point at loopback already
         if not isinstance(self.transport, httpx.BaseTransport):
-            raise ConfigurationError("this gateway's transport is async-only; call result.download(path)")
-        with httpx.Client(transport=self.transport, follow_redirects=True) as client:
-            return result.download(path, client=client)
+            raise ConfigurationError("this gateway's transport is async-only; call await gateway.adownload()")
+        with httpx.Client(transport=self.transport) as client:
+            return result.download(path, client=client, **options)
+
+    @scrubbing
+    async def adownload(self, result: OviResult, path: str | os.PathLike[str], *, max_bytes: int | None = None,
+                        timeout: float | None = None) -> Downloaded:
+        """Fetch the clip to ``path`` over this gateway's transport, bounded on its clock (see
+        ``gateway.media.download``); returns the ``Downloaded`` facts (path, sha256, size, container)."""
+        from gateway.media.download import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, afetch
+
+        async with httpx.AsyncClient(transport=self.transport) as client:
+            return await afetch(result.video_url, path, client=client, clock=self.clock,
+                                allow_local=self.allow_local_media or result.emulated,
+                                max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+                                timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
 
     # ---- resuming ---------------------------------------------------------------------------
     def resume(self) -> list[ResumeOutcome]:

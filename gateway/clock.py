@@ -1,6 +1,9 @@
 """Time for the runner and the emulator: the real clock, and a virtual one for tests and benchmarks.
 
-Everything that waits goes through a ``Clock``, so tests never really sleep.
+Everything that waits goes through a ``Clock``, so tests never really sleep. ``Clock.timeout(seconds)``
+bounds any await (a slow body, a stalled read) on the same clock: under ``VirtualClock`` the bound
+fires in virtual time, so a test of a vendor trickling one byte a second runs in milliseconds and
+fails if the bound is removed. httpx's own timeouts stay as the real-time backstop.
 """
 
 from __future__ import annotations
@@ -9,17 +12,31 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Protocol
 
-__all__ = ["Clock", "RealClock", "VirtualClock"]
+__all__ = ["Clock", "RealClock", "VirtualClock", "bounded"]
 
 
 class Clock(Protocol):
-    """``now()`` in seconds (monotonic), and ``sleep(seconds)``."""
+    """``now()`` in seconds (monotonic), ``sleep(seconds)``, and ``timeout(seconds)``: an async
+    context manager that cancels its body after ``seconds`` on this clock and raises ``TimeoutError``."""
 
     def now(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]: ...
+
+
+def bounded(clock: object, seconds: float | None) -> AbstractAsyncContextManager[object]:
+    """``clock.timeout(seconds)``, or no bound when ``seconds`` is ``None``. A clock written before
+    ``timeout`` existed gets ``asyncio.timeout`` (real time)."""
+    if seconds is None:
+        return nullcontext()
+    make = getattr(clock, "timeout", None)
+    return make(seconds) if make is not None else asyncio.timeout(max(0.0, seconds))
 
 
 class RealClock:
@@ -30,6 +47,10 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
+        """``asyncio.timeout``: raises ``TimeoutError`` when the body runs past ``seconds``."""
+        return asyncio.timeout(max(0.0, seconds))  # type: ignore[return-value]
 
 
 class VirtualClock:
@@ -63,10 +84,59 @@ class VirtualClock:
             self._driver = loop.create_task(self._drive())
         await future
 
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
+        """Cancel the body once virtual time passes ``now() + seconds``, raising ``TimeoutError``
+        (like ``asyncio.timeout``). Time moves only as it always does here: when every task waits on
+        this clock, it jumps to the earliest wake-up, and a bound is one."""
+        return self._timeout(max(0.0, seconds))
+
+    @asynccontextmanager
+    async def _timeout(self, seconds: float) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("VirtualClock.timeout needs a running task")
+        loop = asyncio.get_running_loop()
+        alarm: asyncio.Future[None] = loop.create_future()
+        fired = False
+
+        def ring(_: asyncio.Future[None]) -> None:
+            nonlocal fired
+            if not alarm.cancelled():
+                fired = True
+                task.cancel()
+
+        alarm.add_done_callback(ring)
+        entry = (self._now + seconds, next(self._seq), alarm)
+        heapq.heappush(self._sleepers, entry)
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if fired and task.uncancel() == 0:
+                raise TimeoutError(f"no answer within {seconds:g} s (virtual time)") from None
+            raise
+        finally:
+            if not alarm.done():
+                alarm.cancel()
+            self._discard(entry)
+        if fired:  # the alarm rang after the body had finished: not a timeout, but undo its cancel
+            task.uncancel()
+
+    def _discard(self, entry: tuple[float, int, asyncio.Future[None]]) -> None:
+        """Take a finished bound out of the heap, so it never drags time forward for nobody."""
+        try:
+            self._sleepers.remove(entry)
+        except ValueError:
+            return
+        heapq.heapify(self._sleepers)
+
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
         while self._sleepers:
             await _settle(loop)
+            while self._sleepers and self._sleepers[0][2].done():
+                heapq.heappop(self._sleepers)  # a cancelled waiter must not move time
             if not self._sleepers:
                 break
             wake = self._sleepers[0][0]

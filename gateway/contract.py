@@ -16,7 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from pydantic import SecretStr
 
-from gateway.errors import GatewayError, UnsupportedByProvider
+from gateway.addresses import UnsafeURL, check_result_url
+from gateway.errors import GatewayError, MalformedResponse, UnsupportedByProvider
 from gateway.request import Mode, OviRequest
 
 __all__ = [
@@ -195,7 +196,9 @@ class ProviderOutput:
     """A finished clip as the vendor described it, normalized.
 
     ``cost_usd`` is the vendor-reported cost (``None`` when the vendor does not report one).
-    ``inference_s`` is the vendor's own compute time in seconds when reported.
+    ``inference_s`` is the vendor's own compute time in seconds when reported. ``video_url`` is checked
+    when the output is made (every adapter's ``parse`` builds one): ``https``/``http`` with a host, or a
+    ``data:video/...`` URI; ``file://`` and junk raise ``MalformedResponse`` (the job may be billed).
     """
 
     video_url: str
@@ -204,6 +207,14 @@ class ProviderOutput:
     nsfw: bool | None = None
     inference_s: float | None = None
     raw: Any = None
+
+    def __post_init__(self) -> None:
+        try:
+            check_result_url(self.video_url)
+        except UnsafeURL as exc:
+            shown = self.video_url[:80] if isinstance(self.video_url, str) else type(self.video_url).__name__
+            raise MalformedResponse(f"the vendor reported an unusable video URL {shown!r}: {exc}",
+                                    may_be_billed=True) from None
 
 
 @dataclass(frozen=True)

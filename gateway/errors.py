@@ -22,6 +22,7 @@
     ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
     ├── ClipInProgress           another call is working on this idempotency key   retry: no  failover: no
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
+    ├── DownloadFailed           the finished clip could not be fetched safely     retry: no  failover: no
     └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
 
 The runner reads only ``retryable`` (same vendor again, after backoff) and ``failover`` (next vendor
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gateway.secrets import redact
 
 if TYPE_CHECKING:
-    from gateway.result import Attempt
+    from gateway.attempts import Attempt
 
 __all__ = [
     "AllProvidersFailed",
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigurationError",
     "ContentRejected",
     "DeadlineExceeded",
+    "DownloadFailed",
     "GatewayError",
     "GenerationFailed",
     "InsufficientFunds",
@@ -232,6 +234,20 @@ class DeadlineExceeded(GatewayError):
     def __init__(self, message: str, *, provider: str | None = None, job: Any = None) -> None:
         super().__init__(message, provider=provider, may_be_billed=job is not None)
         self.job = job
+
+
+class DownloadFailed(GatewayError):
+    """Fetching a finished clip failed or was refused; the clip is paid and its URL stays on the result.
+
+    ``reason`` is one of ``refused`` (scheme or address not allowed, a redirect to one), ``http`` (an
+    error status), ``too-large`` (past the size cap, counted while streaming), ``not-video`` (the body
+    is no MP4/MOV/WebM), ``encoding`` (an unsupported or broken Content-Encoding), ``truncated``
+    (fewer bytes than announced), ``timeout`` (the bound on the whole download passed) or ``transport``.
+    """
+
+    def __init__(self, message: str, *, reason: str, status_code: int | None = None) -> None:
+        super().__init__(message, may_be_billed=True, status_code=status_code)
+        self.reason = reason
 
 
 class AllProvidersFailed(GatewayError):

@@ -8,34 +8,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from gateway.secrets import redact
+from gateway.attempts import Attempt, Outcome
 
-__all__ = ["Attempt", "OviResult", "Timings"]
-
-Outcome = Literal["succeeded", "failed", "retried", "skipped", "unknown"]
-
-
-class Attempt(BaseModel):
-    """One try on one vendor: what happened, how long it took, and whether it may have been billed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    provider: str
-    outcome: Outcome
-    error_type: str | None = None
-    error: str | None = None
-    elapsed_s: float = 0.0
-    may_be_billed: bool = False
-    job_id: str | None = None
-
-    @field_validator("error", "error_type")
-    @classmethod
-    def _redact(cls, value: str | None) -> str | None:
-        # The error text may quote a vendor's answer, which may echo a key.
-        return None if value is None else redact(value)
-
+__all__ = ["Attempt", "Outcome", "OviResult", "Timings"]
 
 class Timings(BaseModel):
     """Seconds spent, measured on the gateway's clock between polls. ``queued_s`` runs from the vendor's
@@ -85,16 +62,22 @@ class OviResult(BaseModel):
         return sum(1 for a in self.attempts if a.may_be_billed and a.outcome != "succeeded")
 
     def download(self, path: str | os.PathLike[str], *, client: httpx.Client | None = None,
-                 chunk_size: int = 1 << 16) -> Path:
-        """Stream the clip to ``path`` (see ``gateway.media.download.download``); returns the path.
+                 chunk_size: int = 1 << 16, max_bytes: int | None = None, timeout: float | None = None,
+                 allow_local: bool | None = None) -> Path:
+        """Stream the clip to ``path`` (see ``gateway.media.download.download`` for the safety rules and
+        ``max_bytes``/``timeout``); returns the path. ``allow_local`` (default: whether the clip is
+        emulated) admits ``http://`` and loopback hosts, for the emulator only.
 
         An emulated clip downloads from the emulator that made it, never from the network."""
-        from gateway.media.download import download
+        from gateway.media import download as media
 
+        options: dict[str, Any] = {"chunk_size": chunk_size, "allow_local": self.emulated if allow_local is None
+                                   else allow_local}
+        options.update({k: v for k, v in (("max_bytes", max_bytes), ("timeout", timeout)) if v is not None})
         if client is None and self._transport is not None:
-            with httpx.Client(transport=self._transport, follow_redirects=True) as emulated:
-                return download(self.video_url, path, client=emulated, chunk_size=chunk_size)
-        return download(self.video_url, path, client=client, chunk_size=chunk_size)
+            with httpx.Client(transport=self._transport) as emulated:
+                return media.download(self.video_url, path, client=emulated, **options)
+        return media.download(self.video_url, path, client=client, **options)
 
     def with_transport(self, transport: httpx.BaseTransport | None) -> OviResult:
         """This result, downloading through ``transport`` (how the gateway hands out emulated clips)."""

@@ -122,3 +122,82 @@ def test_wavespeed_is_never_polled_faster_than_its_documented_5_seconds() -> Non
     assert policy.next_wait("wavespeed", elapsed=50.0, checks=3, floor=5.0) == 5.0
     assert policy.next_wait("runware", elapsed=50.0, checks=3) == 3.0
     assert PollPolicy(min_interval={}).next_wait("wavespeed", elapsed=50.0, checks=3, floor=5.0) == 3.0
+
+
+# ---- Clock.timeout: bounds in the clock's own time ----------------------------------------------
+
+async def test_virtual_timeout_cuts_a_trickle_at_the_bound_in_virtual_time(clock: VirtualClock) -> None:
+    received: list[float] = []
+
+    async def trickle() -> None:  # a vendor sending one byte a second, for ever
+        while True:
+            await clock.sleep(1.0)
+            received.append(clock.now())
+
+    wall = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(5.5):
+            await trickle()
+    assert clock.now() == 5.5
+    assert len(received) == 5
+    assert time.perf_counter() - wall < 1.0
+
+
+async def test_virtual_timeout_that_is_not_reached_leaves_time_and_the_task_alone(clock: VirtualClock) -> None:
+    async with clock.timeout(100):
+        await clock.sleep(2)
+    assert clock.now() == 2.0
+    await clock.sleep(1)  # no stale bound drags time to 100, and no stray cancel arrives
+    assert clock.now() == 3.0
+    assert clock.slept == 3.0
+
+
+async def test_virtual_timeouts_nest_and_the_inner_one_fires_first(clock: VirtualClock) -> None:
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(10):
+            async with clock.timeout(3):
+                await clock.sleep(60)
+    assert clock.now() == 3.0
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(4):
+            try:
+                async with clock.timeout(30):
+                    await clock.sleep(60)
+            except TimeoutError:  # the outer bound is no inner timeout
+                raise AssertionError("the inner bound fired") from None
+    assert clock.now() == 7.0
+
+
+async def test_virtual_timeout_bounds_concurrent_tasks_independently(clock: VirtualClock) -> None:
+    async def bounded_sleep(bound: float, sleep: float) -> str:
+        try:
+            async with clock.timeout(bound):
+                await clock.sleep(sleep)
+        except TimeoutError:
+            return f"timeout@{clock.now()}"
+        return f"done@{clock.now()}"
+
+    assert await asyncio.gather(bounded_sleep(5, 2), bounded_sleep(3, 9), bounded_sleep(8, 7)) == [
+        "done@2.0", "timeout@3.0", "done@7.0"]
+
+
+async def test_a_real_cancel_passes_through_a_virtual_timeout(clock: VirtualClock) -> None:
+    async def body() -> None:
+        async with clock.timeout(50):
+            await clock.sleep(100)
+
+    task = asyncio.ensure_future(body())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_real_clock_timeout_and_bounded_helper() -> None:
+    from gateway.clock import bounded
+
+    with pytest.raises(TimeoutError):
+        async with RealClock().timeout(0.01):
+            await asyncio.sleep(5)
+    async with bounded(RealClock(), None):
+        await asyncio.sleep(0)

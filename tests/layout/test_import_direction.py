@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Lowest first. A module may import its own layer or any layer before it, never one after it.
 LAYERS: list[tuple[str, ...]] = [
-    ("gateway.secrets", "gateway.errors", "gateway.clock", "gateway._moved", "gateway.prompt", "gateway.result",
-     "gateway.media"),
+    ("gateway.secrets", "gateway.attempts", "gateway.errors", "gateway.clock", "gateway._moved", "gateway.addresses",
+     "gateway.prompt", "gateway.result", "gateway.media"),
     ("gateway.request", "gateway.http"),
     ("gateway.contract", "gateway.registry", "gateway.store", "gateway.routing"),
     ("gateway.jobs",),

@@ -1,0 +1,139 @@
+"""Which URLs the gateway hands to vendors or fetches itself: one rule, used by every wing.
+
+* ``check_public_host(host)`` refuses names and addresses a vendor (or we) must not be pointed at:
+  loopback, private, link-local and other non-global ranges, however they are spelled — shorthand and
+  integer IPv4 (``127.1``, ``2130706433``, ``0x7f.1``), Unicode digits and dots (``１２７.０.０.１``, which
+  IDNA folds to ASCII), IPv4-mapped (``::ffff:127.0.0.1``), NAT64 (``64:ff9b::/96``), 6to4 and Teredo
+  forms of a private IPv4 address, and names like ``localhost``, ``*.internal``, ``*.local`` or a bare
+  single label.
+* ``check_url(url, ...)`` parses strictly: no userinfo, no backslash (WHATWG parsers read
+  ``http://127.0.0.1\\@public.com/`` as host 127.0.0.1, ``urllib`` as public.com), no whitespace or
+  control characters, a host present; then applies ``check_public_host`` unless ``allow_local``.
+* ``check_result_url(url)`` is the parse-time check for a video URL a vendor reports: ``https://`` or
+  ``http://`` with a host, or a ``data:video/…`` URI — never ``file://`` or junk. Whether ``http://``
+  and local addresses may be *fetched* is decided at download time (``gateway.media.download``), by an
+  explicit gateway flag for the emulator, never inferred from the URL.
+
+Names are checked as written (no DNS lookup: a vendor resolves image URLs itself); the downloader also
+checks the address it actually connected to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import SplitResult, urlsplit
+
+__all__ = ["UnsafeURL", "check_public_address", "check_public_host", "check_result_url", "check_url"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+_LOCAL_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa", ".lan", ".intranet")
+
+
+class UnsafeURL(ValueError):
+    """A URL the gateway will not send or fetch; the message says why and what is allowed."""
+
+
+def check_public_address(address: IPAddress) -> None:
+    """Raise ``UnsafeURL`` unless ``address`` (and any IPv4 address embedded in it) is globally routable."""
+    embedded: list[IPAddress] = []
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            embedded.append(address.ipv4_mapped)
+        if address in _NAT64:  # Python counts the NAT64 prefix global; what it reaches is the IPv4 inside
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.append(address.teredo[1])
+    for candidate in (address, *embedded):
+        if not candidate.is_global or candidate.is_multicast:
+            raise UnsafeURL(f"address {address} is private, loopback or reserved; use a public host")
+
+
+def _as_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+        try:  # shorthand, integer, octal and hex IPv4 forms that C resolvers accept (127.1, 0x7f.1)
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def check_public_host(host: str) -> str:
+    """The host in its ASCII (IDNA) form, when it is a public name or address; else ``UnsafeURL``."""
+    raw = host.strip("[]")
+    if not raw:
+        raise UnsafeURL("the URL has no host")
+    if "%" in raw:  # an IPv6 zone (fe80::1%eth0) names a local interface
+        raise UnsafeURL(f"host {host!r} carries an interface zone; use a public host")
+    try:
+        ascii_host = raw if raw.isascii() else raw.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeURL(f"host {host!r} is not a valid domain name") from None
+    ascii_host = ascii_host.rstrip(".").lower()
+    address = _as_address(ascii_host)
+    if address is not None:
+        check_public_address(address)
+        return ascii_host
+    if ascii_host == "localhost" or ascii_host.endswith(_LOCAL_SUFFIXES):
+        raise UnsafeURL(f"host {host!r} is a local name; use a public host")
+    if not re.fullmatch(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+", ascii_host):
+        raise UnsafeURL(f"host {host!r} is not a public domain name (letters, digits, hyphens and dots, "
+                        "with at least one dot)")
+    if re.fullmatch(r"[0-9.]+", ascii_host):
+        raise UnsafeURL(f"host {host!r} is no valid IPv4 address")
+    return ascii_host
+
+
+def _split(url: str, what: str) -> SplitResult:
+    if not isinstance(url, str) or not url:
+        raise UnsafeURL(f"{what} must be a non-empty URL string")
+    if _BAD_CHARS.search(url):
+        raise UnsafeURL(f"{what} holds whitespace, a control character or a backslash; pass a plain URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError as exc:
+        raise UnsafeURL(f"{what} is not a valid URL ({exc})") from None
+    return parts
+
+
+def check_url(url: str, *, what: str = "URL", schemes: tuple[str, ...] = ("https",),
+              allow_local: bool = False) -> SplitResult:
+    """Parse ``url`` strictly and apply the rule above; returns its parts, raises ``UnsafeURL``."""
+    parts = _split(url, what)
+    if parts.scheme.lower() not in schemes:
+        allowed = " or ".join(f"{s}://" for s in schemes)
+        raise UnsafeURL(f"{what} scheme {parts.scheme or '(none)'!r} is not allowed; use {allowed}")
+    if "@" in parts.netloc:
+        raise UnsafeURL(f"{what} carries user information before '@'; pass the URL without it")
+    if not parts.hostname:
+        raise UnsafeURL(f"{what} has no host")
+    if not allow_local:
+        check_public_host(parts.hostname)
+    return parts
+
+
+_DATA_VIDEO = re.compile(r"^data:video/[\w.+-]+;base64,[A-Za-z0-9+/=\s]+$", re.DOTALL)
+
+
+def check_result_url(url: object) -> str:
+    """The video URL a vendor reported, if it can be a clip (``https``/``http`` with a host, or a
+    ``data:video/...;base64`` URI); ``UnsafeURL`` for ``file://``, other schemes and junk."""
+    if not isinstance(url, str) or not url.strip():
+        raise UnsafeURL("the video URL is empty or not text")
+    if url[:5].lower() == "data:":
+        if not _DATA_VIDEO.match(url):
+            raise UnsafeURL("the video data URI is not data:video/<type>;base64,<data>")
+        return url
+    check_url(url, what="video URL", schemes=("https", "http"), allow_local=True)
+    return url
