@@ -44,7 +44,7 @@ from gateway.cli.common import (
     request_options,
 )
 from gateway.client import Gateway
-from gateway.errors import GatewayError
+from gateway.errors import DownloadFailed, GatewayError
 from gateway.request import OviRequest
 from gateway.result import OviResult
 from gateway.routing.planner import Route
@@ -109,7 +109,7 @@ def save(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
     """Download the clip to ``out`` and record its sha256 and size under ``key``."""
     try:
         saved = gw.download(result, out)
-    except (httpx.HTTPError, OSError) as error:
+    except (DownloadFailed, httpx.HTTPError, OSError) as error:
         if gw.emulated and gw.emulator is not None and result.job_id not in _jobs_of(gw):
             fail(f"the clip under this key was made by a built-in emulator that has exited ({error})", 3,
                  "nothing was billed; pass --new for a new clip", error=error)
