@@ -45,6 +45,7 @@ from gateway.result import Attempt, OviResult, Timings
 
 if TYPE_CHECKING:
     from gateway.client import Gateway
+    from gateway.jobs.handles import CannotCancel, Job, JobCancelled, JobNotFinished, JobView
     from gateway.jobs.polling import PollPolicy
     from gateway.jobs.runner import Event
     from gateway.routing.planner import Route
@@ -56,6 +57,7 @@ __all__ = [
     "AuthError",
     "Budget",
     "BudgetExceeded",
+    "CannotCancel",
     "Capabilities",
     "ClipInProgress",
     "ConfigurationError",
@@ -68,10 +70,14 @@ __all__ = [
     "ImageInput",
     "InsufficientFunds",
     "InvalidRequest",
+    "Job",
+    "JobCancelled",
     "JobHandle",
+    "JobNotFinished",
     "JobState",
     "JobStatus",
     "JobUnresolved",
+    "JobView",
     "Limit",
     "MalformedResponse",
     "Mode",
@@ -102,6 +108,7 @@ _LAZY = {
     "Budget": "gateway.routing.pricing",
     "Event": "gateway.jobs.runner",
     "PollPolicy": "gateway.jobs.polling",
+    **dict.fromkeys(("CannotCancel", "Job", "JobCancelled", "JobNotFinished", "JobView"), "gateway.jobs.handles"),
 }
 
 

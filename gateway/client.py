@@ -31,6 +31,7 @@ from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
 from gateway.jobs.runner import Event, Runner
+from gateway.jobs.submitting import HandlesMixin
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
@@ -50,7 +51,7 @@ _UNSET: Any = object()
 _T = TypeVar("_T")
 
 
-class Gateway:
+class Gateway(HandlesMixin):
     """Runs Ovi clips on Runware, fal.ai or WaveSpeed, choosing and failing over per ``Route``.
 
     Args:
@@ -480,7 +481,8 @@ class Gateway:
             return worker.submit(asyncio.run, main()).result()
 
     async def aclose(self) -> None:
-        """Close the HTTP clients of the running loop."""
+        """Stop the running loop's job followers (their jobs stay resumable), then close its HTTP clients."""
+        await self.aclose_followers()
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             if session[0] is not None:  # never the caller's own http_client

@@ -258,8 +258,9 @@ class Provider(Protocol):
     # Optional: ``accepted_options: frozenset[str]``, the ``ProviderContext.options`` keys the adapter
     # reads (``"base_url"``); the gateway refuses options an adapter does not list rather than drop them.
     # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
-    # checks (WaveSpeed: 5). Read with ``getattr(provider, "min_poll_interval", 0.0)``, so adapters
-    # written before it was added keep working.
+    # checks (WaveSpeed: 5); ``can_cancel: bool``, whether the vendor documents a cancel that can stop
+    # a job (``Job.cancel`` refuses otherwise). Read with ``getattr(provider, name, default)``, so
+    # adapters written before they were added keep working.
 
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any] | list[Any]:
         """The exact JSON body the vendor receives (pure). Image files appear as data URIs."""

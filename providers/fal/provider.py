@@ -52,6 +52,9 @@ class FalProvider:
     capabilities = translate.CAPABILITIES
     reconcilable = False
     accepted_options = frozenset({"base_url"})
+    can_cancel = True
+    """fal's queue documents ``PUT .../requests/{id}/cancel``: a queued request is removed (and not
+    billed); a running one gets a cancellation request it may not honor [docs.fal.ai queue API]."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx

@@ -1,0 +1,201 @@
+"""``Gateway.submit`` / ``Gateway.job``: the gateway's side of job handles (see ``gateway.jobs.handles``).
+
+A mixin, so the ``Gateway`` class keeps one place for generation (``agenerate``) and this module only
+decides when to start a follower, when ``submit`` may return, and how a handle re-attaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import ClipInProgress, ConfigurationError, GatewayError, InvalidRequest
+from gateway.jobs.handles import BackgroundLoop, Followers, Job, JobCancelled, alive_error
+from gateway.jobs.recovery import lease_owner, owner_alive
+from gateway.jobs.runner import Event
+from gateway.request import OviRequest
+from gateway.result import OviResult
+from gateway.store.journal import request_hash
+
+if TYPE_CHECKING:
+    from gateway.routing.planner import Route
+
+__all__ = ["HandlesMixin"]
+
+
+class HandlesMixin:
+    """Job handles for ``Gateway``: ``submit``, ``job``, their sync twins, and the followers' lifecycle."""
+
+    journal: Any
+    clock: Any
+    follow_watch_interval: float = 2.0
+    """Seconds between journal reads while another process follows a clip this handle waits on."""
+
+    # provided by Gateway
+    agenerate: Callable[..., Any]
+    _providers: Callable[[], Any]
+    _new_key: Callable[[], str]
+
+    def _followers_here(self) -> Followers:
+        loop = asyncio.get_running_loop()
+        table: dict[asyncio.AbstractEventLoop, Followers] = self.__dict__.setdefault("_followers_by_loop", {})
+        for stale in [old for old in table if old.is_closed()]:
+            del table[stale]
+        found = table.get(loop)
+        if found is None:
+            found = table[loop] = Followers(self.journal, self._providers, self.clock, self.follow_watch_interval)
+        return found
+
+    async def submit(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
+                     idempotency_key: str | None = None) -> Job:
+        """Start making a clip and return its ``Job`` once the first paid submit's intent is durable.
+
+        The clip is then followed in this event loop (retries, failover, following) until it ends or the
+        gateway closes. A key already in the journal returns that clip's handle (the same request only).
+
+        Raises:
+            NoRoute, InvalidRequest, BudgetExceeded, ...: the clip failed before any vendor was asked.
+            ConfigurationError: the gateway has no journal (handles live in it).
+        """
+        if self.journal is None:
+            raise ConfigurationError("job handles need the journal; do not pass journal=None")
+        if not isinstance(request, OviRequest):
+            raise InvalidRequest("request must be an OviRequest")
+        key = idempotency_key or self._new_key()
+        followers = self._followers_here()
+        if self.journal.get_clip(key) is not None:
+            as_json = request.model_dump_json()
+            self.journal.open_clip(key, as_json, request_hash(as_json))  # refuses a different request
+            return self.job(key)
+
+        def run(on_event: Callable[[Event], None]) -> Any:
+            return self._followed(followers, key, self.agenerate(
+                request, provider=provider, route=route, idempotency_key=key, on_event=on_event))
+
+        tracked = followers.start(key, run)
+        assert tracked.task is not None
+        intent = asyncio.ensure_future(tracked.intent.wait())
+        await asyncio.wait({intent, tracked.task}, return_when=asyncio.FIRST_COMPLETED)
+        intent.cancel()
+        if tracked.task.done() and not tracked.intent.is_set():
+            tracked.task.result()  # the clip ended before any submit: raise why (no route, budget...)
+        return self.job(key)
+
+    def job(self, job_id: str) -> Job:
+        """A handle on clip ``job_id`` (an idempotency key) of the journal, from any process sharing it.
+        Nothing is read until a method is called; ``status()`` raises ``KeyError`` for an unknown id."""
+        if self.journal is None:
+            raise ConfigurationError("job handles need the journal; do not pass journal=None")
+        followers = self._followers_here()
+        return Job(job_id, followers, lambda: self._follow(job_id), lambda: self._start_follower(job_id),
+                   lambda: self._claimable(job_id), loop=asyncio.get_running_loop())
+
+    async def _followed(self, followers: Followers, key: str, generation: Any) -> OviResult:
+        """The follower's body: the generation, and a cancel's verdict recorded as ``cancelled``."""
+        try:
+            return await generation
+        except GatewayError as error:
+            tracked = followers.tracked.get(key)
+            if tracked is not None and tracked.cancel_requested and not alive_error(error):
+                if not isinstance(error, JobCancelled):
+                    error = JobCancelled(f"clip {key} was cancelled: {error.message}", provider=error.provider)
+                self.journal.fail_clip(key, f"{JobCancelled.__name__}: {error.message}")
+                raise error from None
+            raise
+
+    def _start_follower(self, key: str) -> None:
+        """Follow clip ``key`` here (resuming its open submits) unless a follower already runs here."""
+        followers = self._followers_here()
+        if followers.running(key):
+            return
+        clip = self.journal.get_clip(key)
+        if clip is None:
+            raise KeyError(f"no job {key!r} in the journal")
+        request = OviRequest.model_validate_json(clip.request_json)
+        followers.start(key, lambda on_event: self._followed(followers, key, self.agenerate(
+            request, idempotency_key=key, on_event=on_event)))
+
+    async def _claimable(self, key: str) -> bool:
+        """Whether no live process other than this one holds the clip's lease."""
+        owner = lease_owner()
+        if self.journal.claim_clip(key, owner, seconds=1.0, alive=owner_alive) is not None:
+            return False
+        self.journal.release_clip(key, owner)
+        return True
+
+    async def _follow(self, key: str) -> OviResult:
+        """Wait for clip ``key``: on this process's follower, else on a new one here, else (another live
+        process holds the clip) by reading the journal every ``follow_watch_interval`` seconds."""
+        followers = self._followers_here()
+        while True:
+            tracked = followers.tracked.get(key)
+            task = tracked.task if tracked is not None else None
+            held_elsewhere = False
+            if task is not None:
+                if not task.done():
+                    await asyncio.wait([task])
+                if task.cancelled():
+                    raise ClipInProgress(f"the gateway stopped following job {key}; it stays resumable "
+                                         "(gw.job(id).wait() in any process)")
+                error = task.exception()
+                if error is None:
+                    return task.result()
+                if not isinstance(error, ClipInProgress):
+                    if alive_error(error) and tracked is not None:
+                        tracked.task = None  # a paid job is still open: the next wait() follows it again
+                    raise error
+                held_elsewhere = True
+            view = await followers.view(key)
+            if view is None:
+                raise KeyError(f"no job {key!r} in the journal")
+            if view.state == "succeeded" and view.result is not None:
+                return view.result
+            if view.state in ("failed", "cancelled"):
+                kind = JobCancelled if view.state == "cancelled" else GatewayError
+                raise kind(view.error or f"job {key} {view.state}")
+            if held_elsewhere:
+                await self.clock.sleep(followers.watch_interval)
+            self._start_follower(key)
+
+    async def aclose_followers(self, drain_seconds: float = 30.0) -> None:
+        """Stop this loop's followers (see ``Followers.aclose``); their jobs stay resumable."""
+        table: dict[asyncio.AbstractEventLoop, Followers] = self.__dict__.get("_followers_by_loop", {})
+        followers = table.pop(asyncio.get_running_loop(), None)
+        if followers is not None:
+            await followers.aclose(drain_seconds)
+
+    # ---- for sync callers ----------------------------------------------------------------------
+    def _background(self) -> BackgroundLoop:
+        loop: BackgroundLoop | None = self.__dict__.get("_background_loop")
+        if loop is None:
+            loop = self.__dict__["_background_loop"] = BackgroundLoop()
+        return loop
+
+    def submit_sync(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
+                    idempotency_key: str | None = None) -> Job:
+        """``submit`` from sync code: the follower runs on the gateway's background loop thread until
+        ``close()``; use ``Job.wait_sync`` / ``status_sync`` / ``cancel_sync`` on the handle."""
+        return self._background().run(self.submit(request, provider=provider, route=route,
+                                                  idempotency_key=idempotency_key))
+
+    def job_sync(self, job_id: str) -> Job:
+        """``job`` for sync code (the handle's ``*_sync`` methods run on the background loop)."""
+        return self._background().run(_call(self.job, job_id))
+
+    def close(self, drain_seconds: float = 30.0) -> None:
+        """Stop the background loop's followers (jobs stay resumable) and its HTTP clients."""
+        loop: BackgroundLoop | None = self.__dict__.pop("_background_loop", None)
+        if loop is None:
+            return
+        loop.run(_call_async(self.aclose_followers, drain_seconds))
+        loop.run(_call_async(getattr(self, "aclose")))  # noqa: B009 - provided by Gateway
+        loop.stop()
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+async def _call_async(function: Callable[..., Any], *args: Any) -> Any:
+    return await function(*args)
