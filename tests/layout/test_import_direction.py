@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.emulator",),  # below the client: Gateway.offline() builds one (it imports only the clock)
     ("gateway.offline",),
     ("gateway.client",),
+    ("gateway.server", "gateway.webhooks"),
     ("gateway.cli", "gateway.__main__", "gateway"),
     ("providers",),
 ]

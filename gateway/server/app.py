@@ -1,0 +1,414 @@
+"""The ASGI app behind ``ovi-gateway serve``: OpenAI's ``/v1/videos`` shape over the gateway's job handles.
+
+Routes: ``POST/GET /v1/videos``, ``GET/DELETE /v1/videos/{id}``, ``GET /v1/videos/{id}/content``,
+``POST /v1/videos/{id}/cancel``, ``/healthz``, ``/readyz``, ``/openapi.json`` (and the vendor webhook
+routes when ``gateway.webhooks`` is configured). Errors are ``{"error": {message, type, param, code}}``
+with the status the openai SDK maps to its exception classes [openai@3.57.0 _client.py:635-668].
+
+Money-safety rules of the create route:
+* it answers only once the first paid submit's intent is in the journal (``Gateway.submit``);
+* an ``Idempotency-Key`` header (per API key) returns the video made under it;
+* the SDK never sends one and retries POSTs twice [openai _base_client.py:470, :943-962], so a create
+  with ``x-stainless-retry-count`` > 0 whose parsed body matches one from the same key within
+  ``retry_window`` seconds returns that video instead of buying another clip;
+* a 5xx after the intent carries ``x-should-retry: false``, which stops the SDK's retry
+  [openai _base_client.py:933-940].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.errors import (
+    BudgetExceeded,
+    ClipInProgress,
+    ConfigurationError,
+    GatewayError,
+    InvalidRequest,
+    NoRoute,
+)
+from gateway.jobs.handles import CannotCancel, JobView
+from gateway.server.forms import BadField, CreateBody, nest, parse_create
+from gateway.server.openapi import openapi_document
+from gateway.server.store import VideoRow, VideoStore
+
+__all__ = ["ServerConfig", "build_app", "owner_of"]
+
+_STATUS = {"submitting": "queued", "queued": "queued", "running": "in_progress", "unknown": "in_progress",
+           "succeeded": "completed", "failed": "failed", "cancelled": "failed"}
+_PROGRESS = {"queued": 0, "in_progress": 50, "completed": 100, "failed": 100}
+
+
+@dataclass
+class ServerConfig:
+    """How the server runs.
+
+    Args:
+        api_keys: the bearer keys clients may use; each key sees only its own videos.
+        media_dir: where finished clips are stored for ``/content`` (a shared volume for replicas).
+        poll_after_ms: the ``openai-poll-after-ms`` hint on unfinished videos (milliseconds).
+        retry_window: seconds within which an SDK-retried create (no ``Idempotency-Key``) with the same
+            body returns the same video.
+        max_body_bytes: larger create bodies are refused with 413.
+        emulator: vendors are the built-in emulator (loopback callback URLs allowed).
+        lose_create_answers: test fault: this many creates answer 502 *after* the intent, without
+            ``x-should-retry`` (as a proxy that lost the answer would), to prove SDK retries bill once.
+    """
+
+    api_keys: tuple[str, ...]
+    media_dir: Path
+    poll_after_ms: int = 5000
+    retry_window: float = 120.0
+    max_body_bytes: int = 25 * 1024 * 1024
+    emulator: bool = False
+    lose_create_answers: int = 0
+    routes: list[Route] = field(default_factory=list)
+    """Extra routes (the vendor webhook intake) mounted beside the API."""
+
+
+def owner_of(api_key: str) -> str:
+    """The owner id stored for an API key: a SHA-256 digest, so the journal never holds the key."""
+    return hashlib.sha256(b"ovi-gateway/api-key\0" + api_key.encode("utf-8")).hexdigest()[:32]
+
+
+def error(status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+          code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The OpenAI error envelope."""
+    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+class VideoServer:
+    """The route handlers, over one ``Gateway`` (its journal shared with any other replica)."""
+
+    def __init__(self, gateway: Any, config: ServerConfig) -> None:
+        if not config.api_keys:
+            raise ConfigurationError("the server needs at least one API key (--api-key or OVI_GATEWAY_API_KEYS)")
+        if gateway.journal is None:
+            raise ConfigurationError("the server needs the journal (jobs live in it)")
+        self.gateway = gateway
+        self.config = config
+        self.store = VideoStore(gateway.journal)
+        self._owners = {owner_of(key) for key in config.api_keys}
+        self._lost = config.lose_create_answers
+        self.draining = False
+        config.media_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- auth ---------------------------------------------------------------------------------
+    def owner(self, request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        presented = owner_of(token.strip())
+        found = None
+        for known in self._owners:  # compare with every key, so timing does not tell which matched
+            if hmac.compare_digest(presented, known):
+                found = known
+        return found
+
+    def authed(self, handler: Callable[[Request, str], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            owner = self.owner(request)
+            if owner is None:
+                return error(401, "missing or invalid API key (send Authorization: Bearer <key>)",
+                             code="invalid_api_key")
+            return await handler(request, owner)
+
+        return endpoint
+
+    # ---- create -------------------------------------------------------------------------------
+    async def create(self, request: Request, owner: str) -> Response:
+        if self.draining:
+            return error(503, "the server is shutting down; send the request to another replica",
+                         type="server_error", code="shutting_down")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.config.max_body_bytes:
+            return error(413, f"request body over {self.config.max_body_bytes} bytes", code="body_too_large")
+        try:
+            body = parse_create(await _fields(request))
+        except BadField as bad:
+            return error(400, bad.message, param=bad.param, code=bad.code)
+        idem = request.headers.get("idempotency-key") or None
+        existing = self._existing(owner, body, idem, request.headers.get("x-stainless-retry-count", "0"))
+        if isinstance(existing, Response):
+            return existing
+        if existing is not None:
+            return await self._answer(existing)
+        row = self.store.insert(VideoRow(
+            id=f"video_{uuid.uuid4().hex}", owner=owner, idempotency_key=idem, fingerprint=body.fingerprint,
+            model=body.model, seconds=body.seconds, size=body.size, prompt=body.request.prompt,
+            route_json=None if body.route is None else body.route.model_dump_json(), callback_url=body.callback_url,
+            created_at=time.time(), deleted_at=None))
+        if row.fingerprint != body.fingerprint:  # lost a race for the same Idempotency-Key
+            return _reused_key()
+        try:
+            await self.gateway.submit(body.request, route=body.route, idempotency_key=row.id)
+        except GatewayError as failure:
+            if self.gateway.journal.submits(row.id):
+                return self._after_intent(row, failure)
+            self.store.remove(row.id)  # nothing was sent: a retry may make it anew
+            return _refused(failure)
+        except Exception as failure:  # must answer with x-should-retry: false when a job may exist
+            if self.gateway.journal.submits(row.id):
+                return self._after_intent(row, failure)
+            self.store.remove(row.id)
+            raise
+        if self._lost > 0:
+            self._lost -= 1
+            return Response("upstream answer lost (test fault)", status_code=502)
+        return await self._answer(row)
+
+    def _existing(self, owner: str, body: CreateBody, idem: str | None, retry_count: str) -> Any:
+        if idem is not None:
+            found = self.store.by_idempotency_key(owner, idem)
+            if found is not None and found.fingerprint != body.fingerprint:
+                return _reused_key()
+            return found
+        retried = retry_count.isdigit() and int(retry_count) > 0
+        if retried:
+            return self.store.recent_twin(owner, body.fingerprint, time.time() - self.config.retry_window)
+        return None
+
+    def _after_intent(self, row: VideoRow, failure: BaseException) -> Response:
+        return error(500, f"the video {row.id} was accepted but the answer failed ({type(failure).__name__}); "
+                     f"do not create it again: GET /v1/videos/{row.id}", type="server_error", code="answer_failed",
+                     headers={"x-should-retry": "false"})
+
+    # ---- reading ------------------------------------------------------------------------------
+    async def _view(self, row: VideoRow) -> JobView | None:
+        job = self.gateway.job(row.id)
+        try:
+            view = await job.status()
+        except KeyError:
+            return None
+        if not view.final:
+            await self._ensure_followed(row.id)
+        return view
+
+    async def _ensure_followed(self, video_id: str) -> None:
+        """A job nobody follows (its process died) is picked up by the replica that is asked about it."""
+        followers = self.gateway._followers_here()
+        if followers.running(video_id) or followers.closing:
+            return
+        if await self.gateway._claimable(video_id):
+            self.gateway._start_follower(video_id)
+
+    async def _answer(self, row: VideoRow, status: int = 200) -> Response:
+        view = await self._view(row)
+        body = video_json(row, view)
+        headers = {} if body["status"] in ("completed", "failed") else {
+            "openai-poll-after-ms": str(self.config.poll_after_ms)}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def retrieve(self, request: Request, owner: str) -> Response:
+        row = self.store.get(owner, request.path_params["video_id"])
+        return _not_found(request) if row is None else await self._answer(row)
+
+    async def list(self, request: Request, owner: str) -> Response:
+        query = request.query_params
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            return error(400, "order must be asc or desc", param="order")
+        limit_text = query.get("limit", "20")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+            return error(400, "limit must be an integer from 1 to 100", param="limit")
+        rows, more = self.store.page(owner, after=query.get("after"), limit=int(limit_text), ascending=order == "asc")
+        data = [video_json(row, await self._view(row)) for row in rows]
+        return JSONResponse({"object": "list", "data": data, "has_more": more,
+                             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+    async def content(self, request: Request, owner: str) -> Response:
+        row = self.store.get(owner, request.path_params["video_id"])
+        if row is None:
+            return _not_found(request)
+        variant = request.query_params.get("variant", "video")
+        if variant != "video":
+            return error(400, f"variant {variant!r} is not available: Ovi clips have only the video",
+                         param="variant", code="unsupported_value")
+        view = await self._view(row)
+        if view is None or view.state != "succeeded" or view.result is None:
+            state = view.state if view else "unknown"
+            return error(409, f"video {row.id} is {state}; its content exists once it is completed",
+                         code="video_not_ready")
+        path = self.config.media_dir / f"{row.id}.mp4"
+        if not path.exists():
+            await self._fetch(view.result.video_url, path)
+        return FileResponse(path, media_type="video/mp4")
+
+    async def _fetch(self, url: str, path: Path) -> None:
+        """Copy the vendor's clip into the media directory (temporary name, then an atomic rename)."""
+        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        async with httpx.AsyncClient(transport=self.gateway.transport, follow_redirects=True,
+                                     timeout=httpx.Timeout(120.0, connect=10.0)) as http:
+            async with http.stream("GET", url) as response:
+                response.raise_for_status()
+                with part.open("wb") as out:
+                    async for chunk in response.aiter_bytes(1 << 16):
+                        out.write(chunk)
+        os.replace(part, path)
+
+    # ---- ending -------------------------------------------------------------------------------
+    async def delete(self, request: Request, owner: str) -> Response:
+        row = self.store.get(owner, request.path_params["video_id"])
+        if row is None:
+            return _not_found(request)
+        view = await self._view(row)
+        if view is not None and not view.final:
+            try:
+                await self.gateway.job(row.id).cancel()
+            except (CannotCancel, ClipInProgress) as refusal:
+                return error(409, f"video {row.id} is still being made and cannot be deleted: {refusal.message}",
+                             code="cannot_cancel")
+        (self.config.media_dir / f"{row.id}.mp4").unlink(missing_ok=True)
+        self.store.mark_deleted(row.id)
+        return JSONResponse({"id": row.id, "deleted": True, "object": "video.deleted"})
+
+    async def cancel(self, request: Request, owner: str) -> Response:
+        row = self.store.get(owner, request.path_params["video_id"])
+        if row is None:
+            return _not_found(request)
+        try:
+            await self.gateway.job(row.id).cancel()
+        except (CannotCancel, ClipInProgress) as refusal:
+            return error(409, refusal.message, code="cannot_cancel")
+        return await self._answer(row)
+
+    # ---- health -------------------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if self.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        try:
+            await asyncio.to_thread(self.store.ping)
+        except Exception as failure:  # any storage failure means not ready
+            return JSONResponse({"status": "storage unreachable", "error": type(failure).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def ledger(self, request: Request, owner: str) -> Response:
+        """The emulator's billing ledger (emulator mode only), for tests in other processes."""
+        return JSONResponse(self.gateway.emulator.ledger_json())
+
+
+def video_json(row: VideoRow, view: JobView | None) -> dict[str, Any]:
+    """The OpenAI ``Video`` object, plus ``ovi`` (the gateway's full state) and ``usage.cost`` (USD)."""
+    state = view.state if view is not None else "submitting"
+    status = _STATUS[state]
+    result = view.result if view is not None else None
+    problem = None
+    if state == "cancelled":
+        problem = {"code": "cancelled", "message": view.error if view else "cancelled"}
+    elif state == "failed":
+        text = (view.error if view else None) or "the video failed"
+        problem = {"code": "expired" if text.startswith("ResultExpired") else "generation_failed", "message": text}
+    completed_at = int(row.created_at + result.timings.total_s) if result is not None else None
+    cost = None if view is None or view.cost_usd is None else str(view.cost_usd)
+    return {
+        "id": row.id, "object": "video", "created_at": int(row.created_at), "completed_at": completed_at,
+        "expires_at": None, "model": row.model, "progress": _PROGRESS[status], "prompt": row.prompt,
+        "remixed_from_video_id": None, "seconds": row.seconds, "size": row.size, "status": status, "error": problem,
+        "usage": {"cost": cost, "cost_source": view.cost_source if view else None},
+        "ovi": {"state": state, "provider": view.provider if view else None,
+                "vendor_job_id": view.vendor_job_id if view else None,
+                "attempts": list(view.attempts) if view else [],
+                "dropped": list(result.dropped) if result is not None else []},
+    }
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        try:
+            value = json.loads(await request.body())
+        except ValueError:
+            raise BadField("the body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise BadField("the body must be a JSON object")
+        return value
+    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        items = []
+        for key, value in form.multi_items():
+            items.append((key, await value.read() if isinstance(value, UploadFile) else value))
+        return nest(items)
+    raise BadField("send application/json or multipart/form-data", param=None)
+
+
+def _not_found(request: Request) -> Response:
+    return error(404, f"no video {request.path_params['video_id']!r}", code="not_found")
+
+
+def _reused_key() -> Response:
+    return error(409, "this Idempotency-Key was used for a different request; use a new key",
+                 param="Idempotency-Key", code="idempotency_key_reused")
+
+
+def _refused(failure: GatewayError) -> Response:
+    if isinstance(failure, NoRoute):
+        return error(400, failure.message, code="no_route")
+    if isinstance(failure, InvalidRequest):
+        return error(400, failure.message, code="invalid_request")
+    if isinstance(failure, BudgetExceeded):
+        return error(402, failure.message, code="budget_exceeded")
+    if isinstance(failure, ConfigurationError):
+        return error(503, failure.message, type="server_error", code="not_configured")
+    return error(502, f"no vendor took the video: {failure.message}", type="server_error", code="vendor_error")
+
+
+def build_app(gateway: Any, config: ServerConfig) -> Starlette:
+    """The Starlette app for ``gateway``; its shutdown stops the followers (leases released)."""
+    server = VideoServer(gateway, config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            server.draining = True
+            await gateway.aclose()  # lets submits on the wire finish, then hands the jobs back
+            server.store.close()
+
+    routes = [
+        Route("/v1/videos", server.authed(server.create), methods=["POST"]),
+        Route("/v1/videos", server.authed(server.list), methods=["GET"]),
+        Route("/v1/videos/{video_id}", server.authed(server.retrieve), methods=["GET"]),
+        Route("/v1/videos/{video_id}", server.authed(server.delete), methods=["DELETE"]),
+        Route("/v1/videos/{video_id}/content", server.authed(server.content), methods=["GET"]),
+        Route("/v1/videos/{video_id}/cancel", server.authed(server.cancel), methods=["POST"]),
+        Route("/healthz", server.healthz, methods=["GET"]),
+        Route("/readyz", server.readyz, methods=["GET"]),
+        Route("/openapi.json", server.openapi, methods=["GET"]),
+        *config.routes,
+    ]
+    if config.emulator and getattr(gateway, "emulator", None) is not None:
+        routes.append(Route("/_emulator/ledger", server.authed(server.ledger), methods=["GET"]))
+
+    async def crashed(request: Request, failure: Exception) -> Response:
+        return error(500, f"internal error ({type(failure).__name__})", type="server_error", code="internal_error")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
+    app.state.server = server
+    return app

@@ -1,0 +1,188 @@
+"""``POST /v1/videos`` bodies → an ``OviRequest`` and a ``Route``, refusing (never dropping) what Ovi cannot do.
+
+The official openai SDK always sends multipart, every value a string, nested ``extra_body`` values as
+bracket keys (``provider[order][]=fal``) [openai@3.57.0 _base_client.py:704-731, qs brackets format];
+other clients send JSON. Both are rebuilt into one nested dict, then typed by the pydantic models
+(lax mode turns ``"0"`` into 0 and ``"false"`` into False), so coercion has one schema, not two.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.request import OviRequest, sniff_image
+from gateway.routing.planner import Route
+
+__all__ = ["MODELS", "BadField", "CreateBody", "nest", "parse_create"]
+
+MODELS = {
+    "ovi": "Ovi, image-to-video with an input_reference, text-to-video without",
+    "ovi-image-to-video": "Ovi image-to-video (input_reference required)",
+    "ovi-text-to-video": "Ovi text-to-video (no input_reference; size picks the frame)",
+}
+"""Accepted ``model`` values (default ``ovi``)."""
+SECONDS = "5"
+"""Ovi makes 5-second clips only."""
+OPENAI_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
+REQUEST_FIELDS = tuple(name for name in OviRequest.model_fields if name not in ("prompt", "image", "size"))
+ROUTE_FIELDS = tuple(Route.model_fields)
+_LIST_FIELDS = frozenset(name for name, info in Route.model_fields.items()
+                         if typing.get_origin(info.annotation) is list
+                         or list in typing.get_args(info.annotation)
+                         or any(typing.get_origin(a) is list for a in typing.get_args(info.annotation)))
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+
+
+class BadField(ValueError):
+    """A field the server refuses: ``param`` names it, the message says what is allowed."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_value") -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CreateBody:
+    """A parsed create: the clip, how to route it, the OpenAI-shaped echoes, a fingerprint for retries."""
+
+    request: OviRequest
+    route: Route | None
+    model: str
+    seconds: str
+    size: str
+    callback_url: str | None
+    fingerprint: str
+
+
+def nest(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Bracket keys (``a[b][]``) to nested dicts and lists; a repeated plain key becomes a list."""
+    out: dict[str, Any] = {}
+    for key, value in items:
+        head, _, rest = key.partition("[")
+        path = [head, *_BRACKET.findall("[" + rest)] if rest else [head]
+        if not head:
+            raise BadField(f"malformed form key {key!r}", param=key)
+        node: Any = out
+        for index, part in enumerate(path):
+            last = index == len(path) - 1
+            if part == "":  # "[]": append
+                if not isinstance(node, list):
+                    raise BadField(f"form key {key!r} mixes a list and a value", param=key)
+                node.append(value if last else {})
+                node = node[-1]
+                continue
+            if not isinstance(node, dict):
+                raise BadField(f"form key {key!r} mixes a list and a value", param=key)
+            if last:
+                if part in node:
+                    previous = node[part]
+                    node[part] = [*previous, value] if isinstance(previous, list) else [previous, value]
+                else:
+                    node[part] = value
+            else:
+                node = node.setdefault(part, [] if path[index + 1] == "" else {})
+    return out
+
+
+def _image(value: Any) -> Any:
+    """``input_reference`` as the gateway takes images: bytes become a data URI; an object gives its
+    ``image_url``; a ``file_id`` is refused (this server stores no files)."""
+    if isinstance(value, bytes | bytearray):
+        mime = sniff_image(bytes(value))
+        if mime is None:
+            raise BadField("input_reference must be a PNG, JPEG or WebP image", param="input_reference")
+        return f"data:{mime};base64,{base64.b64encode(bytes(value)).decode()}"
+    if isinstance(value, Mapping):
+        if set(value) - {"image_url", "file_id"}:
+            raise BadField("input_reference takes image_url (or an uploaded file)", param="input_reference")
+        if value.get("file_id"):
+            raise BadField("input_reference.file_id is not supported: upload the image or give image_url",
+                           param="input_reference.file_id")
+        if not value.get("image_url"):
+            raise BadField("input_reference needs image_url or a file", param="input_reference")
+        return value["image_url"]
+    if isinstance(value, str) and value:
+        return value
+    raise BadField("input_reference must be an image file, an image URL or {image_url}", param="input_reference")
+
+
+def _route(fields: dict[str, Any]) -> dict[str, Any]:
+    """Route fields, top level (``order``, ``max_price``…) or OpenRouter-style ``provider: {order…}``."""
+    route = {name: fields.pop(name) for name in list(fields) if name in ROUTE_FIELDS and name != "provider"}
+    provider = fields.pop("provider", None)
+    if isinstance(provider, Mapping):
+        unknown = set(provider) - set(ROUTE_FIELDS) - {"provider"}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise BadField(f"unknown routing field provider.{name}; allowed: {', '.join(ROUTE_FIELDS)}",
+                           param=f"provider.{name}", code="unknown_parameter")
+        route.update(provider)
+    elif provider is not None:
+        route["provider"] = provider
+    for name in _LIST_FIELDS & set(route):
+        if isinstance(route[name], str):  # a plain form key: "fal,runware"
+            route[name] = [part.strip() for part in route[name].split(",") if part.strip()]
+    return route
+
+
+def parse_create(fields: dict[str, Any]) -> CreateBody:
+    """Turn one create body (already nested) into a ``CreateBody``; ``BadField`` names what is wrong."""
+    fields = dict(fields)
+    prompt = fields.pop("prompt", None)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadField("prompt is required", param="prompt", code="missing_required_parameter")
+    model = str(fields.pop("model", None) or "ovi")
+    if model not in MODELS:
+        raise BadField(f"model {model!r} is not served here; use one of: {', '.join(MODELS)}", param="model",
+                       code="model_not_found")
+    seconds = str(fields.pop("seconds", None) or SECONDS)
+    if seconds != SECONDS:
+        raise BadField(f"seconds={seconds!r} is not possible: Ovi clips are always {SECONDS} seconds "
+                       f"(send \"{SECONDS}\" or leave it out)", param="seconds", code="unsupported_value")
+    raw_image = fields.pop("input_reference", None)
+    if "image" in fields:
+        if raw_image is not None:
+            raise BadField("give the image once: input_reference or image", param="image")
+        raw_image = fields.pop("image")
+    image = None if raw_image is None else _image(raw_image)
+    if model == "ovi-image-to-video" and image is None:
+        raise BadField("model ovi-image-to-video needs an input_reference image", param="input_reference")
+    if model == "ovi-text-to-video" and image is not None:
+        raise BadField("model ovi-text-to-video takes no input_reference", param="input_reference")
+    size = fields.pop("size", None)
+    if size is not None and image is not None:
+        raise BadField("size applies to text-to-video only; an image-to-video clip takes the input image's "
+                       "aspect ratio (remove size, or the input_reference)", param="size", code="unsupported_value")
+    callback_url = fields.pop("callback_url", None)
+    route_fields = _route(fields)
+    request_fields = {name: fields.pop(name) for name in list(fields) if name in REQUEST_FIELDS}
+    if fields:
+        name = sorted(fields)[0]
+        allowed = ", ".join((*OPENAI_FIELDS, *REQUEST_FIELDS, *ROUTE_FIELDS, "callback_url"))
+        raise BadField(f"unknown field {name!r} (refused, not dropped); allowed: {allowed}", param=name,
+                       code="unknown_parameter")
+    try:
+        request = OviRequest(prompt=prompt, image=image, size=size, **request_fields)
+        route = Route(**route_fields) if route_fields else None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or None
+        raise BadField(f"{where}: {first['msg']}" if where else first["msg"], param=where) from None
+    canonical = {"request": json.loads(request.model_dump_json()), "model": model,
+                 "route": None if route is None else json.loads(route.model_dump_json()),
+                 "callback_url": callback_url}
+    fingerprint = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return CreateBody(request=request, route=route, model=model, seconds=seconds,
+                      size=str(size) if size is not None else "auto", callback_url=callback_url,
+                      fingerprint=fingerprint)
