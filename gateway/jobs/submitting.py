@@ -94,7 +94,8 @@ class HandlesMixin:
     async def _followed(self, followers: Followers, key: str, generation: Any) -> OviResult:
         """The follower's body: the generation, and a cancel's verdict recorded as ``cancelled``."""
         try:
-            return await generation
+            result: OviResult = await generation
+            return result
         except GatewayError as error:
             tracked = followers.tracked.get(key)
             if tracked is not None and tracked.cancel_requested and not alive_error(error):
@@ -181,7 +182,8 @@ class HandlesMixin:
 
     def job_sync(self, job_id: str) -> Job:
         """``job`` for sync code (the handle's ``*_sync`` methods run on the background loop)."""
-        return self._background().run(_call(self.job, job_id))
+        job: Job = self._background().run(_call(self.job, job_id))
+        return job
 
     def close(self, drain_seconds: float = 30.0) -> None:
         """Stop the background loop's followers (jobs stay resumable) and its HTTP clients."""

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+import gateway.secrets as secrets
 from gateway.errors import (
     BudgetExceeded,
     ClipInProgress,
@@ -104,6 +105,8 @@ class VideoServer:
             raise ConfigurationError("the server needs at least one API key (--api-key or OVI_GATEWAY_API_KEYS)")
         if gateway.journal is None:
             raise ConfigurationError("the server needs the journal (jobs live in it)")
+        for key in config.api_keys:  # redacted from every error, log record and journal text
+            secrets.register(key)
         self.gateway = gateway
         self.config = config
         self.store = VideoStore(gateway.journal)
@@ -197,7 +200,7 @@ class VideoServer:
     async def _view(self, row: VideoRow) -> JobView | None:
         job = self.gateway.job(row.id)
         try:
-            view = await job.status()
+            view: JobView = await job.status()
         except KeyError:
             return None
         if not view.final:
