@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from gateway.emulator.base import FAKE_MP4
+from gateway.emulator.clips import ClipStore
 from tests.conftest import PNG_BYTES
 
 pytestmark = pytest.mark.slow
@@ -93,7 +93,7 @@ def test_create_retrieve_download_with_the_official_sdk(served, tmp_path) -> Non
     done = _until_completed(client, video.id)
     assert done.status == "completed" and done.progress == 100
     assert done.model_extra["ovi"]["provider"] == "fal" and done.model_extra["usage"]["cost"] == "0.20"
-    assert client.videos.download_content(video.id).read() == FAKE_MP4
+    assert client.videos.download_content(video.id).read() == ClipStore.asset("mp4")
     page = client.videos.list(limit=10)
     assert [v.id for v in page.data] == [video.id]
 
