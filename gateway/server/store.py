@@ -1,4 +1,4 @@
-"""The server's own rows (``server_videos``, migration 0003) beside the journal's clips, in the same file.
+"""The server's own rows (``server_videos``, migration 0004) beside the journal's clips, in the same file.
 
 One row per video: who owns it (a digest of the caller's API key), the OpenAI-shaped fields it was asked
 with, and the keys that make a create idempotent. Clip state is never copied here: it is read from the

@@ -1,4 +1,4 @@
--- 0003: videos made through `ovi-gateway serve`. id is the clip's key; owner is a digest of the API key
+-- 0004: videos made through `ovi-gateway serve`. id is the clip's key; owner is a digest of the API key
 -- that made it (never the key); fingerprint (a digest of the parsed request) finds an SDK's retried create.
 CREATE TABLE IF NOT EXISTS server_videos (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, idempotency_key TEXT, fingerprint TEXT NOT NULL,
