@@ -21,12 +21,14 @@ from typing import Any
 
 from benchmarks import common
 
-NAMES = ("overhead", "polling", "concurrency", "regret")
+NAMES = ("overhead", "polling", "concurrency", "regret", "peers", "startup")
 TITLES = {
     "overhead": "1. Overhead: Gateway.agenerate vs minimal raw httpx (same emulator, zero job time)",
     "polling": "2. Polling efficiency: three vendors x three job-time distributions, status calls and detection delay",
     "concurrency": "3. Concurrency: jobs in flight at once in one process",
     "regret": "4. Cost regret vs the cheapest feasible route, with injected outages",
+    "peers": "5. Peers over loopback HTTP (fal): raw httpx, fal-client, the gateway, LiteLLM",
+    "startup": "6. Start-up: whole processes vs python -c 'import httpx'",
 }
 HERE = Path(__file__).resolve().parent
 
@@ -55,8 +57,9 @@ def _run_one(name: str, quick: bool, jobs: list[int] | None) -> dict[str, Any]:
     if name == "concurrency":
         from benchmarks import concurrency
         return concurrency.run(quick, jobs)
-    from benchmarks import regret
-    return regret.run(quick)
+    module = __import__(f"benchmarks.{name}", fromlist=["run"])
+    result: dict[str, Any] = module.run(quick)
+    return result
 
 
 def _rows(name: str, result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:

@@ -1,0 +1,227 @@
+"""5. Peers over loopback HTTP: what each client adds per fal job over a raw httpx sequence.
+
+The emulator runs in its own process behind the loopback server (uvicorn, real sockets), with jobs that
+are done at once (``job_time = 0``), so what remains is each client's own work per job. Sides, each
+making the same three calls per job (submit, one status check, the result):
+
+- ``raw httpx``: the shortest hand-written sequence (``POST`` the queue, ``GET`` status, ``GET`` result);
+- ``fal-client``: its ``AsyncClient.submit`` + ``handle.get()`` (what a user of the bare SDK writes);
+- ``gateway, journal=None`` and ``gateway, default journal`` (a SQLite file in a temporary directory, what
+  ``Gateway()`` uses): ``Gateway.agenerate(request, provider="fal")`` with a zero-wait ``PollPolicy``;
+- ``LiteLLM``: ``litellm.avideo_generation`` + ``avideo_status`` for ``fal_ai/fal-ai/ovi/image-to-video``,
+  installed by this benchmark into its own virtual environment (``benchmarks/.venvs/litellm``; its pins may
+  move httpx or pydantic, so it is never a dependency of ours) with ``LITELLM_LOCAL_MODEL_COST_MAP=True``.
+
+Method: warm-up jobs, then rounds in which the in-process sides alternate job by job; LiteLLM runs in its
+venv's process right after, against the same server. Figures are medians of per-round medians. The cost
+of one fsync on this disk (4 KiB write + ``os.fsync``) is measured in the same run, since the default
+journal flushes twice per job (the intent before the POST, the job id after the ack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import IMAGE, median, prompt
+
+HERE = Path(__file__).resolve().parent
+LITELLM_VERSION = "1.110.2"
+LITELLM_VENV = HERE / ".venvs" / "litellm"
+APP = "fal-ai/ovi/image-to-video"
+KEY = "emulator-key"
+
+SERVER = textwrap.dedent("""
+    import sys
+    from gateway.emulator import Emulator
+    server = Emulator(job_time=lambda rng: 0.0, seed=11).serve(0)
+    print(server.server_port, flush=True)
+    sys.stdin.read()
+""")
+
+LITELLM_CHILD = textwrap.dedent("""
+    import asyncio, json, os, statistics, sys, time
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    import litellm
+    base, jobs, warmup, image = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+    async def one(i):
+        began = time.perf_counter()
+        video = await litellm.avideo_generation(model="fal_ai/fal-ai/ovi/image-to-video",
+                                                prompt=f"Clip {i}: a knight. <S>Hold.<E>", input_reference=image,
+                                                api_base=base, api_key="emulator-key")
+        status = await litellm.avideo_status(video_id=video.id, api_base=base, api_key="emulator-key")
+        assert status.status == "completed", status
+        return time.perf_counter() - began
+
+    async def main():
+        for i in range(warmup):
+            await one(10_000_000 + i)
+        times = [await one(i) for i in range(jobs)]
+        print(json.dumps({"per_job_s": statistics.median(times), "jobs": jobs,
+                          "version": getattr(litellm, "__version__", None) or
+                          __import__("importlib.metadata").metadata.version("litellm")}))
+
+    asyncio.run(main())
+""")
+
+
+def flush_cost_ms(samples: int = 200) -> float:
+    """Median milliseconds of a 4 KiB write plus ``os.fsync`` in a temporary file on this disk."""
+    with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir()) as handle:
+        times = []
+        for _ in range(samples):
+            began = time.perf_counter()
+            os.write(handle.fileno(), b"x" * 4096)
+            os.fsync(handle.fileno())
+            times.append(time.perf_counter() - began)
+    return 1000 * median(times)
+
+
+def _start_server() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, cwd=HERE.parent)
+    assert process.stdout is not None
+    return process, f"http://127.0.0.1:{int(process.stdout.readline())}"
+
+
+def ensure_litellm() -> Path | None:
+    """The LiteLLM venv's python, installing it on first use; ``None`` (and a note) if it cannot be had."""
+    python = LITELLM_VENV / "bin" / "python"
+    if python.exists():
+        return python
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, capture_output=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"litellm=={LITELLM_VERSION}"], check=True,
+                       capture_output=True, timeout=900)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return python
+
+
+async def _in_process(base: str, jobs: int, rounds: int, warmup: int) -> dict[str, list[float]]:
+    import fal_client
+    import fal_client.client
+    import httpx
+
+    from gateway import Gateway, OviRequest
+    from gateway.emulator.loopback import LoopbackTransport
+    from gateway.jobs.polling import PollPolicy
+
+    fal_client.client.QUEUE_URL_FORMAT = base + "/"  # what the SDK loopback test does: the queue host only
+    fal = fal_client.AsyncClient(key=KEY)
+    http = httpx.AsyncClient()
+    keys = {"fal": KEY, "runware": KEY, "wavespeed": KEY}
+    zero_wait = PollPolicy(expected=0.0, first_fraction=0.0, interval=0.0, learn=False)
+    scratch = tempfile.TemporaryDirectory()
+    lean = Gateway(transport=LoopbackTransport(base), keys=keys, journal=None, poll=zero_wait)
+    default = Gateway(transport=LoopbackTransport(base), keys=keys, poll=zero_wait,
+                      journal=os.path.join(scratch.name, "journal.sqlite3"))
+    headers = {"authorization": f"Key {KEY}"}
+
+    async def raw(i: int) -> None:
+        submitted = (await http.post(f"{base}/{APP}", json={"prompt": prompt(i), "image_url": IMAGE},
+                                     headers=headers)).json()
+        status = (await http.get(submitted["status_url"], headers=headers)).json()
+        assert status["status"] == "COMPLETED", status
+        result = await http.get(submitted["response_url"], headers=headers)
+        result.raise_for_status()
+
+    async def sdk(i: int) -> None:
+        handle = await fal.submit(APP, {"prompt": prompt(i), "image_url": IMAGE})
+        await handle.get()
+
+    async def lean_job(i: int) -> None:
+        await lean.agenerate(OviRequest(prompt=prompt(i), image=IMAGE), provider="fal")
+
+    async def default_job(i: int) -> None:
+        await default.agenerate(OviRequest(prompt=prompt(i), image=IMAGE), provider="fal")
+
+    sides = {"raw httpx": raw, "fal-client": sdk, "gateway, journal=None": lean_job,
+             "gateway, default journal": default_job}
+    per_round: dict[str, list[float]] = {name: [] for name in sides}
+    counter = 0
+    try:
+        for side in sides.values():
+            for _ in range(warmup):
+                counter += 1
+                await side(1_000_000 + counter)
+        for _ in range(rounds):
+            times: dict[str, list[float]] = {name: [] for name in sides}
+            for _ in range(jobs):
+                for name, side in sides.items():
+                    counter += 1
+                    began = time.perf_counter()
+                    await side(counter)
+                    times[name].append(time.perf_counter() - began)
+            for name in sides:
+                per_round[name].append(median(times[name]))
+    finally:
+        await lean.aclose()
+        await default.aclose()
+        await http.aclose()
+        scratch.cleanup()
+    return per_round
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    jobs, rounds, warmup = (40, 2, 10) if quick else (200, 3, 30)
+    flush = flush_cost_ms(50 if quick else 200)
+    process, base = _start_server()
+    try:
+        per_round = asyncio.run(_in_process(base, jobs, rounds, warmup))
+        litellm: dict[str, Any] | None = None
+        python = ensure_litellm()
+        if python is not None:
+            done = subprocess.run([str(python), "-c", LITELLM_CHILD, base, str(jobs * rounds), str(warmup), IMAGE],
+                                  capture_output=True, text=True, timeout=900,
+                                  env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+            if done.returncode == 0:
+                litellm = json.loads(done.stdout.strip().splitlines()[-1])
+            else:
+                litellm = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=10)
+    per_job = {name: median(values) for name, values in per_round.items()}
+    if litellm is not None and "per_job_s" in litellm:
+        per_job["LiteLLM"] = litellm["per_job_s"]
+    raw = per_job["raw httpx"]
+    added_ms = {name: 1000 * (value - raw) for name, value in per_job.items()}
+    sdk, lean, default = added_ms["fal-client"], added_ms["gateway, journal=None"], added_ms["gateway, default journal"]
+    peer = added_ms.get("LiteLLM")
+    targets = {
+        "lean <= 1.5 x fal-client": {"limit_ms": 1.5 * sdk, "value_ms": lean, "met": lean <= 1.5 * sdk},
+        "default <= that + 2 flushes + 0.1 ms": {"limit_ms": 1.5 * sdk + 2 * flush + 0.1, "value_ms": default,
+                                                 "met": default <= 1.5 * sdk + 2 * flush + 0.1},
+    }
+    if peer is not None:
+        targets["lean <= 1/5 of LiteLLM"] = {"limit_ms": peer / 5, "value_ms": lean, "met": lean <= peer / 5}
+    return {"jobs_per_round": jobs, "rounds": rounds, "warmup": warmup, "flush_ms": flush,
+            "per_job_ms": {k: 1000 * v for k, v in per_job.items()}, "added_ms": added_ms, "litellm": litellm,
+            "targets": targets}
+
+
+def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
+    headers = ["client (fal, loopback HTTP)", "ms per job", "added over raw httpx, ms", "x raw httpx"]
+    raw = result["per_job_ms"]["raw httpx"]
+    body = [[name, value, result["added_ms"][name], value / raw] for name, value in result["per_job_ms"].items()]
+    notes = [f"{result['rounds']} rounds x {result['jobs_per_round']} jobs per side after {result['warmup']} warm-up "
+             "jobs; in-process sides alternate job by job; the emulator is another process behind uvicorn.",
+             f"One fsync on this disk (4 KiB write + fsync): {result['flush_ms']:.3f} ms.",
+             "LiteLLM: " + (f"{result['litellm'].get('version')} in benchmarks/.venvs/litellm, "
+                            "LITELLM_LOCAL_MODEL_COST_MAP=True" if result["litellm"] and "version" in result["litellm"]
+                            else f"not measured ({(result['litellm'] or {}).get('error', 'could not be installed')})")]
+    for name, target in result["targets"].items():
+        notes.append(f"Target {name}: {target['value_ms']:.3f} ms vs limit {target['limit_ms']:.3f} ms -> "
+                     f"{'met' if target['met'] else 'NOT met'}.")
+    return headers, body, notes
