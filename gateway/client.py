@@ -9,7 +9,7 @@ import os
 import random
 import uuid
 import warnings
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +28,7 @@ from gateway.errors import (
     NoRoute,
 )
 from gateway.http import USER_AGENT, ClientTransport
+from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
 from gateway.jobs.runner import Event, Runner
@@ -375,6 +376,24 @@ class Gateway(HandlesMixin):
                                 allow_local=self.allow_local_media or result.emulated,
                                 max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
                                 timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+
+    # ---- many at once -----------------------------------------------------------------------
+    def agenerate_many(self, requests: Iterable[OviRequest], *, concurrency: int = 8,
+                       keys: Iterable[str | None] | None = None, provider: str | None = None,
+                       route: Route | None = None,
+                       on_event: Callable[[Event], None] | None = None) -> AsyncIterator[ManyOutcome]:
+        """Make many clips, at most ``concurrency`` at a time, yielding a ``ManyOutcome`` (the result, or
+        the ``GatewayError`` that ended it, with the request's index) as each finishes.
+
+        ``keys`` (one per request, ``None`` for none) are idempotency keys: rerunning the same keys pays
+        nothing again for clips already made and finishes jobs already paid for. ``provider``, ``route``
+        and ``on_event`` apply to every request. Use inside ``async for``; leaving it early cancels the
+        generations still running (their paid jobs stay in the journal for ``resume()``)."""
+        async def one(request: OviRequest, key: str | None) -> OviResult:
+            return await self.agenerate(request, provider=provider, route=route, idempotency_key=key,
+                                        on_event=on_event)
+
+        return run_many(one, requests, keys=keys, concurrency=concurrency)
 
     # ---- resuming ---------------------------------------------------------------------------
     def resume(self) -> list[ResumeOutcome]:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from gateway.cli import render
+from gateway.cli.batch import batch
 from gateway.cli.common import (
     EMULATOR_NOTICE,
     JOB_SECONDS_ENV,
@@ -206,6 +207,7 @@ def spend(journal: str | None, since: Any, as_json: bool) -> None:
 
 
 cli.add_command(generate)
+cli.add_command(batch)
 cli.add_command(demo)
 
 

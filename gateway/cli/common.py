@@ -201,8 +201,8 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
     """The gateway for ``quote``/``generate``/``batch``/``demo``: a loopback emulator when
     ``--emulator-url`` is given, the built-in one when forced or when no key is set, else only the real
     vendors that have keys. Says which on stderr (``notice`` overrides the emulator line; ``""`` says
-    nothing); never mixes the two. The built-in emulator's journal is in memory unless ``--journal``
-    is given (its jobs die with the process); a loopback emulator's is the offline journal."""
+    nothing); never mixes the two. Both emulators' default journal is the offline one (never the real
+    journal), so a rerun finds what an earlier run made."""
     registry = Registry.load()
     ctx = click.get_current_context()
     book = _price_book()
@@ -226,8 +226,10 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
         fixed = float(os.environ[JOB_SECONDS_ENV]) if os.environ.get(JOB_SECONDS_ENV) else None
         low, high = (2.0, 4.0) if fixed is None else (fixed, fixed)
         emu = make_emulator(faults, lambda rng: rng.uniform(low, high))
+        from gateway.offline import offline_journal_path
+
         return Gateway.offline(emulator=emu, registry=registry, prices=book, job_seconds=(low, high),
-                               journal=":memory:" if journal is None else open_journal(journal))
+                               journal=open_journal(str(offline_journal_path()) if journal is None else journal))
     if faults:
         raise click.UsageError("--faults applies to the emulator only (add --emulator)")
     click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
@@ -265,8 +267,8 @@ def names(value: str | None, gw: Gateway, flag: str) -> list[str]:
 
 journal_option = click.option(
     "--journal", "journal", metavar="PATH",
-    help="Job journal (SQLite). Default: the gateway's journal file; with the built-in emulator an in-memory "
-         "one; with --emulator-url the offline journal.")
+    help="Job journal (SQLite). Default: the gateway's journal file; with an emulator the separate offline "
+         "journal beside it.")
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON object on stdout (errors too) instead of tables.")
 emulator_option = click.option("--emulator", is_flag=True, help="Use the built-in emulator even if keys are set.")

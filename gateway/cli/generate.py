@@ -289,7 +289,7 @@ def demo(out: Path) -> None:
         image = Path(folder) / "knight.png"
         image.write_bytes(SAMPLE_PNG)
         request = OviRequest(prompt=SAMPLE_PROMPT, image=image)
-        quoting = open_gateway(emulator=True, journal=None,
+        quoting = open_gateway(emulator=True, journal=":memory:",
                                notice="demo: using the built-in emulator (offline); nothing is billed")
         quotes = quoting.quote(request)
         best = cheapest_usable(quotes, blocked(quoting))
@@ -300,7 +300,7 @@ def demo(out: Path) -> None:
         faults = f"{best.provider}.submit=503*3"
         console.print(f"staging an outage: {best.provider} answers its next 3 submits with HTTP 503 "
                       f"(--faults \"{faults}\")", markup=False)
-        gw = open_gateway(emulator=True, journal=None, faults=faults, notice="")
+        gw = open_gateway(emulator=True, journal=":memory:", faults=faults, notice="")
         try:
             result = render.generate_with_progress(gw, request, emulated=True)
         except render.GenerationInterrupted as stop:

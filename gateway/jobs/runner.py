@@ -78,7 +78,7 @@ class NullJournal:
     def finish_clip(self, key: str, result_json: str) -> None: ...
     # A budget needs the real journal (the client refuses one without it); these keep the type whole.
     def reserve(self, submit_key: str, amount: Decimal) -> None: ...
-    def reserved_and_spent(self, *, since: object = None) -> Decimal:
+    def reserved_and_spent(self, *, since: object = None, clip_prefix: str | None = None) -> Decimal:
         return Decimal(0)
 
 
@@ -385,7 +385,7 @@ class Runner:
         if quote is None:
             self.journal.failed(submit_key, error="budget needs a price", may_be_billed=False)
             raise BudgetExceeded(f"{name} has no known price, so a budget cannot be checked", provider=name)
-        spent = self.journal.reserved_and_spent(since=self.budget.since())
+        spent = self.journal.reserved_and_spent(since=self.budget.since(), clip_prefix=self.budget.clip_prefix)
         if spent > self.budget.limit_usd:
             self.journal.failed(submit_key, error="over budget", may_be_billed=False)
             raise BudgetExceeded(f"a ${quote} submit would bring {self.budget.period} spend to ${spent}, over the "

@@ -170,6 +170,8 @@ class Budget(BaseModel):
 
     limit_usd: Decimal = Field(ge=0)
     period: Literal["day", "month", "total"] = "day"
+    clip_prefix: str | None = None
+    """Count only clips whose idempotency key starts with this (a batch's own cap; ``None``: every clip)."""
 
     def since(self, now: datetime | None = None) -> datetime | None:
         """Start of the current period (UTC), or ``None`` for all time."""

@@ -388,11 +388,17 @@ class Journal:
 
     # -- spend -------------------------------------------------------------------------------------
 
-    def _spend_rows(self, since: datetime | None, columns: str) -> list[tuple[Any, ...]]:
-        if since is None:
-            return self._query(f"SELECT {columns} FROM submits s WHERE {self._mode} ORDER BY seq")
-        return self._query(f"SELECT {columns} FROM submits s WHERE created_at >= ? AND {self._mode} ORDER BY seq",
-                           (_iso(since),))
+    def _spend_rows(self, since: datetime | None, columns: str,
+                    clip_prefix: str | None = None) -> list[tuple[Any, ...]]:
+        where: list[str] = [self._mode]
+        args: list[Any] = []
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(_iso(since))
+        if clip_prefix is not None:
+            where.append("substr(s.clip_key, 1, ?) = ?")
+            args += [len(clip_prefix), clip_prefix]
+        return self._query(f"SELECT {columns} FROM submits s WHERE {' AND '.join(where)} ORDER BY seq", tuple(args))
 
     def spend(self, *, since: datetime | None = None) -> list[SpendRow]:
         """Spend per provider and UTC day of submit creation, sorted by day then provider.
@@ -416,12 +422,13 @@ class Journal:
         return [SpendRow(provider=provider, day=day, clips=a[0], estimated_usd=a[1], reported_usd=a[2],
                          possibly_billed=a[3]) for (day, provider), a in sorted(groups.items())]
 
-    def reserved_and_spent(self, *, since: datetime | None = None) -> Decimal:
+    def reserved_and_spent(self, *, since: datetime | None = None, clip_prefix: str | None = None) -> Decimal:
         """USD committed by submits since ``since``: the reported cost when known, else the reservation
-        (or quote) of every submit that is not a failure known to be unbilled."""
+        (or quote) of every submit that is not a failure known to be unbilled. ``clip_prefix`` counts
+        only clips whose key starts with it (a batch's spend)."""
         total = Decimal(0)
         for state, quote, reserved, cost, source, billed in self._spend_rows(
-                since, "state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed"):
+                since, "state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed", clip_prefix):
             if source == "reported" and cost is not None:
                 total += Decimal(cost)
             elif not (state == "failed" and not billed):
