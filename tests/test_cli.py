@@ -163,7 +163,7 @@ def test_demo_fails_over_from_the_cheapest_vendor_and_writes_the_clip(tmp_path: 
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size > 0
     assert "cheapest: runware at $0.1171" in result.stdout
-    assert "runware.submit=503*3" in result.stdout
+    assert "runware.submit=refuse*3" in result.stdout
     assert "failing over to wavespeed" in result.stderr
     assert "failed over from runware to wavespeed" in result.stdout
     assert "Attempts" in result.stdout and "retried" in result.stdout

@@ -4,6 +4,7 @@ and one clip is worked on by one call at a time."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,14 @@ def _setup(faults: str | None = None, *, journal: str = ":memory:", job_time=Non
 
 
 async def test_a_same_key_retry_never_submits_while_the_paid_job_is_unreadable() -> None:
-    gateway, emulator, _ = _setup("runware.status=503*16")
+    gateway, emulator, _ = _setup("runware.status=503@1.0")
     with pytest.raises(JobUnresolved):
         await gateway.agenerate(_request(), idempotency_key="k")
     with pytest.raises(JobUnresolved, match="still open"):
         await gateway.agenerate(_request(), idempotency_key="k")
     assert len(emulator.ledger.billable()) == 1
-    result = await gateway.agenerate(_request(), idempotency_key="k")  # the status endpoint is back
+    emulator["runware"].faults.chance.clear()  # the status endpoint is back
+    result = await gateway.agenerate(_request(), idempotency_key="k")
     assert [j.job_id for j in emulator.ledger.billable()] == [result.job_id]
     await gateway.aclose()
 
@@ -80,16 +82,23 @@ async def test_an_idempotency_key_without_a_journal_is_refused() -> None:
     await gateway.aclose()
 
 
-async def test_resume_reports_an_expired_result_and_goes_on(tmp_path: Path) -> None:
+async def test_a_404_never_ends_a_paid_job_until_it_is_past_the_vendors_retention(tmp_path: Path) -> None:
     gateway, emulator, _ = _setup()
     for key, text in (("gone", "First. <S>One.<E>"), ("kept", "Second. <S>Two.<E>")):
         with pytest.raises(DeadlineExceeded):
             await gateway.agenerate(_request(text), provider="wavespeed", route=Route(deadline=5), idempotency_key=key)
     gone = next(r for r in gateway.journal.submits("gone"))
-    emulator["wavespeed"].jobs.pop(gone.job_id)  # past WaveSpeed's 7-day retention
+    emulator["wavespeed"].jobs.pop(gone.job_id)  # every poll of it now answers 404
     outcomes = {o.clip_key: o.outcome for o in await gateway.aresume()}
-    assert outcomes == {"gone": "expired", "kept": "succeeded"}
-    assert [r.state for r in gateway.journal.submits("gone")] == ["expired"]
+    assert outcomes == {"gone": "unknown", "kept": "succeeded"}  # a 404 is a failed check, not "expired"
+    assert [r.state for r in gateway.journal.submits("gone")] == ["running"]
+    # eight days on, past WaveSpeed's documented 7-day retention (+ margin): given up, may be billed
+    gateway.recovery.wall = lambda: datetime.now(UTC) + timedelta(days=8)
+    assert [o.outcome for o in await gateway.aresume()] == ["abandoned"]
+    [record] = gateway.journal.submits("gone")
+    assert record.state == "abandoned" and record.may_be_billed
+    assert sum(row.possibly_billed for row in gateway.journal.spend()) == 1
+    assert gateway.journal.unfinished() == []
     await gateway.aclose()
 
 

@@ -130,8 +130,8 @@ async def test_429_is_retried_after_retry_after_then_succeeds() -> None:
     await gateway.aclose()
 
 
-async def test_503_fails_over_to_the_next_cheapest() -> None:
-    gateway, emulator, _ = _setup("runware.submit=503*3")
+async def test_a_vendor_refusing_every_submit_fails_over_to_the_next_cheapest() -> None:
+    gateway, emulator, _ = _setup("runware.submit=429*3")
     result = await gateway.agenerate(_request())
     assert result.provider == "wavespeed"
     assert [(a.provider, a.outcome) for a in result.attempts] == [
@@ -142,7 +142,7 @@ async def test_503_fails_over_to_the_next_cheapest() -> None:
 
 
 async def test_open_breaker_skips_a_dead_vendor_with_zero_calls() -> None:
-    gateway, emulator, _ = _setup("runware.submit=503*3", breaker={"threshold": 3, "cooldown": 300})
+    gateway, emulator, _ = _setup("runware.submit=429*3", breaker={"threshold": 3, "cooldown": 300})
     await gateway.agenerate(_request())
     calls = emulator.ledger.calls("runware")
     assert {b.provider: b.state for b in gateway.health()}["runware"] == "open"
@@ -154,7 +154,7 @@ async def test_open_breaker_skips_a_dead_vendor_with_zero_calls() -> None:
 
 
 async def test_when_only_a_cooling_vendor_can_take_the_clip_the_gateway_waits_for_it() -> None:
-    gateway, _emulator, clock = _setup("runware.submit=503*3", breaker={"threshold": 3, "cooldown": 300})
+    gateway, _emulator, clock = _setup("runware.submit=429*3", breaker={"threshold": 3, "cooldown": 300})
     await gateway.agenerate(_request())  # opens runware's breaker
     with pytest.raises(NoRoute, match="cooling down"):
         await gateway.agenerate(_request("Eighty. <S>Steps.<E>", steps=80), route=Route(deadline=100))
@@ -176,16 +176,18 @@ async def test_deadline_bounds_the_whole_generation_and_keeps_the_paid_job() -> 
     await gateway.aclose()
 
 
-async def test_accept_then_drop_on_runware_is_reconciled_by_task_uuid() -> None:
+async def test_accept_then_drop_on_runware_is_settled_by_sending_the_same_task_uuid() -> None:
     gateway, emulator, _ = _setup("runware.submit=drop")
     result = await gateway.agenerate(_request())
     assert result.provider == "runware"
-    assert emulator.ledger.calls("runware", "submit") == 1
+    # the SDK's way: the same taskUUID again; Runware answers conflictTaskUUID and the task is followed
+    assert emulator.ledger.calls("runware", "submit") == 2
+    assert [j.job_id for j in emulator.ledger.billable()] == [result.job_id]
     _billed_once(emulator)
     await gateway.aclose()
 
 
-async def test_lost_runware_submit_is_confirmed_absent_then_retried() -> None:
+async def test_lost_runware_submit_is_sent_again_with_the_same_task_uuid() -> None:
     gateway, emulator, _ = _setup("runware.submit=timeout")
     result = await gateway.agenerate(_request())
     assert result.provider == "runware"
@@ -284,7 +286,7 @@ async def test_flaky_status_calls_do_not_abandon_a_paid_job() -> None:
 
 
 async def test_every_vendor_failing_raises_with_every_attempt() -> None:
-    gateway, emulator, _ = _setup("runware.submit=401; wavespeed.submit=402; fal.submit=500*3")
+    gateway, emulator, _ = _setup("runware.submit=401; wavespeed.submit=402; fal.submit=502*3")
     with pytest.raises(AllProvidersFailed) as caught:
         await gateway.agenerate(_request())
     assert [a.error_type for a in caught.value.attempts if a.outcome == "failed"] == [

@@ -144,13 +144,14 @@ def emulate(port: int, faults: str | None, job_seconds: float | None) -> None:
 @click.pass_context
 @reports_errors
 def jobs(ctx: click.Context, journal: str | None, as_json: bool) -> None:
-    """List unfinished submits (each may hold a paid job).
+    """List unfinished submits (each may hold a paid job), and abandoned ones (may have been billed).
 
     `ovi-gateway jobs resume` re-attaches to them and finishes them instead of paying again."""
     ctx.obj = {"journal": journal, "as_json": as_json}
     if ctx.invoked_subcommand is not None:
         return
-    records = open_journal(journal).unfinished()
+    opened = open_journal(journal)
+    records = opened.unfinished() + opened.abandoned_submits()
     if as_json:
         echo_json([{k: v for k, v in vars(r).items() if k != "request_json"} for r in records])
     elif records:

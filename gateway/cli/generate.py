@@ -282,7 +282,7 @@ def demo(out: Path) -> None:
     """Offline tour: quote, staged outage, failover.
 
     Against the built-in emulator: quotes a sample clip, explains which vendor is cheapest, makes that
-    vendor fail its submits with HTTP 503, and shows the run fail over and finish elsewhere."""
+    vendor refuse connections to its submits, and shows the run fail over and finish elsewhere."""
     check_out(out)
     console = render.stdout_console()
     with tempfile.TemporaryDirectory(prefix="ovi-demo-") as folder:
@@ -297,8 +297,10 @@ def demo(out: Path) -> None:
             fail("no vendor can take the sample request", 3)
         console.print(render.quote_table(quotes, {}, best.provider))
         console.print(render.why_cheapest(quoting.book, request, quotes, best), markup=False)
-        faults = f"{best.provider}.submit=503*3"
-        console.print(f"staging an outage: {best.provider} answers its next 3 submits with HTTP 503 "
+        # Refused connections, not 5xx: a 5xx on submit may hide a paid job, which a vendor's own SDK
+        # (and this gateway) never blindly pays for again elsewhere.
+        faults = f"{best.provider}.submit=refuse*3"
+        console.print(f"staging an outage: {best.provider} refuses the connection for its next 3 submits "
                       f"(--faults \"{faults}\")", markup=False)
         gw = open_gateway(emulator=True, journal=":memory:", faults=faults, notice="")
         try:

@@ -163,12 +163,13 @@ def result_table(result: OviResult, saved_to: str | None) -> Group:
 
 # ---- journal -----------------------------------------------------------------------------------
 def jobs_table(records: Sequence[SubmitRecord]) -> Table:
-    """Unfinished submits: each may still hold a paid job."""
+    """Unfinished submits (each may still hold a paid job) and abandoned ones (may have been billed)."""
     table = Table(title="Unfinished submits", title_justify="left")
     for column in ("created (UTC)", "clip", "vendor", "state", "job id", "quote", "error"):
         table.add_column(column)
     for r in records:
-        table.add_row(_text(r.created_at[:19]), _text(r.clip_key), _text(r.provider), _text(r.state),
+        table.add_row(_text(r.created_at[:19]), _text(r.clip_key), _text(r.provider),
+                      _text("abandoned (may be billed)" if r.state == "abandoned" else r.state),
                       _text(r.job_id or "—"), _text(money(r.quote_usd)), _text(r.error or ""))
     return table
 

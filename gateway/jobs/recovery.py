@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.clock import Clock
 from gateway.contract import JobHandle, Provider, SubmitContext
@@ -21,10 +22,12 @@ from gateway.errors import (
     DeadlineExceeded,
     GatewayError,
     JobUnresolved,
-    ResultExpired,
     SubmitOutcomeUnknown,
 )
+from gateway.jobs import fate
+from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.runner import FollowedJob, Runner
+from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Candidate, Route
 from gateway.routing.pricing import Quote
@@ -35,8 +38,8 @@ __all__ = ["Recovery", "ResumeOutcome", "lease_owner", "owner_alive"]
 
 @dataclass(frozen=True)
 class ResumeOutcome:
-    """What resuming did with one open submit: ``outcome`` is succeeded, failed, expired,
-    not-submitted, unknown or in-progress (another call holds the clip)."""
+    """What resuming did with one open submit: ``outcome`` is succeeded, failed (the vendor's verdict),
+    unknown (still open), abandoned (given up, may be billed) or in-progress (another call holds the clip)."""
 
     clip_key: str
     provider: str
@@ -67,14 +70,23 @@ def owner_alive(owner: str) -> bool:
 
 
 class Recovery:
-    """Re-attaches to open submits of the journal through the gateway's providers."""
+    """Re-attaches to open submits of the journal through the gateway's providers.
+
+    Every decision goes through ``gateway.jobs.fate``: a submit with no recorded answer is settled the
+    vendor's way (Runware: the same ``taskUUID`` sent again) or left open; a job that cannot be read is
+    left open, counted, and ``abandoned`` (may be billed) once older than the vendor's documented
+    retention plus a margin, or after ``fate.ABANDON_AFTER_RESUMES`` resumes that found nothing.
+    ``wall`` is the wall clock (UTC) the journal's timestamps are compared with.
+    """
 
     def __init__(self, journal: Journal, providers: Callable[[], Mapping[str, Provider]],
-                 configured: Callable[[str], bool], clock: Clock) -> None:
+                 configured: Callable[[str], bool], clock: Clock,
+                 wall: Callable[[], datetime] | None = None) -> None:
         self.journal = journal
         self.providers = providers
         self.configured = configured
         self.clock = clock
+        self.wall = wall or (lambda: datetime.now(UTC))
 
     def open_submits(self, clip_key: str) -> list[SubmitRecord]:
         return [r for r in self.journal.submits(clip_key) if r.state in OPEN]
@@ -98,18 +110,19 @@ class Recovery:
         handle = JobHandle.from_json(record.handle) if record.handle else None
         if handle is None:
             if not provider.reconcilable:
-                if record.state != "unknown":
-                    self.journal.unknown(record.submit_key, error="no vendor answer was recorded; "
-                                         f"{record.provider} cannot be asked whether it took the job")
-                return ResumeOutcome(record.clip_key, record.provider, "unknown",
-                                     error="submit outcome unknown; cannot be reconciled")
-            try:
-                handle = await provider.find(SubmitContext(idempotency_key=record.submit_key))
+                return self._nothing_found(record, provider, "no vendor answer was recorded and "
+                                           f"{record.provider} cannot be asked whether it took the job")
+            try:  # Runware dedupes by taskUUID: sending the same key again settles it (ack or conflict)
+                request = OviRequest.model_validate_json(record.request_json)
+                ctx = SubmitContext(idempotency_key=record.submit_key, dropped=frozenset(record.dropped))
+                error = SubmitOutcomeUnknown("the submit was sent before a crash; its answer is unknown",
+                                             provider=record.provider)
+                handle = await runner._settle(provider, request, ctx, error, self.clock.now(), deadline_at,
+                                              {record.submit_key})
+            except DeadlineExceeded:
+                raise
             except GatewayError as error:
-                return ResumeOutcome(record.clip_key, record.provider, "unknown", error=str(error))
-            if handle is None:
-                self.journal.failed(record.submit_key, error="never reached the vendor", may_be_billed=False)
-                return ResumeOutcome(record.clip_key, record.provider, "not-submitted")
+                return self._nothing_found(record, provider, str(error))
             self.journal.accepted(record.submit_key, handle.to_json())
         now = self.clock.now()
         candidate = Candidate(record.provider, Quote(provider=record.provider, price_usd=record.quote_usd),
@@ -121,10 +134,26 @@ class Recovery:
         except DeadlineExceeded:
             raise
         except GatewayError as error:
-            outcome = ("expired" if isinstance(error, ResultExpired)
-                       else "unknown" if isinstance(error, PAID_JOB_ALIVE) else "failed")
-            return ResumeOutcome(record.clip_key, record.provider, outcome, error=str(error))
+            if isinstance(error, PAID_JOB_ALIVE):
+                return self._nothing_found(record, provider, str(error))
+            return ResumeOutcome(record.clip_key, record.provider, "failed", error=str(error))
         return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
+
+    def _nothing_found(self, record: SubmitRecord, provider: Provider, why: str) -> ResumeOutcome:
+        """A resume that could not settle the submit: it stays open (``unknown``), unless it is past the
+        vendor's result retention or has been resumed ``ABANDON_AFTER_RESUMES`` times — then it is
+        ``abandoned``: terminal, may be billed, shown by ``jobs`` and ``spend``."""
+        retention = getattr(provider, "result_retention_s", None)
+        resumes = self.journal.note_resume(record.submit_key)
+        answer = (Answer.PAST_RETENTION
+                  if fate.past_retention(record.created_at, retention, now=self.wall())
+                  or resumes >= fate.ABANDON_AFTER_RESUMES else Answer.NOTHING_FOUND)
+        if fate.decide(Phase.RESUME, answer) is Fate.ABANDONED:
+            self.journal.abandoned(record.submit_key, error=f"abandoned after {resumes} resumes (may be billed): {why}")
+            return ResumeOutcome(record.clip_key, record.provider, "abandoned", error=why)
+        if record.state != "unknown" and record.handle is None:
+            self.journal.unknown(record.submit_key, error=why)
+        return ResumeOutcome(record.clip_key, record.provider, "unknown", error=why)
 
     def refuse_if_open(self, clip_key: str, route: Route) -> list[Attempt]:
         """Raise if an earlier submit of the clip may still hold a paid job, unless the route accepts a
@@ -141,5 +170,9 @@ class Recovery:
                                            provider=record.provider, job_hint=hint)
             raise JobUnresolved(f"job {record.job_id} of clip {clip_key!r} on {record.provider} is still open; "
                                 f"{advice}", provider=record.provider, job=JobHandle.from_json(record.handle))
+        # An abandoned submit no longer blocks the key, but it may have been billed: reported, never hidden.
+        abandoned = [r for r in self.journal.submits(clip_key) if r.state == "abandoned"]
         return [Attempt(provider=r.provider, outcome="unknown", error_type="earlier submit still open",
-                        may_be_billed=True, job_id=r.job_id) for r in still_open]
+                        may_be_billed=True, job_id=r.job_id) for r in still_open] + [
+                Attempt(provider=r.provider, outcome="unknown", error_type="earlier submit abandoned",
+                        error=r.error, may_be_billed=True, job_id=r.job_id) for r in abandoned]

@@ -1,12 +1,14 @@
 """Executes a plan: submit, poll, retry, fail over, record every attempt — and never pay twice.
 
-The runner owns all waiting, through the injected clock. Retries on one vendor use tenacity
-(exponential backoff with jitter, ``Retry-After`` honored, bounded by the deadline). A submit that may
-have reached the vendor is reconciled before anything else is paid for: a vendor that can look a job
-up by our key (Runware, by ``taskUUID``) is asked; for the others the runner raises
-``SubmitOutcomeUnknown`` unless the route opts in to failing over, and then records the possible
-extra charge. Once a vendor has accepted a job, only the vendor's own verdict on that job (failed,
-refused, expired) moves the clip elsewhere; anything else leaves the paid job open for ``resume()``.
+The runner owns all waiting, through the injected clock, and acts on the fate that
+``gateway.jobs.fate.decide`` gives each answer (the phase × answer table is in that module): before a
+submit may have reached the vendor, failures are retried (tenacity: exponential backoff with jitter,
+``Retry-After`` honored, bounded by the deadline) or failed over; once it may have, only the vendor's
+verdict on that job ends it. An ambiguous submit is settled the vendor's own way — Runware by sending
+the same ``taskUUID`` again, fal by following a request id the answer carried — or raised as
+``SubmitOutcomeUnknown``; a failed status or result check is retried on the same job until the
+deadline or ``PollPolicy.max_wait``, then raised as ``JobUnresolved`` with the job left open for
+``resume()``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ from gateway.errors import (
     GenerationFailed,
     JobUnresolved,
     ProviderRejected,
-    ProviderUnavailable,
     RateLimited,
-    ResultExpired,
     SubmitOutcomeUnknown,
 )
+from gateway.jobs import fate
+from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.polling import PollPolicy
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
@@ -47,9 +49,8 @@ from gateway.routing.pricing import Budget
 
 __all__ = ["Event", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
 
-_JOB_VERDICTS = (GenerationFailed, ContentRejected, ProviderRejected, ResultExpired)
-"""The vendor's verdict on an accepted job: it settles the job's fate (any other error leaves it open)."""
-
+JOURNAL_WRITE_TRIES = 4
+"""Tries of a journal write that records a paid job (the ack, the result) before giving up."""
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -124,13 +125,15 @@ class Runner:
         backoff_base, backoff_cap: same-vendor retry backoff in seconds; a ``Retry-After`` longer than
             the cap is not waited for on submit (the runner fails over instead).
         budget: refuse submits past this spend cap (needs a real journal).
+        settle_window: seconds an ambiguous submit to a vendor that dedupes by our key (Runware) is
+            sent again before ``SubmitOutcomeUnknown`` (the route's deadline may end it sooner).
     """
 
     def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
                  journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
-                 backoff_base: float = 1.0, backoff_cap: float = 30.0, max_status_errors: int = 8,
-                 budget: Budget | None = None) -> None:
+                 backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | None = None,
+                 settle_window: float = 300.0) -> None:
         self.providers = providers
         self.clock = clock
         self.health = health
@@ -141,8 +144,8 @@ class Runner:
         self.on_event = on_event or (lambda event: None)
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.max_status_errors = max_status_errors
         self.budget = budget
+        self.settle_window = settle_window
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
@@ -201,19 +204,18 @@ class Runner:
                 job.handle = await self._submit(provider, request, ctx, route, deadline_at, attempts, started)
             except GatewayError as error:
                 self._record_failure(job, error)
-                if isinstance(error, SubmitOutcomeUnknown) and route.failover_on_unknown:
-                    return None
                 raise
-            self.journal.accepted(ctx.idempotency_key, job.handle.to_json())
+            await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json())
             self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
             return await self.follow(job)
         finally:
             breaker.release()  # a half-open probe that ended without a verdict must not block the vendor
 
-    # ---- submit, with retries and reconciliation --------------------------------------------
+    # ---- submit: retries before anything can be billed, settling after ----------------------
     async def _submit(self, provider: Provider, request: OviRequest, ctx: SubmitContext, route: Route,
                       deadline_at: float | None, attempts: list[Attempt], started: float) -> JobHandle:
         name = provider.name
+        sent: set[str] = set()
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -231,20 +233,32 @@ class Runner:
             with attempt:
                 self.on_event(Event("submit", name, self.clock.now() - started))
                 try:
-                    return await provider.submit(request, ctx)
+                    handle = await provider.submit(request, ctx)
                 except GatewayError as error:
-                    if not error.may_be_billed:
-                        raise
-                    found = await self._reconcile(provider, ctx, error, started, deadline_at)
-                    if found is not None:
-                        return found
-                    # The vendor confirmed it holds no job under our key: the failure was harmless.
-                    if isinstance(error, SubmitOutcomeUnknown):
-                        raise ProviderUnavailable(f"submit was lost before {name} took it "
-                                                  f"(confirmed by lookup): {error.message}", provider=name) from error
-                    error.may_be_billed = False
+                    answer = fate.answer_of(error, Phase.SUBMIT)
+                    if answer is Answer.JOB_IN_ANSWER:
+                        return JobHandle.from_json(error.job_hint["handle"])  # type: ignore[attr-defined]
+                    if answer is Answer.NO_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.RECONCILE:
+                        sent.add(ctx.idempotency_key)
+                        return await self._settle(provider, request, ctx, error, started, deadline_at, sent)
+                    fate.decide(Phase.SEND, answer)  # nothing billed: tenacity retries, or the plan moves on
                     raise
+                return self._acked(provider, handle, ctx, sent, Phase.SUBMIT)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _acked(self, provider: Provider, handle: JobHandle, ctx: SubmitContext, sent: set[str],
+               phase: Phase) -> JobHandle:
+        """The handle of an acknowledged submit. A ``conflict`` answer (Runware's ``conflictTaskUUID``)
+        is followed only when the task is ours (``fate.conflict_is_ours``); another caller's task is a
+        refusal of ours, which created nothing."""
+        if not handle.data.get("conflict"):
+            return handle
+        if not fate.conflict_is_ours(ctx.idempotency_key, sent_here=sent):
+            raise ProviderRejected(f"{provider.name} already holds a task under key {ctx.idempotency_key} that "
+                                   "this gateway did not send; not following another caller's task",
+                                   provider=provider.name)
+        fate.decide(phase, Answer.CONFLICT_OURS)
+        return JobHandle(handle.provider, handle.job_id, fate.strip_conflict(dict(handle.data)))
 
     def _worth_retrying(self, error: BaseException) -> bool:
         """Same vendor again: a retryable error that cannot have billed, and no long ``Retry-After``."""
@@ -252,34 +266,55 @@ class Runner:
             return False
         return not (isinstance(error, RateLimited) and (error.retry_after or 0) > self.backoff_cap)
 
-    async def _reconcile(self, provider: Provider, ctx: SubmitContext, error: GatewayError, started: float,
-                         deadline_at: float | None) -> JobHandle | None:
-        """After a submit that may have reached the vendor: the job if it exists, ``None`` if the
-        vendor confirms it does not, else ``SubmitOutcomeUnknown``."""
+    async def _settle(self, provider: Provider, request: OviRequest, ctx: SubmitContext, error: GatewayError,
+                      started: float, deadline_at: float | None, sent: set[str]) -> JobHandle:
+        """After a submit that may have reached the vendor: the job, settled the vendor's own way.
+
+        A vendor that dedupes by our key (``reconcilable``: Runware's ``taskUUID``) gets the same
+        submit again, as its SDK does, until one is answered with an ack or a ``conflictTaskUUID``;
+        its absence from a lookup proves nothing (the first POST may only be late). The others can
+        neither be asked nor safely sent the submit twice: ``SubmitOutcomeUnknown``.
+        """
         self.on_event(Event("reconcile", provider.name, self.clock.now() - started, message=str(error)))
         hint = {"provider": provider.name, "idempotency_key": ctx.idempotency_key}
         if not provider.reconcilable:
+            fate.decide(Phase.SETTLE, Answer.NO_ANSWER)
             raise SubmitOutcomeUnknown(
                 f"the submit may have created a paid job ({error.message}); {provider.name} offers no way "
-                "to look it up, so the gateway will not submit elsewhere", provider=provider.name, job_hint=hint)
-        for tries in range(1, 4):
+                "to look it up and a second submit could be billed again, so the gateway stops here",
+                provider=provider.name, job_hint=hint)
+        give_up = self.clock.now() + self.settle_window
+        if deadline_at is not None:
+            give_up = min(give_up, deadline_at)
+        last: GatewayError = error
+        tries = 0
+        while True:
+            tries += 1
+            wait = self._backoff(tries, last)
+            if self.clock.now() + wait > give_up:
+                break
+            await self.clock.sleep(wait)
             try:
-                return await provider.find(ctx)
-            except GatewayError as lookup_error:
-                wait = self._backoff(tries, lookup_error)
-                if not lookup_error.retryable or tries == 3 or self._past(deadline_at, wait):
-                    break
-                await self.clock.sleep(wait)
-        raise SubmitOutcomeUnknown(f"the submit may have created a paid job ({error.message}) and "
-                                   f"{provider.name} could not be asked", provider=provider.name, job_hint=hint)
+                handle = await provider.submit(request, ctx)
+            except GatewayError as again:
+                if fate.answer_of(again, Phase.SUBMIT) is Answer.JOB_IN_ANSWER:
+                    return JobHandle.from_json(again.job_hint["handle"])  # type: ignore[attr-defined]
+                last = again  # any other answer settles nothing: send the same key again
+                continue
+            return self._acked(provider, handle, ctx, sent, Phase.SETTLE)
+        fate.decide(Phase.SETTLE, Answer.NO_ANSWER)
+        raise SubmitOutcomeUnknown(f"the submit may have created a paid job ({error.message}) and resending "
+                                   f"the same key to {provider.name} got no answer ({last.message})",
+                                   provider=provider.name, job_hint=hint)
 
     # ---- following a job to its end --------------------------------------------------------
     async def follow(self, job: FollowedJob) -> OviResult:
         """Poll the job to its end and build the result.
 
-        A job still unfinished after ``PollPolicy.max_wait`` is left running and raised as
-        ``JobUnresolved`` (it stays in the journal for ``resume()``); with ``job.abandon_stuck`` it is
-        cancelled and raised as ``GenerationFailed`` (may have been billed) so the runner moves on.
+        Only a verdict ends the job early. A failed check (any error an adapter raises that is not a
+        verdict) is retried with backoff; a job still unfinished after ``PollPolicy.max_wait`` is raised
+        as ``JobUnresolved`` and stays open in the journal for ``resume()`` (with ``job.abandon_stuck``,
+        i.e. ``failover_on_unknown``, a cancel is requested first, best effort, and the runner moves on).
         """
         name, handle = job.name, job.handle
         checks, errors_in_row = 0, 0
@@ -289,22 +324,22 @@ class Runner:
         while True:
             elapsed = self.clock.now() - job.vendor_started
             if elapsed > self.poll.max_wait:
-                raise await self._stuck(job)
+                raise await self._stuck(job, last_error)
             floor = getattr(job.provider, "min_poll_interval", 0.0)
             wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
-                    else max(self.poll.interval, self._backoff(errors_in_row, last_error)))
+                    else max(self.poll.interval, floor, self._backoff(errors_in_row, last_error)))
             await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
             checks += 1
             try:
                 status = await job.provider.status(handle)
             except GatewayError as error:
-                if isinstance(error, _JOB_VERDICTS):
-                    self._record_failure(job, error)
-                    raise
-                errors_in_row, last_error = errors_in_row + 1, error
-                if error.retryable and errors_in_row < self.max_status_errors:
+                verdict = fate.decide(Phase.FOLLOW, fate.answer_of(error, Phase.FOLLOW))
+                if verdict is Fate.CHECK_AGAIN:
+                    errors_in_row, last_error = errors_in_row + 1, error
+                    self.on_event(Event("retry", name, self.clock.now() - job.started, message=str(error)))
                     continue
-                raise self._unresolved(job, error) from error
+                self._record_failure(job, error)
+                raise
             errors_in_row = 0
             self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
                                 queue_position=status.queue_position))
@@ -315,40 +350,49 @@ class Runner:
                 continue
             if not running_seen:
                 running_seen = True
-                self.journal.state(job.submit_key, "running")
+                await self._write(job, "running", self.journal.state, job.submit_key, "running")
             if status.state == JobState.FAILED:
                 failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
+                answer = Answer.JOB_REFUSED if isinstance(failure, ContentRejected) else Answer.JOB_FAILED
+                fate.decide(Phase.FOLLOW, answer)
                 self._record_failure(job, failure)
                 raise failure
             if status.state == JobState.SUCCEEDED:
-                return self._finish(job, await self._fetch_result(job, status), last_queued)
+                fate.decide(Phase.FOLLOW, Answer.DONE)
+                return await self._finish(job, await self._fetch_result(job, status), last_queued)
 
     async def _fetch_result(self, job: FollowedJob, status: JobStatus) -> ProviderOutput:
-        for tries in range(1, self.max_status_errors + 1):
+        tries = 0
+        while True:
             try:
-                return await job.provider.result(job.handle, status)
+                output = await job.provider.result(job.handle, status)
             except GatewayError as error:
-                if isinstance(error, _JOB_VERDICTS):
+                if fate.decide(Phase.RESULT, fate.answer_of(error, Phase.RESULT)) is not Fate.CHECK_AGAIN:
                     self._record_failure(job, error)
                     raise
-                if not error.retryable or tries == self.max_status_errors:
+                tries += 1
+                wait = max(self.poll.interval, self._backoff(tries, error))
+                if self.clock.now() + wait - job.vendor_started > self.poll.max_wait:
+                    fate.decide(Phase.RESULT, Answer.OUT_OF_TIME)
                     raise self._unresolved(job, error) from error
-                await self.clock.sleep(self._remaining(job.deadline_at, self._backoff(tries, error), job.name, job))
-        raise AssertionError("unreachable")
+                await self.clock.sleep(self._remaining(job.deadline_at, wait, job.name, job))
+                continue
+            fate.decide(Phase.RESULT, Answer.CLIP)
+            return output
 
-    async def _stuck(self, job: FollowedJob) -> GatewayError:
+    async def _stuck(self, job: FollowedJob, last_error: GatewayError | None) -> GatewayError:
+        fate.decide(Phase.FOLLOW, Answer.OUT_OF_TIME)
         stuck = f"job {job.handle.job_id} still unfinished after {self.poll.max_wait:.0f} s"
-        if not job.abandon_stuck:
-            return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
-        try:
-            await job.provider.cancel(job.handle)
-        except GatewayError:
-            pass  # best effort: the job is given up either way
-        error = GenerationFailed(f"{stuck}; cancelled", provider=job.name, may_be_billed=True)
-        self._record_failure(job, error)
-        return error
+        if last_error is not None:
+            stuck += f" (last check: {type(last_error).__name__}: {last_error.message})"
+        if job.abandon_stuck:
+            try:  # saves money where the vendor can still drop a queued job (fal); the job stays open
+                await job.provider.cancel(job.handle)
+            except GatewayError:
+                pass
+        return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
 
-    def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None) -> OviResult:
+    async def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None) -> OviResult:
         now = self.clock.now()
         self.health[job.name].success()
         if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
@@ -372,12 +416,35 @@ class Runner:
             idempotency_key=job.clip_key, raw=output.raw)
         # The clip's result is on record before its submit is closed: a crash between the two leaves an
         # open submit that resume() re-reads, never a finished submit whose clip has no result.
-        self.journal.finish_clip(job.clip_key, result.model_dump_json())
-        self.journal.finished(job.submit_key, cost_usd=cost, cost_source=source)
+        await self._write(job, "result", self.journal.finish_clip, job.clip_key, result.model_dump_json())
+        await self._write(job, "finished", lambda: self.journal.finished(job.submit_key, cost_usd=cost,
+                                                                         cost_source=source))
         self.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
         return result
 
     # ---- helpers ----------------------------------------------------------------------------
+    async def _write(self, job: FollowedJob, what: str, write: Callable[..., Any], *args: Any) -> None:
+        """A journal write about a paid job. A failure (disk full, a locked file) keeps the handle in
+        memory and is retried with backoff; if it persists, the call ends in ``JobUnresolved`` naming
+        the vendor job id and how to resume, never in a raw storage error that drops the job."""
+        problem: Exception | None = None
+        for tries in range(1, JOURNAL_WRITE_TRIES + 1):
+            try:
+                write(*args)
+                return
+            except (KeyError, ValueError):
+                raise  # the journal's own refusals are bugs, not storage trouble
+            except Exception as exc:  # any storage failure: the paid job must not be dropped
+                problem = exc
+                if tries < JOURNAL_WRITE_TRIES:
+                    await self.clock.sleep(min(self.backoff_cap, 0.5 * 2 ** (tries - 1)))
+        handle = job.handle.to_json()
+        raise JobUnresolved(
+            f"job {job.handle.job_id or '(no id yet)'} on {job.name} is paid for, but the journal could not "
+            f"record its {what} ({type(problem).__name__}: {problem}); the job is {handle}. Free the "
+            "journal's storage, then run `ovi-gateway jobs resume` (or call the same idempotency key again)",
+            provider=job.name, job=job.handle) from problem
+
     def _reserve(self, name: str, submit_key: str, quote: Decimal | None) -> None:
         """Hold the quote against the budget, or refuse the submit (the intent just written counts)."""
         if self.budget is None:
@@ -396,7 +463,8 @@ class Runner:
         """Note a failed attempt on the result, the breaker and the journal.
 
         A submit whose outcome is unknown, or a job that is still alive (deadline, unreadable status),
-        stays open in the journal so ``resume()`` can settle it; a failed or expired job is closed.
+        stays open in the journal so ``resume()`` can settle it; only a job the vendor said ended, or a
+        submit refused before any job existed, is closed.
         """
         alive = isinstance(error, PAID_JOB_ALIVE)
         job.attempts.append(Attempt(provider=job.name, outcome="unknown" if alive else "failed",
@@ -407,14 +475,13 @@ class Runner:
             self.health[job.name].failure(error)
         if isinstance(error, SubmitOutcomeUnknown):
             self.journal.unknown(job.submit_key, error=str(error))
-        elif isinstance(error, ResultExpired):
-            self.journal.expired(job.submit_key, str(error))
         elif not alive:
             self.journal.failed(job.submit_key, error=str(error), may_be_billed=error.may_be_billed)
 
     def _unresolved(self, job: FollowedJob, error: GatewayError) -> JobUnresolved:
-        unresolved = JobUnresolved(f"job {job.handle.job_id} was accepted but cannot be read ({error!r}); "
-                                   "it stays in the journal for resume()", provider=job.name, job=job.handle)
+        unresolved = JobUnresolved(f"job {job.handle.job_id} was accepted but its outcome cannot be read yet "
+                                   f"({type(error).__name__}: {error.message}); it stays open in the journal "
+                                   "for resume()", provider=job.name, job=job.handle)
         self._record_failure(job, unresolved)
         return unresolved
 
@@ -450,6 +517,11 @@ class Runner:
 
 
 def _fails_over(error: GatewayError, route: Route) -> bool:
+    """Whether the next candidate may be tried. A job that may still run (``SubmitOutcomeUnknown``,
+    ``JobUnresolved``) is failed over only with ``failover_on_unknown``; it stays open in the journal and
+    its attempt, marked ``may_be_billed``, is counted in ``possible_extra_charges``."""
     if not route.allow_fallbacks or route.provider is not None:
         return False
+    if isinstance(error, (SubmitOutcomeUnknown, JobUnresolved)):
+        return route.failover_on_unknown
     return error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))

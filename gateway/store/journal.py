@@ -39,7 +39,8 @@ from gateway.store.migrate import migrate_sqlite
 __all__ = ["OPEN", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path", "request_hash"]
 
 BUSY_TIMEOUT_MS = 5000
-FINAL = frozenset({"succeeded", "failed", "expired"})
+FINAL = frozenset({"succeeded", "failed", "expired", "abandoned"})
+"""``abandoned``: given up after retention or repeated fruitless resumes; may have been billed."""
 OPEN = ("intent", "accepted", "queued", "running", "unknown")
 STATES = frozenset(OPEN) | FINAL
 
@@ -93,7 +94,7 @@ class SubmitRecord:
 @dataclass(frozen=True)
 class SpendRow:
     """Spend of one provider on one UTC day (by submit creation). ``clips``: succeeded submits;
-    ``possibly_billed``: failed-maybe-billed, unknown and expired submits."""
+    ``possibly_billed``: failed-maybe-billed, unknown, expired and abandoned submits."""
 
     provider: str
     day: str
@@ -346,6 +347,23 @@ class Journal:
         """The vendor no longer keeps the job's result."""
         self._submit_to(submit_key, "expired", error=redact(error))
 
+    def abandoned(self, submit_key: str, *, error: str) -> None:
+        """Give up on a submit no resume could settle (terminal; it may have been billed)."""
+        self._submit_to(submit_key, "abandoned", error=error, may_be_billed=1)
+
+    def note_resume(self, submit_key: str) -> int:
+        """Count one resume that found nothing for this submit; returns the count so far."""
+        with self._tx() as tx:
+            cursor = tx.execute("UPDATE submits SET resumes = resumes + 1 WHERE submit_key = ?", (submit_key,))
+            if cursor.rowcount == 0:
+                raise KeyError(f"no submit {submit_key!r} in the journal")
+            row = tx.execute("SELECT resumes FROM submits WHERE submit_key = ?", (submit_key,)).fetchone()
+        return int(row[0])
+
+    def abandoned_submits(self) -> list[SubmitRecord]:
+        """Submits given up as ``abandoned`` (may be billed, no clip), in creation order."""
+        return self._submits("WHERE s.state = 'abandoned' ORDER BY s.seq", ())
+
     def reserve(self, submit_key: str, amount: Decimal) -> None:
         """Store the budget reservation (USD) made for this submit."""
         with self._tx() as tx:
@@ -417,7 +435,7 @@ class Journal:
                     acc[1] += _dec(quote if quote is not None else cost) or Decimal(0)
             if reported:
                 acc[2] += Decimal(cost)
-            if state in ("unknown", "expired") or (state == "failed" and billed):
+            if state in ("unknown", "expired", "abandoned") or (state == "failed" and billed):
                 acc[3] += 1
         return [SpendRow(provider=provider, day=day, clips=a[0], estimated_usd=a[1], reported_usd=a[2],
                          possibly_billed=a[3]) for (day, provider), a in sorted(groups.items())]

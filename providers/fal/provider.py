@@ -55,6 +55,8 @@ class FalProvider:
     can_cancel = True
     """fal's queue documents ``PUT .../requests/{id}/cancel``: a queued request is removed (and not
     billed); a running one gets a cancellation request it may not honor [docs.fal.ai queue API]."""
+    result_retention_s = 3600.0
+    """fal keeps a request's result 1 h after completion (6 min for payloads of 10 KB or more)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
@@ -135,6 +137,9 @@ class FalProvider:
         except FalCallError as exc:
             if exc.cause is not None:
                 raise self._transport(exc.cause, "submit", hint) from exc
+            followed = self._request_in_answer(exc, endpoint, hint)
+            if followed is not None:
+                raise followed from exc
             raise self.classify(exc, phase="submit") from exc
         except httpx.TransportError as exc:  # only if something bypassed SingleShotTransport
             raise self._transport(exc, "submit", hint) from exc
@@ -146,6 +151,26 @@ class FalProvider:
                                        f"({type(exc).__name__})", provider=self.name, job_hint=hint) from exc
         return JobHandle(self.name, ack.request_id, data={"endpoint": endpoint, **ack.model_dump(
             include={"request_id", "response_url", "status_url", "cancel_url"})})
+
+    def _request_in_answer(self, exc: FalCallError, endpoint: str, hint: dict[str, Any]) -> GatewayError | None:
+        """A 5xx submit answer that carries ``x-fal-request-id``: fal's own server saw the request
+        (fal-client says so and does not retry it, client.py L1160-1168), so the job may be queued under
+        that id. Returned as ``SubmitOutcomeUnknown`` with the job's handle in ``job_hint["handle"]``,
+        which the runner follows instead of submitting again."""
+        response = exc.response
+        request_id = response.headers.get("x-fal-request-id") if response is not None else None
+        if response is None or response.status_code < 500 or not request_id:
+            return None
+        url = exc.request.url
+        app = "/".join(endpoint.split("/")[:2])  # the subpath is for submit only
+        base = f"{url.scheme}://{url.netloc.decode()}/{app}/requests/{request_id}"
+        handle = JobHandle(self.name, request_id, data={
+            "endpoint": endpoint, "request_id": request_id, "response_url": base,
+            "status_url": base + "/status", "cancel_url": base + "/cancel"})
+        cause = self.classify(exc, phase="submit")
+        return SubmitOutcomeUnknown(f"fal answered the submit with {cause.message} but named request "
+                                    f"{request_id}; following it", provider=self.name,
+                                    job_hint={**hint, "job_id": request_id, "handle": handle.to_json()})
 
     async def _upload(self, queue: FalQueueClient, image: ImageInput) -> str:
         mime = image.mime or "application/octet-stream"

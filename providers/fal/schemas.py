@@ -8,7 +8,7 @@ fal adds fields over time, and only a missing or mistyped field we rely on shoul
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -40,7 +40,9 @@ class QueueStatus(_Wire):
     A failed request reaches COMPLETED too; fal-client also reads ``error`` / ``error_type`` here.
     """
 
-    status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    status: str
+    """IN_QUEUE, IN_PROGRESS or COMPLETED; any other string is read as still running (fal-client raises
+    ``ValueError("Unknown status")`` there, client.py L709-724; a paid job must not end on a new word)."""
     queue_position: int | None = None
     logs: list[dict[str, Any]] | None = None
     metrics: Metrics | None = None

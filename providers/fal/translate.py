@@ -29,9 +29,9 @@ from gateway.errors import (
     MalformedResponse,
     ProviderRejected,
     ProviderUnavailable,
-    ResultExpired,
 )
 from gateway.http import classify_status, decode, redact
+from gateway.jobs.fate import as_verdict
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.fal.schemas import ErrorBody, OviOutput, QueueStatus, SubmitAck
 
@@ -143,10 +143,11 @@ def parse_status(body: Any) -> JobStatus:
     status: QueueStatus = decode(QueueStatus, body, provider=PROVIDER, what="status answer", may_be_billed=True)
     if status.status == "IN_QUEUE":
         return JobStatus(JobState.QUEUED, queue_position=status.queue_position, raw=body)
-    if status.status == "IN_PROGRESS":
-        return JobStatus(JobState.RUNNING, raw=body)
+    if status.status != "COMPLETED":
+        return JobStatus(JobState.RUNNING, raw=body)  # IN_PROGRESS, or a status fal-client does not know
     if status.error is not None or status.error_type is not None:
-        return JobStatus(JobState.FAILED, error=classify_completed(status.error, status.error_type), raw=body)
+        return JobStatus(JobState.FAILED, error=as_verdict(classify_completed(status.error, status.error_type)),
+                         raw=body)
     return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=body)
 
 
@@ -202,9 +203,13 @@ def classify_http(status: int, headers: Mapping[str, str], text: str, *, phase: 
                   secrets: Iterable[str | None] = ()) -> GatewayError:
     """A fal HTTP error answer in our taxonomy.
 
-    ``phase`` matters: a 5xx on submit is never charged (fal FAQ) and is simply retryable; on the
-    result GET of a COMPLETED request it is the model's own failure; a 404 after completion means
-    fal's retention (1 h, 6 min for results of 10 KB or more) has passed.
+    ``phase`` matters. On submit (fal-client's ``_should_retry``, client.py L1155-1211): 408/409/429
+    and an ingress 502–504 (no ``x-fal-request-id``, an nginx body) never reached fal's queue and are
+    retryable; any other 5xx may have queued a job (``may_be_billed``; the provider follows the request
+    id when the answer carries one); other 4xx refused the request. After submit only two answers are
+    verdicts on the job (``as_verdict``): a result 5xx carrying the ``x-fal-error-type`` header (not
+    ``internal_error``, fal's platform rather than the model) and a content refusal. A 404, a 400
+    after an early COMPLETED, any other 4xx/5xx are failed checks, never "expired".
     """
     lowered_headers = {k.lower(): v for k, v in headers.items()}
     body = _error_body(text)
@@ -215,17 +220,16 @@ def classify_http(status: int, headers: Mapping[str, str], text: str, *, phase: 
     kwargs: dict[str, Any] = {"provider": PROVIDER, "status_code": status, "vendor_code": error_type,
                               "may_be_billed": job_exists}
 
+    if phase == "submit" and status >= 500 and not _is_ingress(status, lowered_headers, text):
+        kwargs["may_be_billed"] = True  # fal's own server (or an unknown hop) answered: a job may be queued
     if _is_content(body, message) and status < 500:
-        return ContentRejected(text_msg, **kwargs)
+        refusal = ContentRejected(text_msg, **kwargs)
+        return as_verdict(refusal) if phase == "result" else refusal
     if status == 402 or (status in (401, 403) and any(w in message.lower() for w in _FUNDS_WORDS)):
         return InsufficientFunds(text_msg, **kwargs)
-    if status == 404 and phase in ("status", "result"):
-        return ResultExpired(f"{text_msg} (fal keeps results 1 h, or 6 min when 10 KB or larger)", **kwargs)
-    if phase == "result" and status == 422:
-        return ProviderRejected(text_msg, **kwargs)
-    if phase == "result" and status >= 500 and _is_job_failure(error_type, lowered_headers):
+    if phase == "result" and status >= 500 and _is_job_failure(error_type):
         # fal FAQ: "server errors (5xx) are never charged" — the failed job cost nothing.
-        return GenerationFailed(text_msg, **{**kwargs, "may_be_billed": False})
+        return as_verdict(GenerationFailed(text_msg, **{**kwargs, "may_be_billed": False}))
     if error_type == "bad_request":
         return ProviderRejected(text_msg, **kwargs)
     if error_type is not None and status not in (401, 402, 403, 429) and (
@@ -236,15 +240,18 @@ def classify_http(status: int, headers: Mapping[str, str], text: str, *, phase: 
                            may_be_billed=job_exists)
 
 
-def _is_job_failure(error_type: str | None, headers: Mapping[str, str]) -> bool:
-    """Whether a 5xx on the result GET is the request's own stored failure (not a passing fault).
+def _is_job_failure(error_type: str | None) -> bool:
+    """Whether a 5xx on the result GET is the request's own stored failure: it carries an error type
+    (the ``x-fal-error-type`` header, or the body's ``error_type``, which fal-client reads first,
+    client.py L650-654), other than ``internal_error`` (fal's platform failing, not the model).
+    Anything else — a bare 5xx, even with ``x-fal-request-id`` — is worth another GET."""
+    return error_type is not None and error_type != "internal_error"
 
-    fal's own answers carry ``x-fal-request-id``; ingress (nginx) errors do not, and
-    ``internal_error`` is fal's platform failing, not the model. Both are worth another GET.
-    """
-    if error_type == "internal_error":
-        return False
-    return error_type is not None or "x-fal-request-id" in headers
+
+def _is_ingress(status: int, headers: Mapping[str, str], text: str) -> bool:
+    """fal-client's ``_is_ingress_error`` (client.py L1155-1170): 502–504 with no ``x-fal-request-id``
+    and an nginx body — the request never reached fal's queue."""
+    return status in (502, 503, 504) and "x-fal-request-id" not in headers and "nginx" in text
 
 
 def classify_completed(error: str | None, error_type: str | None) -> GatewayError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "RunwareAdvancedFeatures",
@@ -99,17 +99,25 @@ class RunwareItem(_Answer):
     ``includeCost``.
     """
 
-    taskType: str
+    taskType: str | None = None
     taskUUID: str
     status: str | None = None
     progress: float | None = None
     videoUUID: str | None = None
     videoURL: str | None = None
+    mediaUUID: str | None = None
+    mediaURL: str | None = None
+    """The SDK's ``IVideo`` carries ``mediaUUID``/``mediaURL`` beside the video fields (types.py L2460)."""
     videoDataURI: str | None = None
     seed: int | None = None
     NSFWContent: bool | None = None
     cost: float | None = None
     error: RunwareError | None = None
+    code: Any = None
+    errorId: Any = None
+    message: str | None = None
+    """An item carrying a truthy ``code``/``error``/``errorId`` is an error (the SDK's
+    ``_is_error_response``, base.py L3768-3780), whatever its ``status``."""
 
 
 class RunwareUploadItem(_Answer):
@@ -126,3 +134,9 @@ class RunwareBody(_Answer):
 
     data: list[dict[str, Any]] = Field(default_factory=list)
     errors: list[RunwareError] = Field(default_factory=list)
+
+    @field_validator("data", "errors", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        """``null`` lists read as empty, as the SDK's ``.get(..., [])`` reads them."""
+        return [] if value is None else value

@@ -39,6 +39,7 @@ from gateway.errors import (
     ResultExpired,
 )
 from gateway.http import classify_status, classify_transport, decode, redact, retry_after
+from gateway.jobs.fate import as_verdict
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.runware.schemas import (
     RunwareAdvancedFeatures,
@@ -227,9 +228,10 @@ def handle_from_submit(status: int, headers: Mapping[str, str], content: bytes, 
                        secrets: Iterable[str | None] = ()) -> JobHandle:
     """The job handle from a submit answer; raises the classified error when Runware refused.
 
-    ``conflictTaskUUID`` means a task with our ``taskUUID`` already exists: that task is ours (the
-    UUID is our idempotency key), so it is returned as the handle. After a 5xx Runware may still
-    have taken the task, so the error says ``may_be_billed``; a 2xx body we cannot read says so too.
+    ``conflictTaskUUID`` means a task with our ``taskUUID`` already exists. Whether it is *ours* is
+    not this reader's call: the handle carries ``data["conflict"] = True`` and the runner follows it
+    only if ``fate.conflict_is_ours``. After a 5xx Runware may still have taken the task, so the error
+    says ``may_be_billed``; a 2xx body we cannot read says so too.
     """
     handle = JobHandle(PROVIDER, task_uuid, {"endpoint": ENDPOINT})
     server_side = status >= 500
@@ -242,7 +244,7 @@ def handle_from_submit(status: int, headers: Mapping[str, str], content: bytes, 
         raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets,
                                 may_be_billed=server_side) from None
     if any(family(e.code) == "conflict" for e in body.errors):
-        return handle
+        return JobHandle(PROVIDER, task_uuid, {"endpoint": ENDPOINT, "conflict": True})
     if body.errors or status >= 300:
         raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets,
                                 may_be_billed=server_side)
@@ -257,17 +259,25 @@ def _items(body: RunwareBody, task_uuid: str) -> list[RunwareItem]:
 _QUEUED = {"queued", "pending", "scheduled", "waiting"}
 
 
+def _is_error_item(item: RunwareItem) -> bool:
+    """The SDK's ``_is_error_response``: a truthy ``code``, ``error`` or ``errorId`` (base.py L3768)."""
+    return bool(item.code or item.error or item.errorId)
+
+
+def _url(item: RunwareItem) -> str | None:
+    return item.videoURL or item.mediaURL or item.videoDataURI
+
+
 def _state(item: RunwareItem) -> JobState:
+    """An item's state. Unknown statuses keep the job RUNNING (the SDK keeps polling on them)."""
     status = (item.status or "").lower()
-    if status == "success" or (not status and (item.videoURL or item.videoDataURI)):
-        return JobState.SUCCEEDED
-    if status in ("error", "failed"):
+    if status in ("error", "failed") or _is_error_item(item):
         return JobState.FAILED
-    if status == "processing":
-        return JobState.RUNNING
+    if status == "success" or (not status and _url(item)):
+        return JobState.SUCCEEDED
     if status in _QUEUED or not status:
         return JobState.QUEUED
-    raise MalformedResponse(f"unknown task status {item.status!r}", provider=PROVIDER)
+    return JobState.RUNNING
 
 
 def _pick(items: list[RunwareItem]) -> RunwareItem | None:
@@ -283,11 +293,18 @@ _REQUEST_FAMILIES = ("auth", "funds", "rate")
 """Families that are about the call (key, balance, pace), never about one task, wherever they appear."""
 
 
-def _is_task_failure(error: RunwareError, task_uuid: str) -> bool:
-    """Whether an ``errors`` entry reports that OUR ``videoInference`` task itself ended (it failed or
-    timed out at Runware), rather than a problem with this request."""
-    return (error.taskUUID == task_uuid and error.taskType == "videoInference"
-            and family(error.code) not in _REQUEST_FAMILIES)
+NOT_A_VERDICT = "taskfailedornotfound"
+"""Runware's "failed *or* not found": it does not say the task ended (a late submit is not found yet)."""
+
+
+def _is_task_failure(error: RunwareError, task_uuid: str, status: int = 200) -> bool:
+    """Whether an ``errors`` entry is Runware's verdict that OUR task ended: it names our ``taskUUID``,
+    its code is not ``taskFailedOrNotFound`` nor about the request (auth, funds, pace), the answer is
+    not a 5xx, and it is about the task (its ``videoInference`` type, or a generation/safety code)."""
+    kind = family(error.code)
+    return (error.taskUUID == task_uuid and error.code.lower() != NOT_A_VERDICT and status < 500
+            and kind not in _REQUEST_FAMILIES
+            and (error.taskType == "videoInference" or kind in _JOB_FAMILIES))
 
 
 def _task_failure(error: RunwareError, *, status: int, secrets: Iterable[str | None]) -> ProviderError:
@@ -295,23 +312,22 @@ def _task_failure(error: RunwareError, *, status: int, secrets: Iterable[str | N
     failed runs, so it may have been billed. A failed task is final: a provider or timeout failure
     (``timeoutProvider``, ``serviceUnavailable``…) is ``GenerationFailed``, never a retryable poll error."""
     failure = error_from(error, status=status, secrets=secrets, may_be_billed=True)
-    if failure.retryable:
-        return GenerationFailed(failure.message, provider=PROVIDER, status_code=status, vendor_code=error.code,
-                                may_be_billed=True)
-    return failure
+    if failure.retryable or family(error.code) is None:  # an unknown code on a task item: it failed
+        failure = GenerationFailed(failure.message, provider=PROVIDER, status_code=status, vendor_code=error.code,
+                                   may_be_billed=True)
+    return as_verdict(failure)
 
 
 def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task_uuid: str,
                 secrets: Iterable[str | None] = ()) -> JobStatus:
-    """One ``getResponse`` answer as a ``JobStatus``; raises for request-level errors (auth, funds, 429,
-    5xx, errors naming no task or another task type), which a later poll may get past.
+    """One ``getResponse`` answer as a ``JobStatus``; raises for everything that is not Runware's word
+    about our task (auth, funds, 429, 5xx, ``taskFailedOrNotFound``, errors naming no task or another
+    task) — failed checks, which a later poll may get past.
 
-    A failed generation arrives either as an item ``{"status": "error", "error": {…}}`` or as an
-    ``errors`` entry for our ``videoInference`` task (with HTTP 200 or an error status, whatever its
-    code: ``inferenceError``, ``timeoutProvider``…); both become ``FAILED`` with the error. So does
-    a task Runware no longer knows (``taskFailedOrNotFound``). Every such error says ``may_be_billed``
-    (see ``_task_failure``). An empty ``{"data": []}`` is ``QUEUED``.
-    ``progress`` is Runware's percentage as a fraction 0–1.
+    Verdicts (``FAILED``, the error marked ``as_verdict``, ``may_be_billed``): a task item with
+    ``status: "error"`` or a truthy ``code``/``errorId``/``error`` (the SDK's ``_is_error_response``),
+    or an ``errors`` entry for our task (see ``_is_task_failure``). Unknown statuses and an empty
+    ``{"data": []}`` keep the job going. ``progress`` is Runware's percentage as a fraction 0–1.
     """
     ok = 200 <= status < 300
     try:
@@ -325,14 +341,15 @@ def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task
     if item is not None:
         state = _state(item)
         if state is JobState.FAILED:
-            error = item.error or RunwareError(code="taskFailed", message="the task ended with status error")
+            error = item.error or RunwareError(code=str(item.code or item.errorId or "taskFailed"),
+                                               message=item.message or "the task ended with an error")
             return JobStatus(state, error=_task_failure(error, status=status, secrets=secrets), raw=raw)
         progress = None if item.progress is None else max(0.0, min(1.0, item.progress / 100))
         return JobStatus(state, progress=progress, raw=raw)
     errors = _relevant(body, task_uuid)
     if errors:
         first = errors[0]
-        if family(first.code) in _JOB_FAMILIES or _is_task_failure(first, task_uuid):
+        if _is_task_failure(first, task_uuid, status):
             return JobStatus(JobState.FAILED, error=_task_failure(first, status=status, secrets=secrets), raw=raw)
         raise error_from(first, status=status, headers=headers, secrets=secrets)
     if not ok:
@@ -394,9 +411,9 @@ def parse_output(final: Any, task_uuid: str) -> ProviderOutput:
     if not items:
         raise MalformedResponse(f"no successful result for task {task_uuid} in the answer", provider=PROVIDER)
     item = items[0]
-    url = item.videoURL or item.videoDataURI
+    url = _url(item)
     if not url:
-        raise MalformedResponse("result has neither videoURL nor videoDataURI", provider=PROVIDER)
+        raise MalformedResponse("result has no videoURL, mediaURL or videoDataURI", provider=PROVIDER)
     return ProviderOutput(
         video_url=url, seed=item.seed,
         cost_usd=None if item.cost is None else Decimal(str(item.cost)),

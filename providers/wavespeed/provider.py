@@ -52,6 +52,8 @@ class WaveSpeedProvider:
     accepted_options = frozenset({"base_url"})
     min_poll_interval = 5.0
     """WaveSpeed asks for at least 5 s between video result polls (its Ovi docs)."""
+    result_retention_s = 7 * 86400.0
+    """Predictions and outputs are deleted after 7 days (https://wavespeed.ai/docs/what-are-predictions)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "TERMINAL_FAILURES",
     "Envelope",
     "ErrorBody",
     "ImageToVideoInput",
@@ -25,9 +26,9 @@ __all__ = [
     "Urls",
 ]
 
-Status = Literal["created", "processing", "completed", "failed",
-                 # not in the docs; the official SDK 2.0.5 treats them as terminal too
-                 "cancelled", "timeout", "deleted"]
+TERMINAL_FAILURES = ("failed", "cancelled", "timeout", "deleted")
+"""Statuses that end a task: ``failed`` is documented; the official SDK 2.0.5 ends on the other three
+too (client.py L357-360). Any other status string is read and means "keep polling", as in the SDK."""
 
 
 class _Wire(BaseModel):
@@ -68,10 +69,12 @@ class PredictionData(_Wire):
 
     id: str
     model: str | None = None
-    outputs: list[str] = Field(default_factory=list)
+    outputs: list[str] | None = Field(default_factory=list)
+    """``null`` is read as no outputs (the SDK returns it as ``None`` rather than failing)."""
     urls: Urls | None = None
-    has_nsfw_contents: list[bool] = Field(default_factory=list)
-    status: Status
+    has_nsfw_contents: list[bool | None] | None = Field(default_factory=list)
+    status: str | None = None
+    """Any string: only ``completed`` and ``TERMINAL_FAILURES`` end a task (a missing one keeps polling)."""
     created_at: str | None = None
     error: str | None = ""
     code: int | None = None

@@ -29,11 +29,11 @@ from gateway.errors import (
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
-    ResultExpired,
 )
 from gateway.http import classify_status, decode, redact
+from gateway.jobs.fate import as_verdict
 from gateway.request import Mode, OviRequest
-from providers.wavespeed.schemas import Envelope, ErrorBody, PredictionData, UploadEnvelope
+from providers.wavespeed.schemas import TERMINAL_FAILURES, Envelope, ErrorBody, PredictionData, UploadEnvelope
 
 __all__ = [
     "API_BASE",
@@ -154,14 +154,15 @@ def parse_upload(body: bytes | str | Mapping[str, Any]) -> str:
 
 
 def _task_error(code: int | None, message: str) -> ProviderError:
-    # The job was created, and WaveSpeed does not document whether failed tasks are charged.
+    """A verdict: the task ended failed (``as_verdict``). The job was created, and WaveSpeed does not
+    document whether failed tasks are charged, so it may have been billed."""
     kwargs: dict[str, Any] = {"provider": NAME, "may_be_billed": True,
                               "vendor_code": None if code is None else str(code)}
     if code in _CONTENT_CODES:
-        return ContentRejected(message, **kwargs)
+        return as_verdict(ContentRejected(message, **kwargs))
     if code in _REJECTED_CODES:
-        return ProviderRejected(message, **kwargs)
-    return GenerationFailed(message, **kwargs)
+        return as_verdict(ProviderRejected(message, **kwargs))
+    return as_verdict(GenerationFailed(message, **kwargs))
 
 
 def classify_task(data: PredictionData) -> ProviderError:
@@ -188,10 +189,11 @@ def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] 
     """An HTTP error answer in our taxonomy.
 
     The JSON shape of non-200 answers is UNCONFIRMED: ``{"code": int, "message": str}`` is read when
-    present, anything else falls back to the status. On submit, a 500 is ambiguous — the job may exist
-    — so it is ``ProviderUnavailable`` with ``may_be_billed=True`` (the runner, unable to reconcile
-    WaveSpeed, treats it as a submit of unknown outcome); 502/503/504 come from the edge before the
-    API and are not billed.
+    present, anything else falls back to the status. On submit, every 5xx is ambiguous — the job may
+    exist — so it says ``may_be_billed=True`` and is never sent again: the official SDK never re-sends
+    a submit ("the task may already have been created", client.py L196-203), 502–504 included. A 4xx
+    is WaveSpeed refusing the request, which created nothing. On a poll nothing here is a verdict:
+    a 404 is a failed check (it said nothing about the task; WaveSpeed keeps predictions 7 days).
     """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
     message, code = text, None
@@ -202,13 +204,10 @@ def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] 
         pass
     message = redact(message, secrets)
     vendor_code = None if code is None else str(code)
-    ambiguous = submitting and status >= 500 and status not in (502, 503, 504)
+    ambiguous = submitting and status >= 500
     if status == 402 or "insufficient balance" in message.lower():
         return InsufficientFunds(f"HTTP {status}: {message}", provider=NAME, status_code=status,
                                  vendor_code=vendor_code)
-    if polling and status == 404:
-        return ResultExpired(f"HTTP 404: {message} (WaveSpeed deletes predictions after 7 days)",
-                             provider=NAME, status_code=status, vendor_code=vendor_code)
     if ambiguous:
         return ProviderUnavailable(f"HTTP {status} on submit, the job may exist: {message}", provider=NAME,
                                    status_code=status, vendor_code=vendor_code, may_be_billed=True)
@@ -228,13 +227,14 @@ def status_of(body: bytes | str | Mapping[str, Any]) -> JobStatus:
         return JobStatus(JobState.FAILED, error=_task_error(code, _envelope_failure(value, code)), raw=value)
     envelope, raw = load_envelope(value)
     data = envelope.data
-    if data.status == "created":
-        return JobStatus(JobState.QUEUED, raw=raw)
-    if data.status == "processing":
-        return JobStatus(JobState.RUNNING, raw=raw)
-    if data.status == "completed":
+    status = (data.status or "").lower()
+    if status == "completed":
         return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=raw)
-    return JobStatus(JobState.FAILED, error=classify_task(data), raw=raw)
+    if status in TERMINAL_FAILURES:
+        return JobStatus(JobState.FAILED, error=classify_task(data), raw=raw)
+    if status in ("created", "pending", "queued", ""):
+        return JobStatus(JobState.QUEUED, raw=raw)
+    return JobStatus(JobState.RUNNING, raw=raw)  # processing, or a status the docs do not list: keep polling
 
 
 def _envelope_failure(value: Mapping[str, Any], code: int) -> str:
@@ -253,15 +253,17 @@ def parse_output(final: bytes | str | Mapping[str, Any], handle: JobHandle) -> P
     """
     envelope, raw = load_envelope(final)
     data = envelope.data
-    if data.status in ("failed", "cancelled", "timeout", "deleted"):
+    if (data.status or "").lower() in TERMINAL_FAILURES:
         raise classify_task(data)
-    if data.status != "completed" or not data.outputs:
-        raise MalformedResponse(f"task {data.id} is {data.status} with {len(data.outputs)} outputs; "
-                                "a result needs status completed and one output URL", provider=NAME)
+    outputs = data.outputs or []
+    if (data.status or "").lower() != "completed" or not outputs:
+        raise MalformedResponse(f"task {data.id} is {data.status} with {len(outputs)} outputs; "
+                                "a result needs status completed and one output URL", provider=NAME,
+                                may_be_billed=True)
     seed = data.input.get("seed") if data.input else None
     inference = data.timings.inference if data.timings else None
     return ProviderOutput(
-        video_url=data.outputs[0],
+        video_url=outputs[0],
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None,
         cost_usd=None,
         nsfw=data.has_nsfw_contents[0] if data.has_nsfw_contents else None,

@@ -17,15 +17,16 @@ from gateway.emulator.clips import ClipStore
 from gateway.errors import (
     AuthError,
     ContentRejected,
+    GatewayError,
     GenerationFailed,
     InsufficientFunds,
     MalformedResponse,
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
-    ResultExpired,
     SubmitOutcomeUnknown,
 )
+from gateway.jobs.fate import is_verdict
 from gateway.request import OviRequest
 from providers.fal import FalProvider
 from providers.fal.queue import FalQueueClient, FalRequest
@@ -115,6 +116,7 @@ async def test_queue_position_while_queued(clock: VirtualClock) -> None:
 # ---- faults on submit: exactly one POST each, never re-sent by fal-client ----------------------
 @pytest.mark.parametrize(("fault", "cls", "billed_jobs"), [
     ("429", RateLimited, 0),
+    # a 500 with no request id is not ingress: fal-client does not retry it, a job may be queued
     ("500", ProviderUnavailable, 0),
     ("502", ProviderUnavailable, 0),  # nginx ingress error: fal-client itself would retry it
     ("503", ProviderUnavailable, 0),
@@ -136,7 +138,7 @@ async def test_submit_faults(clock: VirtualClock, fault: str, cls: type, billed_
     assert len(emulator.ledger.billable("fal")) == billed_jobs
     error = info.value
     assert error.provider == "fal"
-    assert error.may_be_billed == (cls is SubmitOutcomeUnknown)
+    assert error.may_be_billed == (cls is SubmitOutcomeUnknown or fault == "500")
     if fault == "429":
         assert error.retry_after == 2.0
     if cls is SubmitOutcomeUnknown:
@@ -227,12 +229,13 @@ async def test_stuck_job_keeps_running(clock: VirtualClock) -> None:
     assert (await fal.status(handle)).state is JobState.RUNNING
 
 
-async def test_result_expires_after_retention(clock: VirtualClock) -> None:
+async def test_a_result_past_retention_is_a_failed_check_not_a_verdict(clock: VirtualClock) -> None:
     _, fal = make(clock)
     handle, _, last = await run_to_end(fal, clock, OviRequest(prompt=PROMPT, image=IMAGE))
     clock.advance(3601)
-    with pytest.raises(ResultExpired):
+    with pytest.raises(GatewayError) as info:  # 404: fal said nothing about the job itself
         await fal.result(handle, last)
+    assert info.value.status_code == 404 and not is_verdict(info.value)
 
 
 async def test_wrong_key_is_auth_error(clock: VirtualClock) -> None:

@@ -25,10 +25,10 @@ from gateway.errors import (
     ProviderRejected,
     ProviderUnavailable,
     RateLimited,
-    ResultExpired,
     SubmitOutcomeUnknown,
     UnsupportedByProvider,
 )
+from gateway.jobs.fate import is_verdict
 from gateway.request import OviRequest
 from providers.wavespeed import WaveSpeedProvider
 from tests.conftest import PNG_BYTES
@@ -140,8 +140,9 @@ async def test_wrong_key_is_auth_error_and_not_echoed(clock: VirtualClock) -> No
 SUBMIT_FAULTS = {
     "429": (RateLimited, False, 0),
     "500": (ProviderUnavailable, True, 0),   # ambiguous: WaveSpeed cannot be reconciled
-    "502": (ProviderUnavailable, False, 0),
-    "503": (ProviderUnavailable, False, 0),
+    # never re-sent: the official SDK treats every submit without a 200 as possibly created (L196-208)
+    "502": (ProviderUnavailable, True, 0),
+    "503": (ProviderUnavailable, True, 0),
     "401": (AuthError, False, 0),
     "402": (InsufficientFunds, False, 0),
     "refuse": (ProviderUnavailable, False, 0),
@@ -305,8 +306,9 @@ async def test_both_documented_result_paths_and_unknown_ids(clock: VirtualClock)
     auth = {"Authorization": "Bearer k"}
     short = (await http.get(f"https://api.wavespeed.ai/api/v3/predictions/{handle.job_id}", headers=auth)).json()
     assert short["data"]["id"] == handle.job_id and short["data"]["status"] == "processing"
-    with pytest.raises(ResultExpired):
+    with pytest.raises(GatewayError) as info:  # a failed check, never "expired": 404 says nothing of the job
         await provider.status(JobHandle("wavespeed", "no-such-task", {}))
+    assert info.value.status_code == 404 and not is_verdict(info.value)
 
 
 async def test_cancel_is_a_documented_no_op(clock: VirtualClock) -> None:

@@ -26,6 +26,7 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
     UnsupportedByProvider,
 )
+from gateway.jobs.fate import is_verdict
 from gateway.request import Mode, OviRequest
 from providers.fal import FalProvider
 from providers.fal import translate as t
@@ -205,10 +206,17 @@ def test_completed_with_error_is_failed() -> None:
     assert isinstance(untyped.error, GenerationFailed) and not untyped.error.may_be_billed  # a 5xx: not charged
 
 
-@pytest.mark.parametrize("body", [{"status": "DONE"}, {"queue_position": 1}, "IN_QUEUE"])
-def test_unknown_status_is_malformed(body: object) -> None:
+@pytest.mark.parametrize("body", [{"queue_position": 1}, "IN_QUEUE", {"status": None}])
+def test_a_status_body_without_a_status_is_malformed(body: object) -> None:
     with pytest.raises(MalformedResponse):
         t.parse_status(body)
+
+
+@pytest.mark.parametrize("word", ["DONE", "IN_WARMUP", "in_progress"])
+def test_an_unknown_status_keeps_the_job_running(word: str) -> None:
+    """fal-client raises ValueError("Unknown status") (client.py L709-724); a paid job must not end on a
+    word we do not know, so it reads as running and polling goes on."""
+    assert t.parse_status({"status": word}).state is JobState.RUNNING
 
 
 def test_parse_submit_ack() -> None:
@@ -258,7 +266,8 @@ def test_request_error_types_on_submit(fal: FalProvider, error_type: str, status
     error = fal.classify(_response(status, {"detail": "Request failed", "error_type": error_type},
                                    headers={"X-Fal-Error-Type": error_type}))
     assert type(error) is cls and error.vendor_code == error_type
-    assert not error.may_be_billed  # fal: server errors are never charged; refusals create nothing
+    # fal's own server answered (not nginx ingress): a 5xx may have queued a job, a 4xx refused it
+    assert error.may_be_billed is (status >= 500)
 
 
 def test_error_type_from_header_only(fal: FalProvider) -> None:
@@ -286,21 +295,27 @@ def test_ingress_html_5xx(fal: FalProvider) -> None:
 def test_result_phase_errors(fal: FalProvider) -> None:
     failed = fal.classify(_response(500, {"detail": "boom", "error_type": "runner_server_error"}, "GET", RESULT_URL))
     assert isinstance(failed, GenerationFailed) and not failed.may_be_billed  # fal: 5xx never charged
+    assert is_verdict(failed)
+    typed = fal.classify(_response(503, {"detail": "x"}, "GET", RESULT_URL,
+                                   headers={"x-fal-error-type": "runner_disconnected"}))
+    assert isinstance(typed, GenerationFailed) and is_verdict(typed)
+    # a bare 5xx, even from fal's server (x-fal-request-id), names no failure: a failed check
     model_500 = fal.classify(_response(500, {"detail": "CUDA out of memory"}, "GET", RESULT_URL,
                                        headers={"x-fal-request-id": "r"}))
-    assert isinstance(model_500, GenerationFailed) and not model_500.may_be_billed
+    assert not is_verdict(model_500) and model_500.may_be_billed
     platform = fal.classify(_response(500, {"detail": "oops", "error_type": "internal_error"}, "GET", RESULT_URL))
-    assert isinstance(platform, ProviderUnavailable)
+    assert isinstance(platform, ProviderUnavailable) and not is_verdict(platform)
     rejected = fal.classify(_response(422, {"detail": [{"loc": ["body", "image_url"], "msg": "Failed to download",
                                                         "type": "file_download_error"}]}, "GET", RESULT_URL))
-    assert isinstance(rejected, ProviderRejected) and rejected.may_be_billed
+    assert isinstance(rejected, ProviderRejected) and rejected.may_be_billed and not is_verdict(rejected)
     nsfw = fal.classify(_response(422, {"detail": [{"loc": ["body"], "msg": "flagged by a content checker",
                                                     "type": "content_policy_violation"}]}, "GET", RESULT_URL))
-    assert isinstance(nsfw, ContentRejected) and not nsfw.failover and nsfw.may_be_billed
-    gone = fal.classify(_response(404, {"detail": "Request not found"}, "GET", RESULT_URL))
-    assert isinstance(gone, ResultExpired)
-    gone_status = fal.classify(_response(404, {"detail": "Request not found"}, "GET", RESULT_URL + "/status"))
-    assert isinstance(gone_status, ResultExpired)
+    assert isinstance(nsfw, ContentRejected) and not nsfw.failover and nsfw.may_be_billed and is_verdict(nsfw)
+    for url in (RESULT_URL, RESULT_URL + "/status"):  # a 404 is never "expired": a failed check
+        gone = fal.classify(_response(404, {"detail": "Request not found"}, "GET", url))
+        assert not isinstance(gone, ResultExpired) and not is_verdict(gone) and gone.may_be_billed
+    early = fal.classify(_response(400, {"detail": "Request is still in progress"}, "GET", RESULT_URL))
+    assert not is_verdict(early)
 
 
 def test_transport_errors_by_phase(fal: FalProvider) -> None:

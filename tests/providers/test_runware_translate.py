@@ -15,6 +15,7 @@ from gateway.contract import JobHandle, JobState, ProviderContext, SubmitContext
 from gateway.errors import (
     AuthError,
     ContentRejected,
+    GatewayError,
     GenerationFailed,
     InsufficientFunds,
     MalformedResponse,
@@ -25,9 +26,10 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
     UnsupportedByProvider,
 )
+from gateway.jobs.fate import is_verdict
 from gateway.request import Mode, OviRequest
 from providers.runware import RunwareProvider
-from providers.runware.translate import find_from, handle_from_submit, status_from
+from providers.runware.translate import find_from, handle_from_submit, parse_output, status_from
 from tests.conftest import PNG_BYTES
 
 TASK = "fd9a5ac6-7acc-44ef-a961-cf55b99e41cd"
@@ -245,12 +247,18 @@ def raw(body) -> bytes:
 
 
 @pytest.mark.parametrize("body", [{"data": [{"taskType": "videoInference", "taskUUID": TASK}]}, {"data": []},
-                                  {"errors": [{"code": "conflictTaskUUID", "message": "exists", "taskUUID": TASK}]}])
+                                  {"data": None}])
 def test_submit_answers_that_mean_accepted(body) -> None:
+    assert handle_from_submit(200, {}, raw(body), task_uuid=TASK) == HANDLE
+
+
+def test_a_conflict_is_reported_as_a_fact_the_runner_judges() -> None:
+    """conflictTaskUUID says a task with this key exists, not that it is ours: the handle says
+    ``conflict`` and ``fate.conflict_is_ours`` decides."""
+    body = {"errors": [{"code": "conflictTaskUUID", "message": "exists", "taskUUID": TASK}]}
     for status in (200, 400):
-        if status == 400 and "errors" not in body:
-            continue
-        assert handle_from_submit(status, {}, raw(body), task_uuid=TASK) == HANDLE
+        handle = handle_from_submit(status, {}, raw(body), task_uuid=TASK)
+        assert handle.job_id == TASK and handle.data["conflict"] is True
 
 
 @pytest.mark.parametrize(("status", "body", "cls", "billed"), [
@@ -284,15 +292,38 @@ def test_status_answers(body, state: JobState, progress) -> None:
 
 @pytest.mark.parametrize(("status", "body", "cls"), [
     (200, err("inferenceError", taskUUID=TASK), GenerationFailed),
-    (200, err("taskFailedOrNotFound", taskUUID=TASK), GenerationFailed),
-    (400, err("taskFailedOrNotFound", taskUUID=TASK), GenerationFailed),
     (200, {"data": [{"taskType": "videoInference", "taskUUID": TASK, "status": "error"}]}, GenerationFailed),
+    # the SDK's _is_error_response: a truthy code or errorId makes an item an error, whatever its status
+    (200, {"data": [{"taskType": "videoInference", "taskUUID": TASK, "code": "inferenceError"}]}, GenerationFailed),
+    (200, {"data": [{"taskType": "videoInference", "taskUUID": TASK, "status": "processing", "errorId": 17}]},
+     GenerationFailed),
 ])
 def test_status_answers_that_mean_failed(status: int, body, cls: type) -> None:
     got = status_from(status, {}, raw(body), task_uuid=TASK)
     assert got.state is JobState.FAILED and type(got.error) is cls and got.error.failover is True
     # Runware bills compute time and documents nothing about failed runs: conservatively billed
-    assert got.error.may_be_billed is True
+    assert got.error.may_be_billed is True and is_verdict(got.error)
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_task_failed_or_not_found_is_a_failed_check_never_a_verdict(status: int) -> None:
+    """"failed OR not found": a late submit is not found yet, so it says nothing final about the job."""
+    with pytest.raises(GatewayError) as info:
+        status_from(status, {}, raw(err("taskFailedOrNotFound", taskUUID=TASK)), task_uuid=TASK)
+    assert not is_verdict(info.value)
+
+
+@pytest.mark.parametrize("word", ["exploded", "warming", "QUEUED_AGAIN"])
+def test_an_unknown_status_keeps_the_job_running(word: str) -> None:
+    body = {"data": [{"taskType": "videoInference", "taskUUID": TASK, "status": word}]}
+    assert status_from(200, {}, raw(body), task_uuid=TASK).state is JobState.RUNNING
+
+
+def test_media_url_is_a_result_url() -> None:
+    item = {"taskType": "videoInference", "taskUUID": TASK, "status": "success", "mediaUUID": "m",
+            "mediaURL": "https://vm.runware.ai/video/m.mp4"}
+    assert status_from(200, {}, raw({"data": [item]}), task_uuid=TASK).state is JobState.SUCCEEDED
+    assert parse_output({"data": [item]}, TASK).video_url == "https://vm.runware.ai/video/m.mp4"
 
 
 def task_err(code: str, task_type: str = "videoInference", task_uuid: str = TASK) -> dict:
@@ -332,7 +363,6 @@ def test_request_level_errors_on_a_poll_still_raise(status: int, body, cls: type
     (429, err("rateLimitExceeded"), RateLimited),
     (503, b"down", ProviderUnavailable),
     (200, b"not json", MalformedResponse),
-    (200, {"data": [{"taskType": "videoInference", "taskUUID": TASK, "status": "exploded"}]}, MalformedResponse),
 ])
 def test_status_answers_that_raise(status: int, body, cls: type) -> None:
     with pytest.raises(cls):

@@ -21,6 +21,7 @@ from gateway.errors import (
     ResultExpired,
     UnsupportedByProvider,
 )
+from gateway.jobs.fate import is_verdict
 from gateway.request import OviRequest
 from providers.wavespeed import WaveSpeedProvider
 from providers.wavespeed import translate as tr
@@ -266,16 +267,35 @@ def test_rate_limit_carries_retry_after(provider: WaveSpeedProvider) -> None:
     assert isinstance(error, RateLimited) and error.retry_after == 2.0 and error.retryable
 
 
-@pytest.mark.parametrize(("status", "billed"), [(500, True), (502, False), (503, False), (504, False)])
+# The official SDK never re-sends a submit that got no 200 ("the task may already have been created",
+# client.py L196-208): every 5xx, the edge's 502-504 included, may hide a created task.
+@pytest.mark.parametrize(("status", "billed"), [(500, True), (502, True), (503, True), (504, True)])
 def test_submit_5xx_billing(status: int, billed: bool) -> None:
     error = tr.classify_http(status, b'{"code": %d, "message": "x"}' % status, submitting=True)
     assert isinstance(error, ProviderUnavailable) and error.may_be_billed is billed
     assert tr.classify_http(status, b"", submitting=False).may_be_billed is False
 
 
-def test_poll_404_is_expired() -> None:
-    assert isinstance(tr.classify_http(404, b'{"code":404,"message":"not found"}', polling=True), ResultExpired)
+def test_poll_404_is_a_failed_check_never_expired() -> None:
+    gone = tr.classify_http(404, b'{"code":404,"message":"not found"}', polling=True)
+    assert not isinstance(gone, ResultExpired) and not is_verdict(gone)
     assert isinstance(tr.classify_http(404, b"", polling=False), ProviderRejected)
+
+
+def test_tolerant_reader_nulls_and_unknown_statuses() -> None:
+    """As the SDK reads them (client.py L341-362): null lists are empty, an unknown status keeps polling."""
+    body = {"code": 200, "message": "success", "data": {"id": "t1", "status": "warming_up", "outputs": None,
+                                                         "has_nsfw_contents": None, "error": None}}
+    assert tr.status_of(body).state is JobState.RUNNING
+    assert tr.status_of({**body, "data": {**body["data"], "status": "created"}}).state is JobState.QUEUED
+    done = {**body, "data": {**body["data"], "status": "completed", "outputs": ["https://x/y.mp4"]}}
+    assert tr.status_of(done).state is JobState.SUCCEEDED
+    assert tr.parse_output(done, JobHandle("wavespeed", "t1")).video_url == "https://x/y.mp4"
+    for word in ("failed", "cancelled", "timeout", "deleted"):
+        failed = tr.status_of({**body, "data": {**body["data"], "status": word}})
+        assert failed.state is JobState.FAILED and is_verdict(failed.error)
+    coded = tr.status_of({"code": 1403, "message": "failed", "data": {"id": "t1", "status": "processing"}})
+    assert coded.state is JobState.FAILED and is_verdict(coded.error)
 
 
 def test_key_is_redacted(provider: WaveSpeedProvider) -> None:
