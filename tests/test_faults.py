@@ -84,7 +84,8 @@ def test_invalid_script_refused(kwargs: dict, message: str) -> None:
 
 
 def test_invalid_add_refused() -> None:
-    with pytest.raises(ValueError, match="use one of fail, noaudio, nsfw, ok, short, stuck, truncated"):
+    with pytest.raises(ValueError,
+                       match="use one of fail, fail_completed, fail_item, noaudio, nsfw, ok, short, stuck, truncated"):
         FaultScript().add("job", "500")
     with pytest.raises(ValueError, match="unknown operation 'poll'; use one of submit, status"):
         FaultScript().add("poll", "ok")

@@ -88,6 +88,11 @@ class Emulator:
     def __getitem__(self, name: str) -> EmulatedVendor:
         return self.vendors[name]
 
+    def deliver_late(self, *, everything: bool = False) -> int:
+        """Let ``late`` submits that are due (``everything``: all, however far off) reach their vendors;
+        how many did. Requests deliver them too; call this before reading the ledger at the end of a run."""
+        return sum(vendor.deliver_late(everything=everything) for vendor in self.vendors.values())
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request, routed by host (real vendor hosts) or by path (loopback)."""
         if request.url.path == "/_emulator/ledger" and request.url.host in LOOPBACK_HOSTS:

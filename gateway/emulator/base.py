@@ -18,6 +18,16 @@ from typing import Any, ClassVar, Literal
 import httpx
 
 from gateway.clock import Clock, RealClock
+from gateway.emulator.adversity import (
+    LATE_S,
+    TRICKLE_BYTES_PER_S,
+    LateRequest,
+    TrickleBody,
+    check_option,
+    flapped,
+    retry_after_header,
+    split_kind,
+)
 from gateway.emulator.clips import ClipStore
 
 __all__ = [
@@ -52,10 +62,27 @@ FAULT_KINDS = {
     "drop_body": "the request is processed (a submit creates and bills the job) and the answer's "
                  "headers arrive, then reading its body fails (httpx.ReadError)",
     "bad_json": "HTTP 200 with a body that is not JSON",
+    "400": "HTTP 400 in the vendor's error shape (nothing done): on a check, a transient refusal",
+    "404": "HTTP 404 / Runware taskFailedOrNotFound (nothing done): on a check, the job is not found (yet)",
+    "422": "HTTP 422 (nothing done)",
+    "504": "HTTP 504 (nothing done)",
+    "late": "submit only: the client times out (httpx.ReadTimeout), and the request reaches the vendor "
+            "late:S seconds later (default 20), creating (and billing) the job then",
+    "500_id": "submit only: the job is created (and billed), then the answer is a 500; fal's carries "
+              "the x-fal-request-id of the job",
+    "trickle": "the answer arrives at trickle:N bytes per second (default 32), in the emulator's clock",
+    "flap": "status only: answers the job's earlier state (done -> running, running -> queued)",
+    "nulls": "the answer's lists and optional fields are null (WaveSpeed outputs/has_nsfw_contents, "
+             "Runware errors/progress, fal logs/metrics/queue_position)",
+    "unknown_status": "status only: the status is a word the docs do not list",
+    "media_url": "status/result, Runware: the success item carries mediaUUID/mediaURL, no videoURL",
     # job-level (operation 'job'): how the next created job ends
     "fail": "the job fails the vendor's way",
     "stuck": "the job never finishes",
     "nsfw": "the job is refused by the vendor's content checks",
+    "fail_item": "the job fails; Runware says so with a data item carrying code/errorId (others: as fail)",
+    "fail_completed": "the job fails; fal says so with COMPLETED carrying error/error_type and a result 5xx "
+                      "with x-fal-error-type (others: as fail)",
     # job-level, defective successes: the vendor reports success (and bills) but the clip is broken
     "truncated": "the job succeeds but its clip download stops short (no MP4 moov box)",
     "noaudio": "the job succeeds but its clip has no audio stream",
@@ -63,10 +90,16 @@ FAULT_KINDS = {
 }
 
 TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "timeout", "drop", "drop_body",
-                    "bad_json"}
-JOB_FAULTS = {"ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short"}
+                    "bad_json", "400", "404", "422", "504", "late", "500_id", "trickle", "flap", "nulls",
+                    "unknown_status", "media_url"}
+JOB_FAULTS = {"ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short", "fail_item", "fail_completed"}
+ONLY_ON = {"late": ("submit",), "500_id": ("submit",), "flap": ("status",), "unknown_status": ("status",),
+           "media_url": ("status", "result")}
+"""Kinds that mean something on some operations only."""
+ERROR_STATUSES = {"429", "500", "502", "503", "504", "401", "402", "400", "404", "422"}
+FAILING_FATES = ("fail", "fail_item", "fail_completed")
 
-JobFate = Literal["ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short"]
+JobFate = Literal["ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short", "fail_item", "fail_completed"]
 
 
 @dataclass
@@ -111,15 +144,19 @@ def _check(operation: str, kinds: Iterable[str]) -> None:
     if operation not in OPERATIONS:
         raise ValueError(f"unknown operation {operation!r}; use one of {', '.join(OPERATIONS)}")
     allowed = JOB_FAULTS if operation == "job" else TRANSPORT_FAULTS
-    for kind in kinds:
-        if kind not in allowed:
+    for fault in kinds:
+        kind, option = split_kind(fault)
+        if kind not in allowed or operation not in ONLY_ON.get(kind, (operation,)):
             raise ValueError(f"fault {kind!r} cannot apply to {operation}; use one of {', '.join(sorted(allowed))}")
+        check_option(kind, option)
 
 
 def parse_faults(spec: str, *, seed: int = 0) -> dict[str, FaultScript]:
     """Faults per vendor from one line, e.g. ``"runware.submit=429,ok; fal.job=fail; wavespeed.status=503@0.1"``.
 
-    ``kind@p`` is a probability, a plain list is a sequence; ``kind*n`` repeats a kind n times.
+    ``kind@p`` is a probability, a plain list is a sequence; ``kind*n`` repeats a kind n times;
+    ``kind:option`` passes an option (``429:7`` Retry-After 7 s, ``429:none`` none, ``trickle:4``
+    bytes per second, ``late:60`` seconds late).
     """
     scripts: dict[str, FaultScript] = {}
     for clause in filter(None, (part.strip() for part in spec.split(";"))):
@@ -219,7 +256,9 @@ class EmulatedJob:
             return "queued"
         if self.fate == "stuck" or now < self.created_at + self.queue_time + self.duration:
             return "running"
-        return {"fail": "failed", "nsfw": "nsfw"}.get(self.fate, "succeeded")  # defective fates succeed
+        if self.fate in FAILING_FATES:
+            return "failed"
+        return "nsfw" if self.fate == "nsfw" else "succeeded"  # defective fates succeed
 
 
 class LostBody(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -272,6 +311,10 @@ class EmulatedVendor:
         self.clips = clips or ClipStore()
         """Answers downloads of finished clips (``gateway.emulator.clips``)."""
         self.jobs: dict[str, EmulatedJob] = {}
+        self.late: list[LateRequest] = []
+        """Submits on their way (``late`` faults), delivered by ``deliver_late``."""
+        self.current_fault = "ok"
+        """The fault applied to the request being routed (vendors shape their answer by it)."""
         self.lock = threading.RLock()
         self._ids = 0
 
@@ -308,15 +351,36 @@ class EmulatedVendor:
         """The httpx handler: apply the scripted fault for this operation, then answer."""
         operation = self.operation(request)
         self.ledger.record_request(self.name, operation, str(request.url))
-        fault = self.faults.next(operation) if operation in OPERATIONS else "ok"
+        fault, option = split_kind(self.faults.next(operation) if operation in OPERATIONS else "ok")
+        self.deliver_late()
         if fault == "refuse":
             raise httpx.ConnectError("[emulated] connection refused", request=request)
         if fault == "timeout":
             raise httpx.ReadTimeout("[emulated] read timed out", request=request)
-        if fault in ("429", "500", "502", "503", "401", "402"):
-            return self.error_response(int(fault), request)
+        if fault == "late":
+            copy = httpx.Request(request.method, request.url, headers=request.headers, content=request.content)
+            delay = LATE_S if option is None else float(option)
+            with self.lock:
+                self.late.append(LateRequest(self.clock.now() + delay, copy))
+            raise httpx.ReadTimeout("[emulated] read timed out (the request is still on its way)", request=request)
+        if fault in ERROR_STATUSES:
+            response = self.error_response(int(fault), request)
+            if fault == "429":
+                response.headers.pop("retry-after", None)
+                response.headers.update(retry_after_header(option))
+            return response
         with self.lock:
-            response = self.route(request)
+            self.current_fault = fault
+            try:
+                response = self.route(request)
+            finally:
+                self.current_fault = "ok"
+        if fault == "500_id":
+            return self.error_after_job(request, response)
+        if fault == "trickle":
+            rate = TRICKLE_BYTES_PER_S if option is None else float(option)
+            return httpx.Response(response.status_code, headers=response.headers,
+                                  stream=TrickleBody(response.content, self.clock, rate))
         if fault == "drop":
             raise httpx.RemoteProtocolError("[emulated] server disconnected without sending a response",
                                             request=request)
@@ -325,6 +389,24 @@ class EmulatedVendor:
         if fault == "bad_json":
             return httpx.Response(200, content=b'{"data": [', headers={"content-type": "application/json"})
         return response
+
+    def deliver_late(self, *, everything: bool = False) -> int:
+        """Let ``late`` submits whose time has come (``everything``: all of them) reach the vendor now;
+        the number delivered. A late request is answered to no one, as when the client gave up."""
+        with self.lock:
+            due = [r for r in self.late if everything or r.arrives_at <= self.clock.now()]
+            self.late = [r for r in self.late if r not in due]
+            for late in due:
+                self.route(late.request)
+        return len(due)
+
+    def observed(self, state: str) -> str:
+        """The state a status answer shows: the job's, or an earlier one under a ``flap`` fault."""
+        return flapped(state) if self.current_fault == "flap" else state
+
+    def error_after_job(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        """A ``500_id`` fault's answer once the request has been processed (default: a plain 500)."""
+        return self.error_response(500, request)
 
     def check_key(self, request: httpx.Request, scheme: str) -> bool:
         header = request.headers.get("authorization", "")

@@ -150,8 +150,15 @@ class FalEmulator(EmulatedVendor):
         if status == 402:
             return json_response(402, {"detail": "User is locked. Reason: Exhausted balance. "
                                                  "Top up your balance at fal.ai/dashboard/billing."})
-        if status in (502, 503):  # an ingress (nginx) error: no x-fal-request-id, HTML body
-            reason = "Bad Gateway" if status == 502 else "Service Temporarily Unavailable"
+        if status == 404:
+            return json_response(404, {"detail": "Request not found"})
+        if status == 400:
+            return json_response(400, {"detail": "Request is still in progress"})
+        if status == 422:
+            return json_response(422, {"detail": [{"loc": ["body"], "msg": "Unprocessable request",
+                                                   "type": "value_error"}]})
+        if status in (502, 503, 504):  # an ingress (nginx) error: no x-fal-request-id, HTML body
+            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}[status]
             return httpx.Response(status, content=NGINX.format(code=status, reason=reason).encode(),
                                   headers={"content-type": "text/html"})
         return json_response(status, {"detail": "Internal server error", "error_type": "internal_error"},
@@ -187,8 +194,9 @@ class FalEmulator(EmulatedVendor):
                          base=self._base(request, "https://queue.fal.run"),
                          media=self._base(request, "https://v3.fal.media"))
         urls = self._urls(job)
+        position = None if self.current_fault == "nulls" else self._position(job)
         return json_response(200, {"request_id": request_id, **urls, "status": "IN_QUEUE",
-                                   "queue_position": self._position(job)},
+                                   "queue_position": position},
                              {"x-fal-request-id": request_id})
 
     def _run(self, request: httpx.Request) -> httpx.Response:
@@ -227,6 +235,16 @@ class FalEmulator(EmulatedVendor):
             clip = self.clips.response(job, "mp4", self._image_bytes(payload.get("image_url")))
             self.files[f"/files/{run_id}/ovi_output.mp4"] = (clip.content, "video/mp4")
         return response
+
+    def error_after_job(self, request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        """fal's own server failed after queueing the request: its 500 names the request id."""
+        try:
+            request_id = response.json().get("request_id")
+        except ValueError:
+            request_id = None
+        headers = {"x-fal-request-id": request_id} if request_id else {}
+        return json_response(500, {"detail": "Internal server error", "error_type": "internal_error"},
+                             {**headers, "x-fal-error-type": "internal_error"})
 
     def _clip_image(self, payload: dict[str, Any]) -> str | None:
         """The image for the clip fingerprint: an uploaded file counts as its data URI, so the same
@@ -273,14 +291,18 @@ class FalEmulator(EmulatedVendor):
         return self.clock.now() > ended + RETENTION_S
 
     def _status(self, request: httpx.Request, job: EmulatedJob) -> httpx.Response:
-        state = self.settle(job)
-        if self._expired(job, state):
+        real = self.settle(job)
+        if self._expired(job, real):
             return json_response(404, {"detail": "Request not found"})
-        logs: list[Any] | None = [] if request.url.params.get("logs") in ("true", "1") else None
+        state = self.observed(real)
+        nulls = self.current_fault == "nulls"
+        logs: list[Any] | None = [] if request.url.params.get("logs") in ("true", "1") and not nulls else None
         headers = {"x-fal-request-id": job.job_id}
         response_url = self._urls(job)["response_url"]
+        if self.current_fault == "unknown_status":  # fal-client raises on it; a tolerant reader polls on
+            return json_response(202, {"status": "IN_WARMUP", "response_url": response_url}, headers)
         if state == "queued":
-            return json_response(202, {"status": "IN_QUEUE", "queue_position": self._position(job),
+            return json_response(202, {"status": "IN_QUEUE", "queue_position": None if nulls else self._position(job),
                                        "response_url": response_url}, headers)
         if state == "running":
             return json_response(202, {"status": "IN_PROGRESS", "logs": logs, "response_url": response_url},
@@ -290,6 +312,10 @@ class FalEmulator(EmulatedVendor):
                                 "response_url": response_url}
         if state == "cancelled":
             body.update(metrics={}, error="Request was cancelled", error_type="client_cancelled")
+        if state == "failed" and job.fate == "fail_completed":  # fal-client reads these off COMPLETED
+            body.update(error="Internal error while generating the video", error_type="runner_server_error")
+        if nulls:
+            body.update(metrics=None)
         return json_response(200, body, headers)
 
     def _result(self, request: httpx.Request, job: EmulatedJob) -> httpx.Response:
@@ -314,7 +340,7 @@ class FalEmulator(EmulatedVendor):
         url = f"{job.extra['media']}/files/{job.job_id}/ovi_output.mp4"
         return json_response(200, {"video": {"url": url, "content_type": "video/mp4",
                                              "file_name": "ovi_output.mp4", "file_size": self.clips.size("mp4")},
-                                   "seed": job.extra["seed"]}, headers)
+                                   "seed": None if self.current_fault == "nulls" else job.extra["seed"]}, headers)
 
     def _cancel(self, request: httpx.Request, job: EmulatedJob) -> httpx.Response:
         state = self.settle(job)

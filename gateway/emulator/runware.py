@@ -216,6 +216,8 @@ class RunwareEmulator(EmulatedVendor):
         body: dict[str, Any] = {"data": data} if data else {}
         if errors:
             body["errors"] = [e for _, e in errors]
+        elif self.current_fault == "nulls":
+            body["errors"] = None
         status = 200 if data else max(code for code, _ in errors)
         return json_response(status, body)
 
@@ -228,6 +230,14 @@ class RunwareEmulator(EmulatedVendor):
             429: ("rateLimitExceeded", "Rate limit exceeded. Please slow down and retry later."),
             503: ("serviceUnavailable", "Service temporarily unavailable (maintenance or capacity)."),
         }
+        if status == 404 and task.get("taskType") == "getResponse":  # Runware's "failed OR not found", HTTP 400
+            entry = _error("taskFailedOrNotFound", "Task not found or failed. Check the taskUUID.", "taskUUID",
+                           task)
+            return json_response(400, {"errors": [entry]})
+        if status == 404:
+            return json_response(404, {"errors": [_error("invalidEndpoint", "Unknown endpoint.", None, task)]})
+        codes.update({400: ("invalidRequest", "The request could not be processed."),
+                      422: ("invalidRequest", "The request could not be processed.")})
         code, message = codes.get(status, ("internalServerError", "Something went wrong on Runware's end."))
         if status == 401:
             entry = {"code": code, "message": message, "parameter": "apiKey", "taskType": "authentication"}
@@ -263,12 +273,20 @@ class RunwareEmulator(EmulatedVendor):
         if job is None:
             return None, (400, _error("taskFailedOrNotFound", "Task not found or failed. Check the taskUUID.",
                                       "taskUUID", {"taskType": "getResponse", "taskUUID": task_uuid}))
-        state = self.settle(job)
+        state = self.observed(self.settle(job))
         item: dict[str, Any] = {"taskType": "videoInference", "taskUUID": task_uuid}
+        if self.current_fault == "unknown_status":  # a word the docs do not list; the SDK polls on
+            return {**item, "status": "warming"}, None
         if state in ("queued", "running"):
             elapsed = self.clock.now() - job.created_at - job.queue_time
             progress = 0 if state == "queued" or job.duration <= 0 else int(min(99, 100 * elapsed / job.duration))
+            if self.current_fault == "nulls":
+                return {**item, "status": "processing", "progress": None}, None
             return {**item, "status": "processing", "progress": progress}, None
+        if state == "failed" and job.fate == "fail_item":
+            # The failure as a data item carrying code/errorId (the SDK's _is_error_response)
+            return {**item, "code": "inferenceError", "errorId": 1001,
+                    "message": "Inference failed for this task."}, None
         if state == "failed":
             return None, (200, _error("inferenceError", "Inference failed for this task. Please try again.",
                                       None, job.payload))
@@ -284,6 +302,8 @@ class RunwareEmulator(EmulatedVendor):
             item["NSFWContent"] = False
         if payload.get("includeCost"):
             item["cost"] = float(job.entry.price)
+        if self.current_fault == "media_url":  # the SDK's IVideo also knows mediaUUID/mediaURL
+            item["mediaUUID"], item["mediaURL"] = item.pop("videoUUID"), item.pop("videoURL")
         return item, None
 
     def _upload(self, task: dict[str, Any], request: httpx.Request) -> tuple[Any, Any]:

@@ -120,7 +120,8 @@ class WaveSpeedEmulator(EmulatedVendor):
     def error_response(self, status: int, request: httpx.Request) -> httpx.Response:
         messages = {401: "Unauthorized: invalid or missing API key", 402: "Insufficient balance",
                     429: "Too many requests, please slow down", 500: "Internal server error",
-                    502: "Bad gateway", 503: "Service unavailable"}
+                    502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout",
+                    400: "Bad request", 404: "prediction not found", 422: "Unprocessable request"}
         headers = {"Retry-After": "2"} if status == 429 else None
         return _error(status, messages.get(status, "error"), headers)
 
@@ -183,9 +184,11 @@ class WaveSpeedEmulator(EmulatedVendor):
         job = self.jobs.get(_PREDICTION.match(request.url.path).group("id"))  # type: ignore[union-attr]
         if job is None:
             return _error(404, "prediction not found")
-        state = self.settle(job)
+        state = self.observed(self.settle(job))
         status = {"queued": "created", "running": "processing", "succeeded": "completed",
                   "nsfw": "failed", "cancelled": "cancelled"}.get(state, state)
+        if self.current_fault == "unknown_status":
+            status = "warming_up"  # not in the docs; the SDK keeps polling on any status it does not know
         return json_response(200, self._envelope(job, status, request, nsfw=state == "nsfw"))
 
     def _envelope(self, job: EmulatedJob, status: str, request: httpx.Request, *,
@@ -210,6 +213,10 @@ class WaveSpeedEmulator(EmulatedVendor):
         elif status == "failed":
             code, message = job.extra.get("failure") or _FAILURES["nsfw" if nsfw else "fail"]
             data["error"], data["code"] = message, code
+        if self.current_fault == "nulls":  # what the SDK tolerates: null lists, null error, no timings
+            data.update(has_nsfw_contents=None, error=None, timings=None)
+            if not data["outputs"]:
+                data["outputs"] = None
         return {"code": 200, "message": "success", "data": data}
 
     # ---- media -------------------------------------------------------------------------------

@@ -13,11 +13,10 @@ Phase × answer → fate (``TABLE``; tests/test_fate.py checks this text against
     send    not_sent          retry_or_next   nothing: no byte left (refused connect, 429/408, fal ingress 502-504)
     send    refused           retry_or_next   nothing: the vendor refused the payload (4xx, a foreign conflict)
     submit  ack               follow          polls only
-    submit  conflict_ours     follow          polls only: Runware holds our taskUUID already
     submit  job_in_answer     follow          polls only: an error answer named the job (fal x-fal-request-id)
     submit  no_answer         reconcile       Runware: resubmits of the same taskUUID, free; else nothing
     settle  ack               follow          polls only
-    settle  conflict_ours     follow          polls only
+    settle  conflict_ours     follow          polls only: Runware holds the taskUUID we sent (any resend)
     settle  no_answer         unknown         one possible charge, reported; open for resume()
     follow  pending           poll            polls only (queued, running, an unknown status)
     follow  done              read_result     one result read
@@ -149,7 +148,6 @@ TABLE: dict[tuple[Phase, Answer], Fate] = {
     (Phase.SEND, Answer.NOT_SENT): Fate.RETRY_OR_NEXT,
     (Phase.SEND, Answer.REFUSED): Fate.RETRY_OR_NEXT,
     (Phase.SUBMIT, Answer.ACK): Fate.FOLLOW,
-    (Phase.SUBMIT, Answer.CONFLICT_OURS): Fate.FOLLOW,
     (Phase.SUBMIT, Answer.JOB_IN_ANSWER): Fate.FOLLOW,
     (Phase.SUBMIT, Answer.NO_ANSWER): Fate.RECONCILE,
     (Phase.SETTLE, Answer.ACK): Fate.FOLLOW,

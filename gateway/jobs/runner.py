@@ -235,29 +235,32 @@ class Runner:
                 try:
                     handle = await provider.submit(request, ctx)
                 except GatewayError as error:
+                    if error.status_code is not None:
+                        sent.add(ctx.idempotency_key)  # the vendor answered it: a later try is a resend
                     answer = fate.answer_of(error, Phase.SUBMIT)
-                    if answer is Answer.JOB_IN_ANSWER:
+                    if answer is Answer.JOB_IN_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.FOLLOW:
                         return JobHandle.from_json(error.job_hint["handle"])  # type: ignore[attr-defined]
                     if answer is Answer.NO_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.RECONCILE:
                         sent.add(ctx.idempotency_key)
                         return await self._settle(provider, request, ctx, error, started, deadline_at, sent)
                     fate.decide(Phase.SEND, answer)  # nothing billed: tenacity retries, or the plan moves on
                     raise
-                return self._acked(provider, handle, ctx, sent, Phase.SUBMIT)
+                return self._acked(provider, handle, ctx, sent)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    def _acked(self, provider: Provider, handle: JobHandle, ctx: SubmitContext, sent: set[str],
-               phase: Phase) -> JobHandle:
+    def _acked(self, provider: Provider, handle: JobHandle, ctx: SubmitContext, sent: set[str]) -> JobHandle:
         """The handle of an acknowledged submit. A ``conflict`` answer (Runware's ``conflictTaskUUID``)
-        is followed only when the task is ours (``fate.conflict_is_ours``); another caller's task is a
-        refusal of ours, which created nothing."""
+        is followed only when the task is ours (``fate.conflict_is_ours``: a resend of a key we sent);
+        another caller's task is a refusal of ours, which created nothing."""
         if not handle.data.get("conflict"):
+            fate.decide(Phase.SETTLE if ctx.idempotency_key in sent else Phase.SUBMIT, Answer.ACK)
             return handle
         if not fate.conflict_is_ours(ctx.idempotency_key, sent_here=sent):
+            fate.decide(Phase.SEND, Answer.REFUSED)
             raise ProviderRejected(f"{provider.name} already holds a task under key {ctx.idempotency_key} that "
                                    "this gateway did not send; not following another caller's task",
                                    provider=provider.name)
-        fate.decide(phase, Answer.CONFLICT_OURS)
+        fate.decide(Phase.SETTLE, Answer.CONFLICT_OURS)
         return JobHandle(handle.provider, handle.job_id, fate.strip_conflict(dict(handle.data)))
 
     def _worth_retrying(self, error: BaseException) -> bool:
@@ -298,10 +301,11 @@ class Runner:
                 handle = await provider.submit(request, ctx)
             except GatewayError as again:
                 if fate.answer_of(again, Phase.SUBMIT) is Answer.JOB_IN_ANSWER:
+                    fate.decide(Phase.SUBMIT, Answer.JOB_IN_ANSWER)
                     return JobHandle.from_json(again.job_hint["handle"])  # type: ignore[attr-defined]
                 last = again  # any other answer settles nothing: send the same key again
                 continue
-            return self._acked(provider, handle, ctx, sent, Phase.SETTLE)
+            return self._acked(provider, handle, ctx, sent)
         fate.decide(Phase.SETTLE, Answer.NO_ANSWER)
         raise SubmitOutcomeUnknown(f"the submit may have created a paid job ({error.message}) and resending "
                                    f"the same key to {provider.name} got no answer ({last.message})",
@@ -345,6 +349,7 @@ class Runner:
                                 queue_position=status.queue_position))
             if not status.state.final:  # the poll policy learns job times from when a job was last unfinished
                 job.seen_unfinished_at = self.clock.now() - job.vendor_started
+                fate.decide(Phase.FOLLOW, Answer.PENDING)
             if status.state == JobState.QUEUED:
                 last_queued = self.clock.now()
                 continue

@@ -150,12 +150,20 @@ SUBMIT_FAULTS = {
     "drop": (SubmitOutcomeUnknown, True, 1),  # the vendor made (and bills) the job
     "drop_body": (SubmitOutcomeUnknown, True, 1),  # the same, the answer's headers came first
     "bad_json": (MalformedResponse, True, 1),
+    "400": (ProviderRejected, False, 0),
+    "404": (ProviderRejected, False, 0),
+    "422": (ProviderRejected, False, 0),
+    "504": (ProviderUnavailable, True, 0),
+    "late": (SubmitOutcomeUnknown, True, 0),  # on its way: billed once it arrives, 20 s later
+    "500_id": (ProviderUnavailable, True, 1),  # the task was created, then the answer failed
 }
+# Kinds that answer rather than fail a submit, or apply to checks or jobs only (tests/emulator/test_adversity.py)
+NOT_SUBMIT_ERRORS = {"ok", "fail", "stuck", "nsfw", *DEFECTIVE_FATES, "trickle", "nulls", "flap", "unknown_status",
+                     "media_url", "fail_item", "fail_completed"}
 
 
 def test_every_transport_fault_kind_is_covered() -> None:
-    transport = {k for k in FAULT_KINDS if k not in ("ok", "fail", "stuck", "nsfw", *DEFECTIVE_FATES)}
-    assert transport == set(SUBMIT_FAULTS)
+    assert set(FAULT_KINDS) - NOT_SUBMIT_ERRORS == set(SUBMIT_FAULTS)
 
 
 @pytest.mark.parametrize("kind", sorted(SUBMIT_FAULTS))

@@ -1,2 +1,0 @@
--- 0002: how many resume() runs found nothing for a submit (it is abandoned after a few; see gateway/jobs/fate.py).
-ALTER TABLE submits ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;

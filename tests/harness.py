@@ -1,0 +1,158 @@
+"""One kill/ledger harness for cross-process tests (crash/resume, storage, CLI): reuse it, don't copy it.
+
+- ``emulator_process(...)``: the emulator in its own process on loopback, so its billing ledger survives
+  any kill of the gateway's process; read it with ``ledger(base)`` / ``billable(base, before)``.
+- ``run_child(base, journal, ...)``: one generation (``mode="generate"``) or ``Gateway.aresume()``
+  (``mode="resume"``) in a fresh process, which SIGKILLs itself at a named step (``kill_at``, through a
+  journal subclass — no crash hooks in the product code) or after ``kill_after`` real seconds.
+- ``submit_latency`` (seconds) makes the emulator take every submit first, then answer late: a kill in
+  that window is a kill mid-submit (the vendor has the job, the journal has only the intent).
+
+Everything printed by a child is one JSON line on stdout (``{"outcome": ..., "job_id": ...}`` or the
+resume outcomes); a killed child prints nothing and returns ``-SIGKILL``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["KILL_POINTS", "billable", "emulator_process", "jobs_before", "ledger", "run_child"]
+
+KILL_POINTS = ["before-intent", "after-intent", "after-ack", "mid-poll", "after-completion"]
+"""Named steps a child can die at (see ``CHILD``)."""
+
+EMULATOR = textwrap.dedent("""
+    import sys, time
+    from gateway.emulator import Emulator
+    job_time, seed, latency, faults = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+    emulator = Emulator(job_time=lambda rng: job_time, seed=seed, faults=faults or None)
+    if latency:
+        for vendor in emulator.vendors.values():
+            inner = vendor.handle
+            def slow(request, inner=inner, vendor=vendor):
+                response = inner(request)  # processed (a submit creates and bills its job) ...
+                if vendor.operation(request) == "submit":
+                    time.sleep(latency)  # ... then answered late: a kill now is a kill mid-submit
+                return response
+            vendor.handle = slow
+    server = emulator.serve(0)
+    print(server.server_port, flush=True)
+    sys.stdin.read()  # serve until the test closes our stdin
+""")
+
+# argv: base_url journal kill_at mode vendor key kill_after
+CHILD = textwrap.dedent("""
+    import asyncio, json, os, signal, sys, threading
+    from gateway import Gateway, GatewayError, OviRequest, Route
+    from gateway.emulator.loopback import LoopbackTransport
+    from gateway.store.journal import Journal
+    from gateway.jobs.polling import PollPolicy
+
+    base, path, kill_at, mode, vendor, key, kill_after = sys.argv[1:8]
+
+    if float(kill_after) > 0:
+        threading.Timer(float(kill_after), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+
+    class CrashingJournal(Journal):
+        def _maybe_die(self, step):
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def intent(self, **kw):
+            self._maybe_die("before-intent")
+            super().intent(**kw)
+            self._maybe_die("after-intent")
+
+        def accepted(self, key, handle):
+            super().accepted(key, handle)
+            self._maybe_die("after-ack")
+
+        def state(self, key, state):
+            super().state(key, state)
+            self._maybe_die("mid-poll")
+
+        def finish_clip(self, key, result_json):
+            self._maybe_die("after-completion")
+            super().finish_clip(key, result_json)
+
+    gateway = Gateway(transport=LoopbackTransport(base), journal=CrashingJournal(path),
+                      keys={"runware": "k", "fal": "k", "wavespeed": "k"},
+                      poll=PollPolicy(expected=0.3, interval=0.05, first_fraction=0.5, min_interval={}),
+                      backoff_base=0.05)
+    request = OviRequest(prompt="A knight. <S>Hold the line.<E>", image="https://example.com/k.png")
+
+    async def main():
+        try:
+            if mode == "generate":
+                try:
+                    result = await gateway.agenerate(request, provider=vendor, idempotency_key=key)
+                    print(json.dumps({"outcome": "succeeded", "job_id": result.job_id,
+                                      "extra": result.possible_extra_charges}))
+                except GatewayError as error:
+                    print(json.dumps({"outcome": type(error).__name__, "job_id": None,
+                                      "may_be_billed": error.may_be_billed, "error": str(error)}))
+            else:
+                outcomes = await gateway.aresume()
+                print(json.dumps([{"outcome": o.outcome, "clip": o.clip_key,
+                                   "job_id": o.result.job_id if o.result else None} for o in outcomes]))
+        finally:
+            await gateway.aclose()
+        sys.stdout.flush()
+        os._exit(0)  # no lingering kill timer
+
+    asyncio.run(main())
+""")
+
+
+@contextmanager
+def emulator_process(*, job_time: float = 0.3, seed: int = 3, submit_latency: float = 0.0,
+                     faults: str = "") -> Iterator[str]:
+    """An emulator serving on loopback in its own process; yields its base URL."""
+    process = subprocess.Popen([sys.executable, "-c", EMULATOR, str(job_time), str(seed), str(submit_latency),
+                                faults], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=10)
+
+
+def run_child(base: str, journal: Path, *, mode: str = "generate", kill_at: str = "never", vendor: str = "runware",
+              key: str = "clip-1", kill_after: float = 0.0, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run one generation or resume in a fresh process (see the module docstring)."""
+    return subprocess.run([sys.executable, "-c", CHILD, base, str(journal), kill_at, mode, vendor, key,
+                           str(kill_after)], capture_output=True, text=True, timeout=timeout)
+
+
+def output(child: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a child printed (``None`` when it printed nothing, e.g. killed)."""
+    line = child.stdout.strip().splitlines()[-1:] if child.stdout.strip() else []
+    return json.loads(line[0]) if line else None
+
+
+def ledger(base: str) -> dict[str, Any]:
+    """The emulator process's ledger: ``{"requests": [...], "jobs": [...]}``."""
+    answer: dict[str, Any] = httpx.get(f"{base}/_emulator/ledger").json()
+    return answer
+
+
+def jobs_before(base: str) -> set[str]:
+    """Every job id the ledger holds now (to tell a trial's jobs from earlier trials')."""
+    return {j["job_id"] for j in ledger(base)["jobs"]}
+
+
+def billable(base: str, before: set[str]) -> list[dict[str, Any]]:
+    """Billable jobs created since ``before`` was taken."""
+    return [j for j in ledger(base)["jobs"] if j["billable"] and j["job_id"] not in before]
