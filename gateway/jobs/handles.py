@@ -49,7 +49,8 @@ holds it), the final ``succeeded``/``failed``/``cancelled``, and ``unknown`` (a 
 outcome could not be read yet; it is still followed or resumable)."""
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _SUBMIT_STATE = {"intent": "submitting", "accepted": "queued", "queued": "queued", "running": "running",
-                 "unknown": "unknown", "succeeded": "running", "failed": "submitting", "expired": "failed"}
+                 "unknown": "unknown", "succeeded": "running", "failed": "submitting", "expired": "failed",
+                 "abandoned": "failed"}  # abandoned: given up, may have been billed (jobs/fate.py)
 _CANCEL_EVENTS = frozenset({"failover", "resubmit", "wait"})
 """Runner events at which a cancelled clip stops: between vendor jobs, before a new paid submit (never
 inside a vendor call, so a cancel is not counted against the vendor's breaker)."""
