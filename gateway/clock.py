@@ -65,6 +65,7 @@ class VirtualClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._driver: asyncio.Task[None] | None = None
+        self._waiting = 0  # tasks inside sleep(): bounds alone never move time
         self.slept = 0.0
         """Total seconds requested by all ``sleep`` calls (for assertions)."""
 
@@ -82,12 +83,18 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
         if self._driver is None or self._driver.done():
             self._driver = loop.create_task(self._drive())
-        await future
+        self._waiting += 1
+        try:
+            await future
+        finally:
+            self._waiting -= 1
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        """Cancel the body once virtual time passes ``now() + seconds``, raising ``TimeoutError``
-        (like ``asyncio.timeout``). Time moves only as it always does here: when every task waits on
-        this clock, it jumps to the earliest wake-up, and a bound is one."""
+        """Cancel the body once virtual time reaches ``now() + seconds``, raising ``TimeoutError``
+        (like ``asyncio.timeout``). Time moves only as it always does here — when every task waits on
+        this clock it jumps to the earliest wake-up, a bound's included — and only while some task
+        *sleeps*: a body waiting on real I/O (a loopback socket) holds virtual time still, so a bound
+        never fires just because the loop was idle."""
         return self._timeout(max(0.0, seconds))
 
     @asynccontextmanager
@@ -137,8 +144,8 @@ class VirtualClock:
             await _settle(loop)
             while self._sleepers and self._sleepers[0][2].done():
                 heapq.heappop(self._sleepers)  # a cancelled waiter must not move time
-            if not self._sleepers:
-                break
+            if not self._sleepers or self._waiting == 0:
+                break  # only bounds are left: nobody sleeps, so time stands still
             wake = self._sleepers[0][0]
             self._now = max(self._now, wake)
             while self._sleepers and self._sleepers[0][0] <= self._now:

@@ -17,6 +17,7 @@ import random
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from gateway.errors import (
 )
 from gateway.jobs import fate
 from gateway.jobs.fate import Answer, Fate, Phase
+from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
 from gateway.jobs.polling import PollPolicy
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
@@ -128,6 +130,9 @@ class Runner:
         settle_window: seconds an ambiguous submit to a vendor that dedupes by our key (Runware) is
             sent again before ``SubmitOutcomeUnknown`` (the route's deadline may end it sooner).
     """
+
+    call_timeout: float = CALL_TIMEOUT
+    """Seconds any one provider call may take, deadline or not (``gateway.jobs.bounds``)."""
 
     def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
                  journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
@@ -233,7 +238,8 @@ class Runner:
             with attempt:
                 self.on_event(Event("submit", name, self.clock.now() - started))
                 try:
-                    handle = await provider.submit(request, ctx)
+                    async with self._bounded(deadline_at, name, "submit", submit=ctx):
+                        handle = await provider.submit(request, ctx)
                 except GatewayError as error:
                     if error.status_code is not None:
                         sent.add(ctx.idempotency_key)  # the vendor answered it: a later try is a resend
@@ -298,7 +304,8 @@ class Runner:
                 break
             await self.clock.sleep(wait)
             try:
-                handle = await provider.submit(request, ctx)
+                async with self._bounded(deadline_at, provider.name, "submit", submit=ctx):
+                    handle = await provider.submit(request, ctx)
             except GatewayError as again:
                 if fate.answer_of(again, Phase.SUBMIT) is Answer.JOB_IN_ANSWER:
                     fate.decide(Phase.SUBMIT, Answer.JOB_IN_ANSWER)
@@ -335,7 +342,8 @@ class Runner:
             await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
             checks += 1
             try:
-                status = await job.provider.status(handle)
+                async with self._bounded(job.deadline_at, name, "status check"):
+                    status = await job.provider.status(handle)
             except GatewayError as error:
                 verdict = fate.decide(Phase.FOLLOW, fate.answer_of(error, Phase.FOLLOW))
                 if verdict is Fate.CHECK_AGAIN:
@@ -370,7 +378,8 @@ class Runner:
         tries = 0
         while True:
             try:
-                output = await job.provider.result(job.handle, status)
+                async with self._bounded(job.deadline_at, job.name, "result"):
+                    output = await job.provider.result(job.handle, status)
             except GatewayError as error:
                 if fate.decide(Phase.RESULT, fate.answer_of(error, Phase.RESULT)) is not Fate.CHECK_AGAIN:
                     self._record_failure(job, error)
@@ -392,7 +401,8 @@ class Runner:
             stuck += f" (last check: {type(last_error).__name__}: {last_error.message})"
         if job.abandon_stuck:
             try:  # saves money where the vendor can still drop a queued job (fal); the job stays open
-                await job.provider.cancel(job.handle)
+                async with self._bounded(None, job.name, "cancel"):
+                    await job.provider.cancel(job.handle)
             except GatewayError:
                 pass
         return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
@@ -428,6 +438,11 @@ class Runner:
         return result
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _bounded(self, deadline_at: float | None, name: str, what: str,
+                 submit: SubmitContext | None = None) -> AbstractAsyncContextManager[None]:
+        """One provider call bounded by the deadline and ``call_timeout`` (see ``gateway.jobs.bounds``)."""
+        return bounded_call(self.clock, deadline_at, provider=name, what=what, cap=self.call_timeout, submit=submit)
+
     async def _write(self, job: FollowedJob, what: str, write: Callable[..., Any], *args: Any) -> None:
         """A journal write about a paid job. A failure (disk full, a locked file) keeps the handle in
         memory and is retried with backoff; if it persists, the call ends in ``JobUnresolved`` naming
