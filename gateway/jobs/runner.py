@@ -40,8 +40,8 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
 )
 from gateway.jobs import fate
-from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
+from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.polling import PollPolicy
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
