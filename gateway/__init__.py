@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from gateway.client import Gateway
     from gateway.jobs.handles import CannotCancel, Job, JobCancelled, JobNotFinished, JobView
     from gateway.jobs.polling import PollPolicy
-    from gateway.jobs.runner import Event
+    from gateway.jobs.runner import Event, EventKind
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, Quote
 
@@ -64,6 +64,7 @@ __all__ = [
     "ContentRejected",
     "DeadlineExceeded",
     "Event",
+    "EventKind",
     "Gateway",
     "GatewayError",
     "GenerationFailed",
@@ -107,6 +108,7 @@ _LAZY = {
     "Quote": "gateway.routing.pricing",
     "Budget": "gateway.routing.pricing",
     "Event": "gateway.jobs.runner",
+    "EventKind": "gateway.jobs.runner",
     "PollPolicy": "gateway.jobs.polling",
     **dict.fromkeys(("CannotCancel", "Job", "JobCancelled", "JobNotFinished", "JobView"), "gateway.jobs.handles"),
 }

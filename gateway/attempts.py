@@ -6,7 +6,7 @@ results (which download through ``gateway.media``) raise errors, without an impo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -20,7 +20,7 @@ Outcome = Literal["succeeded", "failed", "retried", "skipped", "unknown"]
 class Attempt(BaseModel):
     """One try on one vendor: what happened, how long it took, and whether it may have been billed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
     provider: str
     outcome: Outcome

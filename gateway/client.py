@@ -93,7 +93,7 @@ class Gateway(HandlesMixin):
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
                  registry: Registry | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 emulator: Any = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
+                 emulator: Emulator | None = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
                  breaker: Mapping[str, float] | None = None, jitter_seed: int | None = None,
                  budget: Budget | None = None, backoff_base: float = 1.0,
@@ -104,18 +104,20 @@ class Gateway(HandlesMixin):
             warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
                           "keys are always random)", DeprecationWarning, stacklevel=2)
             jitter_seed = seed if jitter_seed is None else jitter_seed
-        self.registry = registry or Registry.load()
+        self.registry: Registry = registry or Registry.load()
         wanted = set(providers) if providers is not None else None
-        self.classes = {name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
-        self.load_failures = {n: e for n, e in self.registry.failures.items() if wanted is None or n in wanted}
-        self.emulator = emulator
-        self.emulated = emulator is not None
+        self.classes: dict[str, type[Provider]] = {
+            name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
+        self.load_failures: dict[str, str] = {
+            n: e for n, e in self.registry.failures.items() if wanted is None or n in wanted}
+        self.emulator: Emulator | None = emulator
+        self.emulated: bool = emulator is not None
         """True when every vendor is emulated: results say so, and the journal's rows are marked."""
         self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
         self._allow_local_media = allow_local_media
         if http_client is not None and (transport is not None or emulator is not None):
             raise ConfigurationError("pass http_client, or transport/emulator, not both")
-        self.transport = emulator.transport() if emulator is not None else transport
+        self.transport: httpx.AsyncBaseTransport | None = emulator.transport() if emulator is not None else transport
         self._http_client = http_client
         self._timeout = None if timeout is None else (
             timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout))
@@ -124,19 +126,19 @@ class Gateway(HandlesMixin):
         self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
         for secret in self._keys.values():  # before any is sent: every text the gateway keeps is redacted
             register_api_key(secret)
-        self.clock = clock or RealClock()
-        self.book = prices if isinstance(prices, PriceBook) else PriceBook.load(prices)
-        self.default_route = route or Route()
-        self.poll = poll or PollPolicy()
-        self.health_state = Health(self.clock, **dict(breaker or {}))
-        self.rng = random.Random(jitter_seed)
-        self.journal = _open_journal(journal, self.emulator_instance)
-        self.recovery = None if self.journal is None else Recovery(
+        self.clock: Clock = clock or RealClock()
+        self.book: PriceBook = prices if isinstance(prices, PriceBook) else PriceBook.load(prices)
+        self.default_route: Route = route or Route()
+        self.poll: PollPolicy = poll or PollPolicy()
+        self.health_state: Health = Health(self.clock, **dict(breaker or {}))
+        self.rng: random.Random = random.Random(jitter_seed)
+        self.journal: Journal | None = _open_journal(journal, self.emulator_instance)
+        self.recovery: Recovery | None = None if self.journal is None else Recovery(
             self.journal, self._providers, lambda name: name in self.classes and name in self._keys, self.clock)
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
-        self.budget = budget
-        self.backoff_base = backoff_base
+        self.budget: Budget | None = budget
+        self.backoff_base: float = backoff_base
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient | None, dict[str, Provider]]] = {}
         self._calibrate_from_journal()
 

@@ -66,7 +66,7 @@ class VirtualClock:
         self._seq = itertools.count()
         self._driver: asyncio.Task[None] | None = None
         self._waiting = 0  # tasks inside sleep(): bounds alone never move time
-        self.slept = 0.0
+        self.slept: float = 0.0
         """Total seconds requested by all ``sleep`` calls (for assertions)."""
 
     def now(self) -> float:

@@ -115,7 +115,7 @@ class NoRoute(InvalidRequest):
     """No installed vendor can take the request; ``reasons`` maps each vendor to why not."""
 
     def __init__(self, message: str, *, reasons: dict[str, list[str]] | None = None) -> None:
-        self.reasons = dict(reasons or {})
+        self.reasons: dict[str, list[str]] = dict(reasons or {})
         detail = "; ".join(f"{name}: {', '.join(why)}" for name, why in self.reasons.items())
         super().__init__(f"{message} ({detail})" if detail else message)
 
@@ -127,7 +127,7 @@ class UnsupportedByProvider(GatewayError):
 
     def __init__(self, message: str, *, provider: str, violations: Sequence[Any] = ()) -> None:
         super().__init__(message, provider=provider)
-        self.violations = list(violations)
+        self.violations: list[Any] = list(violations)
 
 
 class ConfigurationError(GatewayError):
@@ -209,7 +209,7 @@ class SubmitOutcomeUnknown(GatewayError):
 
     def __init__(self, message: str, *, provider: str, job_hint: dict[str, Any] | None = None) -> None:
         super().__init__(message, provider=provider, may_be_billed=True)
-        self.job_hint = dict(job_hint or {})
+        self.job_hint: dict[str, Any] = dict(job_hint or {})
 
 
 class JobUnresolved(GatewayError):
@@ -257,7 +257,7 @@ class AllProvidersFailed(GatewayError):
         lines = [f"{a.provider}: {a.outcome} ({a.error_type}: {a.error})" for a in attempts]
         super().__init__(message + (" — " + "; ".join(lines) if lines else ""),
                          may_be_billed=any(a.may_be_billed for a in attempts))
-        self.attempts = list(attempts)
+        self.attempts: list[Attempt] = list(attempts)
 
 
 PAID_JOB_ALIVE = (SubmitOutcomeUnknown, JobUnresolved, DeadlineExceeded)

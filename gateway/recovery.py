@@ -1,5 +1,8 @@
 """Deprecated path: moved to ``gateway.jobs.recovery``."""
 
+from collections.abc import Callable
+from typing import Any
+
 from gateway._moved import forward
 
-__getattr__ = forward("gateway.recovery", "gateway.jobs.recovery")
+__getattr__: Callable[[str], Any] = forward("gateway.recovery", "gateway.jobs.recovery")

@@ -13,7 +13,7 @@ import re
 import socket
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,7 +94,7 @@ class ImageInput(BaseModel):
     decodes to image bytes, and otherwise a file path that must exist.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["url", "data_uri", "base64", "file"]
     value: str = Field(repr=False)
@@ -191,7 +191,7 @@ class OviRequest(BaseModel):
     vendors only; routing sends the request where every set field is honored.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False)
 
     prompt: str = Field(description="Scene text with <S>speech<E> and one <AUDCAP>sound<ENDAUDCAP> "
                                     "(an ``OviPrompt`` is accepted and stored as its text).")
@@ -270,3 +270,12 @@ class OviRequest(BaseModel):
         """The optional fields the caller set (not ``None``), by canonical name."""
         return {name: value for name, value in self
                 if name not in ("prompt", "image") and value is not None}
+
+
+def _document_fields(model: type[BaseModel]) -> None:
+    """Append each field's description to the class docstring, so ``help()`` and hovers show them."""
+    lines = [f"    {name}: {info.description}" for name, info in model.model_fields.items() if info.description]
+    model.__doc__ = (model.__doc__ or "").rstrip() + "\n\n    Fields:\n" + "\n".join(lines) + "\n"
+
+
+_document_fields(OviRequest)

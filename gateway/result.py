@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -19,7 +19,7 @@ class Timings(BaseModel):
     acknowledgement to the last poll that saw the job queued (``None`` if none did); ``running_s`` from
     then to the poll that saw it finished. ``inference_s`` is the vendor's own figure."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
     total_s: float
     queued_s: float | None = None
@@ -36,7 +36,7 @@ class OviResult(BaseModel):
     made by the built-in emulator (``Gateway.offline()``): nothing was billed.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
     provider: str
     job_id: str

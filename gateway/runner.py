@@ -1,5 +1,8 @@
 """Deprecated path: moved to ``gateway.jobs.runner``."""
 
+from collections.abc import Callable
+from typing import Any
+
 from gateway._moved import forward
 
-__getattr__ = forward("gateway.runner", "gateway.jobs.runner")
+__getattr__: Callable[[str], Any] = forward("gateway.runner", "gateway.jobs.runner")

@@ -148,7 +148,7 @@ class RedactedError(Exception):
     def __init__(self, original: BaseException) -> None:
         super().__init__(f"{type(original).__module__}.{type(original).__qualname__}: "
                          + redact(_text_of(original)))
-        self.original_type = type(original)
+        self.original_type: type[BaseException] = type(original)
 
 
 def scrub(exc: BaseException) -> BaseException:

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from gateway.routing.planner import Candidate, Route, plan
-from gateway.routing.pricing import Quote
+from gateway.routing.pricing import Budget, Quote
 
 MODE_REASON = "image='omitted' not honored (text-to-video not offered; offers image-to-video)"
 STEPS_REASON = "steps=80 not honored (1–50)"
@@ -204,15 +204,25 @@ def test_route_defaults() -> None:
     assert r.allow_fallbacks is True and r.allow_degrade is False and r.max_tries == 3
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(0.16, Decimal("0.16")), ("0.16", Decimal("0.16")),
-                                               (1, Decimal(1)), (0.1 + 0.2, Decimal("0.30000000000000004"))])
+@pytest.mark.parametrize(("raw", "expected"), [(Decimal("0.16"), Decimal("0.16")), ("0.16", Decimal("0.16")),
+                                               (" 0.16 ", Decimal("0.16")), (1, Decimal(1))])
 def test_max_price_to_decimal(raw: object, expected: Decimal) -> None:
     r = Route(max_price=raw)
     assert isinstance(r.max_price, Decimal)
     assert r.max_price == expected
 
 
-@pytest.mark.parametrize("bad", [{"max_price": -0.01}, {"max_price": "-1"}, {"max_price": "abc"},
+@pytest.mark.parametrize(("model", "field"), [(Route, "max_price"), (Budget, "limit_usd")])
+@pytest.mark.parametrize("raw", [0.16, 0.1 + 0.2, True])
+def test_money_refuses_float_naming_the_field(model: type, field: str, raw: object) -> None:
+    """STYLE: money is Decimal. A float is refused (not silently rounded), with what to pass instead."""
+    with pytest.raises(pydantic.ValidationError) as info:
+        model(**{field: raw})
+    message = str(info.value)
+    assert field in message and "not " + type(raw).__name__ in message and "Decimal('0.15')" in message
+
+
+@pytest.mark.parametrize("bad", [{"max_price": "-0.01"}, {"max_price": "-1"}, {"max_price": "abc"},
                                  {"deadline": 0}, {"max_tries": 0}, {"max_tries": 11}, {"sort": "latency"}])
 def test_route_invalid_values(bad: dict[str, object]) -> None:
     with pytest.raises(pydantic.ValidationError) as info:

@@ -65,12 +65,12 @@ class Emulator:
                  faults: Mapping[str, FaultScript] | str | None = None,
                  job_time: Callable[[random.Random], float] | None = None, queue_time: float = 0.0,
                  seed: int = 0, api_keys: Mapping[str, str] | None = None, render_media: bool = False) -> None:
-        self.clock = clock or RealClock()
-        self.instance_id = uuid.uuid4().hex
+        self.clock: Clock = clock or RealClock()
+        self.instance_id: str = uuid.uuid4().hex
         """Names this emulator process's lifetime: journal rows carry it, so a later run can tell the jobs
         of an emulator that is gone (never billed, never finishing) from its own."""
-        self.clips = ClipStore(render=render_media)
-        self.ledger = Ledger()
+        self.clips: ClipStore = ClipStore(render=render_media)
+        self.ledger: Ledger = Ledger()
         scripts = parse_faults(faults, seed=seed) if isinstance(faults, str) else dict(faults or {})
         classes = _vendor_classes()
         unknown = set(scripts) - set(classes)

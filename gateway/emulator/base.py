@@ -313,9 +313,9 @@ class EmulatedVendor:
         self.jobs: dict[str, EmulatedJob] = {}
         self.late: list[LateRequest] = []
         """Submits on their way (``late`` faults), delivered by ``deliver_late``."""
-        self.current_fault = "ok"
+        self.current_fault: str = "ok"
         """The fault applied to the request being routed (vendors shape their answer by it)."""
-        self.lock = threading.RLock()
+        self.lock: threading.RLock = threading.RLock()
         self._ids = 0
 
     # ---- helpers for subclasses -------------------------------------------------------------

@@ -15,10 +15,10 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
     """An async transport that sends every request to ``base_url`` (loopback only), keeping path and query."""
 
     def __init__(self, base_url: str) -> None:
-        self.base = httpx.URL(base_url)
+        self.base: httpx.URL = httpx.URL(base_url)
         if self.base.host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("LoopbackTransport only talks to 127.0.0.1, localhost or ::1")
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner: httpx.AsyncHTTPTransport = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         request.url = request.url.copy_with(scheme=self.base.scheme, host=self.base.host, port=self.base.port)

@@ -31,7 +31,7 @@ import json
 import re
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -169,7 +169,7 @@ class RunwareEmulator(EmulatedVendor):
     """Runware's REST API for Ovi: tasks on ``api.runware.ai/v1``, clips on ``vm.runware.ai``."""
 
     name = "runware"
-    hosts = ("api.runware.ai", "vm.runware.ai")
+    hosts: ClassVar[tuple[str, ...]] = ("api.runware.ai", "vm.runware.ai")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

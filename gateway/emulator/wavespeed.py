@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -75,7 +75,7 @@ class WaveSpeedEmulator(EmulatedVendor):
     """WaveSpeed's Ovi endpoints, prediction polling, media upload and output downloads."""
 
     name = "wavespeed"
-    hosts = (API_HOST, MEDIA_HOST)
+    hosts: ClassVar[tuple[str, ...]] = (API_HOST, MEDIA_HOST)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -82,11 +82,11 @@ class Recovery:
     def __init__(self, journal: Journal, providers: Callable[[], Mapping[str, Provider]],
                  configured: Callable[[str], bool], clock: Clock,
                  wall: Callable[[], datetime] | None = None) -> None:
-        self.journal = journal
-        self.providers = providers
-        self.configured = configured
-        self.clock = clock
-        self.wall = wall or (lambda: datetime.now(UTC))
+        self.journal: Journal = journal
+        self.providers: Callable[[], Mapping[str, Provider]] = providers
+        self.configured: Callable[[str], bool] = configured
+        self.clock: Clock = clock
+        self.wall: Callable[[], datetime] = wall or (lambda: datetime.now(UTC))
 
     def open_submits(self, clip_key: str) -> list[SubmitRecord]:
         return [r for r in self.journal.submits(clip_key) if r.state in OPEN]

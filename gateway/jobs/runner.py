@@ -49,18 +49,24 @@ from gateway.routing.health import Health
 from gateway.routing.planner import Candidate, Plan, Route
 from gateway.routing.pricing import Budget
 
-__all__ = ["Event", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
+__all__ = ["Event", "EventKind", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
 
 JOURNAL_WRITE_TRIES = 4
 """Tries of a journal write that records a paid job (the ack, the result) before giving up."""
+
+
+EventKind = Literal["wait", "submit", "accepted", "status", "retry", "reconcile", "failover", "resubmit", "done"]
+"""What an ``Event`` reports (see ``Event``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """Progress for displays: ``kind`` is wait (every capable vendor cooling down), submit, accepted,
     status, retry, reconcile, failover, resubmit (a new job on the same vendor after its job failed)
-    or done. ``provider`` is empty for ``wait``."""
+    or done. ``provider`` is empty for ``wait``; ``elapsed`` is seconds since the generation began;
+    ``state`` is the job's ``JobState`` value on status events."""
 
-    kind: str
+    kind: EventKind
     provider: str
     elapsed: float
     state: str | None = None
@@ -139,18 +145,18 @@ class Runner:
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
                  backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | None = None,
                  settle_window: float = 300.0) -> None:
-        self.providers = providers
-        self.clock = clock
-        self.health = health
-        self.journal = journal if journal is not None else NullJournal()
-        self.poll = poll or PollPolicy()
-        self.rng = rng or random.Random()
-        self.new_key = new_key or (lambda: str(uuid.uuid4()))
-        self.on_event = on_event or (lambda event: None)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.budget = budget
-        self.settle_window = settle_window
+        self.providers: Mapping[str, Provider] = providers
+        self.clock: Clock = clock
+        self.health: Health = health
+        self.journal: Any = journal if journal is not None else NullJournal()
+        self.poll: PollPolicy = poll or PollPolicy()
+        self.rng: random.Random = rng or random.Random()
+        self.new_key: Callable[[], str] = new_key or (lambda: str(uuid.uuid4()))
+        self.on_event: Callable[[Event], None] = on_event or (lambda event: None)
+        self.backoff_base: float = backoff_base
+        self.backoff_cap: float = backoff_cap
+        self.budget: Budget | None = budget
+        self.settle_window: float = settle_window
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
@@ -168,7 +174,7 @@ class Runner:
         while queue:
             candidate = queue.popleft()
             if previous is not None:
-                kind = "resubmit" if candidate.provider == previous else "failover"
+                kind: EventKind = "resubmit" if candidate.provider == previous else "failover"
                 self.on_event(Event(kind, candidate.provider, self.clock.now() - started, message=f"after {why}"))
             previous = candidate.provider
             try:

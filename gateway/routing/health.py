@@ -47,15 +47,15 @@ class Breaker:
 
     def __init__(self, provider: str, clock: Clock, *, threshold: int = 3, cooldown: float = 30.0,
                  max_cooldown: float = 600.0) -> None:
-        self.provider = provider
-        self.clock = clock
-        self.threshold = threshold
-        self.base_cooldown = cooldown
-        self.max_cooldown = max_cooldown
-        self.failures = 0
-        self.opened = 0
+        self.provider: str = provider
+        self.clock: Clock = clock
+        self.threshold: int = threshold
+        self.base_cooldown: float = cooldown
+        self.max_cooldown: float = max_cooldown
+        self.failures: int = 0
+        self.opened: int = 0
         self.open_until: float | None = None
-        self.probing = False
+        self.probing: bool = False
         self.last_error: str | None = None
 
     @property

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.routing.pricing import Quote
+from gateway.routing.pricing import Money, Quote, to_money
 
 __all__ = ["Candidate", "Plan", "Route", "plan"]
 
@@ -42,26 +42,43 @@ class Route(BaseModel):
             other candidate has had its turn. A failed job is usually not billed.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
 
-    provider: str | None = None
-    order: list[str] | None = None
-    only: list[str] | None = None
-    ignore: list[str] = Field(default_factory=list)
-    sort: Literal["price"] = "price"
-    max_price: Decimal | None = Field(default=None, ge=0)
-    allow_fallbacks: bool = True
-    allow_degrade: bool = False
-    deadline: float | None = Field(default=None, gt=0)
-    failover_on_unknown: bool = False
-    max_tries: int = Field(default=3, ge=1, le=10)
-    failover_on_content_rejection: bool = False
-    job_retries: int = Field(default=1, ge=0, le=5)
+    provider: str | None = Field(default=None, description="Run on this vendor only (no failover).")
+    order: list[str] | None = Field(default=None, description=(
+        "Vendor names to try first, in this order; then, if allow_fallbacks, the rest by price."))
+    only: list[str] | None = Field(default=None, description="Consider these vendors only (names).")
+    ignore: list[str] = Field(default_factory=list, description="Never use these vendors (names).")
+    sort: Literal["price"] = Field(default="price", description='"price": cheapest quote (USD per clip) first.')
+    max_price: Decimal | None = Field(default=None, ge=0, description=(
+        "USD per clip (a Decimal, str or int; never float); vendors quoting more, or with no known price, "
+        "are left out."))
+    allow_fallbacks: bool = Field(default=True, description="Move to the next vendor when one fails.")
+    allow_degrade: bool = Field(default=False, description=(
+        "Let a vendor ignore fields it cannot honor; the result lists them in dropped_fields."))
+    deadline: float | None = Field(default=None, gt=0, description=(
+        "Seconds for the whole generation, polling and backoff included (None: no deadline)."))
+    failover_on_unknown: bool = Field(default=False, description=(
+        "After a submit whose outcome cannot be settled, or a job stuck past PollPolicy.max_wait seconds, "
+        "fail over anyway and record the possible extra charge (USD) instead of raising."))
+    max_tries: int = Field(default=3, ge=1, le=10, description="Submits per vendor for retryable errors (1–10).")
+    failover_on_content_rejection: bool = Field(default=False, description=(
+        "Try the next vendor when one's safety check refuses the clip."))
+    job_retries: int = Field(default=1, ge=0, le=5, description=(
+        "New jobs per vendor after a job failed there (0–5), tried once the other candidates had their turn."))
+
+    if TYPE_CHECKING:
+        # What type checkers see: money as Money (Decimal | str | int, never float); attributes stay precise.
+        def __init__(self, *, provider: str | None = None, order: list[str] | None = None,
+                     only: list[str] | None = None, ignore: list[str] = ..., sort: Literal["price"] = "price",
+                     max_price: Money | None = None, allow_fallbacks: bool = True, allow_degrade: bool = False,
+                     deadline: float | None = None, failover_on_unknown: bool = False, max_tries: int = 3,
+                     failover_on_content_rejection: bool = False, job_retries: int = 1) -> None: ...
 
     @field_validator("max_price", mode="before")
     @classmethod
-    def _price_text(cls, value: object) -> object:
-        return Decimal(str(value)) if isinstance(value, float) else value
+    def _money(cls, value: object) -> object:
+        return to_money(value, "max_price")
 
 
 @dataclass(frozen=True, slots=True)

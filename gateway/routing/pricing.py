@@ -13,19 +13,37 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from gateway.request import Mode, OviRequest
 
-__all__ = ["Budget", "PriceBook", "PriceRule", "Quote"]
+__all__ = ["Budget", "Money", "PriceBook", "PriceRule", "Quote", "to_money"]
 
 _CENT_FRACTION = Decimal("0.0001")
 
+Money = Decimal | str | int
+"""What a USD amount may be given as: a ``Decimal``, its text (``"0.15"``) or a whole number — never a
+``float``, which cannot hold cents exactly (0.1 + 0.2 != 0.3)."""
+
+
+def to_money(value: object, field: str) -> object:
+    """``value`` as a ``Decimal`` when it is a ``Money`` form; a ``float`` (or ``bool``) raises a
+    ``ValueError`` naming ``field``. Anything else passes on for pydantic to refuse in its words."""
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"{field} is USD as a Decimal, a string or an int (e.g. Decimal('0.15') or '0.15'), "
+                         f"not {type(value).__name__} {value!r}: a float cannot hold cents exactly")
+    if isinstance(value, (str, int)):
+        try:
+            return Decimal(str(value).strip())
+        except ArithmeticError:
+            raise ValueError(f"{field} {value!r} is not a USD amount (e.g. '0.15')") from None
+    return value
+
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
 
     as_of: str
     source: str
@@ -87,7 +105,7 @@ class Quote(BaseModel):
     if the route allows degrading.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
 
     provider: str
     price_usd: Decimal | None
@@ -166,12 +184,23 @@ class Budget(BaseModel):
     ``period`` is a UTC ``"day"``, a UTC ``"month"``, or ``"total"`` (all time).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
 
-    limit_usd: Decimal = Field(ge=0)
-    period: Literal["day", "month", "total"] = "day"
-    clip_prefix: str | None = None
+    limit_usd: Decimal = Field(ge=0, description="The cap in USD for one period (a Decimal, str or int).")
+    period: Literal["day", "month", "total"] = Field(
+        default="day", description='The window spend is summed over: UTC "day", UTC "month" or "total".')
+    clip_prefix: str | None = Field(default=None, description=(
+        "Count only clips whose idempotency key starts with this text (a batch's own cap; None: every clip)."))
     """Count only clips whose idempotency key starts with this (a batch's own cap; ``None``: every clip)."""
+
+    if TYPE_CHECKING:
+        def __init__(self, *, limit_usd: Money, period: Literal["day", "month", "total"] = "day",
+                     clip_prefix: str | None = None) -> None: ...
+
+    @field_validator("limit_usd", mode="before")
+    @classmethod
+    def _money(cls, value: object) -> object:
+        return to_money(value, "limit_usd")
 
     def since(self, now: datetime | None = None) -> datetime | None:
         """Start of the current period (UTC), or ``None`` for all time."""

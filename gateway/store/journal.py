@@ -188,7 +188,7 @@ class Journal:
                         raise
                     time.sleep(0.05)
         with self._tx() as tx:
-            self.schema_version = migrate_sqlite(tx, self.path)
+            self.schema_version: int = migrate_sqlite(tx, self.path)
 
     def close(self) -> None:
         """Close the connection. Everything written is already committed."""

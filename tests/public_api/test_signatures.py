@@ -14,6 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from gateway.request import OviRequest
+from gateway.routing.planner import Route
+from gateway.routing.pricing import Budget
 
 
 def _typed_init_params(model: type[BaseModel]) -> list[str]:
@@ -28,11 +30,26 @@ def _typed_init_params(model: type[BaseModel]) -> list[str]:
     raise AssertionError(f"{model.__name__} has no TYPE_CHECKING __init__")
 
 
-@pytest.mark.parametrize("model", [OviRequest])
+@pytest.mark.parametrize("model", [OviRequest, Route, Budget])
 def test_typed_init_lists_every_field(model: type[BaseModel]) -> None:
     assert _typed_init_params(model) == list(model.model_fields)
 
 
-def test_every_request_field_is_described() -> None:
-    missing = [name for name, info in OviRequest.model_fields.items() if not info.description]
+@pytest.mark.parametrize("model", [OviRequest, Route, Budget])
+def test_every_field_is_described(model: type[BaseModel]) -> None:
+    missing = [name for name, info in model.model_fields.items() if not info.description]
     assert missing == []
+
+
+def test_descriptions_show_in_help() -> None:
+    """``help(Route)`` / hover show each field's description (pydantic puts them in the JSON schema)."""
+    schema = Route.model_json_schema()["properties"]
+    assert "USD per clip" in schema["max_price"]["description"]
+    assert "Seconds" in schema["deadline"]["description"]
+
+
+def test_request_help_lists_each_field_with_units() -> None:
+    doc = OviRequest.__doc__ or ""
+    for name in OviRequest.model_fields:
+        assert f"    {name}: " in doc
+    assert "pixels" in doc and "bytes" in doc
