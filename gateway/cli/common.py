@@ -13,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -265,12 +265,15 @@ def names(value: str | None, gw: Gateway, flag: str) -> list[str]:
     return found
 
 
-journal_option = click.option(
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+journal_option: Callable[[_F], _F] = click.option(
     "--journal", "journal", metavar="PATH",
     help="Job journal (SQLite). Default: the gateway's journal file; with an emulator the separate offline "
          "journal beside it.")
-json_option = click.option("--json", "as_json", is_flag=True,
+json_option: Callable[[_F], _F] = click.option("--json", "as_json", is_flag=True,
                            help="Print one JSON object on stdout (errors too) instead of tables.")
-emulator_option = click.option("--emulator", is_flag=True, help="Use the built-in emulator even if keys are set.")
-faults_option = click.option("--faults", metavar="SPEC",
+emulator_option: Callable[[_F], _F] = click.option("--emulator", is_flag=True,
+                                                   help="Use the built-in emulator even if keys are set.")
+faults_option: Callable[[_F], _F] = click.option("--faults", metavar="SPEC",
                              help='Emulator fault script, e.g. "VENDOR.submit=503*3; VENDOR.job=fail".')

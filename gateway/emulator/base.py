@@ -93,8 +93,9 @@ TRANSPORT_FAULTS = {"ok", "429", "500", "502", "503", "401", "402", "refuse", "t
                     "bad_json", "400", "404", "422", "504", "late", "500_id", "trickle", "flap", "nulls",
                     "unknown_status", "media_url"}
 JOB_FAULTS = {"ok", "fail", "stuck", "nsfw", "truncated", "noaudio", "short", "fail_item", "fail_completed"}
-ONLY_ON = {"late": ("submit",), "500_id": ("submit",), "flap": ("status",), "unknown_status": ("status",),
-           "media_url": ("status", "result")}
+ONLY_ON: dict[str, tuple[str, ...]] = {
+    "late": ("submit",), "500_id": ("submit",), "flap": ("status",), "unknown_status": ("status",),
+    "media_url": ("status", "result")}
 """Kinds that mean something on some operations only."""
 ERROR_STATUSES = {"429", "500", "502", "503", "504", "401", "402", "400", "404", "422"}
 FAILING_FATES = ("fail", "fail_item", "fail_completed")
@@ -300,15 +301,15 @@ class EmulatedVendor:
                  faults: FaultScript | None = None, job_time: Callable[[random.Random], float] | None = None,
                  queue_time: float = 0.0, seed: int = 0, api_key: str | None = None,
                  clips: ClipStore | None = None) -> None:
-        self.clock = clock or RealClock()
-        self.ledger = ledger or Ledger()
-        self.faults = faults or FaultScript(seed=seed)
-        self.rng = random.Random(seed)
-        self.job_time = job_time or (lambda rng: rng.uniform(45.0, 75.0))
-        self.queue_time = queue_time
-        self.api_key = api_key
+        self.clock: Clock = clock or RealClock()
+        self.ledger: Ledger = ledger or Ledger()
+        self.faults: FaultScript = faults or FaultScript(seed=seed)
+        self.rng: random.Random = random.Random(seed)
+        self.job_time: Callable[[random.Random], float] = job_time or (lambda rng: rng.uniform(45.0, 75.0))
+        self.queue_time: float = queue_time
+        self.api_key: str | None = api_key
         """When set, requests must carry this key; otherwise any non-empty key is accepted."""
-        self.clips = clips or ClipStore()
+        self.clips: ClipStore = clips or ClipStore()
         """Answers downloads of finished clips (``gateway.emulator.clips``)."""
         self.jobs: dict[str, EmulatedJob] = {}
         self.late: list[LateRequest] = []

@@ -132,7 +132,7 @@ class Followers:
         self.clock = clock
         self.watch_interval = watch_interval
         self.tracked: dict[str, _Tracked] = {}
-        self.closing = False
+        self.closing: bool = False
 
     def track(self, clip_key: str) -> _Tracked:
         found = self.tracked.get(clip_key)
@@ -326,8 +326,9 @@ class BackgroundLoop:
     """One event loop on a daemon thread, where a sync caller's followers live."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="ovi-gateway-followers", daemon=True)
+        self.loop: asyncio.AbstractEventLoop = asyncio.new_event_loop()
+        self.thread: threading.Thread = threading.Thread(target=self.loop.run_forever, name="ovi-gateway-followers",
+                                                         daemon=True)
         self.thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

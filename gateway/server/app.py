@@ -109,7 +109,7 @@ class VideoServer:
             secrets.register(key)
         self.gateway = gateway
         self.config = config
-        self.store = VideoStore(gateway.journal)
+        self.store: VideoStore = VideoStore(gateway.journal)
         self._owners = {owner_of(key) for key in config.api_keys}
         self._lost = config.lose_create_answers
         self.draining = False
