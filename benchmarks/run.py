@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks import common
 
-NAMES = ("overhead", "polling", "concurrency", "regret", "peers", "startup", "loopback")
+NAMES = ("overhead", "polling", "concurrency", "regret", "peers", "startup", "loopback", "sdk")
 TITLES = {
     "overhead": "1. Overhead: Gateway.agenerate vs minimal raw httpx (same emulator, zero job time)",
     "polling": "2. Polling efficiency: three vendors x three job-time distributions, status calls and detection delay",
@@ -30,6 +30,7 @@ TITLES = {
     "peers": "5. Peers over loopback HTTP (fal): raw httpx, fal-client, the gateway, LiteLLM",
     "startup": "6. Start-up: whole processes vs python -c 'import httpx'",
     "loopback": "7. Loopback emulator server: keep-alive latency and 200 simultaneous new connections",
+    "sdk": "8. The vendors' SDKs (their own code) on the loopback emulator: status calls per job, detection delay",
 }
 HERE = Path(__file__).resolve().parent
 
