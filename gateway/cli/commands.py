@@ -118,7 +118,8 @@ def block_until_interrupted(server: Any) -> None:
 def emulate(port: int, faults: str | None, job_seconds: float | None) -> None:
     """Serve the emulated vendors on loopback until Ctrl-C.
 
-    /v1 answers as Runware, /api/v3 as WaveSpeed, /fal-ai as the fal queue."""
+    /v1 answers as Runware (REST, and its WebSocket for the official SDK at ws://127.0.0.1:PORT/v1),
+    /api/v3 as WaveSpeed, /fal-ai as the fal queue, /fal-run as fal's synchronous fal.run."""
     emu = make_emulator(faults, None if job_seconds is None else (lambda rng: job_seconds))
     try:
         server = emu.serve(port)
