@@ -39,9 +39,12 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
     UnsupportedByProvider,
 )
+from gateway.logs import install_null_handlers
 from gateway.prompt import OviPrompt, PromptError
 from gateway.request import ImageInput, Mode, OviRequest
 from gateway.result import Attempt, OviResult, Timings
+
+install_null_handlers()  # silent unless the application configures logging (gateway.logs)
 
 if TYPE_CHECKING:
     from gateway.client import Gateway

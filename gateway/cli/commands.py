@@ -39,6 +39,7 @@ from gateway.cli.common import (
 )
 from gateway.cli.generate import demo, generate
 from gateway.client import Gateway
+from gateway.logs import configure_cli_logging
 from gateway.registry import Registry
 
 __all__ = ["cli", "main"]
@@ -50,9 +51,13 @@ __all__ += ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "build_request", "cheapest_usa
 # ---- commands ----------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ovi-gateway")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Log more on stderr: -v jobs submitted/accepted/finished (INFO), -vv every check (DEBUG).")
+@click.option("-q", "--quiet", count=True, help="Log less on stderr: -q errors only, -qq nothing but critical.")
+def cli(verbose: int, quiet: int) -> None:
     """Make Ovi clips on the cheapest healthy vendor (Runware, fal.ai, WaveSpeed), with failover
     that never pays twice. With no API keys set, runs offline against the built-in emulator."""
+    configure_cli_logging(verbose, quiet)
 
 
 @cli.command()

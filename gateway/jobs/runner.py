@@ -13,6 +13,7 @@ deadline or ``PollPolicy.max_wait``, then raised as ``JobUnresolved`` with the j
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from collections import deque
@@ -48,6 +49,10 @@ from gateway.result import Attempt, OviResult, Timings
 from gateway.routing.health import Health
 from gateway.routing.planner import Candidate, Plan, Route
 from gateway.routing.pricing import Budget
+
+_log = logging.getLogger(__name__)
+# INFO lines carry vendor, job id and keys, never a prompt, image or API key (gateway.logs); error texts
+# (which may quote what was sent) only at DEBUG.
 
 __all__ = ["Event", "EventKind", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
 
@@ -175,6 +180,9 @@ class Runner:
             candidate = queue.popleft()
             if previous is not None:
                 kind: EventKind = "resubmit" if candidate.provider == previous else "failover"
+                _log.info("%s from %s to %s (clip %s) after %s", "resubmitting" if kind == "resubmit" else
+                          "failing over", previous, candidate.provider, clip_key, why.split(":", 1)[0],
+                          extra={"vendor": candidate.provider, "clip_key": clip_key})
                 self.on_event(Event(kind, candidate.provider, self.clock.now() - started, message=f"after {why}"))
             previous = candidate.provider
             try:
@@ -217,6 +225,10 @@ class Runner:
                 self._record_failure(job, error)
                 raise
             await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json())
+            _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
+                      ctx.idempotency_key, clip_key,
+                      extra={"vendor": name, "job_id": job.handle.job_id, "idempotency_key": ctx.idempotency_key,
+                             "clip_key": clip_key})
             self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
             return await self.follow(job)
         finally:
@@ -242,6 +254,9 @@ class Runner:
             wait=self._wait, sleep=self.clock.sleep, before_sleep=before_sleep, reraise=True)
         async for attempt in retrying:
             with attempt:
+                _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key,
+                          attempt.retry_state.attempt_number,
+                          extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
                 self.on_event(Event("submit", name, self.clock.now() - started))
                 try:
                     async with self._bounded(deadline_at, name, "submit", submit=ctx):
@@ -359,6 +374,8 @@ class Runner:
                 self._record_failure(job, error)
                 raise
             errors_in_row = 0
+            _log.debug("%s job %s: %s", name, handle.job_id, status.state.value,
+                       extra={"vendor": name, "job_id": handle.job_id, "idempotency_key": job.submit_key})
             self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
                                 queue_position=status.queue_position))
             if not status.state.final:  # the poll policy learns job times from when a job was last unfinished
@@ -440,6 +457,9 @@ class Runner:
         await self._write(job, "result", self.journal.finish_clip, job.clip_key, result.model_dump_json())
         await self._write(job, "finished", lambda: self.journal.finished(job.submit_key, cost_usd=cost,
                                                                          cost_source=source))
+        _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
+                  job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
+                                                       "idempotency_key": job.submit_key, "clip_key": job.clip_key})
         self.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
         return result
 
@@ -493,6 +513,11 @@ class Runner:
         submit refused before any job existed, is closed.
         """
         alive = isinstance(error, PAID_JOB_ALIVE)
+        _log.info("%s job %s %s: %s (idempotency key %s, may be billed: %s)", job.name, job.handle.job_id or "-",
+                  "left open" if alive else "failed", type(error).__name__, job.submit_key, error.may_be_billed,
+                  extra={"vendor": job.name, "job_id": job.handle.job_id or None, "idempotency_key": job.submit_key,
+                         "clip_key": job.clip_key})
+        _log.debug("%s job %s error: %s", job.name, job.handle.job_id or "-", error)
         job.attempts.append(Attempt(provider=job.name, outcome="unknown" if alive else "failed",
                                     error_type=type(error).__name__, error=str(error),
                                     elapsed_s=self.clock.now() - job.vendor_started,

@@ -5,6 +5,7 @@ Translation, parsing and error mapping are the pure functions in ``translate.py`
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from typing import Any
 
@@ -33,6 +34,8 @@ from providers.fal.schemas import SubmitAck
 from providers.fal.translate import Phase
 
 __all__ = ["FalProvider"]
+
+_log = logging.getLogger("providers.fal")
 
 SUBMIT_HEADERS = {"x-fal-disable-fallbacks": "true"}
 """Sent on every submit: after its retries fal may reroute a request to another model
@@ -149,6 +152,7 @@ class FalProvider:
             # fal answered 2xx but the answer is unreadable: a paid request may exist, id unknown.
             raise SubmitOutcomeUnknown(f"fal accepted the submit but its answer was unreadable "
                                        f"({type(exc).__name__})", provider=self.name, job_hint=hint) from exc
+        _log.debug("submit to %s acknowledged: request %s", endpoint, ack.request_id)
         return JobHandle(self.name, ack.request_id, data={"endpoint": endpoint, **ack.model_dump(
             include={"request_id", "response_url", "status_url", "cancel_url"})})
 
@@ -199,7 +203,9 @@ class FalProvider:
 
     async def status(self, handle: JobHandle) -> JobStatus:
         request = await self._request(handle)
-        return translate.parse_status(await self._read(request.fetch_status, "status"))
+        status = translate.parse_status(await self._read(request.fetch_status, "status"))
+        _log.debug("request %s: %s", handle.job_id, status.state.value)
+        return status
 
     async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
         request = await self._request(handle)

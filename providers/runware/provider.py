@@ -6,6 +6,7 @@ reading answers and mapping errors is in ``translate.py``; this module only send
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -24,6 +25,8 @@ from gateway.request import OviRequest
 from providers.runware import translate
 
 __all__ = ["RunwareProvider"]
+
+_log = logging.getLogger("providers.runware")
 
 SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -123,7 +126,10 @@ class RunwareProvider:
                     submitting: bool = False, job_hint: dict[str, Any] | None = None) -> httpx.Response:
         headers = {"authorization": f"Bearer {key}", "user-agent": USER_AGENT, "accept": "application/json"}
         try:
-            return await self._ctx.http.post(self._url, json=payload, headers=headers,
-                                              timeout=self._ctx.timeout_or(timeout))
+            response = await self._ctx.http.post(self._url, json=payload, headers=headers,
+                                                 timeout=self._ctx.timeout_or(timeout))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=submitting, job_hint=job_hint) from exc
+        tasks = ",".join(str(task.get("taskType")) for task in payload)
+        _log.debug("POST %s (%s) answered HTTP %d", self._url, tasks, response.status_code)
+        return response

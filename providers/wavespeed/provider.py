@@ -7,6 +7,7 @@ is ``completed`` or ``failed``. Local images go first to the documented ``/api/v
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from gateway.request import ImageInput, OviRequest
 from providers.wavespeed import translate
 
 __all__ = ["WaveSpeedProvider"]
+
+_log = logging.getLogger("providers.wavespeed")
 
 SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -108,6 +111,7 @@ class WaveSpeedProvider:
             exc.may_be_billed = True  # HTTP 200: the job most likely exists, but we cannot name it
             raise
         data = envelope.data
+        _log.debug("submit to %s acknowledged: prediction %s", model, data.id)
         return JobHandle(self.name, data.id, {
             "endpoint": model,
             "result_url": translate.result_url(data.id, self._base),
@@ -118,7 +122,9 @@ class WaveSpeedProvider:
         """One GET of the documented ``/predictions/{id}/result`` (as the SDK polls; ``urls_get`` is kept
         in the handle for reference only)."""
         response = await self._get(handle)
-        return translate.status_of(response.content)
+        status = translate.status_of(response.content)
+        _log.debug("prediction %s: HTTP %d, %s", handle.job_id, response.status_code, status.state.value)
+        return status
 
     async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
         """The finished clip: the final poll already holds it (a failed one raises its error); otherwise
