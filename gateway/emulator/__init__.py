@@ -99,12 +99,17 @@ class Emulator:
             return json_response(200, self.ledger_json())
         if request.url.path == "/_emulator/instance" and request.url.host in LOOPBACK_HOSTS:
             return json_response(200, {"instance": self.instance_id})
-        vendor = self._by_host.get(request.url.host)
-        if vendor is None and request.url.host in LOOPBACK_HOSTS:
-            vendor = self._by_path(request.url.path)
+        vendor = self.vendor_for(request)
         if vendor is None:
             return json_response(404, {"error": f"the emulator serves no host {request.url.host}"})
         return vendor.handle(request)
+
+    def vendor_for(self, request: httpx.Request) -> EmulatedVendor | None:
+        """The emulated vendor a request is for: by its real host, or on loopback by its path."""
+        vendor = self._by_host.get(request.url.host)
+        if vendor is None and request.url.host in LOOPBACK_HOSTS:
+            vendor = self._by_path(request.url.path)
+        return vendor
 
     def ledger_json(self) -> dict[str, Any]:
         """The ledger as JSON (served at ``/_emulator/ledger`` on loopback, for tests in other processes)."""

@@ -6,7 +6,8 @@ The returned ``LoopbackServer`` has ``.server_port`` and ``.url``, and stops wit
 context manager); ``.server_close()`` is kept for callers written against the old ``ThreadingHTTPServer``.
 
 HTTP requests become the ``httpx.Request`` the emulated vendors already handle in-process
-(``Emulator.handle``), and their ``httpx.Response`` is streamed back as it is read, so a slow or broken
+(``Emulator.handle``, called on the event loop; clip downloads, which may encode video, on a worker
+thread), and their ``httpx.Response`` is streamed back as it is read, so a slow or broken
 body reaches the client as one. Emulated network faults keep their meaning on a real socket: ``refuse``,
 ``timeout`` and ``drop`` hang up without an answer; ``drop_body`` sends the headers, then hangs up.
 A WebSocket at ``/v1`` speaks Runware's task framing (``runware_ws``).
@@ -207,7 +208,10 @@ class _App:
                 break
         request = httpx.Request(scope["method"], _url(scope), headers=list(scope["headers"]), content=bytes(body))
         try:
-            response = self.emulator.handle(request)
+            if self._may_be_slow(request):
+                response = await asyncio.to_thread(self.emulator.handle, request)
+            else:  # inline: a worker-thread hand-off would double a keep-alive round trip
+                response = self.emulator.handle(request)
         except _HANG_UP:
             await self._hang_up(scope, receive)
             return
@@ -223,6 +227,14 @@ class _App:
             await self._hang_up(scope, receive)
             return
         await send({"type": "http.response.body", "body": pending or b"", "more_body": False})
+
+    def _may_be_slow(self, request: httpx.Request) -> bool:
+        """Clip downloads may encode a video first (``Emulator(render_media=True)``): they run on a worker
+        thread, so one download never stalls the event loop every other connection shares."""
+        if request.method != "GET":
+            return False
+        vendor = self.emulator.vendor_for(request)
+        return vendor is not None and vendor.operation(request) == "download"
 
     async def _hang_up(self, scope: Scope, receive: Receive) -> None:
         """Close this connection without (the rest of) an answer, as a dropped connection looks to a client."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -106,6 +108,29 @@ def test_bodies_are_streamed_as_the_vendor_produces_them(monkeypatch: pytest.Mon
     with emulator.serve(0) as server, httpx.Client() as client:
         response = client.get(f"{server.url}/anything")
         assert response.content == b"one two" and response.headers["transfer-encoding"] == "chunked"
+
+
+def test_a_slow_clip_download_does_not_stall_other_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads (which may encode a clip first) run off the event loop: a status call is answered while
+    a download is still being produced."""
+    emulator = Emulator()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_download(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        release.wait(10)
+        return httpx.Response(200, content=b"clip")
+
+    monkeypatch.setattr(emulator["fal"], "_download", slow_download)
+    with emulator.serve(0) as server, ThreadPoolExecutor(1) as pool:
+        download = pool.submit(httpx.get, f"{server.url}/files/x/ovi_output.mp4", timeout=20)
+        assert entered.wait(10)
+        try:
+            assert httpx.get(f"{server.url}/_emulator/ledger", timeout=3).status_code == 200
+            assert not download.done()
+        finally:
+            release.set()
+        assert download.result().content == b"clip"
 
 
 def test_shutdown_closes_connections_and_frees_the_port() -> None:
