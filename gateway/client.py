@@ -329,7 +329,9 @@ class Gateway(HandlesMixin):
             route = route if route.deadline is None else route.model_copy(update={"deadline": route.deadline - wait})
             chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())
         if not chosen.candidates:
-            raise NoRoute("no vendor can take this request", reasons=chosen.excluded)
+            # A vendor whose plugin failed to load is no quote, so no plan entry: name it and why anyway.
+            failed = {name: [f"failed to load: {error}"] for name, error in self.load_failures.items()}
+            raise NoRoute("no vendor can take this request", reasons={**failed, **chosen.excluded})
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:

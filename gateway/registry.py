@@ -7,8 +7,11 @@ asking for the broken one raises ``ConfigurationError`` with the reason.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from stevedore import ExtensionManager
@@ -17,9 +20,10 @@ from stevedore.extension import Extension
 from gateway.contract import CONTRACT_VERSION, Capabilities, Provider
 from gateway.errors import ConfigurationError
 
-__all__ = ["GROUP", "Registry"]
+__all__ = ["GROUP", "Registry", "shadowed_package"]
 
 GROUP = "ovi_gateway.providers"
+_log = logging.getLogger(__name__)
 _REQUIRED = ("translate", "parse", "classify", "submit", "status", "result", "cancel", "find")
 
 
@@ -36,11 +40,19 @@ class Registry:
         failures: dict[str, str] = {}
 
         def on_failure(manager: ExtensionManager[Any], entry_point: Any, error: BaseException) -> None:
-            failures[entry_point.name] = f"{type(error).__name__}: {error}"
+            reason = f"{type(error).__name__}: {error}"
+            package = str(getattr(entry_point, "value", "")).split(".", 1)[0].split(":", 1)[0]
+            hidden = shadowed_package(package) if package == "providers" else None
+            if hidden is not None:
+                reason = f"{hidden} ({reason})"
+            failures[entry_point.name] = reason
 
         ExtensionManager.ENTRY_POINT_CACHE.pop(group, None)  # stevedore caches per process; rescan
         manager: ExtensionManager[Any] = ExtensionManager(namespace=group, invoke_on_load=False,
-                                   on_load_failure_callback=on_failure)
+                                                          on_load_failure_callback=on_failure)
+        hidden = shadowed_package("providers")
+        if hidden is not None:  # said even when the adapters still loaded (an editable install's finder)
+            _log.warning("%s", hidden)
         return cls._checked(((ext.name, ext.plugin) for ext in manager.extensions), failures)
 
     @classmethod
@@ -71,6 +83,28 @@ class Registry:
             raise ConfigurationError(f"provider {name!r} failed to load: {self.failures[name]}")
         known = ", ".join(sorted(self.classes)) or "none"
         raise ConfigurationError(f"no provider named {name!r}; installed: {known}")
+
+
+def shadowed_package(name: str) -> str | None:
+    """Why the ``name`` package Python imports is not ovi-gateway's own (a folder of that name earlier on
+    ``sys.path``, often the current directory, hides it), or ``None`` when it is ours.
+
+    ovi-gateway installs ``gateway`` and ``providers`` side by side, so ours is the folder beside this
+    package. A folder without ``__init__.py`` cannot hide it (a regular package wins over namespace parts).
+    """
+    expected = Path(__file__).resolve().parent.parent / name
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not expected.is_dir():
+        return None
+    found = [Path(p).resolve() for p in spec.submodule_search_locations or []]
+    if expected in found:
+        return None
+    where = found[0] if found else spec.origin
+    return (f"the '{name}' package Python imports is {where}, not ovi-gateway's own ({expected}): a folder "
+            f"named '{name}' earlier on sys.path hides it; rename that folder or run from another directory")
 
 
 def _problem(name: str, plugin: Any) -> str | None:
