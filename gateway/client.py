@@ -454,7 +454,9 @@ class Gateway(HandlesMixin):
         return self._key_factory()
 
     def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
-        return Runner(self._providers(), clock=self.clock, health=self.health_state, journal=self.journal,
+        # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
+        return Runner(self._pushing(self._providers()), clock=self._waking(self.clock), health=self.health_state,
+                      journal=self.journal,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
                       backoff_base=self.backoff_base,
                       new_key=self._new_key)

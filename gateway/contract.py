@@ -33,6 +33,7 @@ __all__ = [
     "ProviderOutput",
     "SubmitContext",
     "Violation",
+    "WebhookEvent",
 ]
 
 CONTRACT_VERSION = 1
@@ -145,6 +146,9 @@ class SubmitContext:
 
     idempotency_key: str
     dropped: frozenset[str] = frozenset()
+    webhook_url: str | None = None
+    """Where the vendor should push the job's completion (set by the gateway when it has a public URL;
+    adapters that support webhooks ask the vendor for one, the rest ignore it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +193,21 @@ class JobStatus:
     progress: float | None = None
     error: GatewayError | None = None
     raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A vendor's push about one job, as an adapter's ``parse_webhook`` reads it.
+
+    ``trusted`` is True when the vendor signed it (verified by ``verify_webhook``) and the body itself
+    settles the job; an unsigned push (Runware) is only a hint to check the job's status now.
+    ``status`` is the job's state as pushed; ``output`` the clip when the push carries it.
+    """
+
+    job_id: str
+    status: JobStatus
+    output: ProviderOutput | None = None
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +279,9 @@ class Provider(Protocol):
     # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
     # checks (WaveSpeed: 5); ``can_cancel: bool``, whether the vendor documents a cancel that can stop
     # a job (``Job.cancel`` refuses otherwise). Read with ``getattr(provider, name, default)``, so
-    # adapters written before they were added keep working.
+    # adapters written before they were added keep working. Webhooks, optional too:
+    # ``async verify_webhook(headers, body: bytes) -> None`` raises ``AuthError`` unless the push is
+    # authentic, and ``parse_webhook(body: bytes) -> WebhookEvent`` reads it (``gateway.webhooks``).
 
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any] | list[Any]:
         """The exact JSON body the vendor receives (pure). Image files appear as data URIs."""

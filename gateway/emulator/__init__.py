@@ -95,6 +95,11 @@ class Emulator:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request, routed by host (real vendor hosts) or by path (loopback)."""
+        jwks_hosts = ("rest.alpha.fal.ai", *LOOPBACK_HOSTS)
+        if request.url.path == "/.well-known/jwks.json" and request.url.host in jwks_hosts:
+            from gateway.emulator.webhooks import fal_jwks  # fal's webhook keys (the emulator's test key)
+
+            return json_response(200, fal_jwks())
         if request.url.path == "/_emulator/ledger" and request.url.host in LOOPBACK_HOSTS:
             return json_response(200, self.ledger_json())
         if request.url.path == "/_emulator/instance" and request.url.host in LOOPBACK_HOSTS:
@@ -125,6 +130,12 @@ class Emulator:
         if path.startswith(("/fal-ai/", "/fal-run/", "/storage/", "/files/")):
             return self.vendors["fal"]
         return None
+
+    def deliver_webhooks(self, sender: Any) -> Any:
+        """Make every vendor deliver webhooks through ``sender`` (a ``WebhookSender``); returns it."""
+        for vendor in self.vendors.values():
+            vendor.webhooks = sender
+        return sender
 
     def transport(self) -> httpx.MockTransport:
         """An httpx transport (sync and async) answering for every emulated vendor host."""

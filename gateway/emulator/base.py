@@ -319,6 +319,15 @@ class EmulatedVendor:
         self.lock: threading.RLock = threading.RLock()
         self._ids = 0
 
+    webhooks: Any = None
+    """A ``gateway.emulator.webhooks.WebhookSender`` when the emulator delivers webhooks (else none are sent)."""
+
+    def push_when_done(self, job: EmulatedJob, url: str | None) -> None:
+        """The submit asked for a webhook at ``url``: deliver one when the job ends."""
+        if url and self.webhooks is not None:
+            job.extra["webhook_url"] = url
+            self.webhooks.schedule(self, job, url)
+
     # ---- helpers for subclasses -------------------------------------------------------------
     def new_id(self) -> str:
         """A deterministic UUID4-shaped id (seeded), so runs repeat."""

@@ -194,6 +194,7 @@ class FalEmulator(EmulatedVendor):
                          base=self._base(request, "https://queue.fal.run"),
                          media=self._base(request, "https://v3.fal.media"))
         urls = self._urls(job)
+        self.push_when_done(job, request.url.params.get("fal_webhook"))  # [doc docs.fal.ai webhooks]
         position = None if self.current_fault == "nulls" else self._position(job)
         return json_response(200, {"request_id": request_id, **urls, "status": "IN_QUEUE",
                                    "queue_position": position},

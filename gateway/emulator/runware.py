@@ -265,6 +265,7 @@ class RunwareEmulator(EmulatedVendor):
         given = task.get("seed")
         job.extra.update(seed=self.rng.getrandbits(32) if given is None else given, video_uuid=self.new_id())
         self.videos[job.extra["video_uuid"]] = job
+        self.push_when_done(job, task.get("webhookURL"))  # [doc runware.ai/docs/platform/webhooks]
         return {"taskType": "videoInference", "taskUUID": task_uuid}, None
 
     def _poll(self, task: dict[str, Any], request: httpx.Request) -> tuple[Any, Any]:

@@ -158,6 +158,7 @@ class WaveSpeedEmulator(EmulatedVendor):
             # accepts data URIs is UNCONFIRMED).
             job.fate = "fail"
             job.extra["failure"] = (1402, "Media access failed: the image URL could not be downloaded")
+        self.push_when_done(job, request.url.params.get("webhook"))  # [doc wavespeed.ai how-to-use-webhooks]
         return json_response(200, self._envelope(job, "created", request))
 
     @staticmethod

@@ -7,11 +7,13 @@ decides when to start a follower, when ``submit`` may return, and how a handle r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ClipInProgress, ConfigurationError, GatewayError, InvalidRequest
 from gateway.jobs.handles import BackgroundLoop, Followers, Job, JobCancelled, alive_error
+from gateway.jobs.push import CURRENT_CLIP, PushBox, WakeableClock
+from gateway.jobs.push import wrap as push_wrap
 from gateway.jobs.recovery import lease_owner, owner_alive
 from gateway.jobs.runner import Event
 from gateway.request import OviRequest
@@ -36,6 +38,15 @@ class HandlesMixin:
     agenerate: Callable[..., Any]
     _providers: Callable[[], Any]
     _new_key: Callable[[], str]
+
+    push: PushBox | None = None
+    """Webhook settings and state (set by the server when vendors can reach it); ``None``: polling only."""
+
+    def _pushing(self, providers: Mapping[str, Any]) -> dict[str, Any]:
+        return push_wrap(providers, self.push)
+
+    def _waking(self, clock: Any) -> Any:
+        return clock if self.push is None else WakeableClock(clock, self.push)
 
     def _followers_here(self) -> Followers:
         loop = asyncio.get_running_loop()
@@ -93,6 +104,7 @@ class HandlesMixin:
 
     async def _followed(self, followers: Followers, key: str, generation: Any) -> OviResult:
         """The follower's body: the generation, and a cancel's verdict recorded as ``cancelled``."""
+        CURRENT_CLIP.set(key)  # this task's context only: webhook URLs and wake-ups name the clip
         try:
             result: OviResult = await generation
             return result

@@ -7,6 +7,7 @@ works as well as the CLI:
 * ``OVI_GATEWAY_JOURNAL`` — the journal file (default: the user data directory's);
 * ``OVI_GATEWAY_MEDIA_DIR`` — where finished clips are kept (default: ``media/`` beside the journal);
 * ``OVI_GATEWAY_EMULATOR=1`` — run against the built-in emulator, fully offline;
+* ``OVI_GATEWAY_PUBLIC_URL`` — where vendors reach this server: turns vendor webhooks on;
 * ``OVI_GATEWAY_EMULATOR_JOB_SECONDS`` — the emulator's job time (default 2 s in server mode).
 """
 
@@ -36,8 +37,11 @@ def emulated_gateway(*, journal: Any, job_seconds: float = 2.0, faults: str | No
 
 
 def create_app(gateway: Any = None, *, api_keys: Sequence[str] | None = None, media_dir: str | os.PathLike[str] |
-               None = None, emulator: bool | None = None, journal: str | None = None, **options: Any) -> Any:
-    """The ASGI app. Arguments override the environment; ``options`` go to ``ServerConfig``."""
+               None = None, emulator: bool | None = None, journal: str | None = None, public_url: str | None = None,
+               **options: Any) -> Any:
+    """The ASGI app. Arguments override the environment; ``options`` go to ``ServerConfig``. With
+    ``public_url`` (or ``OVI_GATEWAY_PUBLIC_URL``) vendors are asked for webhooks to it; without, jobs
+    are polled."""
     from gateway.client import Gateway
     from gateway.store.journal import default_path
 
@@ -52,4 +56,12 @@ def create_app(gateway: Any = None, *, api_keys: Sequence[str] | None = None, me
         else:
             gateway = Gateway(journal=where)
     media = Path(media_dir or os.environ.get("OVI_GATEWAY_MEDIA_DIR") or Path(gateway.journal.path).parent / "media")
-    return build_app(gateway, ServerConfig(api_keys=keys, media_dir=media, emulator=emulated, **options))
+    public = public_url or os.environ.get("OVI_GATEWAY_PUBLIC_URL")
+    routes = list(options.pop("routes", []))
+    if public:
+        from gateway.webhooks import enable_webhooks
+
+        routes += enable_webhooks(gateway, public, **({"wall": options.pop("wall")} if "wall" in options else {})
+                                  ).routes()
+    return build_app(gateway, ServerConfig(api_keys=keys, media_dir=media, emulator=emulated, routes=routes,
+                                           **options))

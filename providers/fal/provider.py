@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,8 +21,10 @@ from gateway.contract import (
     ProviderContext,
     ProviderOutput,
     SubmitContext,
+    WebhookEvent,
 )
 from gateway.errors import (
+    AuthError,
     GatewayError,
     MalformedResponse,
     ProviderUnavailable,
@@ -28,7 +32,7 @@ from gateway.errors import (
 )
 from gateway.http import classify_transport, redact, require_key
 from gateway.request import ImageInput, OviRequest
-from providers.fal import translate
+from providers.fal import translate, webhooks
 from providers.fal.queue import SUBMIT_TIMEOUT_S, FalCallError, FalQueueClient, FalRequest
 from providers.fal.schemas import SubmitAck
 from providers.fal.translate import Phase
@@ -134,7 +138,8 @@ class FalProvider:
         payload = translate.build_payload(request, ctx, image_url)
         hint = {"idempotency_key": ctx.idempotency_key, "endpoint": endpoint}
         try:
-            sent = await queue.submit(endpoint, payload, headers=dict(SUBMIT_HEADERS))
+            # fal-client appends ?fal_webhook=<url-encoded> to the queue submit URL [fal-client@1.0.3 client.py ~1798]
+            sent = await queue.submit(endpoint, payload, headers=dict(SUBMIT_HEADERS), webhook_url=ctx.webhook_url)
             ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
                             status_url=sent.status_url, cancel_url=sent.cancel_url)
         except FalCallError as exc:
@@ -228,3 +233,39 @@ class FalProvider:
     async def find(self, ctx: SubmitContext) -> JobHandle | None:
         """fal has no lookup by a client key: always ``None``."""
         return None
+
+    # ---- webhooks (providers.fal.webhooks) --------------------------------------------------------
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Raise ``AuthError`` unless the delivery is signed by fal for our user (``FAL_WEBHOOK_USER_ID``).
+        ``now``: Unix seconds. Keys come from ``FAL_WEBHOOK_JWKS_URL`` (default fal's), cached 24 h and
+        fetched again once when no cached key matches (fal may have rotated)."""
+        user_id = os.environ.get("FAL_WEBHOOK_USER_ID", "")
+        for fresh in (False, True):
+            keys = await self._webhook_keys(now, refresh=fresh)
+            try:
+                webhooks.verify(headers, body, keys=keys, user_id=user_id, now=now)
+                return
+            except AuthError as refused:
+                if fresh or "none of fal's published keys" not in refused.message:
+                    raise
+
+    async def _webhook_keys(self, now: float, *, refresh: bool) -> list[Any]:
+        cached = getattr(self, "_jwks", None)
+        if cached is not None and not refresh and now - cached[0] < webhooks.JWKS_CACHE_SECONDS:
+            return list(cached[1])
+        url = os.environ.get("FAL_WEBHOOK_JWKS_URL") or webhooks.JWKS_URL
+        try:
+            response = await self._ctx.http.get(url, timeout=10.0)
+            response.raise_for_status()
+            keys = webhooks.public_keys(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            if cached is not None:
+                return list(cached[1])
+            raise AuthError(f"fal webhook refused: the JWKS at {url} could not be read ({type(exc).__name__})",
+                            provider=self.name) from exc
+        self._jwks = (now, keys)
+        return keys
+
+    def parse_webhook(self, body: bytes) -> WebhookEvent:
+        """A verified delivery as a ``WebhookEvent`` (the payload is the result body)."""
+        return webhooks.parse(body)

@@ -6,7 +6,9 @@ reading answers and mapping errors is in ``translate.py``; this module only send
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -14,12 +16,14 @@ import httpx
 from gateway.contract import (
     CONTRACT_VERSION,
     JobHandle,
+    JobState,
     JobStatus,
     ProviderContext,
     ProviderOutput,
     SubmitContext,
+    WebhookEvent,
 )
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.request import OviRequest
 from providers.runware import translate
@@ -108,6 +112,24 @@ class RunwareProvider:
         response = await self._post(translate.poll_payload(ctx.idempotency_key), key, STATUS_TIMEOUT)
         return translate.find_from(response.status_code, response.headers, response.content,
                                    task_uuid=ctx.idempotency_key, secrets=[key])
+
+    # ---- webhooks ---------------------------------------------------------------------------
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Runware signs nothing [doc runware.ai/docs/platform/webhooks]: authenticity rests on the per-job
+        token in the URL (checked by ``gateway.webhooks``); the push is never trusted as a result."""
+
+    def parse_webhook(self, body: bytes) -> WebhookEvent:
+        """The pushed task object's ``taskUUID``, as an untrusted hint: the follower confirms with one
+        ``getResponse`` before anything counts (the body's shape on failure is undocumented)."""
+        try:
+            value = json.loads(body)
+        except ValueError:
+            raise MalformedResponse("Runware webhook body is not JSON", provider=self.name) from None
+        enveloped = isinstance(value, dict) and isinstance(value.get("data"), list) and value["data"]
+        task = value["data"][0] if enveloped else value  # flat per the vendor's checklist; tolerate the envelope
+        if not isinstance(task, dict) or not isinstance(task.get("taskUUID"), str):
+            raise MalformedResponse("Runware webhook body has no taskUUID", provider=self.name)
+        return WebhookEvent(task["taskUUID"], JobStatus(JobState.RUNNING, raw=task), trusted=False)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _secret(self) -> str | None:

@@ -60,6 +60,7 @@ class RunwareVideoTask(_Request):
     outputFormat: Literal["MP4", "WEBM", "MOV"] | None = None
     outputQuality: int | None = None
     advancedFeatures: RunwareAdvancedFeatures | None = None
+    webhookURL: str | None = None
 
 
 class RunwareGetResponseTask(_Request):

@@ -104,6 +104,9 @@ def build_payload(request: OviRequest, ctx: SubmitContext) -> list[dict[str, Any
         taskUUID=ctx.idempotency_key, model=ENDPOINT, positivePrompt=request.prompt,
         inputs=RunwareInputs(image=image_value(request.image)),
         advancedFeatures=RunwareAdvancedFeatures(**advanced) if advanced else None,
+        # Runware POSTs the finished task here [doc runware.ai/docs/platform/webhooks]; unsigned, so the
+        # URL carries a per-job token and the push only prompts one getResponse.
+        webhookURL=ctx.webhook_url,
         **{_TOP[k]: v for k, v in honored.items() if k in _TOP},
     )
     return [task.model_dump(exclude_none=True)]

@@ -8,6 +8,7 @@ is ``completed`` or ``failed``. Local images go first to the documented ``/api/v
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from gateway.contract import (
     ProviderContext,
     ProviderOutput,
     SubmitContext,
+    WebhookEvent,
 )
 from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.request import ImageInput, OviRequest
-from providers.wavespeed import translate
+from providers.wavespeed import translate, webhooks
 
 __all__ = ["WaveSpeedProvider"]
 
@@ -96,7 +98,10 @@ class WaveSpeedProvider:
         model = translate.endpoint(request)
         payload = translate.build_payload(request, ctx, image)
         try:
-            response = await self._ctx.http.post(translate.submit_url(model, self._base), json=payload,
+            # The documented way to ask for a webhook is a `webhook` query parameter on the submit URL
+            # [doc wavespeed.ai/docs/how-to-use-webhooks]; httpx percent-encodes it.
+            params = {"webhook": ctx.webhook_url} if ctx.webhook_url else None
+            response = await self._ctx.http.post(translate.submit_url(model, self._base), json=payload, params=params,
                                                  headers=self._headers(key),
                                                  timeout=self._ctx.timeout_or(SUBMIT_TIMEOUT))
         except httpx.TransportError as exc:
@@ -140,6 +145,16 @@ class WaveSpeedProvider:
     async def find(self, ctx: SubmitContext) -> JobHandle | None:
         """Always ``None``: WaveSpeed has no lookup of a job by a client-given key."""
         return None
+
+    # ---- webhooks (providers.wavespeed.webhooks) --------------------------------------------------
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Raise ``AuthError`` unless the delivery carries a valid ``v3`` HMAC under the secret in
+        ``WAVESPEED_WEBHOOK_SECRET`` (``GET /api/v3/webhook/secret`` gives it per API key). ``now``: Unix s."""
+        webhooks.verify(headers, body, secret=os.environ.get("WAVESPEED_WEBHOOK_SECRET", ""), now=now)
+
+    def parse_webhook(self, body: bytes) -> WebhookEvent:
+        """A verified delivery (the prediction object) as a ``WebhookEvent``."""
+        return webhooks.parse(body)
 
     # ---- helpers -----------------------------------------------------------------------------
     async def _upload(self, image: ImageInput, key: str) -> str:

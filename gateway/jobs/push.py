@@ -1,0 +1,171 @@
+"""Push before poll: vendor webhooks wake a job's follower, and a verified push answers its status check.
+
+``PushBox`` holds what the gateway needs for webhooks: the public URL vendors can reach, the secret
+behind each job's URL token, the verified deliveries (``events``, shared through the journal file, so a
+push received by one replica answers the status check of a follower on another), and one wake-up per
+clip. The runner is unchanged: ``PushedProvider`` wraps an adapter so that
+
+* ``submit`` asks the vendor for a webhook (``SubmitContext.webhook_url``) at
+  ``{public_url}/webhooks/{provider}/{clip}/{submit}?t={token}``;
+* ``status`` answers from a *trusted* (signed, verified) terminal push without calling the vendor, and
+  otherwise calls the vendor as before — an unsigned push (Runware) only wakes the follower, whose one
+  status call then confirms it;
+* ``result`` returns the clip a trusted push carried;
+
+and ``WakeableClock`` ends a follower's wait between polls as soon as a push for its clip arrives, so
+detection is immediate while polling stays the slow fallback for pushes that come late or never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import hashlib
+import hmac
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from gateway.clock import Clock
+from gateway.contract import JobHandle, JobStatus, ProviderOutput, SubmitContext, WebhookEvent
+from gateway.request import OviRequest
+
+__all__ = ["CURRENT_CLIP", "EventStore", "PushBox", "PushedProvider", "WakeableClock"]
+
+CURRENT_CLIP: contextvars.ContextVar[str | None] = contextvars.ContextVar("ovi_current_clip", default=None)
+"""The clip a follower task works on (set by the follower; read for webhook URLs and wake-ups)."""
+
+
+class EventStore(Protocol):
+    """Verified webhook deliveries (``gateway.webhooks.store.WebhookEvents``)."""
+
+    def latest_trusted(self, vendor: str, job_id: str) -> bytes | None: ...
+
+
+class PushBox:
+    """Webhook settings and state of one gateway.
+
+    Args:
+        public_url: where vendors reach this server (``https://…``), without a trailing slash.
+        secret: key of the per-job URL tokens (stable across restarts and replicas).
+        events: the verified deliveries.
+    """
+
+    def __init__(self, *, public_url: str, secret: bytes, events: EventStore) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.secret = secret
+        self.events = events
+        self._wakers: dict[str, asyncio.Event] = {}
+        self.pushed_answers = 0
+        """Status checks answered from a push instead of the vendor (for metrics and tests)."""
+
+    def token(self, provider: str, clip: str, submit: str) -> str:
+        """The job's URL token: HMAC-SHA256 of ``provider/clip/submit`` under the secret (hex)."""
+        return hmac.new(self.secret, f"{provider}/{clip}/{submit}".encode(), hashlib.sha256).hexdigest()
+
+    def url(self, provider: str, clip: str, submit: str) -> str:
+        return (f"{self.public_url}/webhooks/{quote(provider, safe='')}/{quote(clip, safe='')}/"
+                f"{quote(submit, safe='')}?t={self.token(provider, clip, submit)}")
+
+    def waker(self, clip: str) -> asyncio.Event:
+        found = self._wakers.get(clip)
+        if found is None:
+            found = self._wakers[clip] = asyncio.Event()
+        return found
+
+    def wake(self, clip: str) -> None:
+        """A push for ``clip`` arrived: end its follower's current wait."""
+        self.waker(clip).set()
+
+    def forget(self, clip: str) -> None:
+        self._wakers.pop(clip, None)
+
+
+class PushedProvider:
+    """An adapter that asks for webhooks and answers status checks from verified pushes."""
+
+    def __init__(self, inner: Any, box: PushBox) -> None:
+        self._inner = inner
+        self._box = box
+        self._outputs: dict[str, ProviderOutput] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"PushedProvider({self._inner!r})"
+
+    async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
+        clip = CURRENT_CLIP.get()
+        if clip is not None and ctx.webhook_url is None and hasattr(self._inner, "parse_webhook"):
+            ctx = dataclasses.replace(ctx, webhook_url=self._box.url(self._inner.name, clip, ctx.idempotency_key))
+        handle: JobHandle = await self._inner.submit(request, ctx)
+        return handle
+
+    def _pushed(self, handle: JobHandle) -> WebhookEvent | None:
+        body = self._box.events.latest_trusted(self._inner.name, handle.job_id)
+        if body is None:
+            return None
+        event: WebhookEvent = self._inner.parse_webhook(body)
+        return event if event.trusted and event.status.state.final else None
+
+    async def status(self, handle: JobHandle) -> JobStatus:
+        event = self._pushed(handle)
+        if event is not None:
+            self._box.pushed_answers += 1
+            if event.output is not None:
+                self._outputs[handle.job_id] = event.output
+            return event.status
+        status: JobStatus = await self._inner.status(handle)
+        return status
+
+    async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
+        output = self._outputs.pop(handle.job_id, None)
+        if output is not None:
+            return output
+        fetched: ProviderOutput = await self._inner.result(handle, last)
+        return fetched
+
+
+class WakeableClock:
+    """A clock whose ``sleep`` in a follower ends early when a push for its clip arrives."""
+
+    def __init__(self, inner: Clock, box: PushBox) -> None:
+        self._inner = inner
+        self._box = box
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def now(self) -> float:
+        return self._inner.now()
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
+        return self._inner.timeout(seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        clip = CURRENT_CLIP.get()
+        if clip is None:
+            return await self._inner.sleep(seconds)
+        waker = self._box.waker(clip)
+        if waker.is_set():
+            waker.clear()
+            return None
+        sleeping = asyncio.ensure_future(self._inner.sleep(seconds))
+        woken = asyncio.ensure_future(waker.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, woken):
+                task.cancel()
+        waker.clear()
+        return None
+
+
+def wrap(providers: Mapping[str, Any], box: PushBox | None) -> dict[str, Any]:
+    """``providers`` with each adapter that reads webhooks wrapped (as is when ``box`` is ``None``)."""
+    if box is None:
+        return dict(providers)
+    return {name: PushedProvider(p, box) if hasattr(p, "parse_webhook") else p for name, p in providers.items()}
