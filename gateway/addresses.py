@@ -52,7 +52,8 @@ def check_public_address(address: IPAddress) -> None:
             embedded.append(address.teredo[1])
     for candidate in (address, *embedded):
         if not candidate.is_global or candidate.is_multicast:
-            raise UnsafeURL(f"address {address} is private, loopback or reserved; use a public host")
+            raise UnsafeURL(f"address {address} is a private or reserved address (loopback, private, link-local "
+                            "or special-purpose); use a public host")
 
 
 def _as_address(host: str) -> IPAddress | None:
@@ -85,7 +86,7 @@ def check_public_host(host: str) -> str:
         check_public_address(address)
         return ascii_host
     if ascii_host == "localhost" or ascii_host.endswith(_LOCAL_SUFFIXES):
-        raise UnsafeURL(f"host {host!r} is a local name; use a public host")
+        raise UnsafeURL(f"host {host!r} is a local name, not reachable from outside; use a public host")
     if not re.fullmatch(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+", ascii_host):
         raise UnsafeURL(f"host {host!r} is not a public domain name (letters, digits, hyphens and dots, "
                         "with at least one dot)")

@@ -7,33 +7,28 @@ that runs it, or refused before anything is sent (unless the route allows degrad
 from __future__ import annotations
 
 import base64
-import binascii
-import ipaddress
 import re
-import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
+from gateway.addresses import check_url
+from gateway.images import MAX_IMAGE_BYTES, image_from_file, inspect_image, sniff_image, verified_file_bytes
 from gateway.prompt import OviPrompt
 
-__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "Mode", "OviRequest"]
+__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "Mode", "OviRequest", "sniff_image"]
 
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-"""Largest image the gateway accepts, decoded (bytes). Vendors downscale anyway (Runware to 2048 px)."""
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 _SIZE = re.compile(r"^(?P<w>[1-9]\d{1,4})x(?P<h>[1-9]\d{1,4})$")
 
 
@@ -44,54 +39,18 @@ class Mode(StrEnum):
     TEXT_TO_VIDEO = "text-to-video"
 
 
-def sniff_image(data: bytes) -> str | None:
-    """The image MIME type from the leading bytes, or ``None`` when they are no image we know."""
-    for magic, mime in _MAGIC:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _check_image_bytes(data: bytes, where: str) -> str:
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError(f"{where} is {len(data)} bytes; at most {MAX_IMAGE_BYTES} are accepted "
-                         "(upload it somewhere and pass its https URL instead)")
-    mime = sniff_image(data)
-    if mime is None:
-        raise ValueError(f"{where} is not a PNG, JPEG, WebP, GIF or BMP image")
-    return mime
-
-
-def _check_public_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"image URL scheme {parts.scheme!r} is not allowed; use https:// "
-                         "(or pass a local file as a Path)")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise ValueError("image URL has no host")
-    if host == "localhost" or host.endswith(".localhost") or host.endswith(".internal"):
-        raise ValueError(f"image URL host {host!r} is not reachable by a vendor; use a public URL")
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
-    except ValueError:
-        try:  # shorthand and integer IPv4 forms (127.1, 2130706433, 0x7f.1) that resolvers accept
-            address = ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return
-    if not address.is_global:
-        raise ValueError(f"image URL host {host} is a private or reserved address; "
-                         "vendors cannot fetch it — pass a public URL or a local file")
-
-
 class ImageInput(BaseModel):
     """The input image in one of four forms: ``url``, ``data_uri``, ``base64`` or a local ``file``.
 
     Built from a plain value by ``ImageInput.coerce``: a ``Path`` is a file; a string is a URL when
     it starts with ``http(s)://``, a data URI when it starts with ``data:``, bare base64 when it
     decodes to image bytes, and otherwise a file path that must exist.
+
+    However it is built (``coerce``, ``ImageInput(...)``, JSON), ``gateway.images.inspect_image``
+    checks it. A local file is read once and its bytes kept: ``read_bytes()`` returns those same
+    bytes to every vendor, resubmit and resume. ``sha256`` (of the bytes; ``None`` for a URL, which the
+    vendor fetches) is part of the request's JSON, so the request hash and the journal identify the
+    image by its content, not its path.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
@@ -99,68 +58,77 @@ class ImageInput(BaseModel):
     kind: Literal["url", "data_uri", "base64", "file"]
     value: str = Field(repr=False)
     mime: str | None = None
+    sha256: str | None = Field(default=None, description="SHA-256 (hex) of the image bytes; None for a URL.")
+    _data: bytes | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _inspected(cls, raw: Any, handler: ModelWrapValidatorHandler[ImageInput]) -> ImageInput:
+        if not isinstance(raw, dict):
+            return handler(raw)
+        mime, sha256, data = inspect_image(raw.get("kind", ""), raw.get("value", ""), raw.get("mime"),
+                                           raw.get("sha256"))
+        given = raw.get("mime")
+        if given is not None and mime is not None and given != mime:
+            raise ValueError(f"image mime says {given} but the bytes are {mime}")
+        model = handler({**raw, "mime": mime, "sha256": sha256})
+        model._data = data
+        return model
 
     def __repr__(self) -> str:
         shown = self.value if self.kind in ("url", "file") else f"<{len(self.value)} chars>"
-        return f"ImageInput(kind={self.kind!r}, value={shown!r}, mime={self.mime!r})"
+        digest = "" if self.sha256 is None else f", sha256={self.sha256[:12]!r}…"
+        return f"ImageInput(kind={self.kind!r}, value={shown!r}, mime={self.mime!r}{digest})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageInput):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def _identity(self) -> tuple[str, str, str | None, str | None]:
+        return self.kind, self.value, self.mime, self.sha256
 
     @classmethod
     def coerce(cls, raw: Any) -> ImageInput:
         """Classify and check ``raw``; raises ``ValueError`` with what is allowed."""
         if isinstance(raw, ImageInput):
             return raw
-        if isinstance(raw, dict) and "value" in raw:  # an ImageInput read back from JSON: check it again
-            if not isinstance(raw["value"], str):
-                raise ValueError("image value must be a string (URL, data URI, base64 or file path)")
-            return cls.coerce(Path(raw["value"]) if raw.get("kind") == "file" else raw["value"])
+        if isinstance(raw, dict) and "value" in raw:  # an ImageInput read back from JSON: checked again
+            return cls.model_validate(raw)
         if isinstance(raw, Path):
-            return cls._from_file(raw)
+            return cls(kind="file", value=str(raw))
         if isinstance(raw, (bytes, bytearray)):
-            mime = _check_image_bytes(bytes(raw), "image bytes")
-            return cls(kind="base64", value=base64.b64encode(bytes(raw)).decode(), mime=mime)
+            return cls(kind="base64", value=base64.b64encode(bytes(raw)).decode())
         if not isinstance(raw, str) or not raw.strip():
             raise ValueError("image must be an https URL, a data URI, base64 text, or a local file path")
         text = raw.strip()
         lowered = text[:8].lower()
         if lowered.startswith(("http://", "https://")):
-            _check_public_url(text)
             return cls(kind="url", value=text)
         if "://" in text[:16]:
-            _check_public_url(text)  # raises: only http(s) URLs are allowed
+            check_url(text, what="image URL", schemes=("https", "http"))  # raises: only http(s) URLs
         if lowered.startswith("data:"):
-            match = _DATA_URI.match(text)
-            if not match:
-                raise ValueError("image data URI must look like data:image/png;base64,<data>")
-            data = _decode(match.group("data"), "image data URI")
-            mime = _check_image_bytes(data, "image data URI")
-            declared = match.group("mime").lower()
-            if {"image/jpg": "image/jpeg"}.get(declared, declared) != mime:
-                raise ValueError(f"image data URI says {match.group('mime')} but holds {mime}")
-            return cls(kind="data_uri", value=text, mime=mime)
+            return cls(kind="data_uri", value=text)
         if len(text) >= 16 and _BASE64.match(text):
             try:
-                data = _decode(text, "image base64")
-                return cls(kind="base64", value=text, mime=_check_image_bytes(data, "image base64"))
+                return cls(kind="base64", value=text)
             except ValueError:
                 if len(text) > 4096 or not Path(text).is_file():  # not a path either: say what base64 lacked
                     raise
-        return cls._from_file(Path(text))
-
-    @classmethod
-    def _from_file(cls, path: Path) -> ImageInput:
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_IMAGE_BYTES + 1)
-        except OSError as exc:
-            raise ValueError(f"image file {str(path)!r} cannot be read ({exc.strerror or exc}); "
-                             "pass an existing image file, an https URL, a data URI or base64") from None
-        mime = _check_image_bytes(data, f"image file {str(path)!r}")
-        return cls(kind="file", value=str(path), mime=mime)
+        return cls(kind="file", value=text)
 
     def read_bytes(self) -> bytes:
-        """The image's bytes (not for ``url`` images, which the vendor fetches itself)."""
+        """The image's bytes (not for ``url`` images, which the vendor fetches itself). A file's are the
+        bytes read when the input was made; read back from JSON, the file is read once and must still
+        hash to ``sha256`` (else ``InvalidRequest``: nothing different is ever sent)."""
         if self.kind == "file":
-            return Path(self.value).read_bytes()
+            if self._data is None:
+                self._data = (verified_file_bytes(self.value, self.sha256) if self.sha256
+                              else image_from_file(self.value)[2])
+            return self._data
         if self.kind == "data_uri":
             return base64.b64decode(self.value.split(",", 1)[1])
         if self.kind == "base64":
@@ -173,15 +141,6 @@ class ImageInput(BaseModel):
             return self.value
         encoded = self.value if self.kind == "base64" else base64.b64encode(self.read_bytes()).decode()
         return f"data:{self.mime};base64,{encoded}"
-
-
-def _decode(text: str, where: str) -> bytes:
-    if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise ValueError(f"{where} is larger than {MAX_IMAGE_BYTES} bytes decoded; pass an https URL instead")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{where} is not valid base64") from None
 
 
 class OviRequest(BaseModel):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway.request as request_module
+import gateway.images as request_module  # where the image size cap lives
 from gateway.request import ImageInput, Mode, OviRequest, sniff_image
 from tests.conftest import PNG_BYTES
 
@@ -206,7 +206,7 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_unreadable_path_directory(tmp_path: Path) -> None:
-    assert "cannot be read" in _error_text(prompt=PROMPT, image=tmp_path)
+    assert "is a directory; pass a regular image file" in _error_text(prompt=PROMPT, image=tmp_path)
 
 
 def test_non_image_file(tmp_path: Path) -> None:

@@ -105,11 +105,19 @@ class SpendRow:
 
 
 def request_hash(request_json: str) -> str:
-    """SHA-256 hex of the canonical form of ``request_json`` (sorted keys, no spaces)."""
+    """SHA-256 hex of the canonical form of ``request_json`` (sorted keys, no spaces).
+
+    A request is identified by its content: an image that carries a ``sha256`` (a local file, a data
+    URI, base64) counts by its bytes alone — not its path or how it was encoded — so the same key with
+    the same path and a changed file is a different request, and never returns the old clip.
+    """
     try:
         value = json.loads(request_json)
     except ValueError as exc:
         raise InvalidRequest(f"request is not valid JSON: {exc}") from exc
+    image = value.get("image") if isinstance(value, dict) else None
+    if isinstance(image, dict) and image.get("sha256"):
+        value["image"] = {"sha256": image["sha256"]}
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
