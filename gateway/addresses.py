@@ -87,7 +87,7 @@ def check_public_host(host: str) -> str:
         return ascii_host
     if ascii_host == "localhost" or ascii_host.endswith(_LOCAL_SUFFIXES):
         raise UnsafeURL(f"host {host!r} is a local name, not reachable from outside; use a public host")
-    if not re.fullmatch(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)+", ascii_host):
+    if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", ascii_host):  # lenient on labels, strict on shape
         raise UnsafeURL(f"host {host!r} is not a public domain name (letters, digits, hyphens and dots, "
                         "with at least one dot)")
     if re.fullmatch(r"[0-9.]+", ascii_host):
