@@ -47,8 +47,7 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, journ
     import uvicorn
 
     from gateway.client import Gateway
-    from gateway.server import build_app, emulated_gateway
-    from gateway.server.app import ServerConfig
+    from gateway.server import create_app, emulated_gateway
     from gateway.store.journal import default_path
 
     keys = _keys(api_keys)
@@ -63,12 +62,22 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, journ
     where = journal or str(default_path())
     gateway = (emulated_gateway(journal=where, job_seconds=emulator_job_seconds, faults=emulator_faults)
                if emulator else Gateway(journal=where))
+    if emulator and public_url is None and port:
+        public_url = f"http://{host}:{port}"  # the emulated vendors push to this server on loopback
+    if emulator and public_url:
+        from gateway.emulator.webhooks import FAL_TEST_USER, WAVESPEED_TEST_SECRET, WebhookSender
+
+        # The adapters verify the emulator's deliveries with its published test keys.
+        os.environ.setdefault("FAL_WEBHOOK_USER_ID", FAL_TEST_USER)
+        os.environ.setdefault("WAVESPEED_WEBHOOK_SECRET", WAVESPEED_TEST_SECRET)
+        assert gateway.emulator is not None
+        gateway.emulator.deliver_webhooks(WebhookSender())
     media = Path(media_dir) if media_dir else Path(where).parent / "media"
-    config = ServerConfig(api_keys=keys, media_dir=media, poll_after_ms=poll_after_ms, emulator=emulator,
-                          lose_create_answers=lose_create_answers)
-    app = build_app(gateway, config)
+    app = create_app(gateway, api_keys=keys, media_dir=media, emulator=emulator, public_url=public_url,
+                     poll_after_ms=poll_after_ms, lose_create_answers=lose_create_answers)
     mode = "emulator (offline, nothing billed)" if emulator else "real vendors"
-    click.echo(f"ovi-gateway serving /v1/videos on http://{host}:{port} — {mode}; journal {where}", err=True)
+    push = f"webhooks to {public_url}" if public_url else "polling (no --public-url)"
+    click.echo(f"ovi-gateway serving /v1/videos on http://{host}:{port} — {mode}; {push}; journal {where}", err=True)
     # uvicorn drains on SIGTERM, then re-raises the signal; with this handler in place the process then
     # exits 0 (a drained stop is a clean stop) instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

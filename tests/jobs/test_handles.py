@@ -30,7 +30,7 @@ def _world(tmp_path, *, queue_time: float = 0.0, faults=None):
 
 async def test_submit_returns_at_the_intent_and_the_follower_finishes(tmp_path) -> None:
     clock, emulator, journal = _world(tmp_path)
-    async with Gateway(emulator=emulator, clock=clock, journal=journal, seed=1) as gw:
+    async with Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=1) as gw:
         job = await gw.submit(_request())
         first = await job.status()
         assert first.state in ("submitting", "queued") and clock.now() < 60.0
@@ -64,12 +64,12 @@ async def test_the_same_key_is_the_same_job(tmp_path) -> None:
 
 async def test_another_gateway_reattaches_after_the_first_closes(tmp_path) -> None:
     clock, emulator, journal = _world(tmp_path)
-    first = Gateway(emulator=emulator, clock=clock, journal=journal, seed=1)
+    first = Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=1)
     job = await first.submit(_request())
     await asyncio.sleep(0)
     await first.aclose()  # lets the submit on the wire be answered, then stops following
     assert (await job.status()).state in ("queued", "running")
-    second = Gateway(emulator=emulator, clock=clock, journal=journal, seed=2)
+    second = Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=2)
     again = second.job(job.id)
     result = await again.wait()
     assert (await again.status()).state == "succeeded" and result.job_id == emulator.ledger.jobs[0].job_id

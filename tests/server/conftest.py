@@ -39,7 +39,7 @@ class World:
 async def world(tmp_path):
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=5, job_time=lambda rng: 30.0)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=str(tmp_path / "journal.sqlite3"), seed=5,
+    gateway = Gateway(emulator=emulator, clock=clock, journal=str(tmp_path / "journal.sqlite3"), jitter_seed=5,
                       poll=PollPolicy(expected=30.0, interval=2.0, min_interval={}))
     app = create_app(gateway, api_keys=[KEY, OTHER], media_dir=tmp_path / "media", emulator=True,
                      poll_after_ms=250)
