@@ -7,6 +7,9 @@
   journal subclass — no crash hooks in the product code) or after ``kill_after`` real seconds.
 - ``submit_latency`` (seconds) makes the emulator take every submit first, then answer late: a kill in
   that window is a kill mid-submit (the vendor has the job, the journal has only the intent).
+- ``cli_process(args)`` / ``run_cli(args)``: the ``ovi-gateway`` command in a fresh process (no vendor
+  keys in its environment); ``stop_when(process, condition, sig)`` sends it SIGKILL (or SIGINT, a Ctrl-C)
+  as soon as ``condition()`` holds, e.g. once the journal shows an accepted job.
 
 Everything printed by a child is one JSON line on stdout (``{"outcome": ..., "job_id": ...}`` or the
 resume outcomes); a killed child prints nothing and returns ``-SIGKILL``.
@@ -15,17 +18,21 @@ resume outcomes); a killed child prints nothing and returns ``-SIGKILL``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["KILL_POINTS", "billable", "emulator_process", "jobs_before", "ledger", "run_child"]
+__all__ = ["KILL_POINTS", "billable", "cli_process", "emulator_process", "jobs_before", "ledger", "run_child",
+           "run_cli", "stop_when"]
 
 KILL_POINTS = ["before-intent", "after-intent", "after-ack", "mid-poll", "after-completion"]
 """Named steps a child can die at (see ``CHILD``)."""
@@ -156,3 +163,41 @@ def jobs_before(base: str) -> set[str]:
 def billable(base: str, before: set[str]) -> list[dict[str, Any]]:
     """Billable jobs created since ``before`` was taken."""
     return [j for j in ledger(base)["jobs"] if j["billable"] and j["job_id"] not in before]
+
+
+def _cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    keys = ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY", "OVI_GATEWAY_EMULATOR_URL", "OVI_GATEWAY_PRICES")
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    env["COLUMNS"] = "200"
+    return {**env, **(extra or {})}
+
+
+def cli_process(args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``ovi-gateway ARGS`` started in a fresh process (``python -m gateway``), output captured."""
+    return subprocess.Popen([sys.executable, "-m", "gateway", *args], cwd=cwd, env=_cli_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_cli(args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``ovi-gateway ARGS`` run to its end in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=cwd, env=_cli_env(env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def stop_when(process: subprocess.Popen[str], condition: Callable[[], bool], *, sig: int = signal.SIGKILL,
+              timeout: float = 60) -> tuple[int, str, str]:
+    """Send ``sig`` to ``process`` once ``condition()`` holds (polled every 20 ms); returns its exit code,
+    stdout and stderr. Fails if the process ends first or the condition never holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the process ended (exit {process.returncode}) before the condition held: {err}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("the condition never held")
+        time.sleep(0.02)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err

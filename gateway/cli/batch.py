@@ -44,7 +44,7 @@ from gateway.cli.common import (
     open_gateway,
     reports_errors,
 )
-from gateway.cli.generate import derive_key, file_sha256, resume_command
+from gateway.cli.generate import derive_key, fetch, file_sha256, resume_command
 from gateway.client import Gateway
 from gateway.errors import BudgetExceeded, GatewayError
 from gateway.jobs.many import ManyOutcome, run_many
@@ -219,8 +219,8 @@ async def _run(gw: Gateway, pending: list[tuple[Row, str, Path]], provider: str 
                entries: dict[int, dict[str, Any]], prefix: str) -> None:
     by_key = {key: (row, target) for row, key, target in pending}
     tally = _Tally(len(pending))
-    # Submits on record before this run: a clip delivered by one of them was paid for earlier.
-    paid_before = {key: {s.submit_key for s in gw.journal.submits(key)} if gw.journal is not None else set()
+    # Vendor jobs on record before this run: a clip delivered by one of them was paid for earlier.
+    paid_before = {key: {s.job_id for s in gw.journal.submits(key) if s.job_id} if gw.journal is not None else set()
                    for key in by_key}
 
     async def generate(request: OviRequest, key: str | None) -> OviResult:
@@ -269,16 +269,11 @@ async def _settle(gw: Gateway, row: Row, outcome: ManyOutcome, target: Path,
                       error=render.error_line(error) if isinstance(error, GatewayError) else str(error))
     result = outcome.result
     try:
-        saved = await asyncio.to_thread(gw.download, result, target)
+        saved = await asyncio.to_thread(fetch, result, target, gw, key)
     except Exception as error:  # a paid clip that did not download: say so, the rerun fetches it again
         return _entry(row, key, "failed", vendor=result.provider, job_id=result.job_id,
                       error=render.one_line(f"made but not downloaded: {type(error).__name__}: {error}"))
-    if gw.journal is not None and gw.journal.get_clip(key) is not None:
-        gw.journal.record_media(key, {"sha256": file_sha256(saved), "size": saved.stat().st_size,
-                                      "path": str(saved.resolve())})
-    delivered = [s.submit_key for s in gw.journal.submits(key) if s.state == "succeeded"] if gw.journal else []
-    return _done_entry(row, key, result, saved,
-                       paid_now=bool(delivered) and delivered[-1] not in paid_before.get(key, set()))
+    return _done_entry(row, key, result, saved, paid_now=result.job_id not in paid_before.get(key, set()))
 
 
 def _exit_code(entries: dict[int, dict[str, Any]]) -> int:

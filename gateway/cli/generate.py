@@ -50,7 +50,8 @@ from gateway.result import OviResult
 from gateway.routing.planner import Route
 from gateway.store.journal import OPEN
 
-__all__ = ["SAMPLE_PNG", "SAMPLE_PROMPT", "check_out", "demo", "derive_key", "file_sha256", "generate", "save"]
+__all__ = ["SAMPLE_PNG", "SAMPLE_PROMPT", "check_out", "demo", "derive_key", "fetch", "file_sha256", "generate",
+           "save"]
 
 SAMPLE_PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder, war drums.<ENDAUDCAP>"
 SAMPLE_PNG = base64.b64decode(  # 8x8 grey PNG
@@ -105,10 +106,26 @@ def check_out(out: Path) -> None:
         fail(f"--out {out}: cannot write there ({error.strerror or error}); nothing was paid", 2)
 
 
-def save(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
-    """Download the clip to ``out`` and record its sha256 and size under ``key``."""
+def fetch(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
+    """Download the clip to ``out`` and record its sha256 and size under ``key``, in the order that survives
+    a kill at any point: into a hidden file beside ``out``, recorded, then renamed into place (a file at
+    ``out`` is therefore always the recorded clip)."""
+    partial = out.with_name(f".{out.name}.{key.rsplit('-', 1)[-1][:12]}.download")
     try:
-        saved = gw.download(result, out)
+        gw.download(result, partial)
+        if gw.journal is not None and gw.journal.get_clip(key) is not None:
+            gw.journal.record_media(key, {"sha256": file_sha256(partial), "size": partial.stat().st_size,
+                                          "path": str(out.resolve())})
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def save(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
+    """``fetch``, ending the command (exit 3) with what to do when the download fails."""
+    try:
+        return fetch(result, out, gw, key)
     except (DownloadFailed, httpx.HTTPError, OSError) as error:
         if gw.emulated and gw.emulator is not None and result.job_id not in _jobs_of(gw):
             fail(f"the clip under this key was made by a built-in emulator that has exited ({error})", 3,
@@ -116,10 +133,6 @@ def save(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
         fail(f"download of {result.video_url} failed: {error}", 3,
              "the clip is made (and paid); rerun the same command to fetch it again before it expires",
              error=error)
-    if gw.journal is not None and gw.journal.get_clip(key) is not None:
-        gw.journal.record_media(key, {"sha256": file_sha256(saved), "size": saved.stat().st_size,
-                                      "path": str(saved.resolve())})
-    return saved
 
 
 def _jobs_of(gw: Gateway) -> set[str]:
