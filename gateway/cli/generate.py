@@ -48,7 +48,7 @@ from gateway.errors import DownloadFailed, GatewayError
 from gateway.request import OviRequest
 from gateway.result import OviResult
 from gateway.routing.planner import Route
-from gateway.store.journal import OPEN
+from gateway.store.journal import OPEN, request_hash
 
 __all__ = ["SAMPLE_PNG", "SAMPLE_PROMPT", "check_out", "demo", "derive_key", "fetch", "file_sha256", "generate",
            "save"]
@@ -59,21 +59,12 @@ SAMPLE_PNG = base64.b64decode(  # 8x8 grey PNG
 
 
 # ---- keys and files ----------------------------------------------------------------------------
-def canonical_request(request: OviRequest) -> dict[str, Any]:
-    """The request as JSON with the image by content: a local, data-URI or base64 image becomes its
-    sha256 (moving or renaming the file changes nothing); a URL image stays its URL."""
-    data = request.model_dump(mode="json", exclude_none=True)
-    image = request.image
-    if image is not None and image.kind != "url":
-        data["image"] = {"sha256": hashlib.sha256(image.read_bytes()).hexdigest(), "mime": image.mime}
-    return data
-
-
 def derive_key(request: OviRequest, out: Path | None, *, nonce: str | None = None) -> str:
     """A stable idempotency key: the canonical request plus the resolved output path (``None``: the
     default, named from the key itself), and a ``nonce`` for a fresh variation (``--new``)."""
-    material = {"request": canonical_request(request), "out": None if out is None else str(out.resolve()),
-                "nonce": nonce}
+    # request_hash identifies the request by content: a local image by its bytes' sha256, never its path.
+    material = {"request": request_hash(request.model_dump_json()),
+                "out": None if out is None else str(out.resolve()), "nonce": nonce}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return f"cli-{digest[:32]}"
 
