@@ -16,14 +16,14 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from gateway.contract import JobState, JobStatus, WebhookEvent
-from gateway.errors import AuthError, GenerationFailed, MalformedResponse
+from gateway.errors import AuthError, ConfigurationError, GenerationFailed, MalformedResponse
 from providers.fal import translate
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["JWKS_URL", "REPLAY_WINDOW", "message", "parse", "public_keys", "verify"]
 
@@ -36,19 +36,31 @@ _HEADERS = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-
             "x-fal-webhook-signature")
 
 
+def _ed25519() -> Any:
+    """``cryptography``'s ED25519 module, imported only where a webhook is verified: the adapter itself
+    (polling, the CLI's demo) must load on a base install, where the ``server`` extra is absent."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError as exc:
+        raise ConfigurationError("verifying fal webhooks needs the 'cryptography' package: "
+                                 "pip install 'ovi-gateway[server]'") from exc
+    return ed25519
+
+
 def _refused(why: str) -> AuthError:
     return AuthError(f"fal webhook refused: {why}", provider="fal")
 
 
 def public_keys(jwks: Any) -> list[Ed25519PublicKey]:
     """The ED25519 keys of a JWKS document (``kty: OKP``, ``crv: Ed25519``); others are skipped."""
+    ed25519 = _ed25519()
     keys = []
     for entry in (jwks or {}).get("keys", []) if isinstance(jwks, Mapping) else []:
         if not isinstance(entry, Mapping) or entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
             continue
         x = str(entry.get("x", ""))
         try:  # base64url without padding: pad before decoding
-            keys.append(Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))))
+            keys.append(ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))))
         except (ValueError, binascii.Error):
             continue
     return keys
@@ -82,6 +94,10 @@ def verify(headers: Mapping[str, str], body: bytes, *, keys: Sequence[Ed25519Pub
     except ValueError:
         raise _refused("signature is not hex") from None
     signed = message(request_id, sender, stamp, body)
+    if not keys:
+        raise _refused("signature matches none of fal's published keys")
+    from cryptography.exceptions import InvalidSignature  # keys exist, so cryptography is installed
+
     for key in keys:
         try:
             key.verify(raw_signature, signed)
