@@ -34,7 +34,7 @@ from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_al
 from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
 from gateway.registry import Registry
-from gateway.request import OviRequest
+from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Route, plan
@@ -279,6 +279,7 @@ class Gateway(HandlesMixin):
                          idempotency_key: str | None, on_event: Callable[[Event], None] | None) -> OviResult:
         if not isinstance(request, OviRequest):
             raise InvalidRequest("request must be an OviRequest")
+        idempotency_key = check_idempotency_key(idempotency_key)  # before any vendor is asked
         route = route or self.default_route
         if provider is not None:
             route = route.model_copy(update={"provider": provider})

@@ -26,6 +26,14 @@ _KIND = {SPEECH_OPEN: "speech", AUDIO_OPEN: "audio"}
 
 PartKind = Literal["text", "speech", "audio"]
 
+# Spellings that look like a tag but are not one: Ovi's tokenizer sees them as literal text, so the
+# vendor would speak or render "<s>" instead of starting a speech segment. Lower case, spaces, a
+# slash, underscores or hyphens around S, E, AUDCAP, ENDAUDCAP (and AUDIOCAP/AUDCAPTION variants).
+_LOOKALIKE = re.compile(
+    r"<\s*/?\s*(?:s|e|end[\s_-]*(?:aud(?:io)?[\s_-]*cap(?:tion)?|s|e)|aud(?:io)?[\s_-]*cap(?:tion)?)\s*/?\s*>",
+    re.IGNORECASE)
+_TAGS = frozenset({SPEECH_OPEN, SPEECH_CLOSE, AUDIO_OPEN, AUDIO_CLOSE})
+
 
 class PromptError(InvalidRequest):
     """An Ovi prompt breaks the tag grammar. ``position`` is the 0-based character offset."""
@@ -65,6 +73,8 @@ class OviPrompt:
         if not text.strip():
             raise PromptError("the prompt is empty", position=0,
                               fix="describe the scene, e.g. 'A knight in the rain. <S>Hello.<E>'")
+        _check_unicode(text)
+        _check_lookalikes(text)
         parts: list[PromptPart] = []
         open_tag: str | None = None
         open_at = 0
@@ -132,3 +142,34 @@ class OviPrompt:
 
     def __str__(self) -> str:
         return "".join(p.render() for p in self.parts)
+
+
+def _check_unicode(text: str) -> None:
+    """Lone surrogates cannot be encoded as UTF-8, so no vendor could receive the prompt."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptError(f"a lone surrogate U+{ord(text[exc.start]):04X} (not valid Unicode text)",
+                          position=exc.start, fix="remove it, or decode the input as UTF-8 before building the "
+                                                  "prompt") from None
+
+
+def _check_lookalikes(text: str) -> None:
+    """Refuse a near-miss tag (``<s>``, ``</S>``, ``<END_AUDCAP>``) with the tag it probably meant."""
+    for match in _LOOKALIKE.finditer(text):
+        token = match.group()
+        if token in _TAGS:
+            continue
+        word = re.sub(r"[\s/_<>-]", "", token).upper()
+        closing = "/" in token
+        if word == "S":
+            meant = SPEECH_CLOSE if closing else SPEECH_OPEN
+        elif word in ("E", "ENDS", "ENDE"):
+            meant = SPEECH_CLOSE
+        elif word.startswith("END"):
+            meant = AUDIO_CLOSE
+        else:
+            meant = AUDIO_CLOSE if closing else AUDIO_OPEN
+        raise PromptError(f"{token!r} is not an Ovi tag and would reach the vendor as literal text",
+                          position=match.start(),
+                          fix=f"did you mean `{meant}`? Tags are exactly <S>…<E> and <AUDCAP>…<ENDAUDCAP>")

@@ -18,15 +18,56 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gateway.addresses import check_url
+from gateway.errors import InvalidRequest
 from gateway.images import MAX_IMAGE_BYTES, image_from_file, inspect_image, sniff_image, verified_file_bytes
 from gateway.prompt import OviPrompt
 
-__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "Mode", "OviRequest", "sniff_image"]
+__all__ = ["MAX_IDEMPOTENCY_KEY", "MAX_IMAGE_BYTES", "ImageInput", "Mode", "OviRequest", "check_idempotency_key",
+           "check_text", "sniff_image"]
+
+MAX_IDEMPOTENCY_KEY = 256
+"""Longest idempotency key accepted (characters)."""
+
+
+def check_idempotency_key(key: object) -> str | None:
+    """``key`` when it is a usable idempotency key (or ``None``: no key); ``InvalidRequest`` otherwise.
+
+    A key must be a non-empty string of printable characters, at most ``MAX_IDEMPOTENCY_KEY`` long. An
+    empty key is refused rather than read as "no key", and a number is refused before anything is
+    paid for (it used to be billed and then crash the journal).
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise InvalidRequest(f"idempotency_key must be a string, not {type(key).__name__} ({key!r:.40}); "
+                             "pass str(value) or a UUID string")
+    if not key.strip():
+        raise InvalidRequest("idempotency_key is empty; pass a non-empty string, or None for no key")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(f"idempotency_key is {len(key)} characters; at most {MAX_IDEMPOTENCY_KEY} are allowed")
+    bad = next((i for i, ch in enumerate(key) if not ch.isprintable() or "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        raise InvalidRequest(f"idempotency_key holds a control or invalid character at position {bad}; "
+                             "use printable text (letters, digits, '-', '_', ':')")
+    return key
+
+
+def check_text(value: str | None, field: str) -> str | None:
+    """``value`` when it is valid Unicode text (no lone surrogates, which cannot be sent as UTF-8)."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{field} holds a lone surrogate U+{ord(value[exc.start]):04X} at character "
+                             f"{exc.start}: not valid Unicode text; decode the input as UTF-8 first") from None
+    return value
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _SIZE = re.compile(r"^(?P<w>[1-9]\d{1,4})x(?P<h>[1-9]\d{1,4})$")
@@ -195,6 +236,11 @@ class OviRequest(BaseModel):
             return str(value)
         OviPrompt.parse(value)
         return str(value)
+
+    @field_validator("negative_prompt", "audio_negative_prompt")
+    @classmethod
+    def _check_texts(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_text(value, str(info.field_name))
 
     @field_validator("image", mode="before")
     @classmethod

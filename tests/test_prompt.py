@@ -72,10 +72,10 @@ def test_inner_whitespace_preserved_exactly() -> None:
 
 
 def test_tags_are_case_sensitive() -> None:
-    # lower-case look-alikes are plain text to Ovi's tokenizer
-    p = OviPrompt.parse("a <s>not speech</s> <audcap>nope<endaudcap>")
-    assert p.speech == [] and p.audio_caption is None
-    assert len(p.parts) == 1 and p.parts[0].kind == "text"
+    # Lower-case look-alikes are plain text to Ovi's tokenizer: the vendor would render them literally,
+    # so they are refused with the tag they probably meant (issue 9) instead of silently passing.
+    with pytest.raises(PromptError, match="did you mean `<S>`"):
+        OviPrompt.parse("a <s>not speech</s> <audcap>nope<endaudcap>")
 
 
 SEED_PROMPTS = [

@@ -16,7 +16,7 @@ from gateway.jobs.push import CURRENT_CLIP, PushBox, WakeableClock
 from gateway.jobs.push import wrap as push_wrap
 from gateway.jobs.recovery import lease_owner, owner_alive
 from gateway.jobs.runner import Event
-from gateway.request import OviRequest
+from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
 from gateway.store.journal import request_hash
 
@@ -73,7 +73,7 @@ class HandlesMixin:
             raise ConfigurationError("job handles need the journal; do not pass journal=None")
         if not isinstance(request, OviRequest):
             raise InvalidRequest("request must be an OviRequest")
-        key = idempotency_key or self._new_key()
+        key = check_idempotency_key(idempotency_key) or self._new_key()
         followers = self._followers_here()
         if self.journal.get_clip(key) is not None:
             as_json = request.model_dump_json()
