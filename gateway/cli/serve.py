@@ -65,11 +65,9 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, journ
     if emulator and public_url is None and port:
         public_url = f"http://{host}:{port}"  # the emulated vendors push to this server on loopback
     if emulator and public_url:
-        from gateway.emulator.webhooks import FAL_TEST_USER, WAVESPEED_TEST_SECRET, WebhookSender
+        from gateway.emulator.webhooks import WebhookSender, trust_test_keys
 
-        # The adapters verify the emulator's deliveries with its published test keys.
-        os.environ.setdefault("FAL_WEBHOOK_USER_ID", FAL_TEST_USER)
-        os.environ.setdefault("WAVESPEED_WEBHOOK_SECRET", WAVESPEED_TEST_SECRET)
+        trust_test_keys()  # the adapters verify the emulator's deliveries with its published test keys
         assert gateway.emulator is not None
         gateway.emulator.deliver_webhooks(WebhookSender())
     media = Path(media_dir) if media_dir else Path(where).parent / "media"

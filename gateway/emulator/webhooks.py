@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,7 +35,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.emulator.base import EmulatedJob, EmulatedVendor
 
-__all__ = ["FAL_TEST_KEY", "FAL_TEST_USER", "WAVESPEED_TEST_SECRET", "WEBHOOK_FAULTS", "WebhookSender", "fal_jwks"]
+__all__ = ["FAL_TEST_KEY", "FAL_TEST_USER", "WAVESPEED_TEST_SECRET", "WEBHOOK_FAULTS", "WebhookSender", "fal_jwks",
+           "trust_test_keys"]
 
 FAL_TEST_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"ovi-gateway emulator fal webhook key").digest())
 """The emulator's fal signing key (a test key: its private half is in this file)."""
@@ -43,6 +45,13 @@ FAL_TEST_USER = "emulated-fal-user"
 WAVESPEED_TEST_SECRET = "whsec_emulated-wavespeed-webhook-secret"
 """The emulator's WaveSpeed webhook secret (set ``WAVESPEED_WEBHOOK_SECRET`` to it)."""
 WEBHOOK_FAULTS = ("ok", "duplicate", "delayed", "early", "bad_signature", "never")
+
+
+def trust_test_keys() -> None:
+    """Point the adapters' webhook checks at the emulator's test identities (unless already set):
+    ``FAL_WEBHOOK_USER_ID`` and ``WAVESPEED_WEBHOOK_SECRET``. Only for a gateway on the emulator."""
+    os.environ.setdefault("FAL_WEBHOOK_USER_ID", FAL_TEST_USER)
+    os.environ.setdefault("WAVESPEED_WEBHOOK_SECRET", WAVESPEED_TEST_SECRET)
 
 
 def fal_jwks() -> dict[str, Any]:
