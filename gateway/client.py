@@ -28,11 +28,13 @@ from gateway.errors import (
     NoRoute,
 )
 from gateway.http import USER_AGENT, ClientTransport
+from gateway.jobs.delivery import Delivery
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
 from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
+from gateway.media.verify import MediaFacts
 from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
@@ -89,6 +91,9 @@ class Gateway(HandlesMixin):
         key_factory: makes clip and submit keys (default: ``uuid4``); a seam for tests only.
         allow_local_media: let ``download`` fetch ``http://`` and loopback/private media URLs (a
             loopback emulator behind ``base_urls``). Off by default, and never inferred from a URL.
+        keep_dir: download every finished clip into this folder as soon as it is done (as
+            ``<clip key>.<ext>``, verified; ``result.saved_to``), so none is lost when the vendor's URL
+            expires (``result.expires_at``).
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
@@ -99,7 +104,8 @@ class Gateway(HandlesMixin):
                  budget: Budget | None = None, backoff_base: float = 1.0,
                  timeout: float | httpx.Timeout | None = None, http_client: httpx.AsyncClient | None = None,
                  base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
-                 seed: int | None = None, allow_local_media: bool = False) -> None:
+                 seed: int | None = None, allow_local_media: bool = False,
+                 keep_dir: str | os.PathLike[str] | None = None) -> None:
         if seed is not None:
             warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
                           "keys are always random)", DeprecationWarning, stacklevel=2)
@@ -139,6 +145,7 @@ class Gateway(HandlesMixin):
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget: Budget | None = budget
         self.backoff_base: float = backoff_base
+        self.keep_dir: Path | None = None if keep_dir is None else Path(keep_dir)
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient | None, dict[str, Provider]]] = {}
         self._calibrate_from_journal()
 
@@ -212,7 +219,9 @@ class Gateway(HandlesMixin):
             close_stale(self.journal, self.emulator_instance)
 
     def _deliver(self, result: OviResult) -> OviResult:
-        """The result as handed to the caller: an emulated one says so and downloads from its emulator."""
+        """The result as handed to the caller: its downloads are journaled; an emulated one says so and
+        downloads from its emulator."""
+        result.on_media(self._record_media)
         if not self.emulated:
             return result
         if not result.emulated:
@@ -291,7 +300,8 @@ class Gateway(HandlesMixin):
         if self.journal is None:
             if idempotency_key is not None:
                 raise ConfigurationError("idempotency keys need the journal; do not pass journal=None")
-            return await self._plan_and_run(request, route, self._new_key(), self._runner(on_event), started)
+            return await self._plan_and_run(request, route, self._new_key(), self._runner(on_event, request, route),
+                                            started)
         request_json = request.model_dump_json()
         clip_key = idempotency_key or self._new_key()
         clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json))
@@ -304,7 +314,7 @@ class Gateway(HandlesMixin):
                                  "call again with the same key when it is done")
         assert self.recovery is not None  # built whenever the journal is
         try:
-            runner = self._runner(on_event)
+            runner = self._runner(on_event, request, route)
             deadline_at = None if route.deadline is None else started + route.deadline
             for outcome in await self.recovery.clip(clip_key, runner, deadline_at):
                 if outcome.result is not None:
@@ -373,14 +383,17 @@ class Gateway(HandlesMixin):
     async def adownload(self, result: OviResult, path: str | os.PathLike[str], *, max_bytes: int | None = None,
                         timeout: float | None = None) -> Downloaded:
         """Fetch the clip to ``path`` over this gateway's transport, bounded on its clock (see
-        ``gateway.media.download``); returns the ``Downloaded`` facts (path, sha256, size, container)."""
+        ``gateway.media.download``), verified like ``result.download`` (``result.media``; raises
+        ``DefectiveClip``); returns the ``Downloaded`` facts (path, sha256, size, container)."""
         from gateway.media.download import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, afetch
 
         async with httpx.AsyncClient(transport=self.transport) as client:
-            return await afetch(result.video_url, path, client=client, clock=self.clock,
-                                allow_local=self.allow_local_media or result.emulated,
-                                max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
-                                timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+            fetched = await afetch(result.video_url, path, client=client, clock=self.clock,
+                                   allow_local=self.allow_local_media or result.emulated,
+                                   max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+                                   timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
+        await asyncio.to_thread(result.on_media(self._record_media).check, fetched.path)
+        return fetched
 
     # ---- many at once -----------------------------------------------------------------------
     def agenerate_many(self, requests: Iterable[OviRequest], *, concurrency: int = 8,
@@ -454,13 +467,30 @@ class Gateway(HandlesMixin):
         # a vendor answers a repeated key (Runware's taskUUID) with the first caller's clip.
         return self._key_factory()
 
-    def _runner(self, on_event: Callable[[Event], None] | None) -> Runner:
+    def _runner(self, on_event: Callable[[Event], None] | None, request: OviRequest | None = None,
+                route: Route | None = None) -> Runner:
+        delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
+                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
         return Runner(self._pushing(self._providers()), clock=self._waking(self.clock), health=self.health_state,
                       journal=self.journal,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
                       backoff_base=self.backoff_base,
-                      new_key=self._new_key)
+                      new_key=self._new_key, deliver=delivery)
+
+    async def _fetch_clip(self, url: str, path: Path) -> Path:
+        """Download a finished clip for ``keep_dir`` / ``failover_on_defective`` (``jobs.delivery``)."""
+        from gateway.media.download import adownload
+
+        async with httpx.AsyncClient(transport=self.transport) as client:
+            return await adownload(url, path, client=client, clock=self.clock, allow_local=self.allow_local_media)
+
+    def _record_media(self, result: OviResult, saved: Path, facts: MediaFacts) -> None:
+        """Journal one download of ``result``'s clip (``result.download`` calls this)."""
+        if self.journal is not None and result.idempotency_key:
+            self.journal.record_download(clip_key=result.idempotency_key, provider=result.provider,
+                                      job_id=result.job_id, video_url=result.video_url, saved_to=str(saved),
+                                      facts=facts)
 
     def _unconfigured(self) -> dict[str, str]:
         missing = {name: f"no API key (set {cls.env_key})" for name, cls in self.classes.items()

@@ -278,8 +278,10 @@ class Provider(Protocol):
     # reads (``"base_url"``); the gateway refuses options an adapter does not list rather than drop them.
     # Optional: ``min_poll_interval: float``, the vendor's documented minimum seconds between status
     # checks (WaveSpeed: 5); ``can_cancel: bool``, whether the vendor documents a cancel that can stop
-    # a job (``Job.cancel`` refuses otherwise). Read with ``getattr(provider, name, default)``, so
-    # adapters written before they were added keep working. Webhooks, optional too:
+    # a job (``Job.cancel`` refuses otherwise); ``result_retention_s: float | None``, seconds the vendor
+    # documents keeping a finished job's result after it completes (``None``: undocumented; results
+    # carry ``expires_at`` from it, resume abandons past it). Read with ``getattr(provider, name,
+    # default)``, so adapters written before they were added keep working. Webhooks, optional too:
     # ``async verify_webhook(headers, body: bytes) -> None`` raises ``AuthError`` unless the push is
     # authentic, and ``parse_webhook(body: bytes) -> WebhookEvent`` reads it (``gateway.webhooks``).
 

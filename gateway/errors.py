@@ -16,7 +16,8 @@
     │   ├── GenerationFailed     the job ran and failed at the vendor              retry: no  failover: yes
     │   ├── ContentRejected      safety / NSFW refusal                             retry: no  failover: no
     │   ├── MalformedResponse    the answer did not match the vendor's schema      retry: no  failover: yes
-    │   └── ResultExpired        the vendor no longer keeps the job's result       retry: no  failover: no
+    │   ├── ResultExpired        the vendor no longer keeps the job's result       retry: no  failover: no
+    │   └── DefectiveClip        a "succeeded" clip fails the media checks (paid)  retry: no  failover: no *
     ├── BudgetExceeded           the submit would pass the spend budget; not sent  retry: no  failover: no
     ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
     ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
@@ -24,6 +25,8 @@
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
     ├── DownloadFailed           the finished clip could not be fetched safely     retry: no  failover: no
     └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
+
+* unless the route opts in (``Route.failover_on_defective``), reporting the possible extra charge.
 
 The runner reads only ``retryable`` (same vendor again, after backoff) and ``failover`` (next vendor
 now). ``may_be_billed`` says whether the vendor might have charged for the attempt that raised it.
@@ -49,6 +52,7 @@ __all__ = [
     "ConfigurationError",
     "ContentRejected",
     "DeadlineExceeded",
+    "DefectiveClip",
     "DownloadFailed",
     "GatewayError",
     "GenerationFailed",
@@ -194,6 +198,33 @@ class MalformedResponse(ProviderError):
 
 class ResultExpired(ProviderError):
     """The vendor no longer keeps this job's result (fal: 1 h / 6 min; WaveSpeed: 7 days)."""
+
+
+class DefectiveClip(ProviderError):
+    """The vendor reported success, but the clip it delivered is not a playable Ovi clip (does not parse,
+    no video or audio stream, wrong frame rate or length; ``gateway.media.verify``). The job was paid
+    (``may_be_billed``) and stays on record with its URL. The runner fails over only when the route says
+    ``failover_on_defective=True``, reporting the possible extra charge.
+
+    Attributes:
+        facts: the ``MediaFacts`` found (``facts.problems`` lists each failed check).
+        video_url: where the defective clip was fetched from.
+        job_id: the vendor's job id.
+        saved_to: where the defective file was kept, if it was.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, facts: Any = None,
+                 video_url: str | None = None, job_id: str | None = None, saved_to: str | None = None) -> None:
+        super().__init__(message, provider=provider, may_be_billed=True)
+        self.facts = facts
+        self.video_url = video_url
+        self.job_id = job_id
+        self.saved_to = saved_to
+
+    @property
+    def problems(self) -> list[str]:
+        """Each failed check, in words."""
+        return list(getattr(self.facts, "problems", []) or [])
 
 
 class BudgetExceeded(GatewayError):

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from gateway.attempts import Attempt, Outcome
+from gateway.errors import DefectiveClip
+from gateway.media.verify import MediaFacts
 
-__all__ = ["Attempt", "Outcome", "OviResult", "Timings"]
+__all__ = ["Attempt", "MediaFacts", "Outcome", "OviResult", "Timings", "defective_path"]
 
 class Timings(BaseModel):
     """Seconds spent, measured on the gateway's clock between polls. ``queued_s`` runs from the vendor's
@@ -34,6 +38,13 @@ class OviResult(BaseModel):
     else the quote (``"estimated"``). ``dropped`` lists fields the vendor ignored because the route
     allowed degrading. ``raw`` is the vendor's final response body. ``emulated`` is true for a clip
     made by the built-in emulator (``Gateway.offline()``): nothing was billed.
+
+    ``expires_at`` (UTC) is when the vendor's documented retention ends, counted from when the gateway saw
+    the job finished: fetch the clip before then. ``None`` means the vendor documents none (``expiry``
+    says ``"unknown"``). ``media`` holds the probed facts once the clip is downloaded (``download()``, or
+    at once with ``Gateway(keep_dir=...)``, which also sets ``saved_to``); ``verified`` says whether PyAV
+    checked it (``False``: downloaded but not verified, the ``media`` extra is missing; ``None``: not
+    downloaded yet).
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
@@ -51,10 +62,29 @@ class OviResult(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     idempotency_key: str | None = None
     emulated: bool = False
+    fps: int | None = None
+    """The frame rate the request asked for (``None``: the vendor's default, 24); what ``download`` checks."""
+    expires_at: datetime | None = None
+    media: MediaFacts | None = None
+    saved_to: str | None = None
     raw: Any = Field(default=None, repr=False)
     _transport: httpx.BaseTransport | None = PrivateAttr(default=None)
     """Where ``download()`` fetches from when no client is given: the in-process emulator for an
     emulated clip (its URLs name vendor hosts that must never be looked up), else the network."""
+    _on_media: Callable[[OviResult, Path, MediaFacts], None] | None = PrivateAttr(default=None)
+    """Told of every download's facts (the gateway records them in its journal)."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verified(self) -> bool | None:
+        """``True``: downloaded and every media check passed; ``False``: downloaded but not probed
+        (PyAV is missing); ``None``: not downloaded yet."""
+        return None if self.media is None else self.media.verified
+
+    @property
+    def expiry(self) -> str:
+        """``expires_at`` as ISO 8601 UTC, or ``"unknown"`` when the vendor documents no retention."""
+        return "unknown" if self.expires_at is None else self.expires_at.isoformat(timespec="seconds")
 
     @property
     def possible_extra_charges(self) -> int:
@@ -65,10 +95,16 @@ class OviResult(BaseModel):
                  chunk_size: int = 1 << 16, max_bytes: int | None = None, timeout: float | None = None,
                  allow_local: bool | None = None) -> Path:
         """Stream the clip to ``path`` (see ``gateway.media.download.download`` for the safety rules and
-        ``max_bytes``/``timeout``); returns the path. ``allow_local`` (default: whether the clip is
-        emulated) admits ``http://`` and loopback hosts, for the emulator only.
+        ``max_bytes``/``timeout``), verify it (``gateway.media.verify``) and return the path; ``media``
+        then holds what was found. ``allow_local`` (default: whether the clip is emulated) admits
+        ``http://`` and loopback hosts, for the emulator only.
 
-        An emulated clip downloads from the emulator that made it, never from the network."""
+        An emulated clip downloads from the emulator that made it, never from the network.
+
+        Raises:
+            DefectiveClip: the file is not a playable Ovi clip. It was paid for: the file is kept beside
+                ``path`` as ``NAME.defective.EXT`` (``error.saved_to``), never at ``path`` itself.
+        """
         from gateway.media import download as media
 
         options: dict[str, Any] = {"chunk_size": chunk_size, "allow_local": self.emulated if allow_local is None
@@ -76,10 +112,42 @@ class OviResult(BaseModel):
         options.update({k: v for k, v in (("max_bytes", max_bytes), ("timeout", timeout)) if v is not None})
         if client is None and self._transport is not None:
             with httpx.Client(transport=self._transport) as emulated:
-                return media.download(self.video_url, path, client=emulated, **options)
-        return media.download(self.video_url, path, client=client, **options)
+                saved = media.download(self.video_url, path, client=emulated, **options)
+        else:
+            saved = media.download(self.video_url, path, client=client, **options)
+        return self.check(saved)
+
+    def check(self, saved: Path) -> Path:
+        """Verify the downloaded file ``saved`` and record the facts (``download`` calls this)."""
+        from gateway.media.verify import verify
+
+        try:
+            facts = verify(saved, fps=self.fps, url=self.video_url, provider=self.provider, job_id=self.job_id)
+        except DefectiveClip as error:
+            kept = defective_path(saved)
+            os.replace(saved, kept)
+            error.saved_to = str(kept)
+            if self._on_media is not None and error.facts is not None:
+                self._on_media(self, kept, error.facts)
+            raise
+        # The one field set after creation: the facts belong to this result, found when its clip arrived.
+        object.__setattr__(self, "media", facts)
+        self.__pydantic_fields_set__.add("media")
+        if self._on_media is not None:
+            self._on_media(self, saved, facts)
+        return saved
 
     def with_transport(self, transport: httpx.BaseTransport | None) -> OviResult:
         """This result, downloading through ``transport`` (how the gateway hands out emulated clips)."""
         self._transport = transport
         return self
+
+    def on_media(self, record: Callable[[OviResult, Path, MediaFacts], None] | None) -> OviResult:
+        """This result, telling ``record`` the facts of each download (how the gateway journals them)."""
+        self._on_media = record
+        return self
+
+
+def defective_path(saved: Path) -> Path:
+    """Where a defective download is kept: ``clip.mp4`` -> ``clip.defective.mp4``."""
+    return saved.with_name(f"{saved.stem}.defective{saved.suffix}")

@@ -204,7 +204,7 @@ def test_jobs_lists_unfinished_submits_and_spend_sums_them(tmp_path: Path) -> No
     _journal_with_open_and_finished_submits(path)
     listed = run("jobs", "--journal", str(path), "--json")
     assert listed.exit_code == 0
-    assert [r["submit_key"] for r in json.loads(listed.stdout)] == ["submit-a"]
+    assert [r["submit_key"] for r in json.loads(listed.stdout)["unfinished"]] == ["submit-a"]
     assert "clip-a" in run("jobs", "--journal", str(path)).stdout
     spent = json.loads(run("spend", "--journal", str(path), "--json").stdout)
     by_vendor = {row["provider"]: row for row in spent}

@@ -29,7 +29,7 @@ TREE = _tree()
 def test_docstring_tree_covers_every_exported_error() -> None:
     leaves = set(E.__all__) - {"GatewayError", "ProviderError"}
     assert set(TREE) == leaves
-    assert len(TREE) == 20
+    assert len(TREE) == 21
 
 
 @pytest.mark.parametrize("name", sorted(TREE))
@@ -43,7 +43,7 @@ def test_flags_match_docstring_tree(name: str) -> None:
     ("AuthError", "ProviderError"), ("InsufficientFunds", "ProviderError"), ("RateLimited", "ProviderError"),
     ("ProviderUnavailable", "ProviderError"), ("ProviderRejected", "ProviderError"),
     ("GenerationFailed", "ProviderError"), ("ContentRejected", "ProviderError"),
-    ("MalformedResponse", "ProviderError"), ("ResultExpired", "ProviderError"),
+    ("MalformedResponse", "ProviderError"), ("ResultExpired", "ProviderError"), ("DefectiveClip", "ProviderError"),
     ("SubmitOutcomeUnknown", "GatewayError"), ("AllProvidersFailed", "GatewayError"),
 ])
 def test_hierarchy(child: str, parent: str) -> None:

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from gateway import OviResult, Timings
+from gateway.emulator.clips import ClipStore
 from gateway.errors import DownloadFailed
 
-CLIP = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+CLIP = ClipStore.asset("mp4")  # a real clip: download() verifies what it saved
 
 
 def _result() -> OviResult:

@@ -150,20 +150,28 @@ def emulate(port: int, faults: str | None, job_seconds: float | None) -> None:
 @click.pass_context
 @reports_errors
 def jobs(ctx: click.Context, journal: str | None, as_json: bool) -> None:
-    """List unfinished submits (each may hold a paid job), and abandoned ones (may have been billed).
+    """List unfinished submits (each may hold a paid job), abandoned ones (may have been billed), and
+    finished clips not yet downloaded.
 
-    `ovi-gateway jobs resume` re-attaches to them and finishes them instead of paying again."""
+    `ovi-gateway jobs resume` re-attaches to unfinished jobs and finishes them instead of paying again.
+    A finished clip lives at the vendor's URL only until its retention ends (shown when documented):
+    download it before then. JSON: {"unfinished": [...], "not_downloaded": [...]}."""
     ctx.obj = {"journal": journal, "as_json": as_json}
     if ctx.invoked_subcommand is not None:
         return
     opened = open_journal(journal)
-    records = opened.unfinished() + opened.abandoned_submits()
+    records, pending = opened.unfinished() + opened.abandoned_submits(), opened.undownloaded()
     if as_json:
-        echo_json([{k: v for k, v in vars(r).items() if k != "request_json"} for r in records])
-    elif records:
-        render.stdout_console().print(render.jobs_table(records))
+        echo_json({"unfinished": [{k: v for k, v in vars(r).items() if k != "request_json"} for r in records],
+                   "not_downloaded": [vars(p) for p in pending]})
+        return
+    console = render.stdout_console()
+    if records:
+        console.print(render.jobs_table(records))
     else:
         click.echo("no unfinished submits")
+    if pending:
+        console.print(render.pending_table(pending))
 
 
 @jobs.command()

@@ -197,12 +197,13 @@ def emulator_url_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = None, notice: str | None = None,
-                 emulator_url: str | None = None) -> Gateway:
+                 emulator_url: str | None = None, keep_dir: Path | None = None) -> Gateway:
     """The gateway for ``quote``/``generate``/``batch``/``demo``: a loopback emulator when
     ``--emulator-url`` is given, the built-in one when forced or when no key is set, else only the real
     vendors that have keys. Says which on stderr (``notice`` overrides the emulator line; ``""`` says
     nothing); never mixes the two. Both emulators' default journal is the offline one (never the real
-    journal), so a rerun finds what an earlier run made."""
+    journal), so a rerun finds what an earlier run made. ``keep_dir``: every finished clip is
+    downloaded there at once (``Gateway(keep_dir=...)``)."""
     registry = Registry.load()
     ctx = click.get_current_context()
     book = _price_book()
@@ -212,7 +213,7 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
                                    "emulate --faults` where the loopback emulator runs")
         ctx.meta["ovi.emulated"] = ctx.meta["ovi.loopback"] = True
         gw = Gateway.offline(emulator_url=emulator_url, registry=registry, prices=book,
-                             journal=_journal_for_offline(journal, emulator_url))
+                             journal=_journal_for_offline(journal, emulator_url), keep_dir=keep_dir)
         click.echo(f"using the loopback emulator at {emulator_url}; nothing is billed", err=True)
         return gw
     keyed = _keyed_vendors(registry)
@@ -229,12 +230,13 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
         from gateway.offline import offline_journal_path
 
         return Gateway.offline(emulator=emu, registry=registry, prices=book, job_seconds=(low, high),
-                               journal=open_journal(str(offline_journal_path()) if journal is None else journal))
+                               journal=open_journal(str(offline_journal_path()) if journal is None else journal),
+                               keep_dir=keep_dir)
     if faults:
         raise click.UsageError("--faults applies to the emulator only (add --emulator)")
     click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
                "vendors without a key are not used", err=True)
-    return Gateway(registry=registry, prices=book, journal=open_journal(journal))
+    return Gateway(registry=registry, prices=book, journal=open_journal(journal), keep_dir=keep_dir)
 
 
 def _journal_for_offline(journal: str | None, url: str) -> Journal:

@@ -44,9 +44,9 @@ from gateway.cli.common import (
     request_options,
 )
 from gateway.client import Gateway
-from gateway.errors import DownloadFailed, GatewayError
+from gateway.errors import DefectiveClip, DownloadFailed, GatewayError
 from gateway.request import OviRequest
-from gateway.result import OviResult
+from gateway.result import OviResult, defective_path
 from gateway.routing.planner import Route
 from gateway.store.journal import OPEN, request_hash
 
@@ -100,10 +100,18 @@ def check_out(out: Path) -> None:
 def fetch(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
     """Download the clip to ``out`` and record its sha256 and size under ``key``, in the order that survives
     a kill at any point: into a hidden file beside ``out``, recorded, then renamed into place (a file at
-    ``out`` is therefore always the recorded clip)."""
+    ``out`` is therefore always the recorded clip). The download is verified (``result.download``); a
+    defective clip is kept as ``NAME.defective.EXT`` beside ``out``, never at ``out``."""
     partial = out.with_name(f".{out.name}.{key.rsplit('-', 1)[-1][:12]}.download")
     try:
-        gw.download(result, partial)
+        try:
+            gw.download(result, partial)
+        except DefectiveClip as error:
+            if error.saved_to is not None:
+                kept = defective_path(out)
+                os.replace(error.saved_to, kept)
+                error.saved_to = str(kept)
+            raise
         if gw.journal is not None and gw.journal.get_clip(key) is not None:
             gw.journal.record_media(key, {"sha256": file_sha256(partial), "size": partial.stat().st_size,
                                           "path": str(out.resolve())})
@@ -114,9 +122,15 @@ def fetch(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
 
 
 def save(result: OviResult, out: Path, gw: Gateway, key: str) -> Path:
-    """``fetch``, ending the command (exit 3) with what to do when the download fails."""
+    """``fetch``, saying on stderr how the clip was verified, and ending the command (exit 3) with what to
+    do when the download fails or the clip is defective (naming the paid job and where the file is kept)."""
     try:
-        return fetch(result, out, gw, key)
+        saved = fetch(result, out, gw, key)
+        click.echo(render.media_line(result.media), err=True)
+        return saved
+    except DefectiveClip as error:
+        fail(str(error), 3, f"job {result.job_id} on {result.provider} was paid; the file is kept at "
+                            f"{error.saved_to} (not at {out}), its URL: {result.video_url}", error=error)
     except (DownloadFailed, httpx.HTTPError, OSError) as error:
         if gw.emulated and gw.emulator is not None and result.job_id not in _jobs_of(gw):
             fail(f"the clip under this key was made by a built-in emulator that has exited ({error})", 3,
@@ -164,6 +178,9 @@ def resume_command(ctx: click.Context, key: str, derived: bool) -> str:
                    "(default: derived from the request, the image's content and --out).")
 @click.option("--new", is_flag=True, help="A fresh variation: a new key, so a new (paid) clip.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file that is not this clip.")
+@click.option("--keep-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Also download every finished clip into DIR as soon as it is done (<key>.<ext>), before "
+                   "the vendor's URL can expire.")
 @emulator_option
 @emulator_url_option
 @faults_option
@@ -172,8 +189,8 @@ def resume_command(ctx: click.Context, key: str, derived: bool) -> str:
 @reports_errors
 def generate(request_file: Path | None, provider: str | None, order: str | None, max_price: str | None,
              allow_degrade: bool, deadline: float | None, out: Path | None, idempotency_key: str | None,
-             new: bool, force: bool, emulator: bool, emulator_url: str | None, faults: str | None,
-             journal: str | None, as_json: bool, **flags: Any) -> None:
+             new: bool, force: bool, keep_dir: Path | None, emulator: bool, emulator_url: str | None,
+             faults: str | None, journal: str | None, as_json: bool, **flags: Any) -> None:
     """Make one clip, with live progress and failover; never pays twice.
 
     Runs on the cheapest capable vendor (or as --provider/--order say), shows each vendor's state and
@@ -190,7 +207,8 @@ def generate(request_file: Path | None, provider: str | None, order: str | None,
     key = idempotency_key or derive_key(request, out, nonce=uuid.uuid4().hex if new else None)
     target = out or default_out(key, request)
     check_out(target)
-    gw = open_gateway(emulator=emulator, journal=journal, faults=faults, emulator_url=emulator_url)
+    gw = open_gateway(emulator=emulator, journal=journal, faults=faults, emulator_url=emulator_url,
+                      keep_dir=keep_dir)
     names(provider, gw, "--provider")
     route = Route(order=names(order, gw, "--order") or None, max_price=price, allow_degrade=allow_degrade,
                   deadline=deadline)

@@ -23,12 +23,14 @@ from rich.text import Text
 from gateway.contract import Capabilities, Limit, Provider
 from gateway.errors import AllProvidersFailed, GatewayError
 from gateway.jobs.runner import Event
+from gateway.media.verify import MediaFacts
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState
 from gateway.routing.planner import Route
 from gateway.routing.pricing import Compute, PriceBook, Quote
 from gateway.store.journal import SpendRow, SubmitRecord
+from gateway.store.media import PendingClip
 
 if TYPE_CHECKING:
     from gateway.client import Gateway
@@ -152,6 +154,9 @@ def result_table(result: OviResult, saved_to: str | None) -> Group:
         ("time", f"{timings.total_s:.1f} s total" + "".join(
             f", {label} {value:.1f} s" for label, value in (("queued", timings.queued_s),
                                                             ("running", timings.running_s)) if value is not None)),
+        ("checked", None if result.media is None else media_line(result.media)),
+        ("expires", f"{result.expiry} (the vendor's documented retention)" if result.expires_at is not None
+         else "unknown (the vendor documents no retention)"),
         ("dropped fields", ", ".join(result.dropped) or "none"),
         ("possible extra charges", result.possible_extra_charges),
     ]
@@ -159,6 +164,16 @@ def result_table(result: OviResult, saved_to: str | None) -> Group:
         if value is not None:
             table.add_row(label, _text(value))
     return Group(table, attempts_table(result.attempts))
+
+
+def media_line(facts: MediaFacts | None) -> str:
+    """How the saved clip was checked: ``verified: h264 … + aac …``, or plainly that it was not."""
+    if facts is None:
+        return "not verified: the clip was not downloaded"
+    if not facts.verified:
+        return facts.summary()
+    warned = "".join(f"; warning: {w}" for w in facts.warnings)
+    return f"verified: {facts.summary()}{warned}"
 
 
 # ---- journal -----------------------------------------------------------------------------------
@@ -171,6 +186,17 @@ def jobs_table(records: Sequence[SubmitRecord]) -> Table:
         table.add_row(_text(r.created_at[:19]), _text(r.clip_key), _text(r.provider),
                       _text("abandoned (may be billed)" if r.state == "abandoned" else r.state),
                       _text(r.job_id or "—"), _text(money(r.quote_usd)), _text(r.error or ""))
+    return table
+
+
+def pending_table(clips: Sequence[PendingClip]) -> Table:
+    """Finished clips nobody has downloaded yet, soonest expiry first: fetch them before the vendor drops them."""
+    table = Table(title="Finished, not downloaded", title_justify="left")
+    for column in ("clip", "vendor", "job id", "expires (UTC)", "video"):
+        table.add_column(column)
+    for c in clips:
+        table.add_row(_text(c.clip_key), _text(c.provider), _text(c.job_id),
+                      _text(c.expires_at[:19] if c.expires_at else "unknown"), _text(c.video_url))
     return table
 
 

@@ -17,7 +17,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +33,7 @@ from gateway.errors import (
     BudgetExceeded,
     ContentRejected,
     DeadlineExceeded,
+    DefectiveClip,
     GatewayError,
     GenerationFailed,
     JobUnresolved,
@@ -138,6 +139,9 @@ class Runner:
         backoff_base, backoff_cap: same-vendor retry backoff in seconds; a ``Retry-After`` longer than
             the cap is not waited for on submit (the runner fails over instead).
         budget: refuse submits past this spend cap (needs a real journal).
+        deliver: called with each finished job and its output before the result is built; returns extra
+            ``OviResult`` fields (``expires_at``, media facts…) and may raise ``DefectiveClip``
+            (``gateway.jobs.delivery``).
         settle_window: seconds an ambiguous submit to a vendor that dedupes by our key (Runware) is
             sent again before ``SubmitOutcomeUnknown`` (the route's deadline may end it sooner).
     """
@@ -149,7 +153,8 @@ class Runner:
                  journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
                  backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | None = None,
-                 settle_window: float = 300.0) -> None:
+                 settle_window: float = 300.0,
+                 deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.providers: Mapping[str, Provider] = providers
         self.clock: Clock = clock
         self.health: Health = health
@@ -162,6 +167,7 @@ class Runner:
         self.backoff_cap: float = backoff_cap
         self.budget: Budget | None = budget
         self.settle_window: float = settle_window
+        self.deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = deliver
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
@@ -395,7 +401,8 @@ class Runner:
                 raise failure
             if status.state == JobState.SUCCEEDED:
                 fate.decide(Phase.FOLLOW, Answer.DONE)
-                return await self._finish(job, await self._fetch_result(job, status), last_queued)
+                output = await self._fetch_result(job, status)
+                return await self._finish(job, output, last_queued, await self._delivered(job, output))
 
     async def _fetch_result(self, job: FollowedJob, status: JobStatus) -> ProviderOutput:
         tries = 0
@@ -430,7 +437,19 @@ class Runner:
                 pass
         return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
 
-    async def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None) -> OviResult:
+    # ---- delivery: media checks before success (gateway.jobs.delivery) ----------------------
+    async def _delivered(self, job: FollowedJob, output: ProviderOutput) -> dict[str, Any]:
+        """Extra result fields from ``deliver``; a defective clip is the vendor's (paid) failure."""
+        if self.deliver is None:
+            return {}
+        try:
+            return await self.deliver(job, output)
+        except DefectiveClip as error:
+            self._record_failure(job, error)
+            raise
+
+    async def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None,
+                      extra: dict[str, Any] | None = None) -> OviResult:
         now = self.clock.now()
         self.health[job.name].success()
         if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
@@ -451,7 +470,7 @@ class Runner:
                             running_s=None if job.resumed else now - running_from,
                             inference_s=output.inference_s),
             dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
-            idempotency_key=job.clip_key, raw=output.raw)
+            idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
         # The clip's result is on record before its submit is closed: a crash between the two leaves an
         # open submit that resume() re-reads, never a finished submit whose clip has no result.
         await self._write(job, "result", self.journal.finish_clip, job.clip_key, result.model_dump_json())
@@ -575,4 +594,5 @@ def _fails_over(error: GatewayError, route: Route) -> bool:
         return False
     if isinstance(error, (SubmitOutcomeUnknown, JobUnresolved)):
         return route.failover_on_unknown
-    return error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))
+    return (error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))
+            or (route.failover_on_defective and isinstance(error, DefectiveClip)))

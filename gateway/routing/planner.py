@@ -40,6 +40,11 @@ class Route(BaseModel):
             vendor (default False: stop, since another vendor will usually refuse it too).
         job_retries: new jobs per vendor after a job failed there (default 1), tried once every
             other candidate has had its turn. A failed job is usually not billed.
+        failover_on_defective: download and verify each finished clip before returning it, and when
+            it is defective (``DefectiveClip``: does not parse, no audio, wrong length or frame rate)
+            try the next vendor. The defective clip was paid: a deliberate pay-twice path, reported
+            in ``result.possible_extra_charges`` (default False: raise ``DefectiveClip``, when the
+            clip is downloaded).
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +71,9 @@ class Route(BaseModel):
         "Try the next vendor when one's safety check refuses the clip."))
     job_retries: int = Field(default=1, ge=0, le=5, description=(
         "New jobs per vendor after a job failed there (0–5), tried once the other candidates had their turn."))
+    failover_on_defective: bool = Field(default=False, description=(
+        "Download and verify each finished clip before returning it, and try the next vendor when it is "
+        "defective (DefectiveClip); the defective clip was paid: counted in possible_extra_charges."))
 
     if TYPE_CHECKING:
         # What type checkers see: money as Money (Decimal | str | int, never float); attributes stay precise.
@@ -73,7 +81,8 @@ class Route(BaseModel):
                      only: list[str] | None = None, ignore: list[str] = ..., sort: Literal["price"] = "price",
                      max_price: Money | None = None, allow_fallbacks: bool = True, allow_degrade: bool = False,
                      deadline: float | None = None, failover_on_unknown: bool = False, max_tries: int = 3,
-                     failover_on_content_rejection: bool = False, job_retries: int = 1) -> None: ...
+                     failover_on_content_rejection: bool = False, job_retries: int = 1,
+                     failover_on_defective: bool = False) -> None: ...
 
     @field_validator("max_price", mode="before")
     @classmethod

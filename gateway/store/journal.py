@@ -34,6 +34,7 @@ import platformdirs
 
 from gateway.errors import InvalidRequest
 from gateway.secrets import redact
+from gateway.store.media import MediaJournal
 from gateway.store.migrate import migrate_sqlite
 
 __all__ = ["OPEN", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path", "request_hash"]
@@ -152,7 +153,7 @@ def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-class Journal:
+class Journal(MediaJournal):
     """The job journal on one SQLite file (default: ``default_path()``) or ``":memory:"``.
 
     ``emulator_instance`` marks this journal's writer as the built-in emulator (that instance's id):

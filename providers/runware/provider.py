@@ -50,6 +50,9 @@ class RunwareProvider:
     env_key = "RUNWARE_API_KEY"
     capabilities = translate.CAPABILITIES
     reconcilable = True
+    result_retention_s = None
+    """Runware documents no lifetime for a generated video's URL (only uploaded images: 30 days after
+    last use), so results say the expiry is unknown."""
     accepted_options = frozenset({"base_url"})
 
     def __init__(self, ctx: ProviderContext) -> None:

@@ -15,12 +15,13 @@ import pytest
 from gateway import Gateway
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
+from gateway.emulator.clips import ClipStore
 from gateway.errors import DownloadFailed
 from gateway.media.download import afetch, download, fetch, sniff_video
 
 pytestmark = pytest.mark.anyio
 
-CLIP = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 64
+CLIP = ClipStore.asset("mp4")  # a real clip: result.download() also verifies what it saved
 URL = "https://v3.fal.media/files/x.mp4"
 
 
