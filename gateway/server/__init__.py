@@ -58,10 +58,11 @@ def create_app(gateway: Any = None, *, api_keys: Sequence[str] | None = None, me
     media = Path(media_dir or os.environ.get("OVI_GATEWAY_MEDIA_DIR") or Path(gateway.journal.path).parent / "media")
     public = public_url or os.environ.get("OVI_GATEWAY_PUBLIC_URL")
     routes = list(options.pop("routes", []))
+    intake = None
     if public:
         from gateway.webhooks import enable_webhooks
 
-        routes += enable_webhooks(gateway, public, **({"wall": options.pop("wall")} if "wall" in options else {})
-                                  ).routes()
+        intake = enable_webhooks(gateway, public, **({"wall": options.pop("wall")} if "wall" in options else {}))
+        routes += intake.routes()
     return build_app(gateway, ServerConfig(api_keys=keys, media_dir=media, emulator=emulated, routes=routes,
-                                           **options))
+                                           intake=intake, **options))

@@ -83,6 +83,8 @@ class ServerConfig:
     lose_create_answers: int = 0
     routes: list[Route] = field(default_factory=list)
     """Extra routes (the vendor webhook intake) mounted beside the API."""
+    intake: Any = None
+    """The webhook ``Intake`` (its delivery counters appear in ``/metrics``)."""
 
 
 def owner_of(api_key: str) -> str:
@@ -406,12 +408,21 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
         Route("/openapi.json", server.openapi, methods=["GET"]),
         *config.routes,
     ]
+    try:
+        from gateway.server.metrics import Metrics
+    except ImportError:  # prometheus-client is in the server extra; without it there is no /metrics
+        metrics = None
+    else:
+        metrics = Metrics(gateway, config.intake)
+        routes.append(Route("/metrics", server.authed(lambda request, owner: metrics.endpoint(request)),
+                            methods=["GET"]))
     if config.emulator and getattr(gateway, "emulator", None) is not None:
         routes.append(Route("/_emulator/ledger", server.authed(server.ledger), methods=["GET"]))
 
     async def crashed(request: Request, failure: Exception) -> Response:
         return error(500, f"internal error ({type(failure).__name__})", type="server_error", code="internal_error")
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed},
+                    middleware=[metrics.middleware()] if metrics is not None else None)
     app.state.server = server
     return app

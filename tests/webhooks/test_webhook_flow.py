@@ -126,3 +126,17 @@ async def test_a_forged_or_tokenless_delivery_changes_nothing(setup) -> None:
     assert unsigned.status_code == 401 and gateway.push.events.count() == 0
     assert (await http.get(f"/v1/videos/{video_id}")).json()["status"] != "completed"
     await http.aclose()
+
+
+async def test_metrics_show_jobs_spend_deliveries_and_latency(setup) -> None:
+    clock, _emulator, _gateway, _app, _sender, http = setup({"wavespeed": ["bad_signature"]})
+    await _run(http, clock, "fal")
+    await _run(http, clock, "wavespeed")
+    text = (await http.get("/metrics")).text
+    assert 'ovi_jobs{state="succeeded",vendor="fal"} 1.0' in text
+    assert 'ovi_webhook_deliveries_total{outcome="accepted"} 1.0' in text
+    assert 'ovi_webhook_deliveries_total{outcome="refused"} 1.0' in text
+    assert "ovi_status_answered_by_push_total 1.0" in text
+    assert 'ovi_http_request_seconds_count{method="POST",route="/v1/videos"} 2.0' in text
+    assert (await http.get("/metrics", headers={"authorization": "Bearer nope"})).status_code == 401
+    await http.aclose()
