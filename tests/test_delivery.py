@@ -166,3 +166,36 @@ def test_cli_generate_refuses_a_defective_clip_naming_the_paid_job(tmp_path: Pat
     assert made.exit_code == 3
     assert "defective: no audio stream" in made.stderr and "was paid" in made.stderr
     assert not out.exists() and (tmp_path / "clip.defective.mp4").exists()
+
+
+def test_a_resumed_job_is_kept_and_verified_at_the_requested_fps(tmp_path: Path) -> None:
+    from gateway.errors import DeadlineExceeded
+
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, seed=4)
+    path = tmp_path / "journal.db"
+    request = OviRequest(prompt=PROMPT, image="https://example.com/knight.png", fps=30)
+    first = Gateway(emulator=emulator, clock=clock, journal=str(path))
+    with pytest.raises(DeadlineExceeded):
+        first.generate(request, provider="runware", route=Route(deadline=5))  # the job runs on, paid
+    later = Gateway(emulator=emulator, clock=clock, journal=str(path), keep_dir=tmp_path / "kept")
+    (outcome,) = later.resume()
+    assert outcome.outcome == "succeeded" and outcome.result is not None
+    kept = outcome.result
+    assert kept.saved_to is not None and Path(kept.saved_to).exists()
+    assert kept.fps == 30 and kept.media is not None and kept.media.fps == 30.0 and kept.media.ok
+    assert len(emulator.ledger.billable()) == 1
+
+
+@pytest.mark.usefixtures("offline")
+def test_cli_without_pyav_saves_the_clip_and_says_plainly_it_was_not_verified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # as on an install without the media extra
+    out = tmp_path / "clip.mp4"
+    made = _run("generate", "--prompt", PROMPT, "--image", "https://example.com/knight.png", "--out", str(out),
+                "--json")
+    assert made.exit_code == 0, made.stderr
+    assert "not verified: PyAV is not installed (pip install 'ovi-gateway[media]')" in made.stderr
+    assert json.loads(made.stdout)["verified"] is False and out.stat().st_size > 5000
