@@ -116,6 +116,9 @@ class Gateway(HandlesMixin):
             name: cls for name, cls in self.registry.classes.items() if wanted is None or name in wanted}
         self.load_failures: dict[str, str] = {
             n: e for n, e in self.registry.failures.items() if wanted is None or n in wanted}
+        if isinstance(emulator, bool):  # Gateway(emulator=True) would mean minute-long jobs and real polling
+            raise ConfigurationError("emulator= takes an Emulator; for the built-in emulator with seconds-long "
+                                     "jobs, its own journal and no network, use Gateway.offline()")
         self.emulator: Emulator | None = emulator
         self.emulated: bool = emulator is not None
         """True when every vendor is emulated: results say so, and the journal's rows are marked."""

@@ -188,3 +188,21 @@ def test_configuration_errors_are_one_line_and_exit_2(monkeypatch: pytest.Monkey
         assert f"OVI_GATEWAY_PRICES={prices}" in result.stderr and "Traceback" not in result.stderr
     monkeypatch.setenv("OVI_GATEWAY_PRICES", str(tmp_path / "missing.toml"))
     assert run("quote", *REQUEST).exit_code == 2
+
+
+def test_ctrl_c_mid_submit_names_the_submit_on_record(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Interrupted between the journal's intent and the vendor's answer: no job id yet, but a paid job may
+    exist, so the submit on record is named (the display never saw it accepted)."""
+    def interrupted_mid_submit(self: Gateway, request: OviRequest, **kwargs: Any) -> None:
+        assert self.journal is not None
+        key = kwargs["idempotency_key"]
+        self.journal.open_clip(key, request.model_dump_json(), "h")
+        self.journal.intent(clip_key=key, submit_key="s-1", provider="fal", quote_usd=None)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Gateway, "generate", interrupted_mid_submit)
+    stopped = run("generate", *REQUEST, "--out", "clip.mp4", "--json")
+    assert stopped.exit_code == 130
+    assert "job (sent, not yet acknowledged) on fal may still be running" in stopped.stderr
+    data = json.loads(stopped.stdout)
+    assert data["provider"] == "fal" and data["error"] == "Interrupted" and data["resume"] is None

@@ -171,3 +171,8 @@ def test_the_readme_quick_start_runs_verbatim_in_a_fresh_process(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "knight.mp4").stat().st_size > 0
     assert " True [" in done.stdout
+
+
+def test_emulator_true_points_to_offline_instead_of_minute_long_emulation() -> None:
+    with pytest.raises(ConfigurationError, match=r"Gateway\.offline\(\)"):
+        Gateway(emulator=True, journal=None)  # type: ignore[arg-type]

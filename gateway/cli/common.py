@@ -83,8 +83,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         ctx.meta["ovi.json"] = bool(kwargs.get("as_json")) or bool(ctx.meta.get("ovi.json"))
         try:
             return command(*args, **kwargs)
-        except (KeyboardInterrupt, Interrupted) as error:
-            fail("interrupted", 130, error=error)
+        except (KeyboardInterrupt, Interrupted):
+            fail("interrupted", 130, extra={"error": "Interrupted"})
         except ValidationError as error:
             fail(render.validation_line(error), 2, error=error)
         except UNSETTLED as error:

@@ -222,7 +222,7 @@ def generate(request_file: Path | None, provider: str | None, order: str | None,
     try:
         result = _run(gw, request, provider, route, key)
     except Interrupted as stop:
-        _stopped(130, "interrupted", stop.jobs, resume, key, gw, None)
+        _stopped(130, "interrupted", _open_jobs(gw, key, stop.jobs), resume, key, gw, None)
     except UNSETTLED as error:
         job = getattr(error, "job", None)
         hint = getattr(error, "job_hint", None) or {}
@@ -267,6 +267,19 @@ def _run(gw: Gateway, request: OviRequest, provider: str | None, route: Route, k
         raise Interrupted(stop.accepted) from None
 
 
+def _open_jobs(gw: Gateway, key: str, seen: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Every job of the clip that may still run: those the display saw accepted, and every open submit on
+    record (one sent but not yet answered may hold a paid job too)."""
+    jobs = list(seen)
+    if gw.journal is not None:
+        for record in gw.journal.submits(key):
+            if record.state in OPEN and (record.provider, record.job_id or "") not in jobs:
+                if record.job_id is None and any(vendor == record.provider for vendor, _ in jobs):
+                    continue
+                jobs.append((record.provider, record.job_id or "(sent, not yet acknowledged)"))
+    return jobs
+
+
 def _stopped(code: int, message: str, jobs: list[tuple[str, str]], resume: str | None, key: str, gw: Gateway,
              error: GatewayError | None) -> None:
     """Exit 4 or 130 naming every job that may still run, its vendor, and the exact command that
@@ -282,8 +295,8 @@ def _stopped(code: int, message: str, jobs: list[tuple[str, str]], resume: str |
     elif jobs:
         lines.append("(built-in emulator: its jobs end with this process; nothing was billed)")
     vendor, job_id = jobs[-1] if jobs else (None, None)
-    fail(message, code, *lines, error=error, extra={"provider": vendor, "job_id": job_id, "idempotency_key": key,
-                                                    "resume": resume})
+    extra = {"provider": vendor, "job_id": job_id, "idempotency_key": key, "resume": resume}
+    fail(message, code, *lines, error=error, extra=extra if error is not None else {**extra, "error": "Interrupted"})
 
 
 def _report(result: OviResult, saved: Path, key: str, as_json: bool, *, note: str) -> None:
