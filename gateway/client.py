@@ -89,8 +89,9 @@ class Gateway(HandlesMixin):
         base_urls: an API root per vendor (``{"runware": "https://…/v1"}``), e.g. a relay or a
             loopback emulator; a vendor whose adapter takes no ``base_url`` is refused.
         key_factory: makes clip and submit keys (default: ``uuid4``); a seam for tests only.
-        allow_local_media: let ``download`` fetch ``http://`` and loopback/private media URLs (a
-            loopback emulator behind ``base_urls``). Off by default, and never inferred from a URL.
+        allow_local_media: the explicit emulator flag: let ``download`` fetch ``http://`` and
+            loopback/private media URLs, and ``base_urls`` be ``http://`` (a loopback emulator). Off by
+            default, and never inferred from a URL.
         keep_dir: download every finished clip into this folder as soon as it is done (as
             ``<clip key>.<ext>``, verified; ``result.saved_to``), so none is lost when the vendor's URL
             expires (``result.expires_at``).
@@ -130,7 +131,8 @@ class Gateway(HandlesMixin):
         self._http_client = http_client
         self._timeout = None if timeout is None else (
             timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout))
-        self._base_urls = _check_base_urls(self.classes, self.registry, base_urls)
+        self._base_urls = _check_base_urls(self.classes, self.registry, base_urls,
+                                           allow_http=allow_local_media or emulator is not None)
         self._key_factory = key_factory or _random_key
         self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
         for secret in self._keys.values():  # before any is sent: every text the gateway keeps is redacted
@@ -574,8 +576,10 @@ def _random_key() -> str:
 
 
 def _check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
-                     base_urls: Mapping[str, str] | None) -> dict[str, str]:
-    """``base_urls`` checked: each names an enabled vendor whose adapter takes a ``base_url`` option."""
+                     base_urls: Mapping[str, str] | None, *, allow_http: bool = False) -> dict[str, str]:
+    """``base_urls`` checked: each names an enabled vendor whose adapter takes a ``base_url`` option, and is
+    ``https://`` — an API key never travels in clear text — unless the gateway's explicit emulator flag
+    (``allow_local_media``, or an emulator) admits ``http://`` for a loopback emulator."""
     checked: dict[str, str] = {}
     for name, url in (base_urls or {}).items():
         if name not in classes:
@@ -585,6 +589,10 @@ def _check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
             raise ConfigurationError(f"the {name} adapter takes no base_url option", provider=name)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base_urls[{name!r}] must be an http(s) URL, got {url!r}", provider=name)
+        if url.startswith("http://") and not allow_http:
+            raise ConfigurationError(f"base_urls[{name!r}] is plain http ({url}): the API key would travel in "
+                                     "clear text; use https://, or pass allow_local_media=True for a loopback "
+                                     "emulator", provider=name)
         checked[name] = url
     return checked
 

@@ -90,3 +90,16 @@ async def test_without_a_deadline_one_call_is_still_bounded_and_a_trickled_check
     assert 300.0 <= clock.now() < 400.0
     assert len([j for j in emulator.ledger.jobs if j.billable]) == 1
     assert json.loads(result.model_dump_json())["job_id"] == result.job_id
+
+
+@pytest.mark.parametrize("vendor", ["runware", "fal", "wavespeed"])
+async def test_the_emulators_trickle_fault_cannot_hold_a_deadline(vendor: str) -> None:
+    """The same bound against the emulator's own fault kind (``status=trickle:1``: one byte a second)."""
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, seed=10, job_time=lambda rng: 600.0, faults=f"{vendor}.status=trickle:1*50")
+    gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:")
+    with pytest.raises(DeadlineExceeded):
+        await gateway.agenerate(REQUEST, route=Route(provider=vendor, deadline=15))
+    await gateway.aclose()
+    assert clock.now() == pytest.approx(15.0)
+    assert [r.provider for r in gateway.journal.unfinished()] == [vendor]

@@ -215,3 +215,13 @@ async def test_gateway_adownload_bounds_a_slow_emulated_clip_on_the_gateway_cloc
     got = await gateway.adownload(result, tmp_path / "c.mp4")
     assert got.container == "mp4" and got.path.exists()
     await gateway.aclose()
+
+
+def test_plain_http_base_urls_need_the_explicit_emulator_flag() -> None:
+    from gateway.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="clear text"):
+        Gateway(journal=None, keys={"runware": "k" * 10}, base_urls={"runware": "http://127.0.0.1:8123/v1"})
+    flagged = Gateway(journal=None, keys={"runware": "k" * 10}, base_urls={"runware": "http://127.0.0.1:8123/v1"},
+                      allow_local_media=True)
+    assert flagged.allow_local_media
