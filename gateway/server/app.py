@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -260,16 +259,15 @@ class VideoServer:
         return FileResponse(path, media_type="video/mp4")
 
     async def _fetch(self, url: str, path: Path) -> None:
-        """Copy the vendor's clip into the media directory (temporary name, then an atomic rename)."""
-        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-        async with httpx.AsyncClient(transport=self.gateway.transport, follow_redirects=True,
+        """Copy the vendor's clip into the media directory through the safe downloader (https and public
+        addresses only, every redirect re-checked, size and decompression bounded, video magic required,
+        bounded on the gateway's clock; temporary name, then an atomic rename)."""
+        from gateway.media.download import afetch
+
+        async with httpx.AsyncClient(transport=self.gateway.transport,
                                      timeout=httpx.Timeout(120.0, connect=10.0)) as http:
-            async with http.stream("GET", url) as response:
-                response.raise_for_status()
-                with part.open("wb") as out:
-                    async for chunk in response.aiter_bytes(1 << 16):
-                        out.write(chunk)
-        os.replace(part, path)
+            await afetch(url, path, client=http, clock=self.gateway.clock,
+                         allow_local=self.gateway.allow_local_media)
 
     # ---- ending -------------------------------------------------------------------------------
     async def delete(self, request: Request, owner: str) -> Response:
