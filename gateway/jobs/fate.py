@@ -37,14 +37,20 @@ Verdicts — the only answers an adapter may report as ``job_failed`` / ``job_re
 
 - Runware: a task item with ``status: "error"`` or a truthy ``code``/``errorId`` (the SDK's
   ``_is_error_response``), or an ``errors[]`` entry for our ``taskUUID`` whose code is not
-  ``taskFailedOrNotFound`` and not about the request (auth, funds, rate).
+  ``taskFailedOrNotFound`` nor any other *notfound* code, not about the request (auth, funds, rate),
+  and not answered with HTTP 404 or 5xx (``taskCancelled`` is one).
 - fal: a COMPLETED status carrying ``error``/``error_type``, or a result 5xx carrying the
   ``x-fal-error-type`` header (except ``internal_error``, fal's platform failing, not the model).
 - WaveSpeed: ``data.status`` failed/cancelled/timeout/deleted, or an envelope ``code`` ≥ 1000.
 - Any vendor: a content refusal about the job (``ContentRejected``).
 
-Never verdicts: ``taskFailedOrNotFound`` ("failed *or* not found"), any 404, any request-level
-4xx/5xx, a timeout, a malformed body. They are ``check_failed``.
+Never verdicts: ``taskFailedOrNotFound`` ("failed *or* not found") or any *notfound* code, any 404,
+any request-level 4xx/5xx, a timeout, a malformed body. They are ``check_failed``.
+
+On submit, an answer that names the job is the job (``ack``/``job_in_answer``), whatever else it
+carries: a WaveSpeed HTTP 200 with a readable ``data.id`` (any envelope ``code``; the SDK reads only
+those two), a fal answer with ``x-fal-request-id`` (5xx, or a 2xx whose body was lost). A WaveSpeed
+non-200 other than 400/401/402/403/404/422/429 is ``no_answer`` (its SDK never re-sends a submit).
 
 Deliberate paths that may pay twice, each opt-in and each reported:
 

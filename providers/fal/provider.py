@@ -143,11 +143,11 @@ class FalProvider:
             ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
                             status_url=sent.status_url, cancel_url=sent.cancel_url)
         except FalCallError as exc:
-            if exc.cause is not None:
-                raise self._transport(exc.cause, "submit", hint) from exc
             followed = self._request_in_answer(exc, endpoint, hint)
             if followed is not None:
                 raise followed from exc
+            if exc.cause is not None:
+                raise self._transport(exc.cause, "submit", hint) from exc
             raise self.classify(exc, phase="submit") from exc
         except httpx.TransportError as exc:  # only if something bypassed SingleShotTransport
             raise self._transport(exc, "submit", hint) from exc
@@ -162,13 +162,13 @@ class FalProvider:
             include={"request_id", "response_url", "status_url", "cancel_url"})})
 
     def _request_in_answer(self, exc: FalCallError, endpoint: str, hint: dict[str, Any]) -> GatewayError | None:
-        """A 5xx submit answer that carries ``x-fal-request-id``: fal's own server saw the request
-        (fal-client says so and does not retry it, client.py L1160-1168), so the job may be queued under
-        that id. Returned as ``SubmitOutcomeUnknown`` with the job's handle in ``job_hint["handle"]``,
-        which the runner follows instead of submitting again."""
-        response = exc.response
-        request_id = response.headers.get("x-fal-request-id") if response is not None else None
-        if response is None or response.status_code < 500 or not request_id:
+        """A submit answer that carries ``x-fal-request-id`` — a 5xx, or a 2xx whose body was lost
+        after the headers: fal's own server saw the request (fal-client says so and does not retry it,
+        client.py L1160-1168), so the job may be queued under that id. Returned as
+        ``SubmitOutcomeUnknown`` with the job's handle in ``job_hint["handle"]``, which the runner
+        follows instead of submitting again. A 4xx is fal refusing the payload: no job to follow."""
+        status, request_id = exc.status_code, exc.headers.get("x-fal-request-id")
+        if status is None or 400 <= status < 500 or not request_id:
             return None
         url = exc.request.url
         app = "/".join(endpoint.split("/")[:2])  # the subpath is for submit only
@@ -176,7 +176,8 @@ class FalProvider:
         handle = JobHandle(self.name, request_id, data={
             "endpoint": endpoint, "request_id": request_id, "response_url": base,
             "status_url": base + "/status", "cancel_url": base + "/cancel"})
-        cause = self.classify(exc, phase="submit")
+        cause = (self._transport(exc.cause, "submit", hint) if exc.cause is not None
+                 else self.classify(exc, phase="submit"))
         return SubmitOutcomeUnknown(f"fal answered the submit with {cause.message} but named request "
                                     f"{request_id}; following it", provider=self.name,
                                     job_hint={**hint, "job_id": request_id, "handle": handle.to_json()})

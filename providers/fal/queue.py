@@ -41,15 +41,20 @@ class FalCallError(Exception):
     """A fal request that failed: ``cause`` is the httpx error (a transport error, or a body that
     could not be decoded), or ``response`` the error answer (body already read). Deliberately
     neither ``httpx.HTTPError`` nor ``FalClientHTTPError``, so fal-client's retry loop lets it
-    through at once."""
+    through at once. ``status_code``/``headers`` are those of the answer whenever one arrived — also
+    when its body was then lost (``cause`` set): its ``x-fal-request-id`` still names the job."""
 
     def __init__(self, request: httpx.Request, *, response: httpx.Response | None = None,
-                 cause: httpx.TransportError | httpx.DecodingError | None = None) -> None:
+                 cause: httpx.TransportError | httpx.DecodingError | None = None,
+                 answered: httpx.Response | None = None) -> None:
         what = f"HTTP {response.status_code}" if response is not None else type(cause).__name__
         super().__init__(f"{request.method} {request.url.copy_with(query=None)}: {what}")
         self.request = request
         self.response = response
         self.cause = cause
+        head = response if response is not None else answered
+        self.status_code: int | None = head.status_code if head is not None else None
+        self.headers: httpx.Headers = head.headers if head is not None else httpx.Headers()
 
 
 class SingleShotTransport(httpx.AsyncBaseTransport):
@@ -73,7 +78,7 @@ class SingleShotTransport(httpx.AsyncBaseTransport):
             # this transport, where a lost body is a plain httpx error that fal-client retries.
             await response.aread()
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise FalCallError(request, cause=exc) from exc
+            raise FalCallError(request, cause=exc, answered=response) from exc
         finally:
             await response.aclose()
         if response.status_code < 400:

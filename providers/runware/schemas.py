@@ -88,6 +88,14 @@ class RunwareError(_Answer):
     code: str
     message: str = ""
     parameter: str | list[str] | None = None
+
+    @field_validator("code", "message", mode="before")
+    @classmethod
+    def _any_text(cls, value: Any) -> Any:
+        """An integer (or other scalar) code/message is read as text: the SDK takes ``code`` as given
+        (``RunwareAPIError.code = error_data.get("code")``, utils.py L243), so an unusual type must not
+        turn a readable error into an unreadable answer."""
+        return "" if value is None else value if isinstance(value, str) else str(value)
     taskType: str | None = None
     taskUUID: str | None = None
     documentation: str | None = None
@@ -116,9 +124,20 @@ class RunwareItem(_Answer):
     error: RunwareError | None = None
     code: Any = None
     errorId: Any = None
-    message: str | None = None
+    message: Any = None
     """An item carrying a truthy ``code``/``error``/``errorId`` is an error (the SDK's
     ``_is_error_response``, base.py L3768-3780), whatever its ``status``."""
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_of_any_shape(cls, value: Any) -> Any:
+        """``error`` as a bare string (or any non-object) is still an error, as the SDK's truthiness
+        test reads it; falsy values are no error."""
+        if not value:
+            return None
+        if isinstance(value, dict):
+            return value if "code" in value else {"code": "error", **value}
+        return {"code": "error", "message": str(value)}
 
 
 class RunwareUploadItem(_Answer):

@@ -137,7 +137,8 @@ _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("funds", ("credit", "balance", "quota", "paymentrequired")),
     ("rate", ("ratelimit", "toomanyrequests")),
     ("safety", ("contentpolicy", "nsfw")),
-    ("gone", ("notfound", "taskcancelled")),
+    ("cancelled", ("taskcancelled",)),
+    ("gone", ("notfound",)),
     ("expired", ("expired",)),
     ("job", ("inferenceerror", "processingfailed", "taskfailed", "generationfailed")),
     ("unavailable", ("timeout", "unavailable", "noavailableserver", "servererror", "modelnotready",
@@ -160,6 +161,7 @@ def family(code: str) -> str | None:
 
 _CLASSES: dict[str, type[ProviderError]] = {
     "auth": AuthError, "funds": InsufficientFunds, "safety": ContentRejected, "gone": GenerationFailed,
+    "cancelled": GenerationFailed,
     "expired": ResultExpired, "job": GenerationFailed, "unavailable": ProviderUnavailable,
     "rejected": ProviderRejected, "conflict": ProviderRejected,
 }
@@ -256,7 +258,7 @@ def handle_from_submit(status: int, headers: Mapping[str, str], content: bytes, 
 
 def _items(body: RunwareBody, task_uuid: str) -> list[RunwareItem]:
     return [decode(RunwareItem, d, provider=PROVIDER, what="task item") for d in body.data
-            if d.get("taskUUID") == task_uuid and d.get("taskType") != "getResponse"]
+            if d.get("taskUUID") == task_uuid]  # by taskUUID only, whatever the taskType (the SDK's routing)
 
 
 _QUEUED = {"queued", "pending", "scheduled", "waiting"}
@@ -291,7 +293,9 @@ def _pick(items: list[RunwareItem]) -> RunwareItem | None:
     return None
 
 
-_JOB_FAMILIES = ("job", "safety", "gone")
+_JOB_FAMILIES = ("job", "safety", "cancelled")
+"""Codes that are about one task. No *notfound* code is here: "not found" says nothing about a task
+that may be late or kept elsewhere, so it is a failed check, never a verdict."""
 _REQUEST_FAMILIES = ("auth", "funds", "rate")
 """Families that are about the call (key, balance, pace), never about one task, wherever they appear."""
 
@@ -302,11 +306,12 @@ NOT_A_VERDICT = "taskfailedornotfound"
 
 def _is_task_failure(error: RunwareError, task_uuid: str, status: int = 200) -> bool:
     """Whether an ``errors`` entry is Runware's verdict that OUR task ended: it names our ``taskUUID``,
-    its code is not ``taskFailedOrNotFound`` nor about the request (auth, funds, pace), the answer is
-    not a 5xx, and it is about the task (its ``videoInference`` type, or a generation/safety code)."""
+    its code is not ``taskFailedOrNotFound``, any other *notfound* code, nor about the request (auth,
+    funds, pace), the answer is not a 404 or a 5xx, and it is about the task (its ``videoInference``
+    type, or a generation/safety/cancel code)."""
     kind = family(error.code)
     return (error.taskUUID == task_uuid and error.code.lower() != NOT_A_VERDICT and status < 500
-            and kind not in _REQUEST_FAMILIES
+            and status != 404 and kind not in _REQUEST_FAMILIES and kind != "gone"
             and (error.taskType == "videoInference" or kind in _JOB_FAMILIES))
 
 
@@ -383,7 +388,7 @@ def find_from(status: int, headers: Mapping[str, str], content: bytes, *, task_u
         kind = family(errors[0].code)
         if kind == "gone":
             return None
-        if kind in ("job", "safety") or _is_task_failure(errors[0], task_uuid):
+        if kind in _JOB_FAMILIES or _is_task_failure(errors[0], task_uuid):
             return handle
         raise error_from(errors[0], status=status, headers=headers, secrets=secrets)
     if status >= 300:

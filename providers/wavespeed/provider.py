@@ -110,17 +110,12 @@ class WaveSpeedProvider:
         if response.status_code != 200:
             raise translate.classify_http(response.status_code, response.content, headers=response.headers,
                                           secrets=(key,), submitting=True)
-        try:
-            envelope, _ = translate.load_envelope(response.content, submitting=True)
-        except MalformedResponse as exc:
-            exc.may_be_billed = True  # HTTP 200: the job most likely exists, but we cannot name it
-            raise
-        data = envelope.data
-        _log.debug("submit to %s acknowledged: prediction %s", model, data.id)
-        return JobHandle(self.name, data.id, {
+        job_id, urls_get = translate.submitted_job(response.content)
+        _log.debug("submit to %s acknowledged: prediction %s", model, job_id)
+        return JobHandle(self.name, job_id, {
             "endpoint": model,
-            "result_url": translate.result_url(data.id, self._base),
-            "urls_get": data.urls.get if data.urls else None,
+            "result_url": translate.result_url(job_id, self._base),
+            "urls_get": urls_get,
         })
 
     async def status(self, handle: JobHandle) -> JobStatus:

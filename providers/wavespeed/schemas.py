@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "TERMINAL_FAILURES",
@@ -75,20 +75,42 @@ class PredictionData(_Wire):
     has_nsfw_contents: list[bool | None] | None = Field(default_factory=list)
     status: str | None = None
     """Any string: only ``completed`` and ``TERMINAL_FAILURES`` end a task (a missing one keeps polling)."""
-    created_at: str | None = None
+    created_at: Any = None
+    """Not read: a timestamp as text or as a number (the SDK never reads it)."""
     error: str | None = ""
     code: int | None = None
     """Task failure code (error-codes page): 1200 moderation, 14xx request, 5xxx server."""
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_as_text(cls, value: Any) -> Any:
+        """An error object (``{"message": ...}``) or number reads as its text: the SDK only prints it."""
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("message"), str):
+            return value["message"]
+        return str(value)
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_as_int(cls, value: Any) -> Any:
+        """A numeric string reads as its number; anything else unreadable as no code."""
+        if isinstance(value, bool) or value is None or isinstance(value, int):
+            return None if isinstance(value, bool) else value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return None
     timings: Timings | None = None
     input: dict[str, Any] | None = None
     """The original body; present in webhook payloads, tolerated in results."""
 
 
 class Envelope(_Wire):
-    """``{"code": 200, "message": "success", "data": {...}}``."""
+    """``{"code": 200, "message": "success", "data": {...}}``. A missing ``code`` is read as success:
+    the SDK reads only the HTTP status and ``data`` (client.py L205-217, L341-362)."""
 
-    code: int
-    message: str = ""
+    code: int | None = None
+    message: Any = ""
     data: PredictionData
 
 

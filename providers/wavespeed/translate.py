@@ -54,6 +54,7 @@ __all__ = [
     "result_url",
     "status_of",
     "submit_url",
+    "submitted_job",
     "upload_url",
 ]
 
@@ -183,16 +184,48 @@ def classify_code(code: Any, message: str, *, submitting: bool = False) -> Gatew
     return classify_http(code, message, submitting=submitting)
 
 
+_SUBMIT_REFUSALS = frozenset({400, 401, 402, 403, 404, 422, 429})
+"""Submit statuses that refuse the call before any job exists: the payload (400/422, WaveSpeed's
+parameter errors 1400-1402), the model path (404), the key (401/403), funds (402), pace (429). Any
+other non-200 on submit (408, 409, 5xx, ...) may hide a created task."""
+
+
+def submitted_job(body: bytes | str | Mapping[str, Any]) -> tuple[str, str | None]:
+    """``(data.id, data.urls.get)`` of an HTTP 200 submit answer, read as the official SDK reads it:
+    only the HTTP status and ``data.id`` (wavespeed client.py L205-217). A readable id is the job,
+    whatever the envelope ``code``, ``created_at`` or other fields say. With no readable id, an
+    envelope code refusing the call (``_SUBMIT_REFUSALS``) raises that refusal; anything else raises
+    ``MalformedResponse`` with ``may_be_billed`` (HTTP 200: the job most likely exists, unnamed)."""
+    try:
+        value = _load(body)
+    except MalformedResponse as exc:
+        exc.may_be_billed = True
+        raise
+    data = value.get("data") if isinstance(value, Mapping) else None
+    job_id = data.get("id") if isinstance(data, Mapping) else None
+    if isinstance(job_id, str) and job_id:
+        urls = data.get("urls") if isinstance(data, Mapping) else None
+        get = urls.get("get") if isinstance(urls, Mapping) else None
+        return job_id, get if isinstance(get, str) else None
+    code = value.get("code") if isinstance(value, Mapping) else None
+    message = str(value.get("message") or "") if isinstance(value, Mapping) else ""
+    if isinstance(code, int) and not isinstance(code, bool) and code in _SUBMIT_REFUSALS:
+        raise classify_http(code, message)
+    raise MalformedResponse(f"HTTP 200 submit answer names no task (code {code!r}): {message[:200]}",
+                            provider=NAME, may_be_billed=True)
+
+
 def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] | None = None,
                   secrets: tuple[str | None, ...] = (), submitting: bool = False,
                   polling: bool = False) -> GatewayError:
     """An HTTP error answer in our taxonomy.
 
     The JSON shape of non-200 answers is UNCONFIRMED: ``{"code": int, "message": str}`` is read when
-    present, anything else falls back to the status. On submit, every 5xx is ambiguous — the job may
-    exist — so it says ``may_be_billed=True`` and is never sent again: the official SDK never re-sends
-    a submit ("the task may already have been created", client.py L196-203), 502–504 included. A 4xx
-    is WaveSpeed refusing the request, which created nothing. On a poll nothing here is a verdict:
+    present, anything else falls back to the status. On submit, every non-200 except the refusals of
+    the call itself (``_SUBMIT_REFUSALS``: 400/422 payload, 404 path, 401/403 key, 402 funds, 429 pace) is
+    ambiguous — the job may exist — so it says ``may_be_billed=True`` and is never sent again: the
+    official SDK never re-sends a submit ("the task may already have been created", client.py
+    L196-203), whatever the status (408, 409 and 502–504 included). On a poll nothing here is a verdict:
     a 404 is a failed check (it said nothing about the task; WaveSpeed keeps predictions 7 days).
     """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
@@ -204,7 +237,7 @@ def classify_http(status: int, body: bytes | str, *, headers: Mapping[str, str] 
         pass
     message = redact(message, secrets)
     vendor_code = None if code is None else str(code)
-    ambiguous = submitting and status >= 500
+    ambiguous = submitting and status not in _SUBMIT_REFUSALS
     if status == 402 or "insufficient balance" in message.lower():
         return InsufficientFunds(f"HTTP {status}: {message}", provider=NAME, status_code=status,
                                  vendor_code=vendor_code)

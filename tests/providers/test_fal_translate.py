@@ -341,3 +341,38 @@ def test_cancel_moot_answers() -> None:
 
 def test_price_is_data() -> None:
     assert t.PRICE_USD == Decimal("0.20")
+
+
+# ---- review finding 8: a 2xx whose body is lost still names its job in x-fal-request-id ------------------
+class _LostBody(httpx.AsyncByteStream):
+    async def __aiter__(self):
+        yield b'{"request_id": "req-123", "respo'
+        raise httpx.ReadError("connection reset")
+
+
+@pytest.mark.anyio
+async def test_a_lost_submit_body_with_a_request_id_is_followed() -> None:
+    from gateway import Gateway
+    from gateway.clock import VirtualClock
+    posts: list[str] = []
+    gets: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request.url.path)
+            return httpx.Response(200, headers={"x-fal-request-id": "req-123", "content-type": "application/json"},
+                                  stream=_LostBody())
+        gets.append(request.url.path)
+        if request.url.path.endswith("/status"):
+            return httpx.Response(200, json={"status": "COMPLETED", "request_id": "req-123"})
+        return httpx.Response(200, json={"video": {"url": "https://v3.fal.media/files/v.mp4"}, "seed": 1})
+
+    gateway = Gateway(transport=httpx.MockTransport(handler), keys={"fal": "fal-id-123456:fal-secret-abcdef"},
+                      providers=["fal"], journal=":memory:", clock=VirtualClock())
+    try:
+        result = await gateway.agenerate(OviRequest(prompt="A knight. <S>Hold the line.<E>",
+                                                    image="https://example.com/k.png"))
+    finally:
+        await gateway.aclose()
+    assert result.job_id == "req-123" and len(posts) == 1
+    assert gets and all("/requests/req-123" in path for path in gets)

@@ -387,3 +387,74 @@ def test_find_raises_when_runware_cannot_be_asked() -> None:
         find_from(401, {}, raw(AUTH_DOC), task_uuid=TASK)
     with pytest.raises(ProviderUnavailable):
         find_from(502, {}, b"Bad Gateway", task_uuid=TASK)
+
+
+# ---- review finding 3: no "not found" is a verdict, and no 404 is -------------------------------------
+@pytest.mark.parametrize("status", [200, 400, 404])
+@pytest.mark.parametrize("code", ["taskNotFound", "notFound", "resourceNotFound"])
+@pytest.mark.parametrize("task_type", ["getResponse", "videoInference"])
+def test_no_not_found_code_is_a_verdict(status: int, code: str, task_type: str) -> None:
+    """A task Runware cannot find (late, or kept elsewhere) is a failed check: polled again, never paid twice."""
+    with pytest.raises(GatewayError) as info:
+        status_from(status, {}, raw(task_err(code, task_type=task_type)), task_uuid=TASK)
+    assert not is_verdict(info.value)
+
+
+def test_a_404_is_never_a_verdict_whatever_the_code() -> None:
+    with pytest.raises(GatewayError) as info:
+        status_from(404, {}, raw(task_err("inferenceError")), task_uuid=TASK)
+    assert not is_verdict(info.value)
+
+
+def test_task_cancelled_stays_a_verdict() -> None:
+    got = status_from(200, {}, raw(task_err("taskCancelled", task_type="getResponse")), task_uuid=TASK)
+    assert got.state is JobState.FAILED and is_verdict(got.error)
+
+
+# ---- review finding 11: readers as tolerant as the SDK ---------------------------------------------
+def test_an_item_error_given_as_a_string_is_a_failed_task() -> None:
+    body = {"data": [{"taskType": "videoInference", "taskUUID": TASK, "status": "error", "error": "GPU crashed"}]}
+    got = status_from(200, {}, raw(body), task_uuid=TASK)
+    assert got.state is JobState.FAILED and is_verdict(got.error) and "GPU crashed" in str(got.error)
+
+
+def test_an_errors_entry_with_an_integer_code_is_read() -> None:
+    body = {"errors": [{"code": 500, "message": "inference failed", "taskUUID": TASK, "taskType": "videoInference"}]}
+    got = status_from(200, {}, raw(body), task_uuid=TASK)
+    assert got.state is JobState.FAILED and got.error.vendor_code == "500"
+
+
+def test_items_are_matched_by_task_uuid_whatever_their_task_type() -> None:
+    """The SDK routes answers by taskUUID only (server.py L217-263): a getResponse-typed result is ours."""
+    item = {"taskType": "getResponse", "taskUUID": TASK, "status": "success", "videoUUID": "v",
+            "videoURL": "https://vm.runware.ai/v.mp4"}
+    assert status_from(200, {}, raw({"data": [item]}), task_uuid=TASK).state is JobState.SUCCEEDED
+    assert parse_output({"data": [item]}, TASK).video_url == "https://vm.runware.ai/v.mp4"
+
+
+@pytest.mark.anyio
+async def test_a_not_found_poll_never_pays_a_second_task() -> None:
+    """The reviewer's proof: 404 ``taskNotFound`` for our task on every poll, default route (job_retries=1):
+    one submit, then ``JobUnresolved`` (open for resume), never a second paid task."""
+    from gateway import Gateway
+    from gateway.clock import VirtualClock
+    from gateway.errors import JobUnresolved
+    submits: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        task = json.loads(request.content)[0]
+        if task["taskType"] == "videoInference":
+            submits.append(task["taskUUID"])
+            return httpx.Response(200, json={"data": [{"taskType": "videoInference", "taskUUID": task["taskUUID"]}]})
+        return httpx.Response(404, json={"errors": [{"code": "taskNotFound", "message": "Task not found",
+                                                     "taskUUID": task["taskUUID"], "taskType": "getResponse"}]})
+
+    gateway = Gateway(transport=httpx.MockTransport(handler), keys={"runware": "rw-secret-key-123"},
+                      providers=["runware"], journal=":memory:", clock=VirtualClock())
+    try:
+        with pytest.raises(JobUnresolved):
+            await gateway.agenerate(OviRequest(prompt=PROMPT, image=IMAGE), idempotency_key="clip-1")
+        assert len(submits) == 1
+        assert [s.state for s in gateway.journal.submits("clip-1")] == ["accepted"]
+    finally:
+        await gateway.aclose()

@@ -335,3 +335,107 @@ def test_parse_upload_documented_body() -> None:
         tr.parse_upload({"code": 200, "message": "success", "data": {"type": "image"}})
     with pytest.raises(AuthError):
         tr.parse_upload({"code": 401, "message": "Unauthorized"})
+
+
+# ---- review finding 2: on submit, a readable data.id is the job (the SDK reads only status + data.id) ----
+@pytest.mark.parametrize("body", [
+    {"code": 201, "message": "created", "data": {"id": "p1", "status": "created"}},
+    {"data": {"id": "p1", "status": "created"}},                                      # no envelope code
+    {"code": 200, "data": {"id": "p1", "status": "created", "created_at": 1764580000}},  # a numeric timestamp
+    {"code": 1403, "message": "odd", "data": {"id": "p1", "status": "weird", "outputs": None}},
+])
+def test_a_submit_answer_naming_a_task_is_that_task(body) -> None:
+    assert tr.submitted_job(json.dumps(body).encode())[0] == "p1"
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"code": 200, "data": {}}', b'{"code": 408, "message": "x"}',
+                                  b'{"code": 500, "data": null}'])
+def test_an_http_200_submit_naming_no_task_may_be_billed(body: bytes) -> None:
+    with pytest.raises(MalformedResponse) as info:
+        tr.submitted_job(body)
+    assert info.value.may_be_billed is True
+
+
+def test_an_http_200_submit_refusing_the_key_is_a_refusal() -> None:
+    with pytest.raises(AuthError) as info:
+        tr.submitted_job(b'{"code": 401, "message": "Unauthorized"}')
+    assert info.value.may_be_billed is False
+
+
+@pytest.mark.anyio
+async def test_a_code_201_submit_is_followed_never_bought_again() -> None:
+    """The reviewer's proof: HTTP 200 + data.id + code 201. The task is followed on WaveSpeed; Runware is
+    never asked (before, the submit was closed failed, not billed, and the clip bought on Runware)."""
+    from gateway import Gateway, Route
+    from gateway.clock import VirtualClock
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.method == "POST":
+            return httpx.Response(200, json={"code": 201, "message": "created",
+                                             "data": {"id": "p1", "status": "created"}})
+        return httpx.Response(200, json={"code": 200, "data": {"id": "p1", "status": "completed",
+                                                                "outputs": ["https://cdn.wavespeed.ai/v.mp4"]}})
+
+    gateway = Gateway(transport=httpx.MockTransport(handler), providers=["wavespeed", "runware"],
+                      keys={"wavespeed": "ws-secret-key-123", "runware": "rw-secret-key-123"},
+                      journal=":memory:", clock=VirtualClock())
+    try:
+        result = await gateway.agenerate(OviRequest(prompt="A knight. <S>Hold the line.<E>",
+                                                    image="https://example.com/k.png"),
+                                         route=Route(order=["wavespeed", "runware"]), idempotency_key="c")
+    finally:
+        await gateway.aclose()
+    assert (result.provider, result.job_id) == ("wavespeed", "p1")
+    assert "api.runware.ai" not in hosts
+
+
+# ---- review finding 9: no WaveSpeed submit is sent twice once bytes may have left ----------------------
+@pytest.mark.parametrize("status", [408, 409, 410, 500, 502, 504])
+def test_submit_non_refusals_may_be_billed(status: int) -> None:
+    error = tr.classify_http(status, b"Request Timeout", submitting=True)
+    assert error.may_be_billed is True
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422, 429])
+def test_submit_refusals_created_nothing(status: int) -> None:
+    assert tr.classify_http(status, b'{"code": %d, "message": "x"}' % status, submitting=True).may_be_billed is False
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [408, 409])
+async def test_a_408_or_409_submit_is_never_sent_again(status: int) -> None:
+    from gateway import Gateway
+    from gateway.clock import VirtualClock
+    from gateway.errors import SubmitOutcomeUnknown
+    posts: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(1)
+            if len(posts) == 1:
+                return httpx.Response(status, text="Request Timeout")
+            return httpx.Response(200, json={"code": 200, "data": {"id": f"p{len(posts)}", "status": "created"}})
+        return httpx.Response(200, json={"code": 200, "data": {"id": "p2", "status": "completed",
+                                                                "outputs": ["https://cdn.wavespeed.ai/v.mp4"]}})
+
+    gateway = Gateway(transport=httpx.MockTransport(handler), keys={"wavespeed": "ws-secret-key-123"},
+                      providers=["wavespeed"], journal=":memory:", clock=VirtualClock())
+    try:
+        with pytest.raises(SubmitOutcomeUnknown):
+            await gateway.agenerate(OviRequest(prompt="A knight. <S>Hold the line.<E>",
+                                               image="https://example.com/k.png"))
+    finally:
+        await gateway.aclose()
+    assert len(posts) == 1
+
+
+# ---- poll readers as tolerant as the SDK ------------------------------------------------------------
+@pytest.mark.parametrize(("body", "state"), [
+    ({"code": 200, "data": {"id": "p", "status": "processing", "created_at": 1764580000}}, JobState.RUNNING),
+    ({"data": {"id": "p", "status": "completed", "outputs": ["https://x.y/v.mp4"]}}, JobState.SUCCEEDED),
+    ({"code": 200, "data": {"id": "p", "status": "failed", "error": {"message": "oom"}}}, JobState.FAILED),
+])
+def test_poll_readers_take_what_they_need(body, state: JobState) -> None:
+    assert tr.status_of(body).state is state
