@@ -36,6 +36,7 @@ from gateway.errors import (
     ProviderUnavailable,
     RateLimited,
     ResultExpired,
+    StoreUnavailable,
     SubmitOutcomeUnknown,
     UnsupportedByProvider,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "RateLimited",
     "ResultExpired",
     "Route",
+    "StoreUnavailable",
     "SubmitOutcomeUnknown",
     "Timings",
     "UnsupportedByProvider",

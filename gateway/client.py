@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import os
 import random
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
@@ -31,7 +32,7 @@ from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.delivery import Delivery
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
-from gateway.jobs.recovery import Recovery, ResumeOutcome, lease_owner, owner_alive
+from gateway.jobs.recovery import Recovery, ResumeOutcome
 from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
 from gateway.media.verify import MediaFacts
@@ -43,6 +44,8 @@ from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.journal import Journal, request_hash
+from gateway.store.lease import Heartbeat, lease_owner, owner_dead
+from gateway.store.records import HEARTBEAT_S
 
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
@@ -66,9 +69,11 @@ class Gateway(HandlesMixin):
         emulator: an ``Emulator`` to run against instead of the real vendors (sets the transport
             and a placeholder key per vendor; results say ``emulated=True``). ``Gateway.offline()``
             builds one with short jobs and matching polling.
-        journal: a ``Journal``, a path, ``":memory:"``, or ``None`` for no journal; default: the
-            journal file under the user's data directory (with an emulator: the separate offline
-            journal, ``gateway.offline.offline_journal_path()``).
+        journal: a ``Journal``, a path, ``":memory:"``, a ``postgresql://`` URL (many processes and
+            machines sharing one journal; ``StoreUnavailable`` at once if it cannot be reached), or
+            ``None`` for no journal; default: ``$OVI_GATEWAY_DATABASE_URL`` if set, else the journal
+            file under the user's data directory (with an emulator: the separate offline journal,
+            ``gateway.offline.offline_journal_path()``). Breaker state is shared through it.
         prices: a ``PriceBook`` or a TOML file overriding the packaged prices.
         route: the default ``Route`` for ``generate`` calls that pass none.
         poll: when to check running jobs.
@@ -95,6 +100,8 @@ class Gateway(HandlesMixin):
         keep_dir: download every finished clip into this folder as soon as it is done (as
             ``<clip key>.<ext>``, verified; ``result.saved_to``), so none is lost when the vendor's URL
             expires (``result.expires_at``).
+        lease_heartbeat: seconds between renewals of a clip's lease while a call works on it; a lease
+            whose holder missed 3 beats is stale and another call may take the clip over.
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
@@ -106,7 +113,8 @@ class Gateway(HandlesMixin):
                  timeout: float | httpx.Timeout | None = None, http_client: httpx.AsyncClient | None = None,
                  base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
                  seed: int | None = None, allow_local_media: bool = False,
-                 keep_dir: str | os.PathLike[str] | None = None) -> None:
+                 keep_dir: str | os.PathLike[str] | None = None,
+                 lease_heartbeat: float = HEARTBEAT_S) -> None:
         if seed is not None:
             warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
                           "keys are always random)", DeprecationWarning, stacklevel=2)
@@ -144,6 +152,10 @@ class Gateway(HandlesMixin):
         self.health_state: Health = Health(self.clock, **dict(breaker or {}))
         self.rng: random.Random = random.Random(jitter_seed)
         self.journal: Journal | None = _open_journal(journal, self.emulator_instance)
+        self.lease_heartbeat: float = lease_heartbeat
+        if self.journal is not None:  # breakers shared with other processes and the next run, in wall time
+            wall = time.time if isinstance(self.clock, RealClock) else self.clock.now
+            self.health_state.attach(self.journal, wall=wall)
         self.recovery: Recovery | None = None if self.journal is None else Recovery(
             self.journal, self._providers, lambda name: name in self.classes and name in self._keys, self.clock)
         if budget is not None and self.journal is None:
@@ -313,11 +325,12 @@ class Gateway(HandlesMixin):
         if clip.state == "succeeded" and clip.result_json:
             return OviResult.model_validate_json(clip.result_json)
         owner = lease_owner()
-        holder = self.journal.claim_clip(clip_key, owner, seconds=self._lease_seconds(route), alive=owner_alive)
+        holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=_alive)
         if holder is not None:
             raise ClipInProgress(f"clip {clip_key!r} is being generated by another call ({holder}); "
                                  "call again with the same key when it is done")
         assert self.recovery is not None  # built whenever the journal is
+        beat = self._heartbeat(clip_key, owner)
         try:
             runner = self._runner(on_event, request, route)
             deadline_at = None if route.deadline is None else started + route.deadline
@@ -328,6 +341,7 @@ class Gateway(HandlesMixin):
             earlier = self.recovery.refuse_if_open(clip_key, route)
             return await self._plan_and_run(request, route, clip_key, runner, started, earlier)
         finally:
+            await beat.stop()
             self.journal.release_clip(clip_key, owner)
 
     async def _plan_and_run(self, request: OviRequest, route: Route, clip_key: str, runner: Runner,
@@ -357,9 +371,13 @@ class Gateway(HandlesMixin):
         self._settle(result)
         return result
 
-    def _lease_seconds(self, route: Route) -> float:
-        """How long one call may hold a clip: its whole generation, and then some."""
-        return (route.deadline or 2 * self.poll.max_wait) + 300.0
+    def _heartbeat(self, clip_key: str, owner: str) -> Heartbeat:
+        """Keep ``owner``'s lease on the clip live while this call runs (the lease rule: 3 missed beats
+        make it stale), however long the vendor takes."""
+        journal = self.journal
+        assert journal is not None
+        return Heartbeat(lambda: journal.renew_clip(clip_key, owner, heartbeat=self.lease_heartbeat),
+                         self.clock.sleep, self.lease_heartbeat).start()
 
     def _cooldown_wait(self, route: Route, quotes: Mapping[str, Quote]) -> float | None:
         """Seconds until the first vendor that could take the clip but for its open breaker half-opens;
@@ -434,15 +452,17 @@ class Gateway(HandlesMixin):
         runner = self._runner(None)
         for clip_key in dict.fromkeys(record.clip_key for record in self.journal.unfinished()):
             owner = lease_owner()
-            holder = self.journal.claim_clip(clip_key, owner, seconds=2 * self.poll.max_wait + 300, alive=owner_alive)
+            holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=_alive)
             if holder is not None:
                 outcomes.append(ResumeOutcome(clip_key, "", "in-progress", error=f"held by {holder}"))
                 continue
+            beat = self._heartbeat(clip_key, owner)
             try:
                 found = await self.recovery.clip(clip_key, runner)
             except GatewayError as error:  # one clip's trouble must not stop the others
                 found = [ResumeOutcome(clip_key, error.provider or "", "unknown", error=str(error))]
             finally:
+                await beat.stop()
                 self.journal.release_clip(clip_key, owner)
             for outcome in found:
                 if outcome.result is not None:
@@ -595,6 +615,11 @@ def _check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
                                      "emulator", provider=name)
         checked[name] = url
     return checked
+
+
+def _alive(owner: str) -> bool:
+    """A lease holder counts as alive unless it provably is not (``owner_dead``)."""
+    return not owner_dead(owner)
 
 
 def _open_journal(journal: Any, emulator_instance: str | None = None) -> Journal | None:

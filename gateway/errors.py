@@ -22,6 +22,7 @@
     ├── SubmitOutcomeUnknown     the vendor may have accepted a paid job           retry: no  failover: no
     ├── JobUnresolved            a paid job exists but its outcome can't be read   retry: no  failover: no
     ├── ClipInProgress           another call is working on this idempotency key   retry: no  failover: no
+    ├── StoreUnavailable         the journal's database cannot be reached          retry: no  failover: no
     ├── DeadlineExceeded         the caller's deadline passed                      retry: no  failover: no
     ├── DownloadFailed           the finished clip could not be fetched safely     retry: no  failover: no
     └── AllProvidersFailed       every candidate failed; carries every attempt     retry: no  failover: no
@@ -66,6 +67,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "ResultExpired",
+    "StoreUnavailable",
     "SubmitOutcomeUnknown",
     "UnsupportedByProvider",
 ]
@@ -257,6 +259,11 @@ class JobUnresolved(GatewayError):
 class ClipInProgress(GatewayError):
     """Another call (in this process or another) is generating the clip under this idempotency key.
     Wait for it, then call again with the same key to get its result."""
+
+
+class StoreUnavailable(GatewayError):
+    """The journal's database cannot be reached (or failed mid-write). Raised before any submit when it
+    happens first; after a vendor accepted a job, the job id travels with the error so it can be resumed."""
 
 
 class DeadlineExceeded(GatewayError):

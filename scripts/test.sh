@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The project's checks, in the order a reviewer reads them: lint, types, the fast tier, the slow tier.
 # Run from a venv with '.[test]' installed (the README's test command does that first); .ci/run runs it.
+# Both pytest tiers run beside a throwaway PostgreSQL (scripts/postgres.sh sets
+# OVI_GATEWAY_TEST_DATABASE_URL), so the storage contract tests cover both backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${OVI_GATEWAY_TEST_DATABASE_URL:-}" ]; then
+    exec scripts/postgres.sh "$0" "$@"
+fi
 py=.venv/bin/python
 [ -x "$py" ] || py=python3
 

@@ -47,3 +47,26 @@ def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     """No test reads or writes the user's real journal (platformdirs follows XDG_DATA_HOME): a journal
     left there by another checkout or a newer schema must not change what a test sees."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    monkeypatch.delenv("OVI_GATEWAY_DATABASE_URL", raising=False)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """A fresh, empty schema on the test PostgreSQL (``OVI_GATEWAY_TEST_DATABASE_URL``, which
+    scripts/test.sh always sets). Unset: skipped locally, an error under CI (never a silent skip)."""
+    import os
+    import uuid
+
+    base = os.environ.get("OVI_GATEWAY_TEST_DATABASE_URL")
+    if not base:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: OVI_GATEWAY_TEST_DATABASE_URL is not set "
+                        "(scripts/test.sh starts a cluster through scripts/postgres.sh)")
+        pytest.skip("needs PostgreSQL: set OVI_GATEWAY_TEST_DATABASE_URL or run scripts/test.sh")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}options=-csearch_path%3D{schema}"

@@ -12,6 +12,7 @@ Exit codes: 0 ok; 2 usage, invalid request, configuration or no route; 3 vendor 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,35 @@ def resume(ctx: click.Context, journal: str | None, emulator_url: str | None, as
         click.echo("nothing to resume")
     kinds = {o.outcome for o in outcomes}
     ctx.exit(4 if "unknown" in kinds else 3 if "failed" in kinds else 0)
+
+
+def _age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w`` as a timedelta."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise click.BadParameter(f"{text!r}: expected a number and a unit (s, m, h, d, w), e.g. 30d")
+    return timedelta(**{units[unit]: float(number)})
+
+
+@jobs.command()
+@journal_option
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete finished rows last changed more than AGE ago: 30d, 12h, 90m, 2w.")
+@json_option
+@click.pass_context
+@reports_errors
+def prune(ctx: click.Context, journal: str | None, older_than: str, as_json: bool) -> None:
+    """Delete finished clips, their submits and unused stored images older than AGE.
+
+    A clip with an unfinished (possibly paid) job is never deleted."""
+    parent = ctx.obj or {}
+    age = _age(older_than)
+    counts = open_journal(journal or parent.get("journal")).prune(age)
+    if as_json or parent.get("as_json"):
+        echo_json(counts)
+    else:
+        click.echo(", ".join(f"{n} {table}" for table, n in counts.items()) + " deleted")
 
 
 @cli.command()

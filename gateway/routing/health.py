@@ -5,12 +5,19 @@ breaker opens after ``threshold`` consecutive failures, stays open for a cooldow
 time it reopens (or for the vendor's ``Retry-After`` when longer), then lets exactly one probe
 through (half-open). A success closes it. Hand-written rather than a library because it must run on
 the gateway's injected clock and honor ``Retry-After``; the common breaker packages read the wall clock.
+
+With a store (``Health.attach``), breakers are shared: every change is written with wall-clock times
+(``BreakerRecord``), and what other processes — or an earlier CLI run — wrote is adopted, read at
+most once per ``refresh`` seconds (LiteLLM shares cooldowns the same way, with a 1 s cache). One
+process's failures cool the vendor for all. An emulator's gateway shares only emulated breakers.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.clock import Clock
 from gateway.errors import (
@@ -23,6 +30,7 @@ from gateway.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from gateway.store.records import BreakerRecord
 
 __all__ = ["Breaker", "BreakerState", "Health"]
 
@@ -57,6 +65,8 @@ class Breaker:
         self.open_until: float | None = None
         self.probing: bool = False
         self.last_error: str | None = None
+        self.on_change: Callable[[Breaker], None] = lambda breaker: None
+        """Called after every change of the counted state (the shared store listens)."""
 
     @property
     def state(self) -> Literal["closed", "open", "half-open"]:
@@ -79,7 +89,10 @@ class Breaker:
         self.probing = False
 
     def success(self) -> None:
+        changed = (self.failures, self.opened, self.open_until) != (0, 0, None)
         self.failures, self.opened, self.open_until, self.probing = 0, 0, None, False
+        if changed:
+            self.on_change(self)
 
     def failure(self, error: GatewayError) -> None:
         """Count a failure that says something about the vendor's health (not the caller's request)."""
@@ -95,6 +108,7 @@ class Breaker:
             cooldown = min(self.max_cooldown, self.base_cooldown * 2 ** self.opened)
             hinted = error.retry_after if isinstance(error, RateLimited) and error.retry_after else 0.0
             self._open(max(cooldown, hinted))
+        self.on_change(self)
 
     def _open(self, seconds: float) -> None:
         self.opened += 1
@@ -109,21 +123,65 @@ class Breaker:
 
 
 class Health:
-    """The breakers of every vendor, created on first use."""
+    """The breakers of every vendor, created on first use; shared through a store once attached."""
 
     def __init__(self, clock: Clock, **breaker_options: float) -> None:
         self.clock = clock
         self.options = breaker_options
         self.breakers: dict[str, Breaker] = {}
+        self.store: Any = None
+        self.wall: Callable[[], float] = time.time
+        self.refresh = 1.0
+        self._seen: dict[str, BreakerRecord] = {}
+        self._loaded_at: float | None = None
+
+    def attach(self, store: Any, *, wall: Callable[[], float] = time.time, refresh: float = 1.0) -> None:
+        """Share breakers through ``store`` (a ``Journal``: ``load_breakers()``/``save_breaker()``).
+        ``wall``: epoch seconds, the time stored records are in; ``refresh``: seconds between reads."""
+        self.store, self.wall, self.refresh = store, wall, refresh
+        self._load()
 
     def __getitem__(self, provider: str) -> Breaker:
+        self._maybe_load()
+        return self._breaker(provider)
+
+    def _breaker(self, provider: str) -> Breaker:
         if provider not in self.breakers:
-            self.breakers[provider] = Breaker(provider, self.clock, **self.options)  # type: ignore[arg-type]
+            breaker = self.breakers[provider] = Breaker(provider, self.clock, **self.options)  # type: ignore[arg-type]
+            breaker.on_change = self._save
         return self.breakers[provider]
 
     def unhealthy(self) -> dict[str, str]:
         """Vendors whose breaker is open now, with the reason (half-open ones may take a probe)."""
+        self._maybe_load()
         return {name: b.reason() for name, b in self.breakers.items() if b.state == "open"}
+
+    # ---- sharing ------------------------------------------------------------------------------
+    def _maybe_load(self) -> None:
+        if self.store is not None and (self._loaded_at is None or self.clock.now() - self._loaded_at >= self.refresh):
+            self._load()
+
+    def _load(self) -> None:
+        self._loaded_at = self.clock.now()
+        for name, record in self.store.load_breakers().items():
+            if self._seen.get(name) == record:
+                continue  # nothing new since this process last wrote or read it
+            self._seen[name] = record
+            breaker = self._breaker(name)
+            breaker.failures, breaker.opened, breaker.last_error = record.failures, record.opened, record.last_error
+            breaker.open_until = (None if record.open_until is None
+                                  else self.clock.now() + (record.open_until - self.wall()))
+
+    def _save(self, breaker: Breaker) -> None:
+        if self.store is None:
+            return
+        until = None if breaker.open_until is None else self.wall() + (breaker.open_until - self.clock.now())
+        record = BreakerRecord(breaker.provider, breaker.failures, breaker.opened, until, None, breaker.last_error)
+        self._seen[breaker.provider] = record
+        try:
+            self.store.save_breaker(record)
+        except Exception:  # a breaker is advice: failing to share it must not fail the call
+            pass
 
     def snapshot(self) -> list[BreakerState]:
         return [b.snapshot() for b in self.breakers.values()]

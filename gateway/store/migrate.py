@@ -16,12 +16,15 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Any
 
 from gateway.errors import ConfigurationError
 
-__all__ = ["Migration", "load", "migrate_sqlite", "newest"]
+__all__ = ["Migration", "load", "migrate_postgres", "migrate_sqlite", "newest"]
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIN_READER = re.compile(r"^-- min-reader: (\d+)$", re.MULTILINE)
+_PG_LOCK = 0x0F1_6A7E  # the advisory lock every replica takes to migrate (one at a time)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def min_reader(self) -> int:
+        """The oldest code (by its newest schema version) that can still use a database after this
+        migration: a ``-- min-reader: N`` line, else 1 (additive changes old code can ignore)."""
+        found = _MIN_READER.search(self.sql)
+        return int(found[1]) if found else 1
 
 
 def load(dialect: str) -> list[Migration]:
@@ -88,3 +98,38 @@ def _statements(sql: str) -> list[str]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def migrate_postgres(conn: Any, where: str, migrations: list[Migration] | None = None) -> int:
+    """Bring a PostgreSQL database up to the newest migration; return the version it is at.
+
+    Runs in one transaction holding an advisory lock, so N replicas starting at once migrate once.
+    ``schema_meta`` records the version and ``min_reader``, the oldest code version that can still
+    read it: a database newer than this code is used if this code is at least ``min_reader`` (a
+    rolling upgrade leaves old replicas running), else refused. ``conn``: a psycopg connection."""
+    steps = load("postgresql") if migrations is None else migrations
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        applied = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        known = len(steps)
+        if applied > known:
+            row = conn.execute("SELECT value FROM schema_meta WHERE key = 'min_reader'").fetchone()
+            reader = int(row[0]) if row else applied
+            if reader > known:
+                raise ConfigurationError(
+                    f"database {where} has schema version {applied}, readable only by ovi-gateway with schema "
+                    f"{reader} or newer (this one has {known}); upgrade ovi-gateway")
+            return int(applied)
+        for migration in steps[applied:]:
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                         (migration.version, migration.name, _now()))
+        reader = max((m.min_reader for m in steps), default=1)
+        for key, value in (("version", known), ("min_reader", reader)):
+            conn.execute("INSERT INTO schema_meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value ="
+                         " excluded.value", (key, str(value)))
+    return known

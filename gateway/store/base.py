@@ -1,0 +1,206 @@
+"""The storage interface: every shared fact of the gateway, async, one class per write.
+
+The method names are the journal's (``open_clip``, ``intent``, ``accepted``, ``state``, ``finished``,
+…): switching a caller is ``journal.x(...)`` → ``await store.x(...)``. Each write names its
+``Durability`` class here, once, for every backend. Backends (``SqliteStore``, ``PostgresStore``)
+provide only ``_run``: how an operation of ``Queries`` reaches the database.
+
+Shared facts and where they live (the schema, ``migrations/<dialect>/``): clips and their idempotency
+keys (unique per tenant and key), submits (one per paid vendor attempt), clip leases (wall time,
+renewed by heartbeat; the lease rule is ``Queries.claim_clip``), budget running totals with scopes,
+vendor breakers (wall-clock times), per-vendor concurrency slots and request-rate buckets, webhook
+dedupe, the callback outbox, media facts and request images stored once by content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from gateway.store.queries import Queries, _money
+from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
+
+__all__ = ["SqlStore", "Store"]
+
+_T = TypeVar("_T")
+F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
+
+
+class SqlStore:
+    """The async storage interface, implemented once over ``Queries``; see the module docstring.
+
+    ``wall`` gives epoch seconds for leases, slots and buckets (a seam for tests).
+    """
+
+    dialect = "?"
+    where = "?"
+    """Names the database in errors and logs (a path, or a URL with its password redacted)."""
+
+    def __init__(self, *, wall: Callable[[], float] = time.time, emulator_instance: str | None = None) -> None:
+        self.wall = wall
+        self.emulator_instance = emulator_instance
+
+
+    @property
+    def emulated(self) -> bool:
+        """An emulator's store writes rows marked with its instance and reads only such rows."""
+        return self.emulator_instance is not None
+
+    async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        raise NotImplementedError
+
+    async def _read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await self._run(Durability.COMMITTED, fn, *args, **kwargs)
+
+    # -- clips and leases ------------------------------------------------------------------
+    async def open_clip(self, key: str, request_json: str, request_hash: str, *, tenant: str = "") -> ClipRecord:
+        """Create clip ``key`` (state "open"), or return it if it exists for the same request hash;
+        ``InvalidRequest`` when the key was used for a different request."""
+        return await self._run(C, Queries.open_clip, key, request_json, request_hash,
+                               emulator_instance=self.emulator_instance, tenant=tenant)
+
+    async def get_clip(self, key: str) -> ClipRecord | None:
+        return await self._read(Queries.get_clip, key)
+
+    async def claim_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> str | None:
+        """Take the clip's lease for ``owner``: None when taken, else the holder of a live lease.
+        The holder must ``renew_clip`` every ``heartbeat`` seconds; 3 missed beats make it stale."""
+        return await self._run(C, Queries.claim_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
+
+    async def renew_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> bool:
+        """One heartbeat; False when ``owner`` no longer holds the lease (it went stale and was taken)."""
+        return await self._run(C, Queries.renew_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
+
+    async def release_clip(self, key: str, owner: str) -> None:
+        await self._run(C, Queries.release_clip, key, owner)
+
+    async def record_media(self, key: str, facts: dict[str, Any]) -> None:
+        """Merge facts about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
+        await self._run(C, Queries.record_media, key, facts)
+
+    async def finish_clip(self, key: str, result_json: str) -> None:
+        """Mark the clip "succeeded" with its OviResult JSON (a succeeded clip is final)."""
+        await self._run(C, Queries.clip_to, key, "succeeded", result_json=result_json, error=None)
+
+    async def fail_clip(self, key: str, error: str) -> None:
+        await self._run(C, Queries.clip_to, key, "failed", error=error)
+
+    async def claim_unfinished(self, owner: str, *, limit: int = 100, heartbeat: float = HEARTBEAT_S) -> list[str]:
+        """Lease up to ``limit`` clips holding open submits for a resume worker (none leased live)."""
+        return await self._run(C, Queries.claim_unfinished, owner, wall=self.wall(), heartbeat=heartbeat,
+                               limit=limit, emulated=self.emulated)
+
+    # -- submits -----------------------------------------------------------------------------
+    async def intent(self, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
+                     deadline: float | None = None, steps: int | None = None, dropped: Iterable[str] = (),
+                     budget: tuple[Decimal, str, str] | None = None) -> None:
+        """FLUSHED before the submit POST. ``budget`` = (limit USD, period, scope) reserves the quote in
+        the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``."""
+        refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
+                                  quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
+                                  budget=budget, emulator_instance=self.emulator_instance)
+        if refused is not None:
+            raise refused
+
+    async def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
+        """FLUSHED right after the vendor's ack: its job id and ``JobHandle.to_json()``."""
+        await self._run(F, Queries.submit_to, submit_key, "accepted", job_id=handle_json.get("job_id"),
+                        handle_json=json.dumps(handle_json, sort_keys=True))
+
+    async def state(self, submit_key: str, state: str) -> None:
+        """BATCHED progress ("queued", "running")."""
+        await self._run(B, Queries.submit_to, submit_key, state)
+
+    async def finished(self, submit_key: str, *, cost_usd: Decimal | None, cost_source: str) -> None:
+        """BATCHED: the clip's result is already on record (``finish_clip``) when this is written."""
+        await self._run(B, Queries.submit_to, submit_key, "succeeded", cost_usd=_money(cost_usd),
+                        cost_source=cost_source)
+
+    async def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None:
+        await self._run(C, Queries.submit_to, submit_key, "failed", error=error, may_be_billed=int(bool(may_be_billed)))
+
+    async def unknown(self, submit_key: str, *, error: str) -> None:
+        await self._run(C, Queries.submit_to, submit_key, "unknown", error=error, may_be_billed=1)
+
+    async def expired(self, submit_key: str, error: str) -> None:
+        await self._run(C, Queries.submit_to, submit_key, "expired", error=error)
+
+    async def abandoned(self, submit_key: str, *, error: str) -> None:
+        """Give up on a submit no resume could settle (terminal; it may have been billed)."""
+        await self._run(C, Queries.submit_to, submit_key, "abandoned", error=error, may_be_billed=1)
+
+    async def note_resume(self, submit_key: str) -> int:
+        return await self._run(C, Queries.note_resume, submit_key)
+
+    async def abandoned_submits(self) -> list[SubmitRecord]:
+        return await self._read(Queries.abandoned_submits, self.emulated)
+
+    async def reserve(self, submit_key: str, amount: Decimal) -> None:
+        await self._run(C, Queries.reserve, submit_key, amount)
+
+    async def submits(self, clip_key: str) -> list[SubmitRecord]:
+        return await self._read(Queries.submits, clip_key)
+
+    async def unfinished(self) -> list[SubmitRecord]:
+        """Open submits of unsucceeded clips (this store's kind: real or emulated), oldest first."""
+        return await self._read(Queries.unfinished, self.emulated)
+
+    # -- spend ---------------------------------------------------------------------------------
+    async def spend(self, *, since: datetime | None = None) -> list[SpendRow]:
+        return await self._read(Queries.spend, since=since, emulated=self.emulated)
+
+    async def reserved_and_spent(self, *, since: datetime | None = None, scope: str = "") -> Decimal:
+        return await self._read(Queries.reserved_and_spent, since=since, emulated=self.emulated, scope=scope)
+
+    async def reported_costs(self, provider: str, limit: int = 20) -> list[tuple[Decimal, Decimal | None, int | None]]:
+        return await self._read(Queries.reported_costs, provider, limit, self.emulated)
+
+    # -- breakers, caps, rates -----------------------------------------------------------------
+    async def load_breakers(self) -> dict[str, BreakerRecord]:
+        return await self._read(Queries.load_breakers, self.emulated)
+
+    async def save_breaker(self, record: BreakerRecord) -> None:
+        await self._run(B, Queries.save_breaker, record, self.emulated, self.wall())
+
+    async def take_slot(self, provider: str, holder: str, *, cap: int, ttl: float = 3 * HEARTBEAT_S) -> bool:
+        return await self._run(C, Queries.take_slot, provider, holder, cap=cap, wall=self.wall(), ttl=ttl,
+                               emulated=self.emulated)
+
+    async def free_slot(self, provider: str, holder: str) -> None:
+        await self._run(C, Queries.free_slot, provider, holder, self.emulated)
+
+    async def take_token(self, provider: str, *, per_second: float, burst: float = 1.0) -> float:
+        return await self._run(C, Queries.take_token, provider, per_second=per_second, burst=burst,
+                               wall=self.wall(), emulated=self.emulated)
+
+    # -- intake, images, retention -------------------------------------------------------------
+    async def first_webhook(self, vendor: str, job_id: str, status: str) -> bool:
+        return await self._run(C, Queries.first_webhook, vendor, job_id, status)
+
+    async def put_image(self, sha256: str, data: bytes, mime: str | None = None) -> None:
+        await self._run(C, Queries.put_image, sha256, data, mime)
+
+    async def get_image(self, sha256: str) -> bytes | None:
+        return await self._read(Queries.get_image, sha256)
+
+    async def prune(self, older_than: timedelta) -> dict[str, int]:
+        """Delete finished rows and unused images older than ``older_than``; never an open paid job."""
+        return await self._run(C, Queries.prune, older_than, wall=self.wall())
+
+    async def drain(self) -> None:
+        """Wait until every BATCHED write made so far is committed (visible to other processes)."""
+        await self._run(C, Queries.noop)
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+Store = SqlStore
+"""The storage interface's type (every backend subclasses it)."""

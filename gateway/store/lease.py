@@ -1,0 +1,105 @@
+"""Lease owners and the heartbeat that keeps a lease live (the lease rule itself: ``Queries.claim_clip``).
+
+A lease carries wall time: its holder renews it every ``HEARTBEAT_S`` seconds while the call is alive,
+and it is stale once ``STALE_BEATS`` beats are missed — the same rule on every backend and machine.
+
+A holder's process id proves nothing across containers (two containers may share a hostname, each
+with its own PID 1234), so a PID is consulted only as a shortcut when it is *provably* ours to judge:
+the owner name records the kernel's boot id and the PID namespace, and only an owner from this very
+boot and namespace whose process is gone counts as dead before its lease runs out. Everyone else
+waits for the missed beats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+__all__ = ["Heartbeat", "lease_owner", "owner_dead"]
+
+_log = logging.getLogger("gateway.store")
+
+
+def _namespace() -> str:
+    """``<boot id>.<pid namespace inode>``: equal only for processes on one kernel boot and one PID
+    namespace (empty where the system offers neither)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip().replace("-", "")[:16]
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}.{pidns}"
+
+
+_NAMESPACE = _namespace()
+
+
+def lease_owner() -> str:
+    """A name for this call: ``host:pid:namespace:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_NAMESPACE}:{uuid.uuid4().hex}"
+
+
+def owner_dead(owner: str) -> bool:
+    """True only when ``owner`` provably no longer runs: same boot and PID namespace as this process
+    and its PID is gone. Anything else (another host, container or boot; an old-style name) is
+    presumed alive until its lease goes stale."""
+    parts = owner.split(":")
+    if len(parts) != 4 or not _NAMESPACE or parts[2] != _NAMESPACE or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Heartbeat:
+    """Renews one lease every ``interval`` seconds (on the gateway clock) while the call runs.
+
+    ``renew()`` returns False when the lease was lost (it went stale and another call took it); the
+    heartbeat then stops and ``lost`` is set — the call's paid job stays in the journal either way.
+    """
+
+    def __init__(self, renew: Callable[[], Awaitable[bool] | bool], sleep: Callable[[float], Awaitable[None]],
+                 interval: float) -> None:
+        self._renew = renew
+        self._sleep = sleep
+        self.interval = interval
+        self.lost = False
+        self.beats = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Heartbeat:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            await self._sleep(self.interval)
+            try:
+                result = self._renew()
+                kept = await result if not isinstance(result, bool) else result
+            except Exception as error:  # a failed beat is retried next time; 3 in a row lose the lease
+                _log.warning("lease heartbeat failed: %s", error)
+                continue
+            self.beats += 1
+            if not kept:
+                self.lost = True
+                _log.warning("lease lost: another call took this clip over after missed heartbeats")
+                return
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

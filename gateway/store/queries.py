@@ -1,0 +1,500 @@
+"""The storage logic, once, for every backend: each method runs inside one transaction ``tx``.
+
+A backend (``sqlite``, ``postgres``) owns connections, threads and the write classes; this module owns
+what is read and written. SQL uses ``?`` placeholders (PostgreSQL's adapter rewrites them) and the
+subset both engines speak (``ON CONFLICT``, partial indexes). Where they differ, ``tx.lock`` /
+``tx.skip_locked`` add PostgreSQL's row locks; on SQLite every write transaction is ``BEGIN IMMEDIATE``,
+which already serializes writers.
+
+Budgets keep running totals (``budget_totals``): each submit remembers the USD it holds against spend
+(``held_usd``) and every change of it moves the day, month and all-time rows of its scope in the same
+transaction, in sorted order (so two PostgreSQL transactions never lock them in opposite orders).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from gateway.errors import BudgetExceeded, InvalidRequest
+from gateway.secrets import redact
+from gateway.store.records import (
+    FINAL,
+    OPEN,
+    STALE_BEATS,
+    STATES,
+    BreakerRecord,
+    ClipRecord,
+    SpendRow,
+    SubmitRecord,
+)
+
+__all__ = ["Queries", "Tx"]
+
+_SUBMIT_COLUMNS = (
+    "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
+    " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
+    " c.request_json, s.emulator_instance"
+)
+_FOREVER = 1e18
+_OPEN_SQL = "(" + ", ".join(f"'{state}'" for state in OPEN) + ")"
+
+
+class Tx(Protocol):
+    """One open transaction of a backend."""
+
+    lock: str
+    """`` FOR UPDATE`` where the engine has row locks, else empty."""
+    skip_locked: str
+    """`` FOR UPDATE OF c SKIP LOCKED`` where the engine has it, else empty."""
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None: ...
+    def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+    def run(self, sql: str, args: tuple[Any, ...] = ()) -> int: ...
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # naive datetimes are taken as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _money(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Decimal | int) or isinstance(value, bool):
+        raise TypeError(f"money must be Decimal, not {type(value).__name__}")
+    value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"money must be finite, got {value}")
+    return str(value)
+
+
+def _dec(text: Any) -> Decimal | None:
+    return None if text is None else Decimal(str(text))
+
+
+def held(state: str, quote: Any, reserved: Any, cost: Any, source: str | None, billed: Any) -> Decimal:
+    """USD a submit holds against spend: the reported cost when known; nothing for a failure known to be
+    unbilled; else its reservation, quote or estimated cost."""
+    if source == "reported" and cost is not None:
+        return Decimal(str(cost))
+    if state == "failed" and not billed:
+        return Decimal(0)
+    value = next((v for v in (reserved, quote, cost) if v is not None), None)
+    return _dec(value) or Decimal(0)
+
+
+def _redacted(columns: dict[str, Any]) -> dict[str, Any]:
+    """Texts that may quote a vendor's answer (errors, the result with its raw body) are written only
+    with every registered secret redacted (``gateway.secrets``)."""
+    return {name: redact(value) if name in ("error", "result_json") and isinstance(value, str) else value
+            for name, value in columns.items()}
+
+
+def _instance_filter(table: str, emulated: bool | None) -> str:
+    if emulated is None:
+        return ""
+    return f" AND {table}.emulator_instance IS {'NOT ' if emulated else ''}NULL"
+
+
+def _periods(created_at: str) -> list[tuple[str, str]]:
+    return [("day", created_at[:10]), ("month", created_at[:7]), ("total", "")]
+
+
+class Queries:
+    """Every read and write of the store. ``utcnow`` gives wall-clock UTC (a seam for tests)."""
+
+    def __init__(self, utcnow: Callable[[], datetime] | None = None) -> None:
+        self.utcnow = utcnow or (lambda: datetime.now(UTC))
+
+    def _now(self) -> str:
+        return _iso(self.utcnow())
+
+    def noop(self, tx: Tx) -> None:
+        """Nothing: queued behind earlier writes, it marks when they are committed."""
+
+    # -- clips ---------------------------------------------------------------------------------
+    def open_clip(self, tx: Tx, key: str, request_json: str, request_hash: str, *,
+                  emulator_instance: str | None = None, tenant: str = "") -> ClipRecord:
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest("idempotency key must be a non-empty string")
+        now = self._now()
+        created = tx.run("INSERT INTO clips (key, request_json, request_hash, state, created_at, updated_at,"
+                         " emulator_instance, tenant) VALUES (?, ?, ?, 'open', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (key, request_json, request_hash, now, now, emulator_instance, tenant))
+        if not created:
+            row = tx.one("SELECT request_hash FROM clips WHERE key = ?", (key,))
+            if row is not None and row[0] != request_hash:
+                raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
+                                     "use a new key for a new request")
+        clip = self.get_clip(tx, key)
+        assert clip is not None
+        return clip
+
+    def get_clip(self, tx: Tx, key: str) -> ClipRecord | None:
+        row = tx.one("SELECT key, request_json, request_hash, state, result_json, error, created_at, media_json"
+                     " FROM clips WHERE key = ?", (key,))
+        if row is None:
+            return None
+        key, request_json, hashed, state, result_json, error, created_at, media = row
+        return ClipRecord(key, request_json, hashed, state, result_json, error, created_at,
+                          media=None if media is None else json.loads(media))
+
+    def record_media(self, tx: Tx, key: str, facts: dict[str, Any]) -> None:
+        """Merge ``facts`` about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
+        row = tx.one(f"SELECT media_json FROM clips WHERE key = ?{tx.lock}", (key,))
+        if row is None:
+            raise KeyError(f"no clip {key!r} in the journal")
+        merged = {**(json.loads(row[0]) if row[0] else {}), **facts}
+        tx.run("UPDATE clips SET media_json = ?, updated_at = ? WHERE key = ?",
+               (json.dumps(merged, sort_keys=True, default=str), self._now(), key))
+
+    def claim_clip(self, tx: Tx, key: str, owner: str, *, wall: float, heartbeat: float) -> str | None:
+        """The lease rule: take the clip for ``owner`` unless another owner's lease is live, i.e. its
+        last heartbeat is younger than ``STALE_BEATS`` heartbeats. Returns the live holder, or None."""
+        row = tx.one(f"SELECT lease_owner, lease_until FROM clips WHERE key = ?{tx.lock}", (key,))
+        if row is None:
+            raise KeyError(f"no clip {key!r} in the journal")
+        holder, until = row
+        if holder and holder != owner and until is not None and until > wall:
+            return str(holder)
+        tx.run("UPDATE clips SET lease_owner = ?, lease_until = ?, lease_beat = ? WHERE key = ?",
+               (owner, wall + STALE_BEATS * heartbeat, wall, key))
+        return None
+
+    def renew_clip(self, tx: Tx, key: str, owner: str, *, wall: float, heartbeat: float) -> bool:
+        """One heartbeat: push the lease out by ``STALE_BEATS`` beats; False when ``owner`` lost it."""
+        return tx.run("UPDATE clips SET lease_until = ?, lease_beat = ? WHERE key = ? AND lease_owner = ?",
+                      (wall + STALE_BEATS * heartbeat, wall, key, owner)) == 1
+
+    def release_clip(self, tx: Tx, key: str, owner: str) -> None:
+        tx.run("UPDATE clips SET lease_owner = NULL, lease_until = NULL, lease_beat = NULL"
+               " WHERE key = ? AND lease_owner = ?", (key, owner))
+
+    def clip_to(self, tx: Tx, key: str, state: str, **columns: Any) -> None:
+        row = tx.one(f"SELECT state FROM clips WHERE key = ?{tx.lock}", (key,))
+        if row is None:
+            raise KeyError(f"no clip {key!r} in the journal")
+        if row[0] == "succeeded":
+            raise ValueError(f"clip {key!r} already succeeded; cannot mark it {state}")
+        columns = _redacted(columns)
+        sets = ", ".join(f"{name} = ?" for name in columns)
+        tx.run(f"UPDATE clips SET state = ?, {sets}, updated_at = ? WHERE key = ?",
+               (state, *columns.values(), self._now(), key))
+
+    def claim_unfinished(self, tx: Tx, owner: str, *, wall: float, heartbeat: float, limit: int,
+                         emulated: bool | None = None) -> list[str]:
+        """Lease up to ``limit`` clips that have an open submit and no live lease, for a resume worker.
+        On PostgreSQL ``SKIP LOCKED`` lets N workers split them without following one job twice."""
+        flag = _instance_filter("c", emulated)
+        rows = tx.all(f"SELECT c.key FROM clips c WHERE c.key IN (SELECT s.clip_key FROM submits s WHERE"
+                      f" s.state IN {_OPEN_SQL}) AND c.state != 'succeeded'{flag} AND (c.lease_owner IS NULL"
+                      f" OR c.lease_until IS NULL OR c.lease_until <= ?) ORDER BY c.created_at, c.key"
+                      f" LIMIT ?{tx.skip_locked}", (wall, limit))
+        keys = [str(r[0]) for r in rows]
+        for key in keys:
+            tx.run("UPDATE clips SET lease_owner = ?, lease_until = ?, lease_beat = ? WHERE key = ?",
+                   (owner, wall + STALE_BEATS * heartbeat, wall, key))
+        return keys
+
+    # -- submits -------------------------------------------------------------------------------
+    def intent(self, tx: Tx, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
+               deadline: float | None = None, steps: int | None = None,
+               dropped: Iterable[str] = (), budget: tuple[Decimal, str, str] | None = None,
+               emulator_instance: str | None = None) -> BudgetExceeded | None:
+        """Record a submit before it is POSTed. With ``budget`` = (limit USD, period, scope) the quote is
+        reserved in the same transaction, or — when the period's held spend plus the quote would pass
+        the limit — the submit is recorded failed-unbilled and a ``BudgetExceeded`` is returned (the
+        caller raises it after the commit, so the refusal is on record)."""
+        now = self._now()
+        if tx.one("SELECT 1 FROM clips WHERE key = ?", (clip_key,)) is None:
+            raise KeyError(f"no clip {clip_key!r} in the journal")
+        emulated = int(emulator_instance is not None)
+        if tx.one("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)):
+            raise ValueError(f"submit {submit_key!r} is already in the journal")
+        scope = budget[2] if budget else ""
+        totals = self._lock_totals(tx, scope, emulated, now)
+        state, error, reserved = "intent", None, None
+        if budget is not None:
+            limit, period, _ = budget
+            if quote_usd is None:
+                state, error = "failed", "budget needs a price"
+            else:
+                key = next(k for k in totals if k[0] == scope and k[2] == period)
+                spent = totals[key] + quote_usd
+                if spent > limit:
+                    state, error = "failed", "over budget"
+                reserved = quote_usd
+        hold = held(state, _money(quote_usd), _money(reserved), None, None, 0)
+        tx.run("INSERT INTO submits (submit_key, clip_key, provider, state, quote_usd, reserved_usd, deadline,"
+               " steps, dropped, created_at, updated_at, emulator_instance, held_usd, budget_scope, error)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (submit_key, clip_key, provider, state, _money(quote_usd), _money(reserved), deadline, steps,
+                json.dumps(sorted(dropped)), now, now, emulator_instance, str(hold), scope, error))
+        self._move_totals(tx, totals, hold)
+        if error == "budget needs a price":
+            return BudgetExceeded(f"{provider} has no known price, so a budget cannot be checked", provider=provider)
+        if error is not None:
+            assert budget is not None
+            return BudgetExceeded(f"a ${quote_usd} submit would bring {budget[1]} spend to ${spent}, over the "
+                                  f"${budget[0]} budget; nothing was sent", provider=provider)
+        return None
+
+    def submit_to(self, tx: Tx, submit_key: str, state: str, **columns: Any) -> None:
+        """Move a submit to ``state`` (never out of a final one), keeping the budget totals true."""
+        if state not in STATES:
+            raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
+        row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
+                     f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
+                     (submit_key,))
+        if row is None:
+            raise KeyError(f"no submit {submit_key!r} in the journal")
+        if row[0] in FINAL:
+            raise ValueError(f"submit {submit_key!r} is already {row[0]}; cannot move it to {state}")
+        self._update_submit(tx, submit_key, row, state, columns)
+
+    def reserve(self, tx: Tx, submit_key: str, amount: Decimal) -> None:
+        row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
+                     f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
+                     (submit_key,))
+        if row is None:
+            raise KeyError(f"no submit {submit_key!r} in the journal")
+        self._update_submit(tx, submit_key, row, row[0], {"reserved_usd": _money(amount)})
+
+    def _update_submit(self, tx: Tx, submit_key: str, row: tuple[Any, ...], state: str,
+                       columns: dict[str, Any]) -> None:
+        columns = _redacted(columns)
+        fields = dict(zip(("state", "quote_usd", "reserved_usd", "cost_usd", "cost_source", "may_be_billed"),
+                          row[:6], strict=True))
+        fields.update(columns, state=state)
+        hold = held(fields["state"], fields["quote_usd"], fields["reserved_usd"], fields["cost_usd"],
+                    fields["cost_source"], fields["may_be_billed"])
+        before = _dec(row[6]) or Decimal(0)
+        sets = "".join(f", {name} = ?" for name in columns)
+        tx.run(f"UPDATE submits SET state = ?, updated_at = ?, held_usd = ?{sets} WHERE submit_key = ?",
+               (state, self._now(), str(hold), *columns.values(), submit_key))
+        if hold != before:
+            self._move_totals(tx, self._lock_totals(tx, row[9], int(row[8] is not None), row[7]), hold - before)
+
+    def _lock_totals(self, tx: Tx, scope: str, emulated: int, created_at: str) -> dict[tuple[str, ...], Decimal]:
+        keys = sorted({(s, str(emulated), p, start) for s in {"", scope} for p, start in _periods(created_at)})
+        out: dict[tuple[str, ...], Decimal] = {}
+        for s, e, p, start in keys:
+            args = (s, int(e), p, start)
+            tx.run("INSERT INTO budget_totals (scope, emulated, period, start, held_usd) VALUES (?, ?, ?, ?, '0')"
+                   " ON CONFLICT DO NOTHING", args)
+            found = tx.one("SELECT held_usd FROM budget_totals WHERE scope = ? AND emulated = ? AND period = ?"
+                           f" AND start = ?{tx.lock}", args)
+            out[(s, e, p, start)] = Decimal(str(found[0])) if found else Decimal(0)
+        return out
+
+    def _move_totals(self, tx: Tx, totals: dict[tuple[str, ...], Decimal], delta: Decimal) -> None:
+        if not delta:
+            return
+        for (s, e, p, start), value in totals.items():
+            tx.run("UPDATE budget_totals SET held_usd = ? WHERE scope = ? AND emulated = ? AND period = ?"
+                   " AND start = ?", (str(value + delta), s, int(e), p, start))
+
+    def backfill_held(self, tx: Tx) -> int:
+        """Give submits written before running totals existed their held USD (once, at open)."""
+        rows = tx.all("SELECT submit_key, state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed,"
+                      " created_at, emulator_instance, budget_scope FROM submits WHERE held_usd IS NULL")
+        for key, state, quote, reserved, cost, source, billed, created, emulated, scope in rows:
+            hold = held(state, quote, reserved, cost, source, billed)
+            tx.run("UPDATE submits SET held_usd = ? WHERE submit_key = ?", (str(hold), key))
+            self._move_totals(tx, self._lock_totals(tx, scope, int(emulated is not None), created), hold)
+        return len(rows)
+
+    def note_resume(self, tx: Tx, submit_key: str) -> int:
+        """Count one resume that found nothing for this submit; returns the count so far."""
+        if tx.run("UPDATE submits SET resumes = resumes + 1 WHERE submit_key = ?", (submit_key,)) == 0:
+            raise KeyError(f"no submit {submit_key!r} in the journal")
+        row = tx.one("SELECT resumes FROM submits WHERE submit_key = ?", (submit_key,))
+        assert row is not None
+        return int(row[0])
+
+    def abandoned_submits(self, tx: Tx, emulated: bool | None = None) -> list[SubmitRecord]:
+        flag = _instance_filter("s", emulated)
+        return self._submits(tx, f"WHERE s.state = 'abandoned'{flag} ORDER BY s.seq", ())
+
+    def submits(self, tx: Tx, clip_key: str) -> list[SubmitRecord]:
+        return self._submits(tx, "WHERE s.clip_key = ? ORDER BY s.seq", (clip_key,))
+
+    def unfinished(self, tx: Tx, emulated: bool | None = None) -> list[SubmitRecord]:
+        flag = _instance_filter("s", emulated)
+        return self._submits(tx, f"WHERE s.state IN {_OPEN_SQL} AND c.state != 'succeeded'{flag} ORDER BY s.seq", ())
+
+    def _submits(self, tx: Tx, where: str, args: tuple[Any, ...]) -> list[SubmitRecord]:
+        rows = tx.all(f"SELECT {_SUBMIT_COLUMNS} FROM submits s JOIN clips c ON c.key = s.clip_key " + where, args)
+        return [SubmitRecord(submit_key=r[0], clip_key=r[1], provider=r[2], state=r[3], job_id=r[4],
+                             handle=None if r[5] is None else json.loads(r[5]), quote_usd=_dec(r[6]),
+                             cost_usd=_dec(r[7]), cost_source=r[8], may_be_billed=bool(r[9]), error=r[10],
+                             deadline=r[11], steps=r[12], dropped=tuple(json.loads(r[13] or "[]")),
+                             created_at=r[14], updated_at=r[15], request_json=r[16],
+                             emulator_instance=r[17]) for r in rows]
+
+    # -- spend ---------------------------------------------------------------------------------
+    def spend(self, tx: Tx, *, since: datetime | None = None, emulated: bool | None = None) -> list[SpendRow]:
+        where, args = self._since(since, emulated)
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for provider, created, state, quote, cost, source, billed in tx.all(
+                "SELECT provider, created_at, state, quote_usd, cost_usd, cost_source, may_be_billed FROM submits"
+                f"{where} ORDER BY seq", args):
+            acc = groups.setdefault((created[:10], provider), [0, Decimal(0), Decimal(0), 0])
+            reported = source == "reported" and cost is not None
+            if state == "succeeded":
+                acc[0] += 1
+                if not reported:
+                    acc[1] += _dec(quote if quote is not None else cost) or Decimal(0)
+            if reported:
+                acc[2] += Decimal(cost)
+            if state in ("unknown", "expired", "abandoned") or (state == "failed" and billed):
+                acc[3] += 1
+        return [SpendRow(provider=provider, day=day, clips=a[0], estimated_usd=a[1], reported_usd=a[2],
+                         possibly_billed=a[3]) for (day, provider), a in sorted(groups.items())]
+
+    def reserved_and_spent(self, tx: Tx, *, since: datetime | None = None, emulated: bool | None = None,
+                           scope: str = "", clip_prefix: str | None = None) -> Decimal:
+        """USD held by submits created since ``since``. The current day, month or all time is one read of
+        the running totals; any other ``since`` scans the submits from then (by the creation index)."""
+        flags = (0, 1) if emulated is None else (int(emulated),)
+        now = self.utcnow().astimezone(UTC)
+        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+        period: tuple[str, str] | None = ("total", "") if since is None else None
+        if since is not None:
+            start = _iso(since)
+            if start == _iso(datetime.fromisoformat(day).replace(tzinfo=UTC)):
+                period = ("day", day)
+            elif start == _iso(datetime.fromisoformat(month + "-01").replace(tzinfo=UTC)):
+                period = ("month", month)
+        if period is not None and clip_prefix is None:
+            marks = ", ".join("?" * len(flags))
+            rows = tx.all(f"SELECT held_usd FROM budget_totals WHERE scope = ? AND emulated IN ({marks})"
+                          " AND period = ? AND start = ?", (scope, *flags, *period))
+            return sum((Decimal(str(r[0])) for r in rows), Decimal(0))
+        where, args = self._since(since, emulated)
+        extra: list[tuple[str, tuple[Any, ...]]] = []
+        if scope:
+            extra.append(("budget_scope = ?", (scope,)))
+        if clip_prefix is not None:  # a batch's clips share a key prefix
+            extra.append(("substr(clip_key, 1, ?) = ?", (len(clip_prefix), clip_prefix)))
+        for clause, values in extra:
+            where = f"{where} AND {clause}" if where else f" WHERE {clause}"
+            args = (*args, *values)
+        total = Decimal(0)
+        for state, quote, reserved, cost, source, billed in tx.all(
+                f"SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed FROM submits{where}",
+                args):
+            total += held(state, quote, reserved, cost, source, billed)
+        return total
+
+    @staticmethod
+    def _since(since: datetime | None, emulated: bool | None) -> tuple[str, tuple[Any, ...]]:
+        clauses, args = [], []
+        if since is not None:
+            clauses.append("created_at >= ?")
+            args.append(_iso(since))
+        if emulated is not None:
+            clauses.append(f"emulator_instance IS {'NOT ' if emulated else ''}NULL")
+        return ("" if not clauses else " WHERE " + " AND ".join(clauses)), tuple(args)
+
+    def reported_costs(self, tx: Tx, provider: str, limit: int = 20,
+                       emulated: bool = False) -> list[tuple[Decimal, Decimal | None, int | None]]:
+        rows = tx.all("SELECT cost_usd, quote_usd, steps FROM submits WHERE provider = ? AND"
+                      f" emulator_instance IS {'NOT ' if emulated else ''}NULL AND"
+                      " cost_source = 'reported' AND cost_usd IS NOT NULL"
+                      " ORDER BY updated_at DESC, seq DESC LIMIT ?", (provider, limit))
+        return [(Decimal(str(cost)), _dec(quote), steps) for cost, quote, steps in rows]
+
+    # -- breakers, caps and rates --------------------------------------------------------------
+    def load_breakers(self, tx: Tx, emulated: bool) -> dict[str, BreakerRecord]:
+        rows = tx.all("SELECT provider, failures, opened, open_until, probe_until, last_error FROM breakers"
+                      " WHERE emulated = ?", (int(emulated),))
+        return {r[0]: BreakerRecord(*r) for r in rows}
+
+    def save_breaker(self, tx: Tx, record: BreakerRecord, emulated: bool, wall: float) -> None:
+        tx.run("INSERT INTO breakers (provider, emulated, failures, opened, open_until, probe_until, last_error,"
+               " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, emulated) DO UPDATE SET"
+               " failures = excluded.failures, opened = excluded.opened, open_until = excluded.open_until,"
+               " probe_until = excluded.probe_until, last_error = excluded.last_error,"
+               " updated_at = excluded.updated_at",
+               (record.provider, int(emulated), record.failures, record.opened, record.open_until,
+                record.probe_until, record.last_error, wall))
+
+    def take_slot(self, tx: Tx, provider: str, holder: str, *, cap: int, wall: float, ttl: float,
+                  emulated: bool) -> bool:
+        """Take one of ``cap`` concurrent slots on ``provider`` (slots of dead holders expire after ``ttl``)."""
+        # A sentinel row per vendor serializes slot takers on PostgreSQL (row lock); it never expires.
+        tx.run("INSERT INTO vendor_slots (provider, emulated, holder, until) VALUES (?, ?, '#lock', ?)"
+               " ON CONFLICT DO NOTHING", (provider, int(emulated), _FOREVER))
+        tx.one(f"SELECT 1 FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder = '#lock'{tx.lock}",
+               (provider, int(emulated)))
+        tx.run("DELETE FROM vendor_slots WHERE provider = ? AND emulated = ? AND until <= ?",
+               (provider, int(emulated), wall))
+        used = tx.one("SELECT COUNT(*) FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder != ?"
+                      " AND holder != '#lock'", (provider, int(emulated), holder))
+        if used is not None and int(used[0]) >= cap:
+            return False
+        tx.run("INSERT INTO vendor_slots (provider, emulated, holder, until) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT (provider, emulated, holder) DO UPDATE SET until = excluded.until",
+               (provider, int(emulated), holder, wall + ttl))
+        return True
+
+    def free_slot(self, tx: Tx, provider: str, holder: str, emulated: bool) -> None:
+        tx.run("DELETE FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder = ?",
+               (provider, int(emulated), holder))
+
+    def take_token(self, tx: Tx, provider: str, *, per_second: float, burst: float, wall: float,
+                   emulated: bool) -> float:
+        """A token bucket shared by every process: 0.0 when a request may go now (a token is taken), else
+        the seconds until the next token."""
+        tx.run("INSERT INTO rate_buckets (provider, emulated, tokens, stamp) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT DO NOTHING", (provider, int(emulated), burst, wall))
+        row = tx.one(f"SELECT tokens, stamp FROM rate_buckets WHERE provider = ? AND emulated = ?{tx.lock}",
+                     (provider, int(emulated)))
+        assert row is not None
+        tokens = min(burst, float(row[0]) + max(0.0, wall - float(row[1])) * per_second)
+        if tokens < 1.0:
+            tx.run("UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE provider = ? AND emulated = ?",
+                   (tokens, wall, provider, int(emulated)))
+            return (1.0 - tokens) / per_second
+        tx.run("UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE provider = ? AND emulated = ?",
+               (tokens - 1.0, wall, provider, int(emulated)))
+        return 0.0
+
+    # -- intake, images, retention -------------------------------------------------------------
+    def first_webhook(self, tx: Tx, vendor: str, job_id: str, status: str) -> bool:
+        """True the first time ``(vendor, job id, status)`` arrives; False for a redelivery."""
+        return tx.run("INSERT INTO webhook_events (vendor, job_id, status, received_at) VALUES (?, ?, ?, ?)"
+                      " ON CONFLICT DO NOTHING", (vendor, job_id, status, self._now())) == 1
+
+    def put_image(self, tx: Tx, sha256: str, data: bytes, mime: str | None) -> None:
+        now = self._now()
+        tx.run("INSERT INTO images (sha256, mime, bytes, created_at, used_at) VALUES (?, ?, ?, ?, ?)"
+               " ON CONFLICT (sha256) DO UPDATE SET used_at = excluded.used_at", (sha256, mime, data, now, now))
+
+    def get_image(self, tx: Tx, sha256: str) -> bytes | None:
+        row = tx.one("SELECT bytes FROM images WHERE sha256 = ?", (sha256,))
+        return None if row is None else bytes(row[0])
+
+    def prune(self, tx: Tx, older_than: timedelta, *, wall: float) -> dict[str, int]:
+        """Delete finished clips (with their submits and media facts) last changed before ``older_than`` ago,
+        and images unused since then. A clip with an open submit — a job that may be paid and unfinished
+        — or a live lease is never deleted."""
+        cutoff = _iso(self.utcnow() - older_than)
+        doomed = "(SELECT c.key FROM clips c WHERE c.state != 'open' AND c.updated_at < ?" \
+                 " AND (c.lease_owner IS NULL OR c.lease_until <= ?)" \
+                 f" AND NOT EXISTS (SELECT 1 FROM submits s WHERE s.clip_key = c.key AND s.state IN {_OPEN_SQL}))"
+        counts = {"submits": tx.run(f"DELETE FROM submits WHERE clip_key IN {doomed}", (cutoff, wall))}
+        counts["clips"] = tx.run("DELETE FROM clips WHERE state != 'open' AND updated_at < ? AND (lease_owner IS"
+                                 " NULL OR lease_until <= ?) AND NOT EXISTS (SELECT 1 FROM submits s WHERE"
+                                 " s.clip_key = clips.key)", (cutoff, wall))
+        counts["images"] = tx.run("DELETE FROM images WHERE used_at < ? AND sha256 NOT IN (SELECT image_sha256"
+                                  " FROM clips WHERE image_sha256 IS NOT NULL)", (cutoff,))
+        tx.run("DELETE FROM webhook_events WHERE received_at < ?", (cutoff,))
+        tx.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,))
+        return counts
