@@ -376,8 +376,13 @@ class Gateway(HandlesMixin):
         make it stale), however long the vendor takes."""
         journal = self.journal
         assert journal is not None
+        # Beats are timed on the clock leases are judged by: the journal's wall clock (real time unless a
+        # test gave the journal the virtual one). A virtual-clock sleeper would let virtual time jump
+        # while the call waits on real I/O.
+        judged_in_real_time = getattr(journal, "wall", time.time) is time.time
+        sleep = asyncio.sleep if judged_in_real_time else self.clock.sleep
         return Heartbeat(lambda: journal.renew_clip(clip_key, owner, heartbeat=self.lease_heartbeat),
-                         self.clock.sleep, self.lease_heartbeat).start()
+                         sleep, self.lease_heartbeat).start()
 
     def _cooldown_wait(self, route: Route, quotes: Mapping[str, Quote]) -> float | None:
         """Seconds until the first vendor that could take the clip but for its open breaker half-opens;
