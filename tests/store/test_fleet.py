@@ -41,7 +41,7 @@ FLEET_CHILD = textwrap.dedent("""
     base, url, who, clips, keys, budget = sys.argv[1:7]
     gateway = Gateway(transport=LoopbackTransport(base), journal=url, keys={"runware": "k"}, providers=["runware"],
                       poll=PollPolicy(expected=1.0, interval=0.2, first_fraction=0.8, min_interval={}),
-                      backoff_base=0.05, lease_heartbeat=0.5,
+                      backoff_base=0.05, lease_heartbeat=5.0,
                       budget=Budget(limit_usd=Decimal(budget), period="total"))
 
     def request(key):
