@@ -178,9 +178,6 @@ class SqlStore:
                                wall=self.wall(), emulated=self.emulated)
 
     # -- intake, images, retention -------------------------------------------------------------
-    async def first_webhook(self, vendor: str, job_id: str, status: str) -> bool:
-        return await self._run(C, Queries.first_webhook, vendor, job_id, status)
-
     async def put_image(self, sha256: str, data: bytes, mime: str | None = None) -> None:
         await self._run(C, Queries.put_image, sha256, data, mime)
 

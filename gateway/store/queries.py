@@ -467,11 +467,6 @@ class Queries:
         return 0.0
 
     # -- intake, images, retention -------------------------------------------------------------
-    def first_webhook(self, tx: Tx, vendor: str, job_id: str, status: str) -> bool:
-        """True the first time ``(vendor, job id, status)`` arrives; False for a redelivery."""
-        return tx.run("INSERT INTO webhook_events (vendor, job_id, status, received_at) VALUES (?, ?, ?, ?)"
-                      " ON CONFLICT DO NOTHING", (vendor, job_id, status, self._now())) == 1
-
     def put_image(self, tx: Tx, sha256: str, data: bytes, mime: str | None) -> None:
         now = self._now()
         tx.run("INSERT INTO images (sha256, mime, bytes, created_at, used_at) VALUES (?, ?, ?, ?, ?)"
@@ -495,6 +490,6 @@ class Queries:
                                  " s.clip_key = clips.key)", (cutoff, wall))
         counts["images"] = tx.run("DELETE FROM images WHERE used_at < ? AND sha256 NOT IN (SELECT image_sha256"
                                   " FROM clips WHERE image_sha256 IS NOT NULL)", (cutoff,))
-        tx.run("DELETE FROM webhook_events WHERE received_at < ?", (cutoff,))
+        tx.run("DELETE FROM webhook_events WHERE received_at < ?", (wall - older_than.total_seconds(),))
         tx.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,))
         return counts

@@ -178,10 +178,7 @@ async def test_resume_workers_split_unfinished_clips(store: SqlStore) -> None:
     assert await store.claim_unfinished("w3") == ["c4"]
 
 
-async def test_webhook_dedupe_images_and_prune(store: SqlStore) -> None:
-    assert await store.first_webhook("fal", "job-1", "COMPLETED")
-    assert not await store.first_webhook("fal", "job-1", "COMPLETED")
-    assert await store.first_webhook("fal", "job-1", "FAILED")
+async def test_images_and_prune(store: SqlStore) -> None:
     await store.put_image("ab" * 32, b"\x89PNG...", "image/png")
     assert await store.get_image("ab" * 32) == b"\x89PNG..."
     for key in ("done", "open"):

@@ -1,6 +1,6 @@
--- 0006 (twin of sqlite/0006): every shared fact the storage interface owns (issue 13), and indexes for each hot-path query.
--- min-reader: 6
--- (writers older than 0006 would not keep the running budget totals true)
+-- 0007 (twin of sqlite/0007): every shared fact the storage interface owns (issue 13), and indexes for each hot-path query.
+-- min-reader: 7
+-- (writers older than 0007 would not keep the running budget totals true)
 -- Clips too carry the emulator instance (0002 marked submits), so emulated rows never
 -- feed real spend, budgets, breakers or poll learning.
 ALTER TABLE clips ADD COLUMN IF NOT EXISTS tenant TEXT NOT NULL DEFAULT '';
@@ -31,10 +31,7 @@ CREATE TABLE IF NOT EXISTS vendor_slots (
 CREATE TABLE IF NOT EXISTS rate_buckets (
     provider TEXT NOT NULL, emulated INTEGER NOT NULL, tokens DOUBLE PRECISION NOT NULL, stamp DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (provider, emulated));
--- Webhook intake dedupe, the callback outbox and request images stored once by content hash.
-CREATE TABLE IF NOT EXISTS webhook_events (
-    vendor TEXT NOT NULL, job_id TEXT NOT NULL, status TEXT NOT NULL, received_at TEXT NOT NULL,
-    PRIMARY KEY (vendor, job_id, status));
+-- The callback outbox and request images stored once by content hash (webhook dedupe is 0006).
 CREATE TABLE IF NOT EXISTS outbox (
     id BIGSERIAL PRIMARY KEY, clip_key TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL, delivered_at TEXT, created_at TEXT NOT NULL);
