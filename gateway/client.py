@@ -30,6 +30,7 @@ from gateway.errors import (
 )
 from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.delivery import Delivery
+from gateway.jobs.limits import LimitedProvider, VendorLimits
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import Recovery, ResumeOutcome
@@ -102,6 +103,8 @@ class Gateway(HandlesMixin):
             expires (``result.expires_at``).
         lease_heartbeat: seconds between renewals of a clip's lease while a call works on it; a lease
             whose holder missed 3 beats is stale and another call may take the clip over.
+        limits: per-vendor ``VendorLimits`` (requests in flight, requests per minute), counted in the
+            journal so every process sharing it shares them (needs the journal).
     """
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
@@ -114,7 +117,7 @@ class Gateway(HandlesMixin):
                  base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
                  seed: int | None = None, allow_local_media: bool = False,
                  keep_dir: str | os.PathLike[str] | None = None,
-                 lease_heartbeat: float = HEARTBEAT_S) -> None:
+                 lease_heartbeat: float = HEARTBEAT_S, limits: Mapping[str, VendorLimits] | None = None) -> None:
         if seed is not None:
             warnings.warn("Gateway(seed=) is deprecated: use jitter_seed= (it seeds retry jitter only; "
                           "keys are always random)", DeprecationWarning, stacklevel=2)
@@ -156,8 +159,12 @@ class Gateway(HandlesMixin):
         if self.journal is not None:  # breakers shared with other processes and the next run, in wall time
             wall = time.time if isinstance(self.clock, RealClock) else self.clock.now
             self.health_state.attach(self.journal, wall=wall)
+        self.limits: dict[str, VendorLimits] = dict(limits or {})
+        if self.limits and self.journal is None:
+            raise ConfigurationError("vendor limits are counted in the journal; do not pass journal=None")
         self.recovery: Recovery | None = None if self.journal is None else Recovery(
-            self.journal, self._providers, lambda name: name in self.classes and name in self._keys, self.clock)
+            self.journal, lambda: self._limited(self._providers()),
+            lambda name: name in self.classes and name in self._keys, self.clock)
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget: Budget | None = budget
@@ -502,8 +509,8 @@ class Gateway(HandlesMixin):
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
                             verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
-        return Runner(self._pushing(self._providers()), clock=self._waking(self.clock), health=self.health_state,
-                      journal=self.journal,
+        return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
+                      health=self.health_state, journal=self.journal,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
                       backoff_base=self.backoff_base,
                       new_key=self._new_key, deliver=delivery)
@@ -521,6 +528,13 @@ class Gateway(HandlesMixin):
             self.journal.record_download(clip_key=result.idempotency_key, provider=result.provider,
                                       job_id=result.job_id, video_url=result.video_url, saved_to=str(saved),
                                       facts=facts)
+
+    def _limited(self, providers: Mapping[str, Any]) -> dict[str, Any]:
+        """The adapters, each vendor call gated by its ``VendorLimits`` (shared through the journal)."""
+        if not self.limits:
+            return dict(providers)
+        return {name: LimitedProvider(p, self.limits[name], self.journal, self.clock) if name in self.limits else p
+                for name, p in providers.items()}
 
     def _unconfigured(self) -> dict[str, str]:
         missing = {name: f"no API key (set {cls.env_key})" for name, cls in self.classes.items()

@@ -265,6 +265,21 @@ class Journal(MediaJournal):
         """Store one vendor breaker, for every process and the next run."""
         self._do(B, Queries.save_breaker, record, self.emulated, self.wall())
 
+    def take_slot(self, provider: str, holder: str, *, cap: int, ttl: float = 300.0) -> bool:
+        """Take one of ``cap`` concurrent request slots on ``provider`` for ``holder`` (shared by every
+        process on this journal; a dead holder's slot expires after ``ttl`` seconds)."""
+        return self._do(C, Queries.take_slot, provider, holder, cap=cap, wall=self.wall(), ttl=ttl,
+                        emulated=self.emulated)
+
+    def free_slot(self, provider: str, holder: str) -> None:
+        """Give a slot back."""
+        self._do(C, Queries.free_slot, provider, holder, self.emulated)
+
+    def take_token(self, provider: str, *, per_second: float, burst: float = 1.0) -> float:
+        """One request's token from ``provider``'s shared bucket: 0.0 when taken, else seconds to wait."""
+        return self._do(C, Queries.take_token, provider, per_second=per_second, burst=burst, wall=self.wall(),
+                        emulated=self.emulated)
+
     def prune(self, older_than: timedelta) -> dict[str, int]:
         """Delete finished clips (with their submits and media facts), and unused images, older than ``older_than``;
         never a clip with an open (possibly paid, unfinished) submit. Returns counts per table."""
