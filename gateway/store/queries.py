@@ -484,6 +484,7 @@ class Queries:
         doomed = "(SELECT c.key FROM clips c WHERE c.state != 'open' AND c.updated_at < ?" \
                  " AND (c.lease_owner IS NULL OR c.lease_until <= ?)" \
                  f" AND NOT EXISTS (SELECT 1 FROM submits s WHERE s.clip_key = c.key AND s.state IN {_OPEN_SQL}))"
+        tx.run(f"DELETE FROM media WHERE clip_key IN {doomed}", (cutoff, wall))  # download facts (0007)
         counts = {"submits": tx.run(f"DELETE FROM submits WHERE clip_key IN {doomed}", (cutoff, wall))}
         counts["clips"] = tx.run("DELETE FROM clips WHERE state != 'open' AND updated_at < ? AND (lease_owner IS"
                                  " NULL OR lease_until <= ?) AND NOT EXISTS (SELECT 1 FROM submits s WHERE"

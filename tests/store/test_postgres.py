@@ -58,7 +58,7 @@ def test_replicas_starting_at_once_migrate_once(pg_url: str) -> None:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
         meta = dict(conn.execute("SELECT key, value FROM schema_meta").fetchall())
     assert versions == list(range(1, newest("postgresql") + 1))
-    assert meta == {"version": str(newest("postgresql")), "min_reader": "7"}
+    assert meta == {"version": str(newest("postgresql")), "min_reader": "8"}
     for j in journals:
         j.close()
 

@@ -1,6 +1,6 @@
--- 0007: every shared fact the storage interface owns (issue 13), and indexes for each hot-path query.
--- min-reader: 7
--- (writers older than 0007 would not keep the running budget totals true)
+-- 0008: every shared fact the storage interface owns (issue 13), and indexes for each hot-path query.
+-- min-reader: 8
+-- (writers older than 0008 would not keep the running budget totals true)
 -- Clips too carry the emulator instance (0002 marked submits), so emulated rows never
 -- feed real spend, budgets, breakers or poll learning.
 ALTER TABLE clips ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
