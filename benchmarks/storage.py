@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, prompt
+from benchmarks.common import IMAGE, median, prompt
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
@@ -68,7 +68,7 @@ async def _per_job(journal: Any, jobs: int, budget: Budget | None = None) -> flo
     clock = VirtualClock()
     emulator = Emulator(clock=clock, job_time=lambda rng: 0.0, seed=3)
     gateway = Gateway(emulator=emulator, clock=clock, journal=journal, jitter_seed=3, budget=budget)
-    requests = [OviRequest(prompt=prompt(i)) for i in range(8)]
+    requests = [OviRequest(prompt=prompt(i), image=IMAGE) for i in range(8)]
     try:
         for i in range(3):  # warm-up
             await gateway.agenerate(requests[i % 8], provider="runware")
