@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,11 +42,13 @@ from gateway.errors import (
     BudgetExceeded,
     ClipInProgress,
     ConfigurationError,
+    DefectiveClip,
     GatewayError,
     InvalidRequest,
     NoRoute,
 )
 from gateway.jobs.handles import CannotCancel, JobView
+from gateway.media.verify import verify
 from gateway.server.forms import BadField, CreateBody, nest, parse_create
 from gateway.server.openapi import openapi_document
 from gateway.server.store import VideoRow, VideoStore
@@ -255,19 +258,31 @@ class VideoServer:
                          code="video_not_ready")
         path = self.config.media_dir / f"{row.id}.mp4"
         if not path.exists():
-            await self._fetch(view.result.video_url, path)
+            try:
+                await self._fetch(view.result.video_url, path, provider=view.provider, job_id=view.vendor_job_id)
+            except DefectiveClip as defect:
+                return error(502, defect.message, type="server_error", code="defective_clip",
+                             headers={"x-should-retry": "false"})
         return FileResponse(path, media_type="video/mp4")
 
-    async def _fetch(self, url: str, path: Path) -> None:
+    async def _fetch(self, url: str, path: Path, *, provider: str | None, job_id: str | None) -> None:
         """Copy the vendor's clip into the media directory through the safe downloader (https and public
         addresses only, every redirect re-checked, size and decompression bounded, video magic required,
-        bounded on the gateway's clock; temporary name, then an atomic rename)."""
+        bounded on the gateway's clock) to a temporary name, probe it with ``gateway.media.verify``, then
+        rename it into place: a defective clip is never served."""
         from gateway.media.download import afetch
 
-        async with httpx.AsyncClient(transport=self.gateway.transport,
-                                     timeout=httpx.Timeout(120.0, connect=10.0)) as http:
-            await afetch(url, path, client=http, clock=self.gateway.clock,
-                         allow_local=self.gateway.allow_local_media)
+        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            async with httpx.AsyncClient(transport=self.gateway.transport,
+                                         timeout=httpx.Timeout(120.0, connect=10.0)) as http:
+                await afetch(url, part, client=http, clock=self.gateway.clock,
+                             allow_local=self.gateway.allow_local_media)
+            await asyncio.to_thread(verify, part, url=url, provider=provider, job_id=job_id)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, path)
 
     # ---- ending -------------------------------------------------------------------------------
     async def delete(self, request: Request, owner: str) -> Response:

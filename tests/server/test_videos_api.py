@@ -133,3 +133,14 @@ async def test_variant_other_than_video_is_refused(world) -> None:
     video = (await world.http.post("/v1/videos", json={"prompt": PROMPT})).json()
     answer = await world.http.get(f"/v1/videos/{video['id']}/content", params={"variant": "thumbnail"})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "variant"
+
+
+async def test_a_defective_clip_is_never_served(world) -> None:
+    world.emulator["runware"].faults.add("job", "truncated")  # the vendor says success; the file is cut
+    video = (await world.http.post("/v1/videos", json={"prompt": PROMPT, "input_reference":
+                                                       "https://example.com/k.png"})).json()
+    await world.until_final(video["id"])
+    answer = await world.http.get(f"/v1/videos/{video['id']}/content")
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "defective_clip"
+    assert answer.headers["x-should-retry"] == "false"
+    assert not list(world.app.state.server.config.media_dir.glob("*.mp4"))
