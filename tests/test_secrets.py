@@ -146,3 +146,22 @@ async def test_emulated_clips_still_succeed_with_registered_keys() -> None:
                                      provider="fal")
     assert result.video_url.startswith("https://")
     await gateway.aclose()
+
+
+@pytest.mark.parametrize("vendor", ["fal", "runware", "wavespeed"])
+async def test_job_handles_scrub_an_echoed_key_too(vendor: str, tmp_path) -> None:
+    gateway = Gateway(transport=httpx.MockTransport(ECHOES["reset"]), keys=KEYS, journal=str(tmp_path / "j.sqlite3"),
+                      clock=VirtualClock(), backoff_base=0.01)
+    request = OviRequest(prompt="A knight. <S>Hold.<E>", image="https://example.com/k.png")
+    try:
+        job = await gateway.submit(request, route=Route(provider=vendor, max_tries=2))
+        await job.wait()
+    except GatewayError as error:
+        caught: GatewayError = error
+    else:
+        raise AssertionError("the echoing proxy cannot have made a clip")
+    finally:
+        await gateway.aclose()
+    for text in _chain_texts(caught):
+        for piece in PIECES:
+            assert piece not in text

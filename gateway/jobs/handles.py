@@ -39,6 +39,7 @@ from gateway.contract import JobHandle, Provider
 from gateway.errors import PAID_JOB_ALIVE, ClipInProgress, GatewayError
 from gateway.jobs.runner import Event
 from gateway.result import OviResult
+from gateway.secrets import scrubbing
 
 __all__ = ["STATES", "BackgroundLoop", "CannotCancel", "Followers", "Job", "JobCancelled", "JobNotFinished",
            "JobView"]
@@ -241,6 +242,7 @@ class Job:
         self._last = view
         return view
 
+    @scrubbing
     async def wait(self) -> OviResult:
         """The clip's result once it is made; raises its error when it failed or was cancelled.
 

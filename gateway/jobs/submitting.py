@@ -18,6 +18,7 @@ from gateway.jobs.recovery import lease_owner, owner_alive
 from gateway.jobs.runner import Event
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
+from gateway.secrets import scrubbing
 from gateway.store.journal import request_hash
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class HandlesMixin:
             found = table[loop] = Followers(self.journal, self._providers, self.clock, self.follow_watch_interval)
         return found
 
+    @scrubbing
     async def submit(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
                      idempotency_key: str | None = None) -> Job:
         """Start making a clip and return its ``Job`` once the first paid submit's intent is durable.
