@@ -27,7 +27,7 @@ Phase × answer → fate (``TABLE``; tests/test_fate.py checks this text against
     result  clip              succeeded       —
     result  job_failed        failed          a verdict
     result  job_refused       refused         a verdict
-    result  check_failed      check_again     backoff, same job, until deadline or max_wait
+    result  check_failed      check_again     backoff, a fresh status, same job, until deadline or max_wait
     result  out_of_time       unresolved      the job is open for resume(), may_be_billed
     resume  nothing_found     open            stays open; counted toward ABANDON_AFTER_RESUMES
     resume  past_retention    abandoned       terminal: may be billed, no clip; `jobs` and `spend` show it

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from gateway.clock import Clock
-from gateway.contract import JobHandle, JobState, JobStatus, Provider, ProviderOutput, SubmitContext
+from gateway.contract import JobHandle, JobState, Provider, ProviderOutput, SubmitContext
 from gateway.errors import (
     PAID_JOB_ALIVE,
     AllProvidersFailed,
@@ -45,6 +45,8 @@ from gateway.jobs import fate
 from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.polling import PollPolicy
+from gateway.jobs.results import fetch_result
+from gateway.jobs.writes import JOURNAL_WRITE_TRIES, Write, flush, write_paid
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult, Timings
 from gateway.routing.health import Health
@@ -57,7 +59,6 @@ _log = logging.getLogger(__name__)
 
 __all__ = ["Event", "EventKind", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
 
-JOURNAL_WRITE_TRIES = 4
 """Tries of a journal write that records a paid job (the ack, the result) before giving up."""
 
 
@@ -118,6 +119,8 @@ class FollowedJob:
     resumed: bool = False
     seen_unfinished_at: float | None = None
     """Age (s after the vendor took the job) at the last check that saw it unfinished."""
+    unwritten: list[Write] = field(default_factory=list)
+    """Journal writes a storage failure refused, retried before every check (``gateway.jobs.writes``)."""
 
     @property
     def name(self) -> str:
@@ -230,7 +233,8 @@ class Runner:
             except GatewayError as error:
                 self._record_failure(job, error)
                 raise
-            await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json())
+            await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json(),
+                              keep=True)
             _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
                       ctx.idempotency_key, clip_key,
                       extra={"vendor": name, "job_id": job.handle.job_id, "idempotency_key": ctx.idempotency_key,
@@ -367,6 +371,7 @@ class Runner:
             wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
                     else max(self.poll.interval, floor, self._backoff(errors_in_row, last_error)))
             await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
+            await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
             checks += 1
             try:
                 async with self._bounded(job.deadline_at, name, "status check"):
@@ -392,7 +397,7 @@ class Runner:
                 continue
             if not running_seen:
                 running_seen = True
-                await self._write(job, "running", self.journal.state, job.submit_key, "running")
+                await self._write(job, "running", self.journal.state, job.submit_key, "running", keep=True)
             if status.state == JobState.FAILED:
                 failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
                 answer = Answer.JOB_REFUSED if isinstance(failure, ContentRejected) else Answer.JOB_FAILED
@@ -401,28 +406,8 @@ class Runner:
                 raise failure
             if status.state == JobState.SUCCEEDED:
                 fate.decide(Phase.FOLLOW, Answer.DONE)
-                output = await self._fetch_result(job, status)
+                output = await fetch_result(self, job, status)
                 return await self._finish(job, output, last_queued, await self._delivered(job, output))
-
-    async def _fetch_result(self, job: FollowedJob, status: JobStatus) -> ProviderOutput:
-        tries = 0
-        while True:
-            try:
-                async with self._bounded(job.deadline_at, job.name, "result"):
-                    output = await job.provider.result(job.handle, status)
-            except GatewayError as error:
-                if fate.decide(Phase.RESULT, fate.answer_of(error, Phase.RESULT)) is not Fate.CHECK_AGAIN:
-                    self._record_failure(job, error)
-                    raise
-                tries += 1
-                wait = max(self.poll.interval, self._backoff(tries, error))
-                if self.clock.now() + wait - job.vendor_started > self.poll.max_wait:
-                    fate.decide(Phase.RESULT, Answer.OUT_OF_TIME)
-                    raise self._unresolved(job, error) from error
-                await self.clock.sleep(self._remaining(job.deadline_at, wait, job.name, job))
-                continue
-            fate.decide(Phase.RESULT, Answer.CLIP)
-            return output
 
     async def _stuck(self, job: FollowedJob, last_error: GatewayError | None) -> GatewayError:
         fate.decide(Phase.FOLLOW, Answer.OUT_OF_TIME)
@@ -471,6 +456,7 @@ class Runner:
                             inference_s=output.inference_s),
             dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
             idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
+        await flush(self.clock, job, tries=JOURNAL_WRITE_TRIES, cap=self.backoff_cap)
         # The clip's result is on record before its submit is closed: a crash between the two leaves an
         # open submit that resume() re-reads, never a finished submit whose clip has no result.
         await self._write(job, "result", self.journal.finish_clip, job.clip_key, result.model_dump_json())
@@ -488,27 +474,10 @@ class Runner:
         """One provider call bounded by the deadline and ``call_timeout`` (see ``gateway.jobs.bounds``)."""
         return bounded_call(self.clock, deadline_at, provider=name, what=what, cap=self.call_timeout, submit=submit)
 
-    async def _write(self, job: FollowedJob, what: str, write: Callable[..., Any], *args: Any) -> None:
-        """A journal write about a paid job. A failure (disk full, a locked file) keeps the handle in
-        memory and is retried with backoff; if it persists, the call ends in ``JobUnresolved`` naming
-        the vendor job id and how to resume, never in a raw storage error that drops the job."""
-        problem: Exception | None = None
-        for tries in range(1, JOURNAL_WRITE_TRIES + 1):
-            try:
-                write(*args)
-                return
-            except (KeyError, ValueError):
-                raise  # the journal's own refusals are bugs, not storage trouble
-            except Exception as exc:  # any storage failure: the paid job must not be dropped
-                problem = exc
-                if tries < JOURNAL_WRITE_TRIES:
-                    await self.clock.sleep(min(self.backoff_cap, 0.5 * 2 ** (tries - 1)))
-        handle = job.handle.to_json()
-        raise JobUnresolved(
-            f"job {job.handle.job_id or '(no id yet)'} on {job.name} is paid for, but the journal could not "
-            f"record its {what} ({type(problem).__name__}: {problem}); the job is {handle}. Free the "
-            "journal's storage, then run `ovi-gateway jobs resume` (or call the same idempotency key again)",
-            provider=job.name, job=job.handle) from problem
+    async def _write(self, job: FollowedJob, what: str, write: Callable[..., Any], *args: Any,
+                     keep: bool = False) -> None:
+        """A journal write about a paid job (``gateway.jobs.writes``: retried; ``keep``: kept for later)."""
+        await write_paid(self.clock, job, what, write, args, keep=keep, cap=self.backoff_cap)
 
     def _reserve(self, name: str, submit_key: str, quote: Decimal | None) -> None:
         """Hold the quote against the budget, or refuse the submit (the intent just written counts)."""
