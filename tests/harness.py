@@ -5,6 +5,8 @@
 - ``run_child(base, journal, ...)``: one generation (``mode="generate"``) or ``Gateway.aresume()``
   (``mode="resume"``) in a fresh process, which SIGKILLs itself at a named step (``kill_at``, through a
   journal subclass — no crash hooks in the product code) or after ``kill_after`` real seconds.
+- ``ForkServer(folder).run(...)``: the same, forked from a process that imported the gateway once, for
+  tests that need many fresh processes (random-time kills) within a minute.
 - ``submit_latency`` (seconds) makes the emulator take every submit first, then answer late: a kill in
   that window is a kill mid-submit (the vendor has the job, the journal has only the intent).
 - ``cli_process(args)`` / ``run_cli(args)``: the ``ovi-gateway`` command in a fresh process (no vendor
@@ -31,8 +33,8 @@ from typing import Any
 
 import httpx
 
-__all__ = ["KILL_POINTS", "billable", "cli_process", "emulator_process", "jobs_before", "ledger", "run_child",
-           "run_cli", "stop_when"]
+__all__ = ["KILL_POINTS", "ForkServer", "billable", "cli_process", "clip_jobs", "emulator_process", "jobs_before",
+           "ledger", "output", "run_child", "run_cli", "stop_when"]
 
 KILL_POINTS = ["before-intent", "after-intent", "after-ack", "mid-poll", "after-completion"]
 """Named steps a child can die at (see ``CHILD``)."""
@@ -65,6 +67,7 @@ CHILD = textwrap.dedent("""
     from gateway.jobs.polling import PollPolicy
 
     base, path, kill_at, mode, vendor, key, kill_after = sys.argv[1:8]
+    IMAGE = "https://example.com/k.png"
 
     if float(kill_after) > 0:
         threading.Timer(float(kill_after), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
@@ -93,24 +96,32 @@ CHILD = textwrap.dedent("""
 
     gateway = Gateway(transport=LoopbackTransport(base), journal=CrashingJournal(path),
                       keys={"runware": "k", "fal": "k", "wavespeed": "k"},
-                      poll=PollPolicy(expected=0.3, interval=0.05, first_fraction=0.5, min_interval={}),
+                      poll=PollPolicy(expected=0.3, interval=0.05, first_fraction=0.5, max_interval=0.2,
+                                      min_interval={}),
                       backoff_base=0.05)
-    request = OviRequest(prompt="A knight. <S>Hold the line.<E>", image="https://example.com/k.png")
+    request = OviRequest(prompt=f"A knight ({key}). <S>Hold the line.<E>", image=IMAGE)
+
+    async def generate():
+        try:
+            result = await gateway.agenerate(request, provider=vendor, idempotency_key=key)
+            return {"outcome": "succeeded", "job_id": result.job_id, "extra": result.possible_extra_charges}
+        except GatewayError as error:
+            return {"outcome": type(error).__name__, "job_id": None, "may_be_billed": error.may_be_billed,
+                    "error": str(error)}
+
+    async def resume():
+        return [{"outcome": o.outcome, "clip": o.clip_key, "job_id": o.result.job_id if o.result else None}
+                for o in await gateway.aresume()]
 
     async def main():
         try:
             if mode == "generate":
-                try:
-                    result = await gateway.agenerate(request, provider=vendor, idempotency_key=key)
-                    print(json.dumps({"outcome": "succeeded", "job_id": result.job_id,
-                                      "extra": result.possible_extra_charges}))
-                except GatewayError as error:
-                    print(json.dumps({"outcome": type(error).__name__, "job_id": None,
-                                      "may_be_billed": error.may_be_billed, "error": str(error)}))
-            else:
-                outcomes = await gateway.aresume()
-                print(json.dumps([{"outcome": o.outcome, "clip": o.clip_key,
-                                   "job_id": o.result.job_id if o.result else None} for o in outcomes]))
+                print(json.dumps(await generate()))
+            elif mode == "resume":
+                print(json.dumps(await resume()))
+            else:  # "resume+generate": resume, then the caller's same-key call, in one fresh process
+                resumed = await resume()
+                print(json.dumps({"resumed": resumed, "again": await generate()}))
         finally:
             await gateway.aclose()
         sys.stdout.flush()
@@ -134,6 +145,58 @@ def emulator_process(*, job_time: float = 0.3, seed: int = 3, submit_latency: fl
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=10)
+
+
+ZYGOTE = textwrap.dedent("""
+    import json, os, sys
+    import gateway.client, gateway.emulator.loopback, gateway.store.journal  # imported once, forked warm
+    child = compile(sys.argv[1], "child", "exec")
+    for line in sys.stdin:
+        argv, out = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+            os.dup2(os.open(out + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+            sys.argv = ["child", *argv]
+            try:
+                exec(child, {"__name__": "__main__"})
+            finally:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(json.dumps(code), flush=True)
+""")
+
+
+class ForkServer:
+    """Starts children by ``fork`` from one process that imported the gateway once (a child then starts
+    in milliseconds, not a second). Each child is still a fresh process: the server never runs a gateway,
+    opens a journal or starts an event loop, so nothing of one child's state reaches the next."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+        self.process = subprocess.Popen([sys.executable, "-c", ZYGOTE, CHILD], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    def run(self, base: str, journal: Path, *, mode: str = "generate", kill_at: str = "never",
+            vendor: str = "runware", key: str = "clip-1", kill_after: float = 0.0) -> subprocess.CompletedProcess[str]:
+        """Like ``run_child``, forked."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.count += 1
+        out = self.folder / f"child-{self.count}.out"
+        argv = [base, str(journal), kill_at, mode, vendor, key, str(kill_after)]
+        self.process.stdin.write(json.dumps([argv, str(out)]) + "\n")
+        self.process.stdin.flush()
+        code = json.loads(self.process.stdout.readline())
+        err = Path(str(out) + ".err")
+        return subprocess.CompletedProcess(argv, code, out.read_text() if out.exists() else "",
+                                           err.read_text() if err.exists() else "")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
 
 
 def run_child(base: str, journal: Path, *, mode: str = "generate", kill_at: str = "never", vendor: str = "runware",
@@ -201,3 +264,12 @@ def stop_when(process: subprocess.Popen[str], condition: Callable[[], bool], *, 
     process.send_signal(sig)
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
+
+
+def clip_jobs(base: str, key: str) -> list[dict[str, Any]]:
+    """Billable jobs of the clip a child makes under ``key`` (children's prompts name their key, so
+    trials running side by side on one emulator are told apart)."""
+    from gateway.emulator.base import clip_fingerprint
+
+    clip = clip_fingerprint(f"A knight ({key}). <S>Hold the line.<E>", "https://example.com/k.png")
+    return [j for j in ledger(base)["jobs"] if j["billable"] and j["clip"] == clip]

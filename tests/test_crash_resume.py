@@ -7,14 +7,28 @@ SIGKILLs itself at the chosen step; a fresh process then runs ``Gateway.resume()
 
 from __future__ import annotations
 
+import random
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.harness import KILL_POINTS, billable, emulator_process, jobs_before, output, run_child
+from gateway.store.journal import OPEN, Journal
+from tests.harness import (
+    KILL_POINTS,
+    ForkServer,
+    billable,
+    clip_jobs,
+    emulator_process,
+    jobs_before,
+    output,
+    run_child,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")]
 
@@ -67,3 +81,66 @@ def test_fal_killed_after_intent_is_not_submitted_again_blindly(emulator_url: st
     again = output(run_child(emulator_url, journal, vendor="fal"))
     assert again["outcome"] == "SubmitOutcomeUnknown"
     assert billable(emulator_url, before) == []
+
+
+TRIALS = 24
+"""Random-time kills (seeded): at most ~30, under a minute together (three fork servers side by side)."""
+
+
+def _phase_at_kill(journal: Path, key: str, jobs: list[dict[str, Any]]) -> str:
+    """Where the killed child was, read back from the journal and the ledger."""
+    if not journal.exists():
+        return "before-intent"
+    with Journal(journal) as opened:
+        clip = opened.get_clip(key)
+        submits = opened.submits(key) if clip else []
+    if not submits:
+        return "before-intent"
+    if clip is not None and clip.state == "succeeded":
+        return "after-completion"
+    if submits[-1].handle is None:
+        return "mid-submit" if jobs else "after-intent"
+    return "mid-poll"
+
+
+def _trial(server: ForkServer, base: str, folder: Path, trial: int, vendor: str, kill_after: float) -> dict[str, Any]:
+    key = f"trial-{trial}"
+    journal = folder / f"journal-{trial}.sqlite3"
+    first = server.run(base, journal, vendor=vendor, key=key, kill_after=kill_after)
+    phase = _phase_at_kill(journal, key, clip_jobs(base, key)) if first.returncode == -signal.SIGKILL else "finished"
+    after = server.run(base, journal, mode="resume+generate", vendor=vendor, key=key)
+    assert after.returncode == 0, after.stderr
+    again = output(after)["again"]
+    jobs = clip_jobs(base, key)
+    with Journal(journal) as opened:
+        records = opened.submits(key)
+    kept = {r.job_id for r in records if r.state in OPEN}
+    unknown = any(r.state in OPEN and r.job_id is None for r in records)
+    lost = [j for j in jobs if j["job_id"] != again["job_id"] and j["job_id"] not in kept and not unknown]
+    return {"trial": trial, "vendor": vendor, "phase": phase, "billed": len(jobs), "lost": lost, "again": again}
+
+
+def test_random_time_kills_then_resume_in_a_fresh_process_lose_nothing_and_bill_once(tmp_path: Path) -> None:
+    """SIGKILL at a random moment (seeded) — before the intent, mid-submit (the emulator holds every submit
+    answer 0.3 s after taking the job), mid-poll, after completion — on a random vendor; then resume and
+    the caller's same-key call in a fresh process. 0 lost: every billable job is the clip returned or
+    open in the journal. 0 double-billed: at most one billable job per clip."""
+    rng = random.Random(90)
+    plan = [(t, rng.choice(("runware", "fal", "wavespeed")), rng.uniform(0.3, 2.4)) for t in range(TRIALS)]
+    for i in range(3):
+        (tmp_path / f"s{i}").mkdir()
+    servers = [ForkServer(tmp_path / f"s{i}") for i in range(3)]
+    try:
+        with emulator_process(job_time=0.8, seed=9, submit_latency=0.3) as base:
+            def lane(i: int) -> list[dict[str, Any]]:
+                return [_trial(servers[i], base, tmp_path, *p) for p in plan[i::len(servers)]]
+            with ThreadPoolExecutor(len(servers)) as pool:
+                trials = [t for lane_trials in pool.map(lane, range(len(servers))) for t in lane_trials]
+    finally:
+        for server in servers:
+            server.close()
+    phases = Counter(t["phase"] for t in trials)
+    print(f"\n{len(trials)} kills at: {dict(phases)}; outcomes after resume: "
+          f"{dict(Counter(t['again']['outcome'] for t in trials))}")
+    assert [t for t in trials if t["lost"]] == [] and [t for t in trials if t["billed"] > 1] == []
+    assert phases["mid-submit"] >= 1 and phases["mid-poll"] >= 1, phases

@@ -170,9 +170,15 @@ class Recovery:
                                            provider=record.provider, job_hint=hint)
             raise JobUnresolved(f"job {record.job_id} of clip {clip_key!r} on {record.provider} is still open; "
                                 f"{advice}", provider=record.provider, job=JobHandle.from_json(record.handle))
-        # An abandoned submit no longer blocks the key, but it may have been billed: reported, never hidden.
-        abandoned = [r for r in self.journal.submits(clip_key) if r.state == "abandoned"]
+        # Earlier submits of this key that may have been billed — abandoned ones (they no longer block the
+        # key) and failed ones the vendor may charge for (a refusal fal bills, a Runware failure) — are
+        # reported on the new result as possible extra charges, never hidden.
+        history = self.journal.submits(clip_key)
+        abandoned = [r for r in history if r.state == "abandoned"]
+        billed_failures = [r for r in history if r.state == "failed" and r.may_be_billed]
         return [Attempt(provider=r.provider, outcome="unknown", error_type="earlier submit still open",
                         may_be_billed=True, job_id=r.job_id) for r in still_open] + [
                 Attempt(provider=r.provider, outcome="unknown", error_type="earlier submit abandoned",
-                        error=r.error, may_be_billed=True, job_id=r.job_id) for r in abandoned]
+                        error=r.error, may_be_billed=True, job_id=r.job_id) for r in abandoned] + [
+                Attempt(provider=r.provider, outcome="failed", error_type="earlier submit failed",
+                        error=r.error, may_be_billed=True, job_id=r.job_id) for r in billed_failures]
