@@ -3,7 +3,8 @@
 One *world*: the three emulated vendors with a random fault script each (kinds drawn from every fault
 kind the emulator has), one gateway with a random default route, and a handful of callers running at
 once — fresh keys, concurrent calls on one key, a key reused later, a key reused for another request —
-then ``resume()``. ``check`` reads the emulator's ledger and the journal and returns every broken promise:
+then ``resume()``; in some worlds also a local image, then the same key and path with other bytes.
+``check`` reads the emulator's ledger and the journal and returns every broken promise:
 
 - no caller receives another request's clip;
 - at most one billable job per clip, unless what the caller got (a result's ``possible_extra_charges``,
@@ -18,10 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway import Gateway, GatewayError, OviRequest, Route
@@ -31,6 +35,7 @@ from gateway.emulator.base import FAULT_KINDS, JOB_FAULTS, ONLY_ON, clip_fingerp
 from gateway.jobs.polling import PollPolicy
 from gateway.result import OviResult
 from gateway.store.journal import OPEN
+from tests.conftest import PNG_BYTES
 
 VENDORS = ("runware", "fal", "wavespeed")
 CHECKS = ("submit", "status", "result")
@@ -63,7 +68,12 @@ class Call:
 
     @property
     def clip(self) -> str:
-        return clip_fingerprint(self.request.prompt, str(self.request.image.value) if self.request.image else None)
+        """The emulator's fingerprint of this request: prompt and image as the vendor sees it (a local
+        file arrives inline, or uploaded and counted as its data URI)."""
+        image = self.request.image
+        if image is None:
+            return clip_fingerprint(self.request.prompt, None)
+        return clip_fingerprint(self.request.prompt, image.as_data_uri() if image.kind == "file" else str(image.value))
 
 
 @dataclass
@@ -122,6 +132,7 @@ async def run_world(seed: int, *, clips: int = 7) -> World:
                         job_time=lambda r: r.uniform(20.0, 70.0))
     keys = random.Random(seed + 1)
     gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", route=_route(rng), jitter_seed=seed,
+                      allow_local_media=True,
                       key_factory=lambda: str(uuid.UUID(int=keys.getrandbits(128), version=4)),
                       poll=PollPolicy(max_wait=rng.choice((300.0, 900.0))))
     calls: list[Call] = []
@@ -139,6 +150,12 @@ async def run_world(seed: int, *, clips: int = 7) -> World:
             later.append(Call(call.request, call.key, _route(rng), None))
     if calls and calls[0].key is not None and rng.random() < 0.3:  # the key reused for another request
         later.append(Call(_request(seed, 999, rng), calls[0].key, None, None))
+    image = Path(tempfile.mkdtemp(prefix="world-")) / "frame.png" if rng.random() < 0.3 else None
+    if image is not None:  # a local image, then the same key and path with other bytes in the file
+        image.write_bytes(PNG_BYTES)
+        local = Route(only=["runware", "fal"])  # WaveSpeed's upload URL would hide the bytes from the ledger
+        prompt = f"World {seed}, a local frame. <S>Move.<E>"
+        calls.append(Call(OviRequest(prompt=prompt, image=image), f"k{seed}-file", local))
 
     in_flight = 0
     peak = 0
@@ -156,9 +173,14 @@ async def run_world(seed: int, *, clips: int = 7) -> World:
             in_flight -= 1
 
     await asyncio.gather(*(one(c) for c in calls))
+    if image is not None:
+        image.write_bytes(PNG_BYTES + b"\x00other bytes")
+        later.append(Call(OviRequest(prompt=prompt, image=image), f"k{seed}-file", local))
     for call in later:
         await one(call)
     resumed = [o.result for o in await gateway.aresume() if o.result is not None]
+    if image is not None:
+        shutil.rmtree(image.parent, ignore_errors=True)
     clock.advance(7200.0)
     emulator.deliver_late(everything=True)
     await gateway.aclose()
@@ -202,12 +224,17 @@ def check(world: World) -> list[str]:
     journal = world.gateway.journal
     assert journal is not None
     # Every submit on record: (vendor, job id or None, kept?, clip fingerprint of its request)
-    rows = journal._query("SELECT s.provider, s.job_id, s.state, s.may_be_billed, c.request_json FROM submits s "
+    rows = journal._query("SELECT s.provider, s.job_id, s.state, s.may_be_billed, c.request_json, c.key FROM submits s "
                           "JOIN clips c ON c.key = s.clip_key", ())
+    first_call: dict[str, str] = {}  # a key's clip is the request of its first call (a local file may change)
+    for call in world.calls:
+        if call.key is not None:
+            first_call.setdefault(call.key, call.clip)
     kept = []
-    for provider, job_id, state, may_be_billed, request_json in rows:
+    for provider, job_id, state, may_be_billed, request_json, clip_key in rows:
         request = OviRequest.model_validate_json(request_json)
-        fingerprint = clip_fingerprint(request.prompt, str(request.image.value) if request.image else None)
+        fingerprint = first_call.get(clip_key) or clip_fingerprint(
+            request.prompt, str(request.image.value) if request.image else None)
         on_record = state in OPEN or state == "abandoned" or (state == "failed" and bool(may_be_billed))
         kept.append((provider, job_id, on_record, fingerprint))
     for job in ledger.billable():
