@@ -218,3 +218,16 @@ def test_jobs_resume_with_no_keys_reports_what_it_cannot_finish(tmp_path: Path) 
     result = run("jobs", "resume", "--journal", str(path))
     assert result.exit_code == 4  # fal's submit may hold a paid job and no fal key is set
     assert "not configured" in result.stdout
+
+
+def test_jobs_and_spend_show_an_abandoned_submit(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    _journal_with_open_and_finished_submits(path)
+    journal = Journal(path)
+    journal.abandoned("submit-a", error="abandoned after 5 resumes (may be billed): no answer")
+    journal.close()
+    listed = json.loads(run("jobs", "--journal", str(path), "--json").stdout)
+    assert [(r["submit_key"], r["state"], r["may_be_billed"]) for r in listed] == [("submit-a", "abandoned", True)]
+    assert "abandoned (may be billed)" in run("jobs", "--journal", str(path)).stdout
+    spent = {row["provider"]: row for row in json.loads(run("spend", "--journal", str(path), "--json").stdout)}
+    assert spent["fal"]["possibly_billed"] == 1
