@@ -61,10 +61,9 @@ Deliberate paths that may pay twice, each opt-in and each reported:
 - ``Route(job_retries=n)``: after a *verdict* (the job failed at the vendor) a new job on the same
   vendor; the failed job's attempt carries ``may_be_billed`` when the vendor may charge failures
   (Runware, WaveSpeed), counted in ``possible_extra_charges``.
-- ``Route(failover_on_defective=True)`` (the DefectiveClip opt-in the media work is adding; not on this
-  tree yet): a delivered but defective clip is paid and kept on record, and the next vendor is paid;
-  it must be reported the same way — the defective job's attempt with ``may_be_billed``, counted in
-  ``possible_extra_charges``.
+- ``Route(failover_on_defective=True)`` (the DefectiveClip opt-in): a delivered clip that fails
+  verification is paid and kept on record, and the next vendor is paid; the defective job's attempt
+  (``DefectiveClip``, ``may_be_billed``) is counted in ``possible_extra_charges``.
 - An ``abandoned`` submit no longer blocks its key: a later same-key call may submit again, and its
   result reports the abandoned submit in ``possible_extra_charges``.
 """
