@@ -134,7 +134,7 @@ async def run_world(seed: int, *, clips: int = 7) -> World:
     gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", route=_route(rng), jitter_seed=seed,
                       allow_local_media=True,
                       key_factory=lambda: str(uuid.UUID(int=keys.getrandbits(128), version=4)),
-                      poll=PollPolicy(max_wait=rng.choice((300.0, 900.0))))
+                      poll=PollPolicy(interval=8.0, max_interval=60.0, max_wait=rng.choice((300.0, 600.0))))
     calls: list[Call] = []
     for n in range(clips):
         request = _request(seed, n, rng)

@@ -226,7 +226,7 @@ def test_jobs_and_spend_show_an_abandoned_submit(tmp_path: Path) -> None:
     journal = Journal(path)
     journal.abandoned("submit-a", error="abandoned after 5 resumes (may be billed): no answer")
     journal.close()
-    listed = json.loads(run("jobs", "--journal", str(path), "--json").stdout)
+    listed = json.loads(run("jobs", "--journal", str(path), "--json").stdout)["unfinished"]
     assert [(r["submit_key"], r["state"], r["may_be_billed"]) for r in listed] == [("submit-a", "abandoned", True)]
     assert "abandoned (may be billed)" in run("jobs", "--journal", str(path)).stdout
     spent = {row["provider"]: row for row in json.loads(run("spend", "--journal", str(path), "--json").stdout)}
