@@ -57,7 +57,14 @@ async def test_a_passing_failure_of_the_ack_write_is_retried_and_the_clip_delive
     assert [r.job_id for r in journal.submits("k")] == [result.job_id]
 
 
-@pytest.mark.parametrize("method", ["accepted", "finish_clip"])
+async def test_a_lasting_failure_of_the_ack_write_still_follows_the_job_with_its_handle(tmp_path: Path) -> None:
+    gateway, emulator, _ = _setup(tmp_path, "accepted", failures=99)
+    result = await gateway.agenerate(REQUEST, provider="wavespeed", idempotency_key="k")
+    await gateway.aclose()
+    assert [j.job_id for j in emulator.ledger.billable()] == [result.job_id]
+
+
+@pytest.mark.parametrize("method", ["finish_clip"])
 async def test_a_lasting_failure_names_the_paid_job_and_how_to_resume(tmp_path: Path, method: str) -> None:
     gateway, emulator, journal = _setup(tmp_path, method, failures=99)
     with pytest.raises(JobUnresolved) as caught:
@@ -69,4 +76,4 @@ async def test_a_lasting_failure_names_the_paid_job_and_how_to_resume(tmp_path: 
     assert job.job_id in str(error) and "ovi-gateway jobs resume" in str(error)
     assert "disk is full" in str(error) and not isinstance(error.__cause__, type(None))
     # the submit stays open in the journal (its intent was written before the POST)
-    assert [r.state for r in journal.submits("k")] in (["intent"], ["accepted"], ["running"])
+    assert [r.state for r in journal.submits("k")] in (["intent"], ["accepted"], ["running"], ["queued"])
