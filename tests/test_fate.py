@@ -238,9 +238,20 @@ async def _a_resume_that_finds_nothing_leaves_it_open(w: World) -> None:
 
 @row(Phase.RESUME, Answer.PAST_RETENTION, "fal.submit=timeout")
 async def _given_up_after_retention_or_n_resumes(w: World) -> None:
+    import gateway.store.journal as journal_module
     outcome, _ = await w.run(provider="fal", idempotency_key="k")
     assert outcome == "SubmitOutcomeUnknown"
-    outcomes = [o.outcome for _ in range(fate.ABANDON_AFTER_RESUMES) for o in await w.gateway.aresume()]
+    real = journal_module._utcnow
+    try:
+        # back-to-back resumes are one (review finding 10): they never abandon a submit
+        assert [o.outcome for _ in range(8) for o in await w.gateway.aresume()] == ["unknown"] * 8
+        outcomes = []
+        for n in range(1, fate.ABANDON_AFTER_RESUMES + 1):  # resumes RESUME_SPACING_S apart count
+            later = real() + timedelta(seconds=n * (fate.RESUME_SPACING_S + 1))
+            journal_module._utcnow = lambda later=later: later  # type: ignore[misc]
+            outcomes += [o.outcome for o in await w.gateway.aresume()]
+    finally:
+        journal_module._utcnow = real
     assert outcomes == ["unknown"] * (fate.ABANDON_AFTER_RESUMES - 1) + ["abandoned"]
     [record] = w.gateway.journal.abandoned_submits()
     assert record.may_be_billed and w.gateway.journal.unfinished() == []

@@ -349,3 +349,18 @@ def test_tests_never_touch_the_real_users_journal():
     from gateway.store.journal import default_path
 
     assert not default_path().is_relative_to(Path.home()), default_path()
+
+
+def test_resumes_count_only_when_spaced_and_reset_on_an_answer(j: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding 10: back-to-back resumes are one; a vendor answer starts the count again."""
+    at(monkeypatch, "2026-12-01T10:00:00+00:00")
+    clip(j)
+    j.intent(clip_key="clip-1", submit_key="s", provider="fal", quote_usd=None)
+    assert [j.note_resume("s", spacing_s=600) for _ in range(3)] == [0, 0, 0]
+    at(monkeypatch, "2026-12-01T10:10:01+00:00")
+    assert [j.note_resume("s", spacing_s=600) for _ in range(3)] == [1, 1, 1]
+    at(monkeypatch, "2026-12-01T10:20:02+00:00")
+    assert j.note_resume("s", spacing_s=600) == 2
+    assert j.note_resume("s", reset=True) == 0
+    with pytest.raises(KeyError):
+        j.note_resume("missing", spacing_s=600)

@@ -29,7 +29,7 @@ Phase × answer → fate (``TABLE``; tests/test_fate.py checks this text against
     result  job_refused       refused         a verdict
     result  check_failed      check_again     backoff, a fresh status, same job, until deadline or max_wait
     result  out_of_time       unresolved      the job is open for resume(), may_be_billed
-    resume  nothing_found     open            stays open; counted toward ABANDON_AFTER_RESUMES
+    resume  nothing_found     open            stays open; counted toward ABANDON_AFTER_RESUMES if RESUME_SPACING_S apart
     resume  past_retention    abandoned       terminal: may be billed, no clip; `jobs` and `spend` show it
 
 Verdicts — the only answers an adapter may report as ``job_failed`` / ``job_refused`` (a returned
@@ -78,6 +78,7 @@ from gateway.errors import ContentRejected, GatewayError, SubmitOutcomeUnknown
 
 __all__ = [
     "ABANDON_AFTER_RESUMES",
+    "RESUME_SPACING_S",
     "RETENTION_MARGIN_S",
     "TABLE",
     "Answer",
@@ -94,6 +95,8 @@ __all__ = [
 
 ABANDON_AFTER_RESUMES = 5
 """A submit that this many ``resume()`` runs could not settle is ``abandoned`` (may be billed)."""
+RESUME_SPACING_S = 600.0
+"""Seconds between two fruitless resumes for both to count toward ``ABANDON_AFTER_RESUMES``."""
 RETENTION_MARGIN_S = 3600.0
 """Seconds past a vendor's documented result retention before an unreadable job is ``abandoned``."""
 

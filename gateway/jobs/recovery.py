@@ -135,6 +135,9 @@ class Recovery:
             raise
         except GatewayError as error:
             if isinstance(error, PAID_JOB_ALIVE):
+                if job.seen_unfinished_at is not None:  # the vendor answered "pending": not a resume that found nothing
+                    self.journal.note_resume(record.submit_key, reset=True)
+                    return ResumeOutcome(record.clip_key, record.provider, "unknown", error=str(error))
                 return self._nothing_found(record, provider, str(error))
             return ResumeOutcome(record.clip_key, record.provider, "failed", error=str(error))
         return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
@@ -144,7 +147,7 @@ class Recovery:
         vendor's result retention or has been resumed ``ABANDON_AFTER_RESUMES`` times — then it is
         ``abandoned``: terminal, may be billed, shown by ``jobs`` and ``spend``."""
         retention = getattr(provider, "result_retention_s", None)
-        resumes = self.journal.note_resume(record.submit_key)
+        resumes = self.journal.note_resume(record.submit_key, spacing_s=fate.RESUME_SPACING_S)
         answer = (Answer.PAST_RETENTION
                   if fate.past_retention(record.created_at, retention, now=self.wall())
                   or resumes >= fate.ABANDON_AFTER_RESUMES else Answer.NOTHING_FOUND)

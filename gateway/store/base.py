@@ -133,8 +133,8 @@ class SqlStore:
         """Give up on a submit no resume could settle (terminal; it may have been billed)."""
         await self._run(C, Queries.submit_to, submit_key, "abandoned", error=error, may_be_billed=1)
 
-    async def note_resume(self, submit_key: str) -> int:
-        return await self._run(C, Queries.note_resume, submit_key)
+    async def note_resume(self, submit_key: str, spacing_s: float = 0.0, reset: bool = False) -> int:
+        return await self._run(C, Queries.note_resume, submit_key, spacing_s, reset)
 
     async def abandoned_submits(self) -> list[SubmitRecord]:
         return await self._read(Queries.abandoned_submits, self.emulated)

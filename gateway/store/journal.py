@@ -211,9 +211,10 @@ class Journal(MediaJournal):
         """Give up on a submit no resume could settle (terminal; it may have been billed)."""
         self._do(C, Queries.submit_to, submit_key, "abandoned", error=error, may_be_billed=1)
 
-    def note_resume(self, submit_key: str) -> int:
-        """Count one resume that found nothing for this submit; returns the count so far."""
-        return self._do(C, Queries.note_resume, submit_key)
+    def note_resume(self, submit_key: str, spacing_s: float = 0.0, reset: bool = False) -> int:
+        """Count one resume that found nothing for this submit, if ``spacing_s`` (seconds) after its last
+        touch; ``reset``: the vendor answered, start again at 0. Returns the count so far."""
+        return self._do(C, Queries.note_resume, submit_key, spacing_s, reset)
 
     def abandoned_submits(self) -> list[SubmitRecord]:
         """Submits given up as ``abandoned`` (may be billed, no clip), in creation order."""

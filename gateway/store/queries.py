@@ -309,9 +309,18 @@ class Queries:
             self._move_totals(tx, self._lock_totals(tx, scope, int(emulated is not None), created), hold)
         return len(rows)
 
-    def note_resume(self, tx: Tx, submit_key: str) -> int:
-        """Count one resume that found nothing for this submit; returns the count so far."""
-        if tx.run("UPDATE submits SET resumes = resumes + 1 WHERE submit_key = ?", (submit_key,)) == 0:
+    def note_resume(self, tx: Tx, submit_key: str, spacing_s: float = 0.0, reset: bool = False) -> int:
+        """Count one resume that found nothing for this submit; returns the count so far. Only a resume
+        at least ``spacing_s`` seconds after the submit was last touched counts (back-to-back resumes
+        are one); ``reset``: the vendor answered (a pending job), the count starts again at 0."""
+        now = self.utcnow()
+        if reset:
+            changed = tx.run("UPDATE submits SET resumes = 0 WHERE submit_key = ?", (submit_key,))
+        else:
+            tx.run("UPDATE submits SET resumes = resumes + 1, updated_at = ? WHERE submit_key = ? AND updated_at <= ?",
+                   (_iso(now), submit_key, _iso(now - timedelta(seconds=spacing_s))))
+            changed = len(tx.all("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)))
+        if changed == 0:
             raise KeyError(f"no submit {submit_key!r} in the journal")
         row = tx.one("SELECT resumes FROM submits WHERE submit_key = ?", (submit_key,))
         assert row is not None
