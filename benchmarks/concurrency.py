@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -148,10 +149,17 @@ def child(jobs: int | None, idle: str | None, variant: str = "gateway") -> None:
 
 
 # ---- in the parent ------------------------------------------------------------------------------
+DNF_AFTER_S = 240.0
+"""A configuration still running after this many seconds is reported as not finished (the run goes on)."""
+
+
 def _spawn(*args: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.run", "--only", "concurrency", "--child", *args]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo root: benchmarks/ is importable
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=600)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=DNF_AFTER_S)
+    except subprocess.TimeoutExpired:
+        return {"did_not_finish_s": DNF_AFTER_S, "args": list(args)}
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
@@ -162,7 +170,13 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> dict[str, Any]:
     sizes = sizes or ([200, 1000] if quick else [1000, 10_000])
     baseline = {"python + import gateway": _spawn("--idle", "imported"),
                 "+ Gateway(emulator=...) built": _spawn("--idle", "built")}
-    runs = [_spawn("--jobs", str(n), "--variant", variant) for n in sizes for variant in VARIANTS]
+    runs = []
+    for n in sizes:
+        for variant in VARIANTS:
+            row = _spawn("--jobs", str(n), "--variant", variant)
+            if "did_not_finish_s" in row:
+                row = {**_unfinished(n, variant), "did_not_finish_s": row["did_not_finish_s"]}
+            runs.append(row)
     largest = max(sizes)
     by = {(r["jobs"], r["variant"]): r for r in runs}
     # The baseline's schedule is fixed, so the like-for-like gateway row is the one with learning off;
@@ -173,7 +187,7 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> dict[str, Any]:
              "peak_rss": same["peak_rss_mb"] / raw["peak_rss_mb"],
              "cpu_per_job": same["cpu_ms_per_job"] / raw["cpu_ms_per_job"],
              "journal_added_latency_median": journaled["added_latency_s"]["median"]
-             / ours["added_latency_s"]["median"]}
+             / ours["added_latency_s"]["median"] if "did_not_finish_s" not in journaled else math.inf}
     return {"provider": PROVIDER, "clock": "real", "job_time": "uniform 1-2 s",
             "poll": "PollPolicy(expected=1.5, interval=0.25, first_fraction=0.75, min_interval={})",
             "baseline_rss_mb": baseline, "runs": runs, "largest": largest, "ratios_at_largest": ratio,
@@ -184,12 +198,24 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> dict[str, Any]:
                        and same["succeeded"] == same["jobs"] and ours["succeeded"] == ours["jobs"]}}
 
 
+def _unfinished(jobs: int, variant: str) -> dict[str, Any]:
+    """The row of a configuration that did not finish in time: every figure is 'not finished'."""
+    never = {"median": math.inf, "p90": math.inf, "max": math.inf}
+    return {"jobs": jobs, "variant": variant, "learned_expected_s": None, "succeeded": 0, "errors": [],
+            "peak_in_flight": None, "clock": "real", "job_time_s": None, "wall_s": math.inf,
+            "wall_beyond_longest_job_s": math.inf, "added_latency_s": never, "cpu_s": math.inf,
+            "cpu_ms_per_job": math.inf, "status_calls_per_job": math.inf, "rss_mb": {}, "peak_rss_mb": math.inf,
+            "kb_per_job_above_ready": math.inf}
+
+
 def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
     headers = ["jobs in flight", "configuration", "ok", "wall s", "added latency med/p90 s", "CPU ms/job",
                "status calls/job", "peak RSS MB", "KB/job"]
     names = {"gateway": "gateway, journal=None", "gateway-journal": "gateway, default SQLite journal",
              "gateway-nolearn": "gateway, journal=None, learning off", "raw-httpx": "raw httpx poller (baseline)"}
-    body = [[f"{r['jobs']:,}", names[r["variant"]], r["succeeded"], r["wall_s"],
+    body = [[f"{r['jobs']:,}", names[r["variant"]] + (
+                 f" - NOT FINISHED in {r['did_not_finish_s']:g} s" if "did_not_finish_s" in r else ""),
+             r["succeeded"], r["wall_s"],
              f"{r['added_latency_s']['median']:.2f} / {r['added_latency_s']['p90']:.2f}", r["cpu_ms_per_job"],
              r["status_calls_per_job"], r["peak_rss_mb"], r["kb_per_job_above_ready"]] for r in result["runs"]]
     for name, idle in result["baseline_rss_mb"].items():

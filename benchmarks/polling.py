@@ -9,7 +9,7 @@ run one after another on a ``VirtualClock`` through the vendor's adapter against
   first ``min_samples`` jobs of each row run on the prior schedule and are included in the figures.
 - fixed-interval pollers with the defaults of popular clients: fal-client ``subscribe`` (0.1 s),
   the WaveSpeed SDK (1 s), the Vercel AI SDK's fal provider (2 s) and the Runware SDK (3 s), simulated
-  over the same adapter's ``status()`` (the real SDKs' code runs in ``sdk_polling.py``).
+  over the same adapter's ``status()`` (the real SDKs' code runs in ``sdk.py``).
 - a calls-vs-delay curve: the same policy with other delay targets, on the wide distribution.
 
 Completion time comes from the emulator's job (``created_at + queue_time + duration``); detection is

@@ -8,7 +8,6 @@ import dataclasses
 import os
 import random
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from decimal import Decimal
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from gateway.client_setup import UNSET, alive, check_base_urls, keys_for, random_key
 from gateway.clock import Clock, RealClock
 from gateway.contract import Provider, ProviderContext
 from gateway.errors import (
@@ -37,6 +37,7 @@ from gateway.jobs.recovery import Recovery, ResumeOutcome
 from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
 from gateway.media.verify import MediaFacts
+from gateway.offline import open_journal
 from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
@@ -45,7 +46,7 @@ from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.journal import Journal, request_hash
-from gateway.store.lease import Heartbeat, lease_owner, owner_dead
+from gateway.store.lease import Heartbeat, lease_owner
 from gateway.store.records import HEARTBEAT_S
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Gateway", "ResumeOutcome"]
 
-_UNSET: Any = object()
 _T = TypeVar("_T")
 
 
@@ -109,7 +109,7 @@ class Gateway(HandlesMixin):
 
     def __init__(self, *, keys: Mapping[str, str] | None = None, providers: Iterable[str] | None = None,
                  registry: Registry | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 emulator: Emulator | None = None, journal: Any = _UNSET, prices: PriceBook | str | None = None,
+                 emulator: Emulator | None = None, journal: Any = UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
                  breaker: Mapping[str, float] | None = None, jitter_seed: int | None = None,
                  budget: Budget | None = None, backoff_base: float = 1.0,
@@ -142,10 +142,10 @@ class Gateway(HandlesMixin):
         self._http_client = http_client
         self._timeout = None if timeout is None else (
             timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout))
-        self._base_urls = _check_base_urls(self.classes, self.registry, base_urls,
+        self._base_urls = check_base_urls(self.classes, self.registry, base_urls,
                                            allow_http=allow_local_media or emulator is not None)
-        self._key_factory = key_factory or _random_key
-        self._keys = {name: SecretStr(value) for name, value in _keys(self.classes, keys, emulator).items()}
+        self._key_factory = key_factory or random_key
+        self._keys = {name: SecretStr(value) for name, value in keys_for(self.classes, keys, emulator).items()}
         for secret in self._keys.values():  # before any is sent: every text the gateway keeps is redacted
             register_api_key(secret)
         self.clock: Clock = clock or RealClock()
@@ -154,7 +154,7 @@ class Gateway(HandlesMixin):
         self.poll: PollPolicy = poll or PollPolicy()
         self.health_state: Health = Health(self.clock, **dict(breaker or {}))
         self.rng: random.Random = random.Random(jitter_seed)
-        self.journal: Journal | None = _open_journal(journal, self.emulator_instance)
+        self.journal: Journal | None = open_journal(journal, self.emulator_instance)
         self.lease_heartbeat: float = lease_heartbeat
         if self.journal is not None:  # breakers shared with other processes and the next run, in wall time
             wall = time.time if isinstance(self.clock, RealClock) else self.clock.now
@@ -188,7 +188,7 @@ class Gateway(HandlesMixin):
     @classmethod
     def offline(cls, *, emulator: Emulator | None = None, emulator_url: str | None = None,
                 faults: str | None = None, job_seconds: tuple[float, float] | float | None = None,
-                journal: Any = _UNSET, seed: int | None = None, **options: Any) -> Gateway:
+                journal: Any = UNSET, seed: int | None = None, **options: Any) -> Gateway:
         """A gateway sealed off from the real vendors: every vendor is the built-in emulator.
 
         Jobs take a few seconds (``gateway.offline.JOB_SECONDS``) and are polled on that scale; nothing
@@ -206,34 +206,10 @@ class Gateway(HandlesMixin):
             seed: seeds the emulator's ids and the gateway's jitter.
             options: any other ``Gateway`` argument (``clock``, ``route``, ``budget``, ``poll``…).
         """
-        import gateway.offline as offline
+        from gateway.offline import build
 
-        clock = options.setdefault("clock", offline.default_clock())
-        spans = offline.JOB_SECONDS if job_seconds is None else job_seconds
-        low, high = spans if isinstance(spans, tuple) else (spans, spans)
-        options.setdefault("poll", offline.offline_poll((low + high) / 2))
-        options.setdefault("backoff_base", min(1.0, max(0.01, (low + high) / 20)))
-        url = None if emulator is not None else offline.resolve_emulator_url(emulator_url)
-        if url is None:
-            if emulator is None:
-                from gateway.emulator import Emulator
-
-                emulator = Emulator(faults=faults or None, seed=seed or 0, clock=clock,
-                                    job_time=lambda rng: rng.uniform(low, high), render_media=True)
-            return cls(emulator=emulator, journal=journal, jitter_seed=seed, **options)
-        if faults:
-            raise ConfigurationError("faults are set where the loopback emulator runs "
-                                     "(`ovi-gateway emulate --faults ...`), not here")
-        from gateway.emulator.loopback import LoopbackTransport
-
-        instance = offline.emulator_instance(url)
-        registry = options.pop("registry", None) or Registry.load()
-        wanted = options.get("providers")
-        keys = {name: "emulator-key" for name in registry.classes if wanted is None or name in wanted}
-        gateway = cls(registry=registry, transport=LoopbackTransport(url), keys=keys,
-                      journal=_open_journal(journal, instance), jitter_seed=seed, **options)
-        gateway.emulated, gateway.emulator_instance = True, instance
-        return gateway
+        return build(cls, emulator=emulator, emulator_url=emulator_url, faults=faults, job_seconds=job_seconds,
+                     journal=journal, seed=seed, **options)
 
     def _close_stale_emulated(self) -> None:
         """Offline: close open rows of emulator instances that are gone (see ``offline.close_stale``)."""
@@ -332,7 +308,7 @@ class Gateway(HandlesMixin):
         if clip.state == "succeeded" and clip.result_json:
             return OviResult.model_validate_json(clip.result_json)
         owner = lease_owner()
-        holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=_alive)
+        holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=alive)
         if holder is not None:
             raise ClipInProgress(f"clip {clip_key!r} is being generated by another call ({holder}); "
                                  "call again with the same key when it is done")
@@ -464,7 +440,7 @@ class Gateway(HandlesMixin):
         runner = self._runner(None)
         for clip_key in dict.fromkeys(record.clip_key for record in self.journal.unfinished()):
             owner = lease_owner()
-            holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=_alive)
+            holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=alive)
             if holder is not None:
                 outcomes.append(ResumeOutcome(clip_key, "", "in-progress", error=f"held by {holder}"))
                 continue
@@ -597,66 +573,5 @@ class Gateway(HandlesMixin):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _keys(classes: Mapping[str, type[Provider]], keys: Mapping[str, str] | None, emulator: Any) -> dict[str, str]:
-    found = {}
-    for name, cls in classes.items():
-        value = (keys or {}).get(name) or (None if emulator is not None else os.environ.get(cls.env_key))
-        if emulator is not None and not value:
-            value = "emulator-key"
-        if value:
-            found[name] = value
-    return found
-
-
-def _random_key() -> str:
-    return str(uuid.uuid4())
-
-
-def _check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
-                     base_urls: Mapping[str, str] | None, *, allow_http: bool = False) -> dict[str, str]:
-    """``base_urls`` checked: each names an enabled vendor whose adapter takes a ``base_url`` option, and is
-    ``https://`` — an API key never travels in clear text — unless the gateway's explicit emulator flag
-    (``allow_local_media``, or an emulator) admits ``http://`` for a loopback emulator."""
-    checked: dict[str, str] = {}
-    for name, url in (base_urls or {}).items():
-        if name not in classes:
-            registry.get(name)  # raises, naming the installed vendors or why this one failed to load
-            raise ConfigurationError(f"base_urls names {name!r}, which is installed but not enabled here")
-        if "base_url" not in getattr(classes[name], "accepted_options", frozenset()):
-            raise ConfigurationError(f"the {name} adapter takes no base_url option", provider=name)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_urls[{name!r}] must be an http(s) URL, got {url!r}", provider=name)
-        if url.startswith("http://") and not allow_http:
-            raise ConfigurationError(f"base_urls[{name!r}] is plain http ({url}): the API key would travel in "
-                                     "clear text; use https://, or pass allow_local_media=True for a loopback "
-                                     "emulator", provider=name)
-        checked[name] = url
-    return checked
-
-
-def _alive(owner: str) -> bool:
-    """A lease holder counts as alive unless it provably is not (``owner_dead``)."""
-    return not owner_dead(owner)
-
-
-def _open_journal(journal: Any, emulator_instance: str | None = None) -> Journal | None:
-    """The journal to use. An emulated gateway's default is the separate offline journal, and every
-    journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
-    if journal is None:
-        return None
-    if isinstance(journal, Journal):
-        if emulator_instance and journal.emulator_instance is None:
-            journal.emulator_instance = emulator_instance
-        return journal
-    if journal is _UNSET:
-        if emulator_instance is None:
-            return Journal()
-        from gateway.offline import offline_journal_path
-
-        journal = offline_journal_path()
-    return Journal(journal, emulator_instance=emulator_instance)
-
 
 

@@ -17,18 +17,44 @@ Offline is always an explicit choice (``Gateway()`` with no keys stays ``NoRoute
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
+from gateway.client_setup import UNSET
 from gateway.clock import Clock, RealClock
 from gateway.errors import ConfigurationError
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.recovery import lease_owner, owner_alive
 from gateway.store.journal import OPEN, Journal, default_path
 
-__all__ = ["EMULATOR_URL_ENV", "JOB_SECONDS", "close_stale", "default_clock", "emulator_instance",
-           "offline_journal_path", "offline_poll", "resolve_emulator_url"]
+if TYPE_CHECKING:
+    from gateway.emulator import Emulator
+
+
+class _Emulated(Protocol):
+    """What ``build`` sets on the gateway it makes (``Gateway`` has both)."""
+
+    emulated: bool
+    emulator_instance: str | None
+
+
+_G = TypeVar("_G", bound=_Emulated)
+
+__all__ = [
+    "EMULATOR_URL_ENV",
+    "JOB_SECONDS",
+    "build",
+    "close_stale",
+    "default_clock",
+    "emulator_instance",
+    "offline_journal_path",
+    "offline_poll",
+    "open_journal",
+    "resolve_emulator_url",
+]
 
 EMULATOR_URL_ENV = "OVI_GATEWAY_EMULATOR_URL"
 """Environment variable naming a loopback emulator (``http://127.0.0.1:PORT``) for offline mode."""
@@ -112,3 +138,50 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
         finally:
             journal.release_clip(clip_key, owner)
     return closed
+
+
+def build(cls: Callable[..., _G], *, emulator: Emulator | None, emulator_url: str | None, faults: str | None,
+          job_seconds: tuple[float, float] | float | None, journal: Any, seed: int | None, **options: Any) -> _G:
+    """``Gateway.offline``'s body (see its docstring): an in-process emulator, or a loopback one."""
+    clock = options.setdefault("clock", default_clock())
+    spans = JOB_SECONDS if job_seconds is None else job_seconds
+    low, high = spans if isinstance(spans, tuple) else (spans, spans)
+    options.setdefault("poll", offline_poll((low + high) / 2))
+    options.setdefault("backoff_base", min(1.0, max(0.01, (low + high) / 20)))
+    url = None if emulator is not None else resolve_emulator_url(emulator_url)
+    if url is None:
+        if emulator is None:
+            from gateway.emulator import Emulator
+
+            emulator = Emulator(faults=faults or None, seed=seed or 0, clock=clock,
+                                job_time=lambda rng: rng.uniform(low, high), render_media=True)
+        return cls(emulator=emulator, journal=journal, jitter_seed=seed, **options)
+    if faults:
+        raise ConfigurationError("faults are set where the loopback emulator runs "
+                                 "(`ovi-gateway emulate --faults ...`), not here")
+    from gateway.emulator.loopback import LoopbackTransport
+    from gateway.registry import Registry
+
+    instance = emulator_instance(url)
+    registry = options.pop("registry", None) or Registry.load()
+    wanted = options.get("providers")
+    keys = {name: "emulator-key" for name in registry.classes if wanted is None or name in wanted}
+    gateway = cls(registry=registry, transport=LoopbackTransport(url), keys=keys,
+                  journal=open_journal(journal, instance), jitter_seed=seed, **options)
+    gateway.emulated, gateway.emulator_instance = True, instance
+    return gateway
+
+def open_journal(journal: Any, emulator_instance: str | None = None) -> Journal | None:
+    """The journal to use. An emulated gateway's default is the separate offline journal, and every
+    journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
+    if journal is None:
+        return None
+    if isinstance(journal, Journal):
+        if emulator_instance and journal.emulator_instance is None:
+            journal.emulator_instance = emulator_instance
+        return journal
+    if journal is UNSET:
+        if emulator_instance is None:
+            return Journal()
+        journal = offline_journal_path()
+    return Journal(journal, emulator_instance=emulator_instance)

@@ -1,0 +1,59 @@
+"""What ``Gateway.__init__`` and ``Gateway.offline`` check and open: keys, base URLs, the journal, leases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.contract import Provider
+from gateway.errors import ConfigurationError
+from gateway.registry import Registry
+from gateway.store.lease import owner_dead
+
+__all__ = ["UNSET", "alive", "check_base_urls", "keys_for", "random_key"]
+
+UNSET: Any = object()
+"""The default of ``journal=``: the user's journal (or, emulated, the separate offline one)."""
+
+def keys_for(classes: Mapping[str, type[Provider]], keys: Mapping[str, str] | None, emulator: Any) -> dict[str, str]:
+    found = {}
+    for name, cls in classes.items():
+        value = (keys or {}).get(name) or (None if emulator is not None else os.environ.get(cls.env_key))
+        if emulator is not None and not value:
+            value = "emulator-key"
+        if value:
+            found[name] = value
+    return found
+
+
+def random_key() -> str:
+    return str(uuid.uuid4())
+
+
+def check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
+                     base_urls: Mapping[str, str] | None, *, allow_http: bool = False) -> dict[str, str]:
+    """``base_urls`` checked: each names an enabled vendor whose adapter takes a ``base_url`` option, and is
+    ``https://`` — an API key never travels in clear text — unless the gateway's explicit emulator flag
+    (``allow_local_media``, or an emulator) admits ``http://`` for a loopback emulator."""
+    checked: dict[str, str] = {}
+    for name, url in (base_urls or {}).items():
+        if name not in classes:
+            registry.get(name)  # raises, naming the installed vendors or why this one failed to load
+            raise ConfigurationError(f"base_urls names {name!r}, which is installed but not enabled here")
+        if "base_url" not in getattr(classes[name], "accepted_options", frozenset()):
+            raise ConfigurationError(f"the {name} adapter takes no base_url option", provider=name)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_urls[{name!r}] must be an http(s) URL, got {url!r}", provider=name)
+        if url.startswith("http://") and not allow_http:
+            raise ConfigurationError(f"base_urls[{name!r}] is plain http ({url}): the API key would travel in "
+                                     "clear text; use https://, or pass allow_local_media=True for a loopback "
+                                     "emulator", provider=name)
+        checked[name] = url
+    return checked
+
+
+def alive(owner: str) -> bool:
+    """A lease holder counts as alive unless it provably is not (``owner_dead``)."""
+    return not owner_dead(owner)
