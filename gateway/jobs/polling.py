@@ -27,6 +27,8 @@ __all__ = ["PollPolicy", "plan_checks"]
 
 _GRID = 0.5
 """Resolution of planned check times for minute-long jobs (seconds); shorter jobs get a finer grid."""
+_MAX_POINTS = 300
+"""Most grid points a plan spans (a wider span gets a coarser grid)."""
 _FIRST_CHECK_SHARE = 0.75
 """A job already done at its first check is learned at this share of that check's age."""
 _RELATIVE = (0.1, 0.3)
@@ -134,8 +136,9 @@ class PollPolicy:
 
 
 def _stale(planned_at: int, now: int) -> bool:
-    """Re-plan after every few new job times while learning is young, then every 25."""
-    return now - planned_at >= (4 if planned_at < 40 else 25)
+    """Re-plan after every few new job times while learning is young, then every 50 (a plan costs
+    milliseconds; spread over 50 jobs it stays out of most of the per-job cost)."""
+    return now - planned_at >= (4 if planned_at < 40 else 50)
 
 
 def _key(provider: str, kind: str) -> str:
@@ -164,6 +167,7 @@ def plan_checks(durations: Sequence[float], *, target_median: float, target_p90:
     # A delay target in seconds suits minute-long jobs; a 2 s job should not wait 1.8 s to be seen.
     target_median = min(target_median, max(grid, _RELATIVE[0] * middle))
     target_p90 = min(target_p90, max(2 * grid, _RELATIVE[1] * middle))
+    grid = max(grid, (end - start) / _MAX_POINTS)  # bounds the planning cost whatever the job times
     steps = max(2, math.ceil((end - start) / grid))
     times = [start + i * grid for i in range(steps + 1)]
     # A share of uniform mass over the whole span keeps checks where few jobs have ended yet: with few
@@ -182,7 +186,7 @@ def plan_checks(durations: Sequence[float], *, target_median: float, target_p90:
     # each, and keep the cheapest schedule that meets both targets.
     for ratio in (0.25, 1.0, 4.0, 16.0):
         low, high = 0.0, 1e4
-        for _ in range(16):
+        for _ in range(12):
             weight = (low + high) / 2
             checks = _solve(times, cdf, weight, ratio, target_median, target_p90, min_gap, grid)
             calls = _score(checks, ordered, bandwidth, target_median, target_p90)
