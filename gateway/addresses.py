@@ -4,7 +4,8 @@
   loopback, private, link-local and other non-global ranges, however they are spelled — shorthand and
   integer IPv4 (``127.1``, ``2130706433``, ``0x7f.1``), Unicode digits and dots (``１２７.０.０.１``, which
   IDNA folds to ASCII), IPv4-mapped (``::ffff:127.0.0.1``), NAT64 (``64:ff9b::/96``), 6to4 and Teredo
-  forms of a private IPv4 address, and names like ``localhost``, ``*.internal``, ``*.local`` or a bare
+  forms of a private IPv4 address, IPv4-compatible (``::7f00:1``) and SIIT (``::ffff:0:7f00:1``) forms,
+  local-use NAT64 (``64:ff9b:1::/48``) and site-local ``fec0::/10``, and names like ``localhost``, ``*.internal``, ``*.local`` or a bare
   single label.
 * ``check_url(url, ...)`` parses strictly: no userinfo, no backslash (WHATWG parsers read
   ``http://127.0.0.1\\@public.com/`` as host 127.0.0.1, ``urllib`` as public.com), no whitespace or
@@ -30,6 +31,11 @@ __all__ = ["UnsafeURL", "check_public_address", "check_public_host", "check_resu
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Prefixes that embed an IPv4 address in their low 32 bits: IPv4-compatible (deprecated, RFC 4291 2.5.5.1)
+# and SIIT IPv4-translated (RFC 2765); Python's properties do not look inside either.
+_EMBEDS_LOW32 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+# Local-use NAT64 (RFC 8215) reaches whatever the operator's translator maps it to: never public.
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _LOCAL_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa", ".lan", ".intranet")
 
@@ -44,8 +50,11 @@ def check_public_address(address: IPAddress) -> None:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             embedded.append(address.ipv4_mapped)
-        if address in _NAT64:  # Python counts the NAT64 prefix global; what it reaches is the IPv4 inside
+        if address in _NAT64 or any(address in net for net in _EMBEDS_LOW32):
+            # Python counts these global; what they reach is the IPv4 address inside
             embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address in _LOCAL_NAT64 or address.is_site_local:  # site-local fec0::/10 is deprecated, never global
+            raise UnsafeURL(f"address {address} is a local-use NAT64 or site-local address; use a public host")
         if address.sixtofour is not None:
             embedded.append(address.sixtofour)
         if address.teredo is not None:
