@@ -5,8 +5,8 @@
   integer IPv4 (``127.1``, ``2130706433``, ``0x7f.1``), Unicode digits and dots (``１２７.０.０.１``, which
   IDNA folds to ASCII), IPv4-mapped (``::ffff:127.0.0.1``), NAT64 (``64:ff9b::/96``), 6to4 and Teredo
   forms of a private IPv4 address, IPv4-compatible (``::7f00:1``) and SIIT (``::ffff:0:7f00:1``) forms,
-  local-use NAT64 (``64:ff9b:1::/48``) and site-local ``fec0::/10``, and names like ``localhost``, ``*.internal``, ``*.local`` or a bare
-  single label.
+  local-use NAT64 (``64:ff9b:1::/48``) and site-local ``fec0::/10``, and names like ``localhost``,
+  ``*.internal``, ``*.local`` or a bare single label.
 * ``check_url(url, ...)`` parses strictly: no userinfo, no backslash (WHATWG parsers read
   ``http://127.0.0.1\\@public.com/`` as host 127.0.0.1, ``urllib`` as public.com), no whitespace or
   control characters, a host present; then applies ``check_public_host`` unless ``allow_local``.
