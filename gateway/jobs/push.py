@@ -28,6 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import gateway.secrets as secrets
 from gateway.clock import Clock
 from gateway.contract import JobHandle, JobStatus, ProviderOutput, SubmitContext, WebhookEvent
 from gateway.request import OviRequest
@@ -55,6 +56,7 @@ class PushBox:
 
     def __init__(self, *, public_url: str, secret: bytes, events: EventStore) -> None:
         self.public_url = public_url.rstrip("/")
+        secrets.register(secret)  # the token key may come from a caller, not only webhook_secret()
         self.secret = secret
         self.events = events
         self._wakers: dict[str, asyncio.Event] = {}
@@ -62,8 +64,13 @@ class PushBox:
         """Status checks answered from a push instead of the vendor (for metrics and tests)."""
 
     def token(self, provider: str, clip: str, submit: str) -> str:
-        """The job's URL token: HMAC-SHA256 of ``provider/clip/submit`` under the secret (hex)."""
-        return hmac.new(self.secret, f"{provider}/{clip}/{submit}".encode(), hashlib.sha256).hexdigest()
+        """The job's URL token: HMAC-SHA256 of ``provider/clip/submit`` under the secret (hex).
+
+        Registered with ``gateway.secrets``: the token alone lets anyone push for the job, and the webhook URL
+        that carries it is echoed in vendor answers, errors and logs."""
+        token = hmac.new(self.secret, f"{provider}/{clip}/{submit}".encode(), hashlib.sha256).hexdigest()
+        secrets.register(token)
+        return token
 
     def url(self, provider: str, clip: str, submit: str) -> str:
         return (f"{self.public_url}/webhooks/{quote(provider, safe='')}/{quote(clip, safe='')}/"

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+import gateway.secrets as secrets
 from gateway.contract import (
     CONTRACT_VERSION,
     JobHandle,
@@ -63,6 +64,7 @@ class WaveSpeedProvider:
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
         self._base = str(ctx.options.get("base_url") or translate.API_BASE).rstrip("/")
+        secrets.register(os.environ.get("WAVESPEED_WEBHOOK_SECRET"))  # known now, before any echo can carry it
 
     # ---- pure --------------------------------------------------------------------------------
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
@@ -145,7 +147,9 @@ class WaveSpeedProvider:
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         """Raise ``AuthError`` unless the delivery carries a valid ``v3`` HMAC under the secret in
         ``WAVESPEED_WEBHOOK_SECRET`` (``GET /api/v3/webhook/secret`` gives it per API key). ``now``: Unix s."""
-        webhooks.verify(headers, body, secret=os.environ.get("WAVESPEED_WEBHOOK_SECRET", ""), now=now)
+        secret = os.environ.get("WAVESPEED_WEBHOOK_SECRET", "")
+        secrets.register(secret)  # a signing secret is as sensitive as the API key
+        webhooks.verify(headers, body, secret=secret, now=now)
 
     def parse_webhook(self, body: bytes) -> WebhookEvent:
         """A verified delivery (the prediction object) as a ``WebhookEvent``."""

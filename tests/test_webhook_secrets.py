@@ -1,0 +1,34 @@
+"""Webhook URL tokens and signing secrets are in the secrets registry (review finding 15)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+import gateway.secrets as secrets
+from gateway.contract import ProviderContext
+from gateway.jobs.push import PushBox
+from providers.wavespeed.provider import WaveSpeedProvider
+
+
+class _NoEvents:
+    def latest_trusted(self, vendor: str, job_id: str) -> bytes | None:
+        return None
+
+
+def test_a_jobs_url_token_is_redacted_wherever_its_url_is_echoed() -> None:
+    box = PushBox(public_url="https://gw.example.com", secret=b"box-key-finding15-0123456789", events=_NoEvents())
+    url = box.url("runware", "clip-15", "submit-15")
+    token = url.rsplit("t=", 1)[1]
+    assert secrets.is_registered(token)
+    assert token not in secrets.redact(f"vendor said: bad webhookURL {url}")
+    assert secrets.is_registered("box-key-finding15-0123456789")
+
+
+def test_the_wavespeed_webhook_secret_is_registered_when_the_adapter_is_built(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    value = "whsec_finding15-wavespeed-signing-secret"
+    monkeypatch.setenv("WAVESPEED_WEBHOOK_SECRET", value)
+    WaveSpeedProvider(ProviderContext(api_key=SecretStr("k" * 12), http=httpx.AsyncClient()))
+    assert value not in secrets.redact(f"echo {value}")
