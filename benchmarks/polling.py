@@ -163,6 +163,6 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]
              "Gateway rows include the first 8 jobs on the prior schedule (before anything is learned).",
              "WaveSpeed documents a 5 s minimum between result polls: its rows can not reach a median delay "
              "under ~2.5 s (half the floor); the policy then aims at what the floor allows.",
-             "Fixed-interval rows simulate the SDKs' default intervals over our adapter; sdk_polling.py runs "
+             "Fixed-interval rows simulate the SDKs' default intervals over our adapter; table 8 (sdk.py) runs "
              "the SDKs' own code over loopback."]
     return headers, body, notes
