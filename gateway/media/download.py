@@ -306,12 +306,8 @@ def fetch(url: str, path: str | os.PathLike[str], *, client: httpx.Client | None
                     except BaseException:
                         sink.abort()
                         raise
-            except httpx.TimeoutException as exc:
-                raise DownloadFailed(f"download of {current} timed out ({type(exc).__name__})",
-                                     reason="timeout") from None
             except httpx.HTTPError as exc:
-                raise DownloadFailed(f"download of {current} failed ({type(exc).__name__}: {exc})",
-                                     reason="transport") from None
+                raise _transport_failure(current, exc) from None
     raise AssertionError("unreachable: _next_hop raises past MAX_REDIRECTS")
 
 
@@ -366,12 +362,8 @@ async def afetch(url: str, path: str | os.PathLike[str], *, client: httpx.AsyncC
                         except BaseException:
                             sink.abort()
                             raise
-                except httpx.TimeoutException as exc:
-                    raise DownloadFailed(f"download of {current} timed out ({type(exc).__name__})",
-                                         reason="timeout") from None
                 except httpx.HTTPError as exc:
-                    raise DownloadFailed(f"download of {current} failed ({type(exc).__name__}: {exc})",
-                                         reason="transport") from None
+                    raise _transport_failure(current, exc) from None
     except TimeoutError:
         raise DownloadFailed(f"download of {current} took longer than {timeout:g} s", reason="timeout") from None
     raise AssertionError("unreachable: _next_hop raises past MAX_REDIRECTS")
@@ -386,3 +378,9 @@ async def _async_client(client: httpx.AsyncClient | None, timeout: float | None)
     async with httpx.AsyncClient(timeout=httpx.Timeout(read, connect=10.0)) as owned:
         yield owned
 
+
+def _transport_failure(url: object, exc: httpx.HTTPError) -> DownloadFailed:
+    """An httpx failure of a download as ``DownloadFailed``: a timeout, or another transport error."""
+    if isinstance(exc, httpx.TimeoutException):
+        return DownloadFailed(f"download of {url} timed out ({type(exc).__name__})", reason="timeout")
+    return DownloadFailed(f"download of {url} failed ({type(exc).__name__}: {exc})", reason="transport")
