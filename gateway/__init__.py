@@ -49,9 +49,9 @@ install_null_handlers()  # silent unless the application configures logging (gat
 
 if TYPE_CHECKING:
     from gateway.client import Gateway
+    from gateway.jobs.events import Event, EventKind
     from gateway.jobs.handles import CannotCancel, Job, JobCancelled, JobNotFinished, JobView
     from gateway.jobs.polling import PollPolicy
-    from gateway.jobs.runner import Event, EventKind
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, Quote
 
@@ -112,8 +112,8 @@ _LAZY = {
     "Route": "gateway.routing.planner",
     "Quote": "gateway.routing.pricing",
     "Budget": "gateway.routing.pricing",
-    "Event": "gateway.jobs.runner",
-    "EventKind": "gateway.jobs.runner",
+    "Event": "gateway.jobs.events",
+    "EventKind": "gateway.jobs.events",
     "PollPolicy": "gateway.jobs.polling",
     **dict.fromkeys(("CannotCancel", "Job", "JobCancelled", "JobNotFinished", "JobView"), "gateway.jobs.handles"),
 }

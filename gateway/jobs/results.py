@@ -1,4 +1,5 @@
-"""The result step of a followed job: read the clip once the vendor said the job is done.
+"""The result step of a followed job: read the clip once the vendor said the job is done, then record
+it and build the ``OviResult`` (``finish``).
 
 A failed result read is a failed check (``fate``: ``result``/``check_failed``), retried with backoff
 on the same job until ``PollPolicy.max_wait``. Before each retry the job's status is asked again: a
@@ -9,17 +10,23 @@ Runware ``success`` item with no URL) would otherwise be re-parsed from the same
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.contract import JobState, JobStatus, ProviderOutput
 from gateway.errors import ContentRejected, GatewayError, GenerationFailed
 from gateway.jobs import fate
+from gateway.jobs.events import Event
 from gateway.jobs.fate import Answer, Fate, Phase
+from gateway.jobs.writes import JOURNAL_WRITE_TRIES, flush
+from gateway.result import Attempt, OviResult, Timings
 
 if TYPE_CHECKING:
     from gateway.jobs.runner import FollowedJob, Runner
 
-__all__ = ["fetch_result", "recheck"]
+__all__ = ["fetch_result", "finish", "recheck"]
+
+_log = logging.getLogger("gateway.jobs.runner")
 
 
 async def fetch_result(runner: Runner, job: FollowedJob, status: JobStatus) -> ProviderOutput:
@@ -63,3 +70,40 @@ async def recheck(runner: Runner, job: FollowedJob, status: JobStatus) -> JobSta
         runner._record_failure(job, failure)
         raise failure
     return fresh
+
+
+async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_queued: float | None,
+                 extra: dict[str, Any] | None = None) -> OviResult:
+    """The job's ``OviResult``, after its result and end are on record (``gateway.jobs.writes``)."""
+    now = runner.clock.now()
+    runner.health[job.name].success()
+    if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
+        runner.poll.observe(job.name, now - job.vendor_started, lower=job.seen_unfinished_at or 0.0)
+    quoted = job.candidate.quote.price_usd
+    source: Literal["reported", "estimated", "unknown"]
+    cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (
+        (quoted, "estimated") if quoted is not None else (None, "unknown"))
+    job.attempts.append(Attempt(provider=job.name, outcome="succeeded", elapsed_s=now - job.vendor_started,
+                                may_be_billed=True, job_id=job.handle.job_id))
+    # Polls bound the phases: queued at least until last seen queued, running at most since then.
+    running_from = last_queued if last_queued is not None else job.vendor_started
+    result = OviResult(
+        provider=job.name, job_id=job.handle.job_id, video_url=output.video_url, seed=output.seed,
+        cost_usd=cost, cost_source=source, quoted_usd=quoted, nsfw=output.nsfw,
+        timings=Timings(total_s=now - job.started,
+                        queued_s=None if job.resumed or last_queued is None else last_queued - job.vendor_started,
+                        running_s=None if job.resumed else now - running_from,
+                        inference_s=output.inference_s),
+        dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
+        idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
+    await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap)
+    # The clip's result is on record before its submit is closed: a crash between the two leaves an
+    # open submit that resume() re-reads, never a finished submit whose clip has no result.
+    await runner._write(job, "result", runner.journal.finish_clip, job.clip_key, result.model_dump_json())
+    await runner._write(job, "finished", lambda: runner.journal.finished(job.submit_key, cost_usd=cost,
+                                                                     cost_source=source))
+    _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
+              job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
+                                                   "idempotency_key": job.submit_key, "clip_key": job.clip_key})
+    runner.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
+    return result

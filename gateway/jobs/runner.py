@@ -19,11 +19,10 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import RetryCallState
 
 from gateway.clock import Clock
 from gateway.contract import JobHandle, JobState, Provider, ProviderOutput, SubmitContext
@@ -37,18 +36,20 @@ from gateway.errors import (
     GatewayError,
     GenerationFailed,
     JobUnresolved,
-    ProviderRejected,
-    RateLimited,
     SubmitOutcomeUnknown,
 )
 from gateway.jobs import fate
 from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
+from gateway.jobs.events import Event, EventKind
 from gateway.jobs.fate import Answer, Fate, Phase
+from gateway.jobs.followed import FollowedJob, NullJournal
 from gateway.jobs.polling import PollPolicy
-from gateway.jobs.results import fetch_result
-from gateway.jobs.writes import JOURNAL_WRITE_TRIES, Write, flush, write_paid
+from gateway.jobs.results import fetch_result, finish
+from gateway.jobs.settle import settle
+from gateway.jobs.submit import submit
+from gateway.jobs.writes import flush, write_paid
 from gateway.request import OviRequest
-from gateway.result import Attempt, OviResult, Timings
+from gateway.result import Attempt, OviResult
 from gateway.routing.health import Health
 from gateway.routing.planner import Candidate, Plan, Route
 from gateway.routing.pricing import Budget
@@ -58,73 +59,6 @@ _log = logging.getLogger(__name__)
 # (which may quote what was sent) only at DEBUG.
 
 __all__ = ["Event", "EventKind", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
-
-"""Tries of a journal write that records a paid job (the ack, the result) before giving up."""
-
-
-EventKind = Literal["wait", "submit", "accepted", "status", "retry", "reconcile", "failover", "resubmit", "done"]
-"""What an ``Event`` reports (see ``Event``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Progress for displays: ``kind`` is wait (every capable vendor cooling down), submit, accepted,
-    status, retry, reconcile, failover, resubmit (a new job on the same vendor after its job failed)
-    or done. ``provider`` is empty for ``wait``; ``elapsed`` is seconds since the generation began;
-    ``state`` is the job's ``JobState`` value on status events."""
-
-    kind: EventKind
-    provider: str
-    elapsed: float
-    state: str | None = None
-    queue_position: int | None = None
-    message: str | None = None
-
-
-class NullJournal:
-    """Records nothing: for gateways built with ``journal=None`` (no durability, no idempotency keys)."""
-
-    def intent(self, **fields: Any) -> None: ...
-    def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None: ...
-    def state(self, submit_key: str, state: str) -> None: ...
-    def finished(self, submit_key: str, *, cost_usd: Decimal | None, cost_source: str) -> None: ...
-    def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None: ...
-    def unknown(self, submit_key: str, *, error: str) -> None: ...
-    def expired(self, submit_key: str, error: str) -> None: ...
-    def finish_clip(self, key: str, result_json: str) -> None: ...
-    # A budget needs the real journal (the client refuses one without it); these keep the type whole.
-    def reserve(self, submit_key: str, amount: Decimal) -> None: ...
-    def reserved_and_spent(self, *, since: object = None, clip_prefix: str | None = None) -> Decimal:
-        return Decimal(0)
-
-
-@dataclass
-class FollowedJob:
-    """One vendor job being followed to its end, and where its outcome is recorded.
-
-    ``started`` is when the whole generation began; ``vendor_started`` when this vendor took the job
-    (or, for a resumed job, when following it resumed). ``resumed`` jobs teach the poll policy nothing.
-    """
-
-    provider: Provider
-    handle: JobHandle
-    candidate: Candidate
-    clip_key: str
-    submit_key: str
-    started: float
-    vendor_started: float
-    deadline_at: float | None
-    attempts: list[Attempt] = field(default_factory=list)
-    abandon_stuck: bool = False
-    resumed: bool = False
-    seen_unfinished_at: float | None = None
-    """Age (s after the vendor took the job) at the last check that saw it unfinished."""
-    unwritten: list[Write] = field(default_factory=list)
-    """Journal writes a storage failure refused, retried before every check (``gateway.jobs.writes``)."""
-
-    @property
-    def name(self) -> str:
-        return self.provider.name
 
 
 class Runner:
@@ -244,110 +178,14 @@ class Runner:
         finally:
             breaker.release()  # a half-open probe that ended without a verdict must not block the vendor
 
-    # ---- submit: retries before anything can be billed, settling after ----------------------
+    # ---- submit: retries before anything can be billed, settling after (jobs.submit, jobs.settle) ----
     async def _submit(self, provider: Provider, request: OviRequest, ctx: SubmitContext, route: Route,
                       deadline_at: float | None, attempts: list[Attempt], started: float) -> JobHandle:
-        name = provider.name
-        sent: set[str] = set()
-
-        def before_sleep(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            attempts.append(Attempt(provider=name, outcome="retried", error_type=type(error).__name__,
-                                    error=str(error), elapsed_s=self.clock.now() - started))
-            self.health[name].failure(error)  # type: ignore[arg-type]
-            self.on_event(Event("retry", name, self.clock.now() - started, message=str(error)))
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(self._worth_retrying),
-            stop=lambda state: state.attempt_number >= route.max_tries or self._past(
-                deadline_at, state.upcoming_sleep),
-            wait=self._wait, sleep=self.clock.sleep, before_sleep=before_sleep, reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key,
-                          attempt.retry_state.attempt_number,
-                          extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
-                self.on_event(Event("submit", name, self.clock.now() - started))
-                try:
-                    async with self._bounded(deadline_at, name, "submit", submit=ctx):
-                        handle = await provider.submit(request, ctx)
-                except GatewayError as error:
-                    if error.status_code is not None:
-                        sent.add(ctx.idempotency_key)  # the vendor answered it: a later try is a resend
-                    answer = fate.answer_of(error, Phase.SUBMIT)
-                    if answer is Answer.JOB_IN_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.FOLLOW:
-                        return JobHandle.from_json(error.job_hint["handle"])  # type: ignore[attr-defined]
-                    if answer is Answer.NO_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.RECONCILE:
-                        sent.add(ctx.idempotency_key)
-                        return await self._settle(provider, request, ctx, error, started, deadline_at, sent)
-                    fate.decide(Phase.SEND, answer)  # nothing billed: tenacity retries, or the plan moves on
-                    raise
-                return self._acked(provider, handle, ctx, sent)
-        raise AssertionError("unreachable: tenacity reraises the last error")
-
-    def _acked(self, provider: Provider, handle: JobHandle, ctx: SubmitContext, sent: set[str]) -> JobHandle:
-        """The handle of an acknowledged submit. A ``conflict`` answer (Runware's ``conflictTaskUUID``)
-        is followed only when the task is ours (``fate.conflict_is_ours``: a resend of a key we sent);
-        another caller's task is a refusal of ours, which created nothing."""
-        if not handle.data.get("conflict"):
-            fate.decide(Phase.SETTLE if ctx.idempotency_key in sent else Phase.SUBMIT, Answer.ACK)
-            return handle
-        if not fate.conflict_is_ours(ctx.idempotency_key, sent_here=sent):
-            fate.decide(Phase.SEND, Answer.REFUSED)
-            raise ProviderRejected(f"{provider.name} already holds a task under key {ctx.idempotency_key} that "
-                                   "this gateway did not send; not following another caller's task",
-                                   provider=provider.name)
-        fate.decide(Phase.SETTLE, Answer.CONFLICT_OURS)
-        return JobHandle(handle.provider, handle.job_id, fate.strip_conflict(dict(handle.data)))
-
-    def _worth_retrying(self, error: BaseException) -> bool:
-        """Same vendor again: a retryable error that cannot have billed, and no long ``Retry-After``."""
-        if not isinstance(error, GatewayError) or not error.retryable or error.may_be_billed:
-            return False
-        return not (isinstance(error, RateLimited) and (error.retry_after or 0) > self.backoff_cap)
+        return await submit(self, provider, request, ctx, route, deadline_at, attempts, started)
 
     async def _settle(self, provider: Provider, request: OviRequest, ctx: SubmitContext, error: GatewayError,
                       started: float, deadline_at: float | None, sent: set[str]) -> JobHandle:
-        """After a submit that may have reached the vendor: the job, settled the vendor's own way.
-
-        A vendor that dedupes by our key (``reconcilable``: Runware's ``taskUUID``) gets the same
-        submit again, as its SDK does, until one is answered with an ack or a ``conflictTaskUUID``;
-        its absence from a lookup proves nothing (the first POST may only be late). The others can
-        neither be asked nor safely sent the submit twice: ``SubmitOutcomeUnknown``.
-        """
-        self.on_event(Event("reconcile", provider.name, self.clock.now() - started, message=str(error)))
-        hint = {"provider": provider.name, "idempotency_key": ctx.idempotency_key}
-        if not provider.reconcilable:
-            fate.decide(Phase.SETTLE, Answer.NO_ANSWER)
-            raise SubmitOutcomeUnknown(
-                f"the submit may have created a paid job ({error.message}); {provider.name} offers no way "
-                "to look it up and a second submit could be billed again, so the gateway stops here",
-                provider=provider.name, job_hint=hint)
-        give_up = self.clock.now() + self.settle_window
-        if deadline_at is not None:
-            give_up = min(give_up, deadline_at)
-        last: GatewayError = error
-        tries = 0
-        while True:
-            tries += 1
-            wait = self._backoff(tries, last)
-            if self.clock.now() + wait > give_up:
-                break
-            await self.clock.sleep(wait)
-            try:
-                async with self._bounded(deadline_at, provider.name, "submit", submit=ctx):
-                    handle = await provider.submit(request, ctx)
-            except GatewayError as again:
-                if fate.answer_of(again, Phase.SUBMIT) is Answer.JOB_IN_ANSWER:
-                    fate.decide(Phase.SUBMIT, Answer.JOB_IN_ANSWER)
-                    return JobHandle.from_json(again.job_hint["handle"])  # type: ignore[attr-defined]
-                last = again  # any other answer settles nothing: send the same key again
-                continue
-            return self._acked(provider, handle, ctx, sent)
-        fate.decide(Phase.SETTLE, Answer.NO_ANSWER)
-        raise SubmitOutcomeUnknown(f"the submit may have created a paid job ({error.message}) and resending "
-                                   f"the same key to {provider.name} got no answer ({last.message})",
-                                   provider=provider.name, job_hint=hint)
+        return await settle(self, provider, request, ctx, error, started, deadline_at, sent)
 
     # ---- following a job to its end --------------------------------------------------------
     async def follow(self, job: FollowedJob) -> OviResult:
@@ -407,7 +245,7 @@ class Runner:
             if status.state == JobState.SUCCEEDED:
                 fate.decide(Phase.FOLLOW, Answer.DONE)
                 output = await fetch_result(self, job, status)
-                return await self._finish(job, output, last_queued, await self._delivered(job, output))
+                return await finish(self, job, output, last_queued, await self._delivered(job, output))
 
     async def _stuck(self, job: FollowedJob, last_error: GatewayError | None) -> GatewayError:
         fate.decide(Phase.FOLLOW, Answer.OUT_OF_TIME)
@@ -432,41 +270,6 @@ class Runner:
         except DefectiveClip as error:
             self._record_failure(job, error)
             raise
-
-    async def _finish(self, job: FollowedJob, output: ProviderOutput, last_queued: float | None,
-                      extra: dict[str, Any] | None = None) -> OviResult:
-        now = self.clock.now()
-        self.health[job.name].success()
-        if not job.resumed:  # a resumed job's start is unknown: it would teach the policy nonsense
-            self.poll.observe(job.name, now - job.vendor_started, lower=job.seen_unfinished_at or 0.0)
-        quoted = job.candidate.quote.price_usd
-        source: Literal["reported", "estimated", "unknown"]
-        cost, source = (output.cost_usd, "reported") if output.cost_usd is not None else (
-            (quoted, "estimated") if quoted is not None else (None, "unknown"))
-        job.attempts.append(Attempt(provider=job.name, outcome="succeeded", elapsed_s=now - job.vendor_started,
-                                    may_be_billed=True, job_id=job.handle.job_id))
-        # Polls bound the phases: queued at least until last seen queued, running at most since then.
-        running_from = last_queued if last_queued is not None else job.vendor_started
-        result = OviResult(
-            provider=job.name, job_id=job.handle.job_id, video_url=output.video_url, seed=output.seed,
-            cost_usd=cost, cost_source=source, quoted_usd=quoted, nsfw=output.nsfw,
-            timings=Timings(total_s=now - job.started,
-                            queued_s=None if job.resumed or last_queued is None else last_queued - job.vendor_started,
-                            running_s=None if job.resumed else now - running_from,
-                            inference_s=output.inference_s),
-            dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
-            idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
-        await flush(self.clock, job, tries=JOURNAL_WRITE_TRIES, cap=self.backoff_cap)
-        # The clip's result is on record before its submit is closed: a crash between the two leaves an
-        # open submit that resume() re-reads, never a finished submit whose clip has no result.
-        await self._write(job, "result", self.journal.finish_clip, job.clip_key, result.model_dump_json())
-        await self._write(job, "finished", lambda: self.journal.finished(job.submit_key, cost_usd=cost,
-                                                                         cost_source=source))
-        _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
-                  job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
-                                                       "idempotency_key": job.submit_key, "clip_key": job.clip_key})
-        self.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
-        return result
 
     # ---- helpers ----------------------------------------------------------------------------
     def _bounded(self, deadline_at: float | None, name: str, what: str,

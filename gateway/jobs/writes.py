@@ -19,7 +19,7 @@ from gateway.clock import Clock
 from gateway.errors import JobUnresolved
 
 if TYPE_CHECKING:
-    from gateway.jobs.runner import FollowedJob
+    from gateway.jobs.followed import FollowedJob
 
 __all__ = ["JOURNAL_WRITE_TRIES", "flush", "write_paid"]
 

@@ -44,7 +44,7 @@ def test_paths_that_did_not_move_still_import_without_warnings():
 def test_every_public_name_resolves():
     for name in gateway.__all__:
         assert getattr(gateway, name) is not None, name
-    assert gateway.Event.__module__ == "gateway.jobs.runner"
+    assert gateway.Event.__module__ == "gateway.jobs.events"
     assert gateway.PollPolicy.__module__ == "gateway.jobs.polling"
     with pytest.raises(AttributeError, match="no attribute 'Gatway'"):
         gateway.Gatway  # noqa: B018
