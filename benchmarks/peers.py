@@ -107,6 +107,65 @@ def ensure_litellm() -> Path | None:
     return python
 
 
+PROXY_READY = LITELLM_VENV / ".proxy-installed"
+"""Written once LiteLLM's proxy extra is installed in the venv (its JSON: what was installed)."""
+UNPUBLISHED = {"litellm-proxy": None, "litellm-proxy-extras": "0.4.110", "litellm-enterprise": "0.1.83"}
+"""Pins of ``litellm[proxy]==1.110.2`` that the package index reachable here does not have (``pip install
+'litellm[proxy]==1.110.2'`` fails: "No matching distribution found for litellm-proxy==1.110.2"), and what
+stands in: ``litellm-proxy`` is left out (the proxy's code ships in the litellm wheel, ``litellm/proxy/``),
+the other two take the newest release the index has."""
+
+PROXY_REQUIREMENTS = textwrap.dedent("""
+    import importlib.metadata, json, sys
+    from packaging.requirements import Requirement
+    skip = set(json.loads(sys.argv[1]))
+    wanted = []
+    for text in importlib.metadata.requires("litellm") or []:
+        requirement = Requirement(text)
+        if requirement.marker is None or not requirement.marker.evaluate({"extra": "proxy"}):
+            continue
+        if requirement.marker.evaluate({"extra": ""}) or requirement.name in skip:
+            continue  # a base requirement (installed already), or an unpublished pin
+        requirement.marker = None
+        wanted.append(str(requirement))
+    print(json.dumps(wanted))
+""")
+
+
+def ensure_litellm_proxy() -> tuple[Path | None, dict[str, Any]]:
+    """The LiteLLM venv's python with its proxy extra installed (once), and the facts to record: versions,
+    and the stand-ins for pins the index lacks. ``(None, {"error": …})`` if it cannot be had."""
+    python = ensure_litellm()
+    if python is None:
+        return None, {"error": f"litellm=={LITELLM_VERSION} could not be installed into {LITELLM_VENV.name}"}
+    if not PROXY_READY.exists():
+        whole = subprocess.run([str(python), "-m", "pip", "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+                               capture_output=True, text=True, timeout=1200)
+        installed: dict[str, Any] = {"extra": f"litellm[proxy]=={LITELLM_VERSION}"}
+        if whole.returncode != 0:  # the index lacks some pins: the extra's other requirements, and stand-ins
+            listed = subprocess.run([str(python), "-c", PROXY_REQUIREMENTS, json.dumps(list(UNPUBLISHED))],
+                                    capture_output=True, text=True, timeout=120)
+            if listed.returncode != 0:
+                return None, {"error": "could not read litellm's proxy requirements: " + listed.stderr[-300:]}
+            stand_ins = [f"{name}=={version}" for name, version in UNPUBLISHED.items() if version]
+            done = subprocess.run([str(python), "-m", "pip", "install", "-q", f"litellm=={LITELLM_VERSION}",
+                                   *json.loads(listed.stdout), *stand_ins], capture_output=True, text=True,
+                                  timeout=1200)
+            if done.returncode != 0:
+                tail = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+                return None, {"error": f"LiteLLM's proxy extra could not be installed: {tail}"}
+            installed = {"extra": f"litellm[proxy]=={LITELLM_VERSION} without litellm-proxy (not on the index)",
+                         "stand_ins": stand_ins}
+        PROXY_READY.write_text(json.dumps(installed) + "\n")
+    facts: dict[str, Any] = json.loads(PROXY_READY.read_text())
+    versions = subprocess.run([str(python), "-c", "import importlib.metadata as m, json; print(json.dumps("
+                               "{n: m.version(n) for n in ('litellm', 'fastapi', 'uvicorn', 'httpx')}))"],
+                              capture_output=True, text=True, timeout=60)
+    if versions.returncode == 0:
+        facts["versions"] = json.loads(versions.stdout)
+    return python, facts
+
+
 async def _in_process(base: str, jobs: int, rounds: int, warmup: int) -> dict[str, list[float]]:
     import fal_client
     import fal_client.client

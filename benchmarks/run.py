@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks import common
 
-NAMES = ("overhead", "polling", "concurrency", "regret", "peers", "startup", "loopback", "sdk", "storage")
+NAMES = ("overhead", "polling", "concurrency", "regret", "peers", "startup", "loopback", "sdk", "storage", "server")
 TITLES = {
     "overhead": "1. Overhead: Gateway.agenerate vs minimal raw httpx (same emulator, zero job time)",
     "polling": "2. Polling efficiency: three vendors x three job-time distributions, status calls and detection delay",
@@ -32,6 +32,7 @@ TITLES = {
     "loopback": "7. Loopback emulator server: keep-alive latency and 200 simultaneous new connections",
     "sdk": "8. The vendors' SDKs (their own code) on the loopback emulator: status calls per job, detection delay",
     "storage": "9. Storage: per-job cost of journal=None / SQLite / PostgreSQL, the flush cost, 100 vs 100,000 rows",
+    "server": "10. Server over loopback: ovi-gateway serve --emulator under concurrent clients, beside LiteLLM's proxy",
 }
 HERE = Path(__file__).resolve().parent
 
