@@ -9,7 +9,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,7 +43,7 @@ from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Route, plan
-from gateway.routing.pricing import Budget, PriceBook, Quote
+from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.journal import Journal, request_hash
 from gateway.store.lease import Heartbeat, lease_owner
@@ -83,7 +83,8 @@ class Gateway(HandlesMixin):
         jitter_seed: seeds the retry-backoff jitter only, for repeatable timing. Clip and submit keys
             stay random (``uuid4``) whatever the seed: a key is the vendor's idempotency key, so two
             processes must never make the same one. (``seed=`` is the deprecated name.)
-        budget: a spend cap per UTC day, month or in total (needs the journal).
+        budget: spend caps (one ``Budget`` or several) per UTC day, month or in total, over all spend,
+            a named scope or each caller (``budget_scope=``); needs the journal.
         backoff_base: seconds before the first same-vendor retry (doubling, with jitter, up to 30 s)
             when the vendor gave no ``Retry-After``.
         timeout: seconds (or an ``httpx.Timeout``) for every vendor request, replacing each adapter's
@@ -112,7 +113,7 @@ class Gateway(HandlesMixin):
                  emulator: Emulator | None = None, journal: Any = UNSET, prices: PriceBook | str | None = None,
                  route: Route | None = None, poll: PollPolicy | None = None, clock: Clock | None = None,
                  breaker: Mapping[str, float] | None = None, jitter_seed: int | None = None,
-                 budget: Budget | None = None, backoff_base: float = 1.0,
+                 budget: Budget | Sequence[Budget] | None = None, backoff_base: float = 1.0,
                  timeout: float | httpx.Timeout | None = None, http_client: httpx.AsyncClient | None = None,
                  base_urls: Mapping[str, str] | None = None, key_factory: Callable[[], str] | None = None,
                  seed: int | None = None, allow_local_media: bool = False,
@@ -167,7 +168,7 @@ class Gateway(HandlesMixin):
             lambda name: name in self.classes and name in self._keys, self.clock)
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
-        self.budget: Budget | None = budget
+        self.budget: Budget | Sequence[Budget] | None = budget
         self.backoff_base: float = backoff_base
         self.keep_dir: Path | None = None if keep_dir is None else Path(keep_dir)
         self._sessions: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient | None, dict[str, Provider]]] = {}
@@ -257,15 +258,16 @@ class Gateway(HandlesMixin):
 
     # ---- generating -------------------------------------------------------------------------
     def generate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
-                 idempotency_key: str | None = None, on_event: Callable[[Event], None] | None = None) -> OviResult:
+                 idempotency_key: str | None = None, on_event: Callable[[Event], None] | None = None,
+                 budget_scope: str | None = None) -> OviResult:
         """Synchronous ``agenerate`` (runs its own event loop; inside a running loop use ``agenerate``)."""
-        return self._run_sync(self.agenerate(request, provider=provider, route=route,
+        return self._run_sync(self.agenerate(request, provider=provider, route=route, budget_scope=budget_scope,
                                              idempotency_key=idempotency_key, on_event=on_event))
 
     @scrubbing
     async def agenerate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
-                        idempotency_key: str | None = None,
-                        on_event: Callable[[Event], None] | None = None) -> OviResult:
+                        idempotency_key: str | None = None, on_event: Callable[[Event], None] | None = None,
+                        budget_scope: str | None = None) -> OviResult:
         """Make one clip: plan the route, run it with retries and failover, return the result.
 
         Args:
@@ -275,19 +277,25 @@ class Gateway(HandlesMixin):
             idempotency_key: a key already seen returns that clip's result (or finishes its paid job)
                 instead of paying again; a different request under the same key is refused.
             on_event: called with progress ``Event``s.
+            budget_scope: who the call is for (e.g. the caller's API key; stored only as a digest): its
+                spend counts against ``Budget(per_caller=True)`` caps for that caller alone.
 
         Raises:
             NoRoute: no vendor can take the request (reasons per vendor).
             GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
         """
         self._close_stale_emulated()
-        return self._deliver(await self._agenerate(request, provider=provider, route=route,
+        return self._deliver(await self._agenerate(request, provider=provider, route=route, caller=budget_scope,
                                                    idempotency_key=idempotency_key, on_event=on_event))
 
     async def _agenerate(self, request: OviRequest, *, provider: str | None, route: Route | None,
-                         idempotency_key: str | None, on_event: Callable[[Event], None] | None) -> OviResult:
+                         idempotency_key: str | None, on_event: Callable[[Event], None] | None,
+                         caller: str | None = None) -> OviResult:
         if not isinstance(request, OviRequest):
             raise InvalidRequest("request must be an OviRequest")
+        if caller is not None and not isinstance(caller, str):
+            raise InvalidRequest(f"budget_scope must be a string (e.g. an API key), not {type(caller).__name__}")
+        caller = None if caller is None else scope_id(caller)  # the text may be an API key: never kept
         idempotency_key = check_idempotency_key(idempotency_key)  # before any vendor is asked
         route = route or self.default_route
         if provider is not None:
@@ -300,8 +308,8 @@ class Gateway(HandlesMixin):
         if self.journal is None:
             if idempotency_key is not None:
                 raise ConfigurationError("idempotency keys need the journal; do not pass journal=None")
-            return await self._plan_and_run(request, route, self._new_key(), self._runner(on_event, request, route),
-                                            started)
+            return await self._plan_and_run(request, route, self._new_key(),
+                                            self._runner(on_event, request, route, caller), started)
         request_json = request.model_dump_json()
         clip_key = idempotency_key or self._new_key()
         clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json))
@@ -315,7 +323,7 @@ class Gateway(HandlesMixin):
         assert self.recovery is not None  # built whenever the journal is
         beat = self._heartbeat(clip_key, owner)
         try:
-            runner = self._runner(on_event, request, route)
+            runner = self._runner(on_event, request, route, caller)
             deadline_at = None if route.deadline is None else started + route.deadline
             for outcome in await self.recovery.clip(clip_key, runner, deadline_at):
                 if outcome.result is not None:
@@ -481,13 +489,13 @@ class Gateway(HandlesMixin):
         return self._key_factory()
 
     def _runner(self, on_event: Callable[[Event], None] | None, request: OviRequest | None = None,
-                route: Route | None = None) -> Runner:
+                route: Route | None = None, caller: str | None = None) -> Runner:
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
                             verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
         return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
                       health=self.health_state, journal=self.journal,
-                      poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget,
+                      poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
                       backoff_base=self.backoff_base,
                       new_key=self._new_key, deliver=delivery)
 

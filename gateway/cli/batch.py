@@ -119,7 +119,9 @@ def batch(file: Path, concurrency: int, out_dir: Path, max_spend: str | None, re
     prefix = f"batch-{batch_id}-"
     gw = open_gateway(emulator=emulator, journal=journal, faults=faults, emulator_url=emulator_url)
     if limit is not None:
-        gw.budget = Budget(limit_usd=limit, period="total", clip_prefix=prefix)
+        # The batch's own cap (its named scope), beside any budget the gateway already has.
+        kept = [] if gw.budget is None else [gw.budget] if isinstance(gw.budget, Budget) else list(gw.budget)
+        gw.budget = [*kept, Budget(limit_usd=limit, period="total", scope=prefix)]
     entries: dict[int, dict[str, Any]] = {b.line: _entry(b, None, "bad", error=b.error) for b in bad}
     for b in bad:
         click.echo(f"{file}:{b.line}: skipped: {b.error}", err=True)

@@ -17,7 +17,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any
@@ -29,7 +29,6 @@ from gateway.contract import JobHandle, JobState, Provider, ProviderOutput, Subm
 from gateway.errors import (
     PAID_JOB_ALIVE,
     AllProvidersFailed,
-    BudgetExceeded,
     ContentRejected,
     DeadlineExceeded,
     DefectiveClip,
@@ -52,7 +51,7 @@ from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import Health
 from gateway.routing.planner import Candidate, Plan, Route
-from gateway.routing.pricing import Budget
+from gateway.routing.pricing import Budget, budget_holds
 
 _log = logging.getLogger(__name__)
 # INFO lines carry vendor, job id and keys, never a prompt, image or API key (gateway.logs); error texts
@@ -75,7 +74,9 @@ class Runner:
         on_event: called with each ``Event``.
         backoff_base, backoff_cap: same-vendor retry backoff in seconds; a ``Retry-After`` longer than
             the cap is not waited for on submit (the runner fails over instead).
-        budget: refuse submits past this spend cap (needs a real journal).
+        budget: refuse submits past these spend caps (``Budget``: needs a real journal; checked and
+            reserved in the intent's own transaction).
+        budget_scope: the caller's scope digest (``routing.pricing.scope_id``) for per-caller budgets.
         deliver: called with each finished job and its output before the result is built; returns extra
             ``OviResult`` fields (``expires_at``, media facts…) and may raise ``DefectiveClip``
             (``gateway.jobs.delivery``).
@@ -89,8 +90,8 @@ class Runner:
     def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
                  journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
-                 backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | None = None,
-                 settle_window: float = 300.0,
+                 backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | Sequence[Budget] | None = None,
+                 budget_scope: str | None = None, settle_window: float = 300.0,
                  deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.providers: Mapping[str, Provider] = providers
         self.clock: Clock = clock
@@ -102,7 +103,8 @@ class Runner:
         self.on_event: Callable[[Event], None] = on_event or (lambda event: None)
         self.backoff_base: float = backoff_base
         self.backoff_cap: float = backoff_cap
-        self.budget: Budget | None = budget
+        self.budget: Budget | Sequence[Budget] | None = budget
+        self.budget_scope: str | None = budget_scope
         self.settle_window: float = settle_window
         self.deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = deliver
 
@@ -156,10 +158,10 @@ class Runner:
         try:
             self._remaining(deadline_at, 0.0, name)
             ctx = SubmitContext(idempotency_key=self.new_key(), dropped=frozenset(candidate.dropped))
+            checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
             self.journal.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
                                 quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
-                                dropped=ctx.dropped)
-            self._reserve(name, ctx.idempotency_key, candidate.quote.price_usd)
+                                dropped=ctx.dropped, budget=checks or None, scopes=scopes)
             job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
                               self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
             try:
@@ -281,20 +283,6 @@ class Runner:
                      keep: bool = False) -> None:
         """A journal write about a paid job (``gateway.jobs.writes``: retried; ``keep``: kept for later)."""
         await write_paid(self.clock, job, what, write, args, keep=keep, cap=self.backoff_cap)
-
-    def _reserve(self, name: str, submit_key: str, quote: Decimal | None) -> None:
-        """Hold the quote against the budget, or refuse the submit (the intent just written counts)."""
-        if self.budget is None:
-            return
-        if quote is None:
-            self.journal.failed(submit_key, error="budget needs a price", may_be_billed=False)
-            raise BudgetExceeded(f"{name} has no known price, so a budget cannot be checked", provider=name)
-        spent = self.journal.reserved_and_spent(since=self.budget.since(), clip_prefix=self.budget.clip_prefix)
-        if spent > self.budget.limit_usd:
-            self.journal.failed(submit_key, error="over budget", may_be_billed=False)
-            raise BudgetExceeded(f"a ${quote} submit would bring {self.budget.period} spend to ${spent}, over the "
-                                 f"${self.budget.limit_usd} budget; nothing was sent", provider=name)
-        self.journal.reserve(submit_key, quote)
 
     def _record_failure(self, job: FollowedJob, error: GatewayError) -> None:
         """Note a failed attempt on the result, the breaker and the journal.

@@ -61,11 +61,12 @@ class HandlesMixin:
 
     @scrubbing
     async def submit(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
-                     idempotency_key: str | None = None) -> Job:
+                     idempotency_key: str | None = None, budget_scope: str | None = None) -> Job:
         """Start making a clip and return its ``Job`` once the first paid submit's intent is durable.
 
         The clip is then followed in this event loop (retries, failover, following) until it ends or the
         gateway closes. A key already in the journal returns that clip's handle (the same request only).
+        ``budget_scope``: who the call is for (``Gateway.agenerate``), for per-caller budgets.
 
         Raises:
             NoRoute, InvalidRequest, BudgetExceeded, ...: the clip failed before any vendor was asked.
@@ -84,7 +85,8 @@ class HandlesMixin:
 
         def run(on_event: Callable[[Event], None]) -> Any:
             return self._followed(followers, key, self.agenerate(
-                request, provider=provider, route=route, idempotency_key=key, on_event=on_event))
+                request, provider=provider, route=route, idempotency_key=key, on_event=on_event,
+                budget_scope=budget_scope))
 
         tracked = followers.start(key, run)
         assert tracked.task is not None
@@ -188,11 +190,11 @@ class HandlesMixin:
         return loop
 
     def submit_sync(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
-                    idempotency_key: str | None = None) -> Job:
+                    idempotency_key: str | None = None, budget_scope: str | None = None) -> Job:
         """``submit`` from sync code: the follower runs on the gateway's background loop thread until
         ``close()``; use ``Job.wait_sync`` / ``status_sync`` / ``cancel_sync`` on the handle."""
         return self._background().run(self.submit(request, provider=provider, route=route,
-                                                  idempotency_key=idempotency_key))
+                                                  idempotency_key=idempotency_key, budget_scope=budget_scope))
 
     def job_sync(self, job_id: str) -> Job:
         """``job`` for sync code (the handle's ``*_sync`` methods run on the background loop)."""

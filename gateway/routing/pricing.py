@@ -6,20 +6,21 @@ vendor out of cheapest routing (it can still be chosen by name).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from gateway.request import Mode, OviRequest
 
-__all__ = ["Budget", "Money", "PriceBook", "PriceRule", "Quote", "to_money"]
+__all__ = ["Budget", "Money", "PriceBook", "PriceRule", "Quote", "budget_holds", "scope_id", "to_money"]
 
 _CENT_FRACTION = Decimal("0.0001")
 
@@ -180,8 +181,23 @@ class PriceBook:
 class Budget(BaseModel):
     """A spend cap: no submit is sent whose quote would take spend in the period past ``limit_usd``.
 
-    Spend comes from the journal: reported costs where known, else each submit's reserved quote.
-    ``period`` is a UTC ``"day"``, a UTC ``"month"``, or ``"total"`` (all time).
+    Spend comes from the journal's running totals: reported costs where known, else each submit's
+    reserved quote. ``period`` is a UTC ``"day"``, a UTC ``"month"``, or ``"total"`` (all time).
+
+    Scopes (what spend a cap counts), all through the store's one reservation path
+    (``Queries.intent``: checked and reserved in the submit's own transaction, so racing processes
+    never overspend any scope):
+
+    * ``Budget(limit_usd="50", period="day")`` — all spend of the journal.
+    * ``Budget(limit_usd="5", period="total", scope="batch-3f2a")`` — a named scope (a batch's own cap):
+      counts only the submits made while this budget applied.
+    * ``Budget(limit_usd="20", period="month", per_caller=True)`` — each caller its own cap: a call made
+      with ``gw.agenerate(..., budget_scope=api_key)`` (or ``gw.submit``) counts against that caller's
+      total only; calls without a ``budget_scope`` share one anonymous caller's cap. The scope text
+      (often an API key) is stored only as a SHA-256 digest (``scope_id``).
+
+    ``Gateway(budget=[...])`` takes several: a submit must fit every one. Read a scope's spend with
+    ``journal.reserved_and_spent(since=b.since(), scope=b.scope_for(api_key))``.
     """
 
     model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
@@ -189,18 +205,27 @@ class Budget(BaseModel):
     limit_usd: Decimal = Field(ge=0, description="The cap in USD for one period (a Decimal, str or int).")
     period: Literal["day", "month", "total"] = Field(
         default="day", description='The window spend is summed over: UTC "day", UTC "month" or "total".')
-    clip_prefix: str | None = Field(default=None, description=(
-        "Count only clips whose idempotency key starts with this text (a batch's own cap; None: every clip)."))
-    """Count only clips whose idempotency key starts with this (a batch's own cap; ``None``: every clip)."""
+    scope: str | None = Field(default=None, min_length=1, description=(
+        "A named scope (e.g. a batch id): the cap counts only submits made under this budget; None: all spend."))
+    per_caller: bool = Field(default=False, description=(
+        "Each call's budget_scope (e.g. the caller's API key) has its own cap of limit_usd."))
+    clip_prefix: str | None = Field(default=None, min_length=1, description=(
+        "Deprecated: the same as scope (a batch's own cap)."))
 
     if TYPE_CHECKING:
         def __init__(self, *, limit_usd: Money, period: Literal["day", "month", "total"] = "day",
-                     clip_prefix: str | None = None) -> None: ...
+                     scope: str | None = None, per_caller: bool = False, clip_prefix: str | None = None) -> None: ...
 
     @field_validator("limit_usd", mode="before")
     @classmethod
     def _money(cls, value: object) -> object:
         return to_money(value, "limit_usd")
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Budget:
+        if sum((self.scope is not None, self.per_caller, self.clip_prefix is not None)) > 1:
+            raise ValueError("a budget has one scope: pass scope=, per_caller=True or clip_prefix=, not several")
+        return self
 
     def since(self, now: datetime | None = None) -> datetime | None:
         """Start of the current period (UTC), or ``None`` for all time."""
@@ -210,3 +235,34 @@ class Budget(BaseModel):
         if self.period == "month":
             return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         return None
+
+    def scope_for(self, caller: str | None = None) -> str:
+        """The stored scope this budget counts for a call made with ``budget_scope=caller`` ("": all spend)."""
+        return self.stored_scope(None if caller is None else scope_id(caller))
+
+    def stored_scope(self, caller_id: str | None) -> str:
+        """Like ``scope_for``, from the caller's digest (``scope_id``) as the runner carries it."""
+        if self.per_caller:
+            return "caller:" + (caller_id or scope_id(""))
+        named = self.scope if self.scope is not None else self.clip_prefix
+        return "" if named is None else "named:" + scope_id(named)
+
+
+def scope_id(text: str) -> str:
+    """The digest a budget scope text is stored as (SHA-256, 32 hex digits): the journal never holds
+    the text itself, which may be an API key."""
+    if not isinstance(text, str):
+        raise TypeError(f"budget_scope must be a string, not {type(text).__name__}")
+    return hashlib.sha256(b"ovi-gateway/budget-scope\0" + text.encode("utf-8")).hexdigest()[:32]
+
+
+def budget_holds(budgets: Budget | Sequence[Budget] | None, caller_id: str | None
+                 ) -> tuple[list[tuple[Decimal, str, str]], list[str]]:
+    """What the store's reservation path takes for one submit: the (limit USD, period, scope) checks of
+    every budget, and the scopes the submit is counted under (each budget's, and the caller's own)."""
+    listed = [] if budgets is None else [budgets] if isinstance(budgets, Budget) else list(budgets)
+    checks: list[tuple[Decimal, str, str]] = [(b.limit_usd, b.period, b.stored_scope(caller_id)) for b in listed]
+    tags = {scope for _, _, scope in checks if scope}
+    if caller_id is not None:
+        tags.add("caller:" + caller_id)
+    return checks, sorted(tags)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from gateway.store.queries import Queries, _money
+from gateway.store.queries import BudgetChecks, Queries, _money
 from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
 
 __all__ = ["SqlStore", "Store"]
@@ -97,12 +97,12 @@ class SqlStore:
     # -- submits -----------------------------------------------------------------------------
     async def intent(self, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
                      deadline: float | None = None, steps: int | None = None, dropped: Iterable[str] = (),
-                     budget: tuple[Decimal, str, str] | None = None) -> None:
+                     budget: BudgetChecks = None, scopes: Iterable[str] = ()) -> None:
         """FLUSHED before the submit POST. ``budget`` = (limit USD, period, scope) reserves the quote in
         the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``."""
         refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
                                   quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
-                                  budget=budget, emulator_instance=self.emulator_instance)
+                                  budget=budget, scopes=tuple(scopes), emulator_instance=self.emulator_instance)
         if refused is not None:
             raise refused
 

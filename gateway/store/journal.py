@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from gateway.store.media import MediaJournal
-from gateway.store.queries import Queries, _iso, _money
+from gateway.store.queries import BudgetChecks, Queries, _iso, _money
 from gateway.store.records import (
     FINAL,
     HEARTBEAT_S,
@@ -173,12 +173,12 @@ class Journal(MediaJournal):
     def intent(self, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
                deadline: float | None = None, steps: int | None = None,
                dropped: tuple[str, ...] | frozenset[str] = (),
-               budget: tuple[Decimal, str, str] | None = None) -> None:
+               budget: BudgetChecks = None, scopes: Iterable[str] = ()) -> None:
         """Record a submit BEFORE it is POSTed (state "intent"; flushed). ``steps``: inference steps, if
         known; ``dropped``: fields this vendor was allowed to ignore; ``budget``: see ``Queries.intent``."""
         refused = self._do(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
                            quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped), budget=budget,
-                           emulator_instance=self.emulator_instance)
+                           scopes=tuple(scopes), emulator_instance=self.emulator_instance)
         if refused is not None:
             raise refused
 

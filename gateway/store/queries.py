@@ -14,7 +14,7 @@ transaction, in sorted order (so two PostgreSQL transactions never lock them in 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -99,6 +99,18 @@ def _instance_filter(table: str, emulated: bool | None) -> str:
     if emulated is None:
         return ""
     return f" AND {table}.emulator_instance IS {'NOT ' if emulated else ''}NULL"
+
+
+BudgetChecks = tuple[Decimal, str, str] | Sequence[tuple[Decimal, str, str]] | None
+"""One (limit USD, period, scope) budget check, several, or none."""
+
+
+def _checks(budget: BudgetChecks) -> list[tuple[Decimal, str, str]]:
+    if budget is None:
+        return []
+    if len(budget) == 3 and isinstance(budget[0], Decimal | int):
+        return [budget]  # type: ignore[list-item]
+    return list(budget)  # type: ignore[arg-type]
 
 
 def _periods(created_at: str) -> list[tuple[str, str]]:
@@ -204,44 +216,54 @@ class Queries:
     # -- submits -------------------------------------------------------------------------------
     def intent(self, tx: Tx, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
                deadline: float | None = None, steps: int | None = None,
-               dropped: Iterable[str] = (), budget: tuple[Decimal, str, str] | None = None,
+               dropped: Iterable[str] = (), budget: BudgetChecks = None, scopes: Iterable[str] = (),
                emulator_instance: str | None = None) -> BudgetExceeded | None:
-        """Record a submit before it is POSTed. With ``budget`` = (limit USD, period, scope) the quote is
-        reserved in the same transaction, or — when the period's held spend plus the quote would pass
-        the limit — the submit is recorded failed-unbilled and a ``BudgetExceeded`` is returned (the
-        caller raises it after the commit, so the refusal is on record)."""
+        """Record a submit before it is POSTed: THE reservation path of every budget.
+
+        ``budget``: one (limit USD, period, scope) check or several (``routing.pricing.budget_holds``);
+        the quote is reserved in the same transaction as the intent, or — when a scope's held spend in
+        its period plus the quote would pass its limit — the submit is recorded failed-unbilled and a
+        ``BudgetExceeded`` is returned (the caller raises it after the commit, so the refusal is on
+        record). ``scopes``: further scopes the submit counts under (a caller's own). Each scope's
+        running totals move in this transaction; the row locks make it atomic on PostgreSQL."""
         now = self._now()
         if tx.one("SELECT 1 FROM clips WHERE key = ?", (clip_key,)) is None:
             raise KeyError(f"no clip {clip_key!r} in the journal")
         emulated = int(emulator_instance is not None)
         if tx.one("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)):
             raise ValueError(f"submit {submit_key!r} is already in the journal")
-        scope = budget[2] if budget else ""
-        totals = self._lock_totals(tx, scope, emulated, now)
-        state, error, reserved = "intent", None, None
-        if budget is not None:
-            limit, period, _ = budget
+        checks = _checks(budget)
+        tags = sorted({*scopes, *(scope for _, _, scope in checks if scope)})
+        for tag in tags:
+            if not tag or " " in tag:
+                raise ValueError(f"a budget scope is a non-empty text without spaces, got {tag!r}")
+        totals = self._lock_totals(tx, " ".join(tags), emulated, now)
+        state, error, reserved, refusal = "intent", None, None, None
+        if checks:
             if quote_usd is None:
                 state, error = "failed", "budget needs a price"
             else:
-                key = next(k for k in totals if k[0] == scope and k[2] == period)
-                spent = totals[key] + quote_usd
-                if spent > limit:
-                    state, error = "failed", "over budget"
                 reserved = quote_usd
+                for limit, period, scope in checks:
+                    key = next(k for k in totals if k[0] == scope and k[2] == period)
+                    spent = totals[key] + quote_usd
+                    if spent > limit:
+                        state, error = "failed", "over budget"
+                        named = "" if not scope else f" in scope {scope.split(':')[0]}"
+                        refusal = (f"a ${quote_usd} submit would bring {period} spend{named} to ${spent}, over "
+                                   f"the ${limit} budget; nothing was sent")
+                        break
         hold = held(state, _money(quote_usd), _money(reserved), None, None, 0)
         tx.run("INSERT INTO submits (submit_key, clip_key, provider, state, quote_usd, reserved_usd, deadline,"
                " steps, dropped, created_at, updated_at, emulator_instance, held_usd, budget_scope, error)"
                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (submit_key, clip_key, provider, state, _money(quote_usd), _money(reserved), deadline, steps,
-                json.dumps(sorted(dropped)), now, now, emulator_instance, str(hold), scope, error))
+                json.dumps(sorted(dropped)), now, now, emulator_instance, str(hold), " ".join(tags), error))
         self._move_totals(tx, totals, hold)
         if error == "budget needs a price":
             return BudgetExceeded(f"{provider} has no known price, so a budget cannot be checked", provider=provider)
-        if error is not None:
-            assert budget is not None
-            return BudgetExceeded(f"a ${quote_usd} submit would bring {budget[1]} spend to ${spent}, over the "
-                                  f"${budget[0]} budget; nothing was sent", provider=provider)
+        if refusal is not None:
+            return BudgetExceeded(refusal, provider=provider)
         return None
 
     def submit_to(self, tx: Tx, submit_key: str, state: str, **columns: Any) -> None:
@@ -280,8 +302,11 @@ class Queries:
         if hold != before:
             self._move_totals(tx, self._lock_totals(tx, row[9], int(row[8] is not None), row[7]), hold - before)
 
-    def _lock_totals(self, tx: Tx, scope: str, emulated: int, created_at: str) -> dict[tuple[str, ...], Decimal]:
-        keys = sorted({(s, str(emulated), p, start) for s in {"", scope} for p, start in _periods(created_at)})
+    def _lock_totals(self, tx: Tx, scopes: str, emulated: int, created_at: str) -> dict[tuple[str, ...], Decimal]:
+        """Lock (creating) the total rows a submit counts in: all spend ("") and each of its ``scopes``
+        (space-separated, as stored in ``submits.budget_scope``), per day, month and all time."""
+        keys = sorted({(s, str(emulated), p, start) for s in {"", *scopes.split()}
+                       for p, start in _periods(created_at)})
         out: dict[tuple[str, ...], Decimal] = {}
         for s, e, p, start in keys:
             args = (s, int(e), p, start)
@@ -387,8 +412,8 @@ class Queries:
             return sum((Decimal(str(r[0])) for r in rows), Decimal(0))
         where, args = self._since(since, emulated)
         extra: list[tuple[str, tuple[Any, ...]]] = []
-        if scope:
-            extra.append(("budget_scope = ?", (scope,)))
+        if scope:  # a submit's scopes are stored space-separated
+            extra.append(("(' ' || budget_scope || ' ') LIKE ?", (f"% {scope} %",)))
         if clip_prefix is not None:  # a batch's clips share a key prefix
             extra.append(("substr(clip_key, 1, ?) = ?", (len(clip_prefix), clip_prefix)))
         for clause, values in extra:
