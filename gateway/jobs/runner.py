@@ -19,7 +19,6 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from decimal import Decimal
 from typing import Any
 
 from tenacity import RetryCallState
