@@ -14,7 +14,10 @@ submitted the job, through ``transport`` (an ASGI transport in tests, loopback H
 Faults per vendor, a sequence then ``ok``: ``duplicate`` (sent twice), ``delayed`` (``delay`` s late),
 ``early`` (Runware only, out of order: the unsigned push comes ``delay`` s before the job is done, so
 the confirming status check still says running; elsewhere it counts as ``ok``), ``bad_signature``
-(signature corrupted; fal and WaveSpeed), ``never`` (not sent).
+(signature corrupted; fal and WaveSpeed), ``never`` (not sent), and ``internal_error`` (fal only): an
+``ERROR`` delivery carrying what fal's result GET answers when its own platform fails (HTTP 500,
+``error_type: internal_error``, one of fal's documented error types) while the job itself completes,
+so a later status check and result read find the clip (elsewhere it counts as ``ok``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ FAL_TEST_USER = "emulated-fal-user"
 """The fal user id the emulator's deliveries name (set ``FAL_WEBHOOK_USER_ID`` to it)."""
 WAVESPEED_TEST_SECRET = "whsec_emulated-wavespeed-webhook-secret"
 """The emulator's WaveSpeed webhook secret (set ``WAVESPEED_WEBHOOK_SECRET`` to it)."""
-WEBHOOK_FAULTS = ("ok", "duplicate", "delayed", "early", "bad_signature", "never")
+WEBHOOK_FAULTS = ("ok", "duplicate", "delayed", "early", "bad_signature", "never", "internal_error")
 
 
 def trust_test_keys() -> None:
@@ -106,13 +109,15 @@ class WebhookSender:
             return
         if fault == "early" and vendor.name != "runware":
             fault = "ok"  # a signed push settles the job: an early one would be a vendor lying
+        if fault == "internal_error" and vendor.name != "fal":
+            fault = "ok"
         ends = job.created_at + job.queue_time + job.duration
         shift = self.delay if fault == "delayed" else -self.delay if fault == "early" else 0.0
         await vendor.clock.sleep(max(0.0, ends + shift - vendor.clock.now()))
         if job.cancelled and vendor.name != "fal":
             return
         with vendor.lock:
-            body, headers = self._body(vendor, job)
+            body, headers = self._body(vendor, job, platform_error=fault == "internal_error")
         if fault == "bad_signature":
             headers = _corrupt(headers)
         for _ in range(2 if fault == "duplicate" else 1):
@@ -124,11 +129,14 @@ class WebhookSender:
                 except httpx.HTTPError:
                     self.sent.append((vendor.name, job.job_id, 0))
 
-    def _body(self, vendor: EmulatedVendor, job: EmulatedJob) -> tuple[bytes, dict[str, str]]:
+    def _body(self, vendor: EmulatedVendor, job: EmulatedJob, *,
+              platform_error: bool = False) -> tuple[bytes, dict[str, str]]:
         stamp = str(int(self.wall()))
         if vendor.name == "fal":
             url = f"{job.extra['base']}/{job.extra['endpoint']}/requests/{job.job_id}"
             answer = vendor._result(httpx.Request("GET", url), job)  # type: ignore[attr-defined]
+            if platform_error:  # fal's platform failed on this read; the job's own result is unharmed
+                answer = httpx.Response(500, json={"detail": "Internal server error", "error_type": "internal_error"})
             result = json.loads(answer.content)
             ok = answer.status_code == 200
             value = {"error": None if ok else f"Invalid status code: {answer.status_code}",
