@@ -44,6 +44,12 @@ Verdicts — the only answers an adapter may report as ``job_failed`` / ``job_re
 - WaveSpeed: ``data.status`` failed/cancelled/timeout/deleted, or an envelope ``code`` ≥ 1000.
 - Any vendor: a content refusal about the job (``ContentRejected``).
 
+Pushes (vendor webhooks) are read with the same rules, never more loosely (review finding 7): a
+verified push answers a status check only when the adapter reads it as the poll would — fal's
+``ERROR`` delivery through ``classify_http`` (phase ``result``; ``internal_error`` is no verdict),
+WaveSpeed's pushed prediction through ``status_of`` — and any other push only wakes the follower.
+Runware's push is unsigned and always confirmed by one ``getResponse``.
+
 Never verdicts: ``taskFailedOrNotFound`` ("failed *or* not found") or any *notfound* code, any 404,
 any request-level 4xx/5xx, a timeout, a malformed body. They are ``check_failed``.
 

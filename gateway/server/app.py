@@ -57,6 +57,8 @@ __all__ = ["ServerConfig", "build_app", "owner_of"]
 
 _STATUS = {"submitting": "queued", "queued": "queued", "running": "in_progress", "unknown": "in_progress",
            "succeeded": "completed", "failed": "failed", "cancelled": "failed"}
+_FAILURE_CODES = {"ResultExpired": "expired", "ContentRejected": "content_rejected"}
+"""``error.code`` of a failed video by the gateway error class its journal text starts with."""
 _PROGRESS = {"queued": 0, "in_progress": 50, "completed": 100, "failed": 100}
 
 
@@ -341,7 +343,7 @@ def video_json(row: VideoRow, view: JobView | None) -> dict[str, Any]:
         problem = {"code": "cancelled", "message": view.error if view else "cancelled"}
     elif state == "failed":
         text = (view.error if view else None) or "the video failed"
-        problem = {"code": "expired" if text.startswith("ResultExpired") else "generation_failed", "message": text}
+        problem = {"code": _FAILURE_CODES.get(text.partition(":")[0], "generation_failed"), "message": text}
     completed_at = int(row.created_at + result.timings.total_s) if result is not None else None
     cost = None if view is None or view.cost_usd is None else str(view.cost_usd)
     return {

@@ -15,11 +15,13 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.contract import JobState, JobStatus, WebhookEvent
-from gateway.errors import AuthError, ConfigurationError, GenerationFailed, MalformedResponse
+from gateway.errors import AuthError, ConfigurationError, GatewayError, MalformedResponse
+from gateway.jobs.fate import is_verdict
 from providers.fal import translate
 
 if TYPE_CHECKING:
@@ -122,8 +124,34 @@ def parse(body: bytes, *, request_id: str | None = None) -> WebhookEvent:
         output = translate.parse_output(value["payload"])
         return WebhookEvent(job_id, JobStatus(JobState.SUCCEEDED, raw=value), output, trusted=True)
     if value.get("status") == "ERROR":
-        error = GenerationFailed(f"fal reported the job failed: {value.get('error') or 'error'}", provider="fal",
-                                 may_be_billed=True)
-        return WebhookEvent(job_id, JobStatus(JobState.FAILED, error=error, raw=value), trusted=True)
+        error = _error_of(value)
+        if error is not None:
+            return WebhookEvent(job_id, JobStatus(JobState.FAILED, error=error, raw=value), trusted=True)
+        # Not the vendor's word on the job (fal's platform failing, an unreadable answer): the push only
+        # wakes the follower, whose status check and result read decide, as they would without it.
+        return WebhookEvent(job_id, JobStatus(JobState.RUNNING, raw=value), trusted=False)
     # OK without a payload (payload_error: not serializable): the result must be fetched by polling.
     return WebhookEvent(job_id, JobStatus(JobState.RUNNING, raw=value), trusted=False)
+
+
+_STATUS_CODE = re.compile(r"status code:?\s*(\d{3})\b", re.IGNORECASE)
+
+
+def _error_of(value: Mapping[str, Any]) -> GatewayError | None:
+    """The verdict an ``ERROR`` delivery carries, or ``None`` when it carries none (review finding 7).
+
+    fal's webhook mirrors its result GET: ``error`` names the model's HTTP status ("Invalid status
+    code: 422") and ``payload`` is that answer's body [doc docs.fal.ai/model-endpoints/webhooks]. So it
+    is read exactly as the result GET is (``translate.classify_http``, phase ``result``): a content
+    refusal is ``ContentRejected``, a 5xx with a job error type (not ``internal_error``) is
+    ``GenerationFailed``, both verdicts; anything else (``internal_error``, a 4xx that is not a
+    refusal, no status in the text) is a failed check, never a verdict.
+    """
+    found = _STATUS_CODE.search(str(value.get("error") or ""))
+    if found is None:
+        return None
+    payload = value.get("payload")
+    text = json.dumps(payload) if isinstance(payload, Mapping | list) else str(payload or "")
+    error = translate.classify_http(int(found.group(1)), {"x-fal-request-id": str(value["request_id"])}, text,
+                                    phase="result")
+    return error if is_verdict(error) else None

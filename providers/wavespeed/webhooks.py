@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.contract import JobHandle, JobState, JobStatus, WebhookEvent
-from gateway.errors import AuthError, GatewayError, MalformedResponse
+from gateway.errors import AuthError, MalformedResponse
 from providers.wavespeed import translate
 
 __all__ = ["REPLAY_WINDOW", "parse", "sign", "verify"]
@@ -66,16 +66,14 @@ def parse(body: bytes) -> WebhookEvent:
         raise MalformedResponse("WaveSpeed webhook body is not JSON", provider="wavespeed") from None
     if not isinstance(value, Mapping) or not isinstance(value.get("id"), str):
         raise MalformedResponse("WaveSpeed webhook body has no id", provider="wavespeed")
-    job_id, status = value["id"], value.get("status")
+    job_id = value["id"]
     envelope = {"code": 200, "message": "success", "data": value}
-    if status == "completed":
+    # The status poll's own reading (``translate.status_of``): ``failed`` and the SDK's other terminal
+    # statuses are the task's end, classified by code (1200 → ContentRejected); anything else is no verdict.
+    status = translate.status_of(envelope)
+    if status.state is JobState.SUCCEEDED:
         output = translate.parse_output(envelope, JobHandle("wavespeed", job_id))
         return WebhookEvent(job_id, JobStatus(JobState.SUCCEEDED, raw=value), output, trusted=True)
-    if status == "failed":
-        try:
-            translate.parse_output(envelope, JobHandle("wavespeed", job_id))
-            error: GatewayError = MalformedResponse("failed task parsed as a result", provider="wavespeed")
-        except GatewayError as failure:
-            error = failure
-        return WebhookEvent(job_id, JobStatus(JobState.FAILED, error=error, raw=value), trusted=True)
+    if status.state is JobState.FAILED:
+        return WebhookEvent(job_id, JobStatus(JobState.FAILED, error=status.error, raw=value), trusted=True)
     return WebhookEvent(job_id, JobStatus(JobState.RUNNING, raw=value), trusted=False)
