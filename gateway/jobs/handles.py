@@ -39,7 +39,7 @@ from gateway.contract import JobHandle, Provider
 from gateway.errors import PAID_JOB_ALIVE, ClipInProgress, GatewayError
 from gateway.jobs.runner import Event
 from gateway.result import OviResult
-from gateway.secrets import scrubbing
+from gateway.secrets import scrub, scrubbing
 
 __all__ = ["STATES", "BackgroundLoop", "CannotCancel", "Followers", "Job", "JobCancelled", "JobNotFinished",
            "JobView"]
@@ -255,7 +255,15 @@ class Job:
 
     def result(self) -> OviResult:
         """The result, when the clip has ended as last seen here (``wait``/``status``); raises its error
-        when it failed, ``JobNotFinished`` while it runs."""
+        when it failed, ``JobNotFinished`` while it runs. The error is ``scrub``-bed first, as ``wait``'s
+        is: the follower's exception may be re-raised long after it was made, when more secrets are known."""
+        try:
+            return self._result()
+        except BaseException as exc:
+            scrub(exc)
+            raise
+
+    def _result(self) -> OviResult:
         tracked = self._followers.tracked.get(self.id)
         if tracked is not None and tracked.task is not None and tracked.task.done():
             return tracked.task.result()

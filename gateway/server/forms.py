@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.request import OviRequest, sniff_image
+from gateway.request import ImageInput, OviRequest, sniff_image
 from gateway.routing.planner import Route
 
 __all__ = ["MODELS", "BadField", "CreateBody", "nest", "parse_create"]
@@ -95,26 +95,41 @@ def nest(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _image(value: Any) -> Any:
-    """``input_reference`` as the gateway takes images: bytes become a data URI; an object gives its
-    ``image_url``; a ``file_id`` is refused (this server stores no files)."""
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+
+
+def _image(value: Any, param: str) -> dict[str, str]:
+    """``input_reference`` (or ``image``, named by ``param``) as an explicit ``ImageInput`` kind: bytes
+    become a data URI; an object gives its ``image_url``; a ``file_id`` is refused (this server stores
+    no files). Only what a remote caller can hand over is taken — an http(s) URL, a data URI, bare
+    base64 — never a local path or a ``kind: file`` object: ``ImageInput.coerce`` would read that file
+    on this machine and send it to a vendor. The kind is fixed here, so text that also names an
+    existing file is read as base64 or refused, never opened."""
     if isinstance(value, bytes | bytearray):
         mime = sniff_image(bytes(value))
         if mime is None:
-            raise BadField("input_reference must be a PNG, JPEG or WebP image", param="input_reference")
-        return f"data:{mime};base64,{base64.b64encode(bytes(value)).decode()}"
+            raise BadField(f"{param} must be a PNG, JPEG or WebP image", param=param)
+        return {"kind": "data_uri", "value": f"data:{mime};base64,{base64.b64encode(bytes(value)).decode()}"}
     if isinstance(value, Mapping):
         if set(value) - {"image_url", "file_id"}:
-            raise BadField("input_reference takes image_url (or an uploaded file)", param="input_reference")
+            raise BadField(f"{param} takes image_url (or an uploaded file)", param=param)
         if value.get("file_id"):
-            raise BadField("input_reference.file_id is not supported: upload the image or give image_url",
-                           param="input_reference.file_id")
+            raise BadField(f"{param}.file_id is not supported: upload the image or give image_url",
+                           param=f"{param}.file_id")
         if not value.get("image_url"):
-            raise BadField("input_reference needs image_url or a file", param="input_reference")
-        return value["image_url"]
-    if isinstance(value, str) and value:
-        return value
-    raise BadField("input_reference must be an image file, an image URL or {image_url}", param="input_reference")
+            raise BadField(f"{param} needs image_url or a file", param=param)
+        value = value["image_url"]
+    text = value.strip() if isinstance(value, str) else ""
+    head = text[:8].lower()
+    if head.startswith(("http://", "https://")):
+        return {"kind": "url", "value": text}
+    if head.startswith("data:"):
+        return {"kind": "data_uri", "value": text}
+    if len(text) >= 16 and _BASE64.match(text):
+        return {"kind": "base64", "value": text}
+    raise BadField(f"{param} must be an image file, an http(s) image URL, a data: URI, base64 image bytes or "
+                   "{image_url}; a local file path is refused (the server never reads its own files for a caller)",
+                   param=param)
 
 
 def _route(fields: dict[str, Any]) -> dict[str, Any]:
@@ -150,12 +165,12 @@ def parse_create(fields: dict[str, Any]) -> CreateBody:
     if seconds != SECONDS:
         raise BadField(f"seconds={seconds!r} is not possible: Ovi clips are always {SECONDS} seconds "
                        f"(send \"{SECONDS}\" or leave it out)", param="seconds", code="unsupported_value")
-    raw_image = fields.pop("input_reference", None)
+    raw_image, image_param = fields.pop("input_reference", None), "input_reference"
     if "image" in fields:
         if raw_image is not None:
             raise BadField("give the image once: input_reference or image", param="image")
-        raw_image = fields.pop("image")
-    image = None if raw_image is None else _image(raw_image)
+        raw_image, image_param = fields.pop("image"), "image"
+    image = None if raw_image is None else _image(raw_image, image_param)
     if model == "ovi-image-to-video" and image is None:
         raise BadField("model ovi-image-to-video needs an input_reference image", param="input_reference")
     if model == "ovi-text-to-video" and image is not None:
@@ -173,11 +188,17 @@ def parse_create(fields: dict[str, Any]) -> CreateBody:
         raise BadField(f"unknown field {name!r} (refused, not dropped); allowed: {allowed}", param=name,
                        code="unknown_parameter")
     try:
-        request = OviRequest(prompt=prompt, image=image, size=size, **request_fields)
+        picture = None if image is None else ImageInput.model_validate(image)
+    except ValidationError as error:
+        raise BadField(f"{image_param}: {error.errors()[0]['msg']}", param=image_param) from None
+    try:
+        request = OviRequest(prompt=prompt, image=picture, size=size, **request_fields)
         route = Route(**route_fields) if route_fields else None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or None
+        if where is not None and where.split(".")[0] == "image":  # name the field the caller used
+            where = image_param
         raise BadField(f"{where}: {first['msg']}" if where else first["msg"], param=where) from None
     canonical = {"request": json.loads(request.model_dump_json()), "model": model,
                  "route": None if route is None else json.loads(route.model_dump_json()),

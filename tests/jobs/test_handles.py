@@ -138,3 +138,29 @@ async def test_the_intent_event_comes_after_the_journal_intent(tmp_path) -> None
 
         await gw.agenerate(_request(), idempotency_key="k", on_event=on_event)
     assert seen[:1] == ["intent"]
+
+
+async def test_result_scrubs_the_error_it_re_raises(tmp_path, monkeypatch) -> None:
+    # A value that becomes a secret after the clip failed (a key registered later) must not leave result():
+    # it re-raises the follower's own exception object, as wait() does, so it scrubs it the same way.
+    import gateway.secrets as secrets
+
+    monkeypatch.setattr(secrets, "_values", set(secrets._values))  # this test's registrations end with it
+    monkeypatch.setattr(secrets, "_pattern", secrets._pattern)
+    clock, emulator, journal = _world(tmp_path)
+    emulator["runware"].faults.add("job", "fail")
+    async with Gateway(emulator=emulator, clock=clock, journal=journal) as gw:
+        job = await gw.submit(_request(), route=Route(provider="runware", job_retries=0))
+        for _ in range(100):
+            if (await job.status()).final:
+                break
+            await clock.sleep(5.0)
+        await asyncio.sleep(0)
+        with pytest.raises(Exception) as first:
+            job.result()
+        late = "Inference failed for this task"
+        assert late in str(first.value)
+        secrets.register(late)
+        with pytest.raises(Exception) as caught:
+            job.result()
+        assert late not in str(caught.value) and "***" in str(caught.value)
