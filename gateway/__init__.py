@@ -6,52 +6,52 @@ Quick start::
     result = Gateway().generate(OviRequest(image="https://…/knight.jpg",
                                            prompt="A knight. <S>I will defend this land.<E>"))
 
-``Gateway``, ``Route``, ``Quote``, ``Budget``, ``Event`` and ``PollPolicy`` load on first use (the client
-pulls in stevedore and the runner); type checkers see them as the real classes through the
-``TYPE_CHECKING`` imports below.
+Every public name loads on first use (module ``__getattr__``), so ``import gateway`` costs next to nothing
+and a program pays only for what it touches: ``OviRequest`` brings pydantic, ``Gateway`` the client and
+the runner. Type checkers see the real classes through the ``TYPE_CHECKING`` imports below.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.contract import Capabilities, JobHandle, JobState, JobStatus, Limit, Provider, ProviderOutput
-from gateway.errors import (
-    AllProvidersFailed,
-    AuthError,
-    BudgetExceeded,
-    ClipInProgress,
-    ConfigurationError,
-    ContentRejected,
-    DeadlineExceeded,
-    GatewayError,
-    GenerationFailed,
-    InsufficientFunds,
-    InvalidRequest,
-    JobUnresolved,
-    MalformedResponse,
-    NoRoute,
-    ProviderError,
-    ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
-    ResultExpired,
-    StoreUnavailable,
-    SubmitOutcomeUnknown,
-    UnsupportedByProvider,
-)
 from gateway.logs import install_null_handlers
-from gateway.prompt import OviPrompt, PromptError
-from gateway.request import ImageInput, Mode, OviRequest
-from gateway.result import Attempt, OviResult, Timings
 
 install_null_handlers()  # silent unless the application configures logging (gateway.logs)
 
 if TYPE_CHECKING:
     from gateway.client import Gateway
+    from gateway.contract import Capabilities, JobHandle, JobState, JobStatus, Limit, Provider, ProviderOutput
+    from gateway.errors import (
+        AllProvidersFailed,
+        AuthError,
+        BudgetExceeded,
+        ClipInProgress,
+        ConfigurationError,
+        ContentRejected,
+        DeadlineExceeded,
+        GatewayError,
+        GenerationFailed,
+        InsufficientFunds,
+        InvalidRequest,
+        JobUnresolved,
+        MalformedResponse,
+        NoRoute,
+        ProviderError,
+        ProviderRejected,
+        ProviderUnavailable,
+        RateLimited,
+        ResultExpired,
+        StoreUnavailable,
+        SubmitOutcomeUnknown,
+        UnsupportedByProvider,
+    )
     from gateway.jobs.events import Event, EventKind
     from gateway.jobs.handles import CannotCancel, Job, JobCancelled, JobNotFinished, JobView
     from gateway.jobs.polling import PollPolicy
+    from gateway.prompt import OviPrompt, PromptError
+    from gateway.request import ImageInput, Mode, OviRequest
+    from gateway.result import Attempt, OviResult, Timings
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, Quote
 
@@ -107,7 +107,12 @@ __all__ = [
     "UnsupportedByProvider",
 ]
 
-_LAZY = {
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("Capabilities", "JobHandle", "JobState", "JobStatus", "Limit", "Provider", "ProviderOutput"),
+                    "gateway.contract"),
+    **dict.fromkeys(("OviPrompt", "PromptError"), "gateway.prompt"),
+    **dict.fromkeys(("ImageInput", "Mode", "OviRequest"), "gateway.request"),
+    **dict.fromkeys(("Attempt", "OviResult", "Timings"), "gateway.result"),
     "Gateway": "gateway.client",
     "Route": "gateway.routing.planner",
     "Quote": "gateway.routing.pricing",
@@ -117,10 +122,11 @@ _LAZY = {
     "PollPolicy": "gateway.jobs.polling",
     **dict.fromkeys(("CannotCancel", "Job", "JobCancelled", "JobNotFinished", "JobView"), "gateway.jobs.handles"),
 }
+"""Where each public name lives; every other name in ``__all__`` is an error class of ``gateway.errors``."""
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _LAZY.get(name) or ("gateway.errors" if name in __all__ else None)
     if module is None:
         raise AttributeError(f"module 'gateway' has no attribute {name!r}")
     import importlib

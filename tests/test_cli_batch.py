@@ -11,15 +11,15 @@ from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from gateway.cli import batch_rows, common
-from gateway.cli import commands as cli
+from gateway.cli import batch_rows
 from gateway.client import Gateway
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
 from gateway.request import OviRequest
 from gateway.store.journal import Journal
+from tests.cli_support import billed, go_offline, record_emulators, run
 from tests.conftest import PNG_BYTES
 
 SCHEMA = json.loads(resources.files("gateway.cli").joinpath("batch-report.schema.json").read_text())
@@ -27,30 +27,13 @@ SCHEMA = json.loads(resources.files("gateway.cli").joinpath("batch-report.schema
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY", "OVI_GATEWAY_PRICES",
-                 "OVI_GATEWAY_EMULATOR_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.setenv(cli.JOB_SECONDS_ENV, "0.05")
-    monkeypatch.chdir(tmp_path)
+    go_offline(monkeypatch, tmp_path)
     (tmp_path / "frame.png").write_bytes(PNG_BYTES)
 
 
 @pytest.fixture
 def emulators(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    made: list[Any] = []
-    original = common.make_emulator
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        made.append(original(*args, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(common, "make_emulator", recording)
-    return made
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli.cli, list(args), catch_exceptions=False)
+    return record_emulators(monkeypatch)
 
 
 def report_of(result: Result) -> dict[str, Any]:
@@ -110,12 +93,12 @@ def test_a_batch_runs_reports_and_a_rerun_pays_nothing_again(emulators: list[Any
     assert report["totals"] == {"rows": 6, "done": 6, "failed": 0, "unsettled": 0, "over_budget": 0, "bad": 0,
                                 "paid_now": 6, "cost_usd": str(sum(Decimal(r["cost_usd"]) for r in report["rows"]))}
     assert all(Path(r["file"]).exists() and r["job_id"] for r in report["rows"])
-    assert sum(len(e.ledger.billable()) for e in emulators) == 6
+    assert billed(emulators) == 6
     assert json.loads((tmp_path / "clips" / "rows.report.json").read_text()) == report
     again = run(*args)
     assert again.exit_code == 0, again.stderr
     assert report_of(again)["totals"]["paid_now"] == 0
-    assert sum(len(e.ledger.billable()) for e in emulators) == 6  # the rerun billed nothing
+    assert billed(emulators) == 6  # the rerun billed nothing
     assert [r["job_id"] for r in report_of(again)["rows"]] == [r["job_id"] for r in report["rows"]]
 
 
@@ -131,7 +114,7 @@ def test_max_spend_caps_the_batch_through_the_budget(emulators: list[Any], tmp_p
     spent = Journal(journal, emulator_instance="any").reserved_and_spent(
         clip_prefix=f"batch-{report['batch_id']}-")
     assert spent == Decimal(report["totals"]["cost_usd"]) <= Decimal("0.25")
-    assert sum(len(e.ledger.billable()) for e in emulators) == 2
+    assert billed(emulators) == 2
 
 
 @pytest.mark.parametrize(("faults", "code", "status"), [

@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from gateway.cli import commands as cli
-from gateway.cli import common
 from gateway.cli.generate import default_out, derive_key
 from gateway.client import Gateway
 from gateway.jobs.runner import Event
 from gateway.request import OviRequest
+from tests.cli_support import billed, go_offline, record_emulators, run
 from tests.conftest import PNG_BYTES
 
 PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder, war drums.<ENDAUDCAP>"
@@ -26,35 +24,14 @@ REQUEST = ["--prompt", PROMPT, "--image", "https://example.com/knight.png"]
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY", "OVI_GATEWAY_PRICES",
-                 "OVI_GATEWAY_EMULATOR_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "250")
+    go_offline(monkeypatch, tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv(cli.JOB_SECONDS_ENV, "0.05")
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
 def emulators(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every built-in emulator the commands make, to read their billing ledgers."""
-    made: list[Any] = []
-    original = common.make_emulator
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        made.append(original(*args, **kwargs))
-        return made[-1]
-
-    monkeypatch.setattr(common, "make_emulator", recording)
-    return made
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli.cli, list(args), catch_exceptions=False)
-
-
-def billed(emulators: list[Any]) -> int:
-    return sum(len(e.ledger.billable()) for e in emulators)
+    return record_emulators(monkeypatch)
 
 
 def test_the_key_follows_the_image_content_and_the_out_path_not_the_image_path(tmp_path: Path) -> None:

@@ -35,14 +35,10 @@ from gateway.cli.batch_rows import BadRow, Row, read_rows, safe_name
 from gateway.cli.common import (
     UNSETTLED,
     echo_json,
-    emulator_option,
-    emulator_url_option,
     fail,
-    faults_option,
-    journal_option,
-    json_option,
     open_gateway,
     reports_errors,
+    run_options,
 )
 from gateway.cli.generate import derive_key, fetch, file_sha256, resume_command
 from gateway.client import Gateway
@@ -93,11 +89,7 @@ def _done_entry(row: Row, key: str, result: OviResult, saved: Path, paid_now: bo
               help="Where to write the JSON report (default: <out-dir>/<file stem>.report.json).")
 @click.option("--provider", help="Run every row on this vendor only (a row's route.provider wins).")
 @click.option("--force", is_flag=True, help="Overwrite existing files that are not the row's recorded clip.")
-@emulator_option
-@emulator_url_option
-@faults_option
-@journal_option
-@json_option
+@run_options
 @reports_errors
 def batch(file: Path, concurrency: int, out_dir: Path, max_spend: str | None, report_path: Path | None,
           provider: str | None, force: bool, emulator: bool, emulator_url: str | None, faults: str | None,

@@ -18,8 +18,7 @@ from typing import Any
 
 import click
 
-from gateway.cli import render
-from gateway.cli.batch import batch
+from gateway.cli import cli, main, render
 from gateway.cli.common import (
     EMULATOR_NOTICE,
     JOB_SECONDS_ENV,
@@ -38,30 +37,17 @@ from gateway.cli.common import (
     reports_errors,
     request_options,
 )
-from gateway.cli.generate import demo, generate
 from gateway.client import Gateway
-from gateway.logs import configure_cli_logging
 from gateway.registry import Registry
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "emulate", "jobs", "main", "providers", "quote", "spend"]
 
 # Re-exported for tests and callers of the old single module.
 __all__ += ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "build_request", "cheapest_usable", "open_gateway"]
 
 
-# ---- commands ----------------------------------------------------------------------------------
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ovi-gateway")
-@click.option("-v", "--verbose", count=True,
-              help="Log more on stderr: -v jobs submitted/accepted/finished (INFO), -vv every check (DEBUG).")
-@click.option("-q", "--quiet", count=True, help="Log less on stderr: -q errors only, -qq nothing but critical.")
-def cli(verbose: int, quiet: int) -> None:
-    """Make Ovi clips on the cheapest healthy vendor (Runware, fal.ai, WaveSpeed), with failover
-    that never pays twice. With no API keys set, runs offline against the built-in emulator."""
-    configure_cli_logging(verbose, quiet)
-
-
-@cli.command()
+# ---- commands (each loads on use through the lazy group in gateway.cli) ----------------------
+@click.command()
 @request_options
 @emulator_option
 @journal_option
@@ -88,7 +74,7 @@ def quote(request_file: Path | None, emulator: bool, journal: str | None, as_jso
                   markup=False)
 
 
-@cli.command()
+@click.command()
 @json_option
 @reports_errors
 def providers(as_json: bool) -> None:
@@ -116,7 +102,7 @@ def block_until_interrupted(server: Any) -> None:
     threading.Event().wait()
 
 
-@cli.command()
+@click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Loopback port (0 picks a free one).")
 @faults_option
@@ -145,7 +131,7 @@ def emulate(port: int, faults: str | None, job_seconds: float | None) -> None:
         server.server_close()
 
 
-@cli.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @journal_option
 @json_option
 @click.pass_context
@@ -232,7 +218,7 @@ def prune(ctx: click.Context, journal: str | None, older_than: str, as_json: boo
         click.echo(", ".join(f"{n} {table}" for table, n in counts.items()) + " deleted")
 
 
-@cli.command()
+@click.command()
 @journal_option
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only submits from this UTC day on.")
 @json_option
@@ -251,11 +237,3 @@ def spend(journal: str | None, since: Any, as_json: bool) -> None:
         render.stdout_console().print(render.spend_table(rows))
 
 
-cli.add_command(generate)
-cli.add_command(batch)
-cli.add_command(demo)
-
-
-def main() -> None:
-    """Entry point of the ``ovi-gateway`` script."""
-    cli(prog_name="ovi-gateway")

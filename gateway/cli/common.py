@@ -36,7 +36,7 @@ from gateway.routing.pricing import PriceBook, Quote
 from gateway.store.journal import Journal
 
 __all__ = ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "Interrupted", "build_request", "cheapest_usable", "echo_json",
-           "fail", "open_gateway", "open_journal", "reports_errors", "request_options"]
+           "fail", "open_gateway", "open_journal", "reports_errors", "request_options", "run_options"]
 
 EMULATOR_NOTICE = "no vendor API keys set: using the built-in emulator (offline); nothing is billed"
 JOB_SECONDS_ENV = "OVI_GATEWAY_EMULATOR_JOB_SECONDS"
@@ -279,3 +279,12 @@ emulator_option: Callable[[_F], _F] = click.option("--emulator", is_flag=True,
                                                    help="Use the built-in emulator even if keys are set.")
 faults_option: Callable[[_F], _F] = click.option("--faults", metavar="SPEC",
                              help='Emulator fault script, e.g. "VENDOR.submit=503*3; VENDOR.job=fail".')
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where a clip-making command runs and how it answers, as ``generate`` and ``batch`` share them:
+    ``--emulator``, ``--emulator-url``, ``--faults``, ``--journal`` and ``--json`` (in that order in
+    ``--help``)."""
+    for option in (json_option, journal_option, faults_option, emulator_url_option, emulator_option):
+        command = option(command)
+    return command

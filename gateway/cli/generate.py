@@ -32,16 +32,12 @@ from gateway.cli.common import (
     build_request,
     cheapest_usable,
     echo_json,
-    emulator_option,
-    emulator_url_option,
     fail,
-    faults_option,
-    journal_option,
-    json_option,
     names,
     open_gateway,
     reports_errors,
     request_options,
+    run_options,
 )
 from gateway.client import Gateway
 from gateway.errors import DefectiveClip, DownloadFailed, GatewayError
@@ -181,11 +177,7 @@ def resume_command(ctx: click.Context, key: str, derived: bool) -> str:
 @click.option("--keep-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Also download every finished clip into DIR as soon as it is done (<key>.<ext>), before "
                    "the vendor's URL can expire.")
-@emulator_option
-@emulator_url_option
-@faults_option
-@journal_option
-@json_option
+@run_options
 @reports_errors
 def generate(request_file: Path | None, provider: str | None, order: str | None, max_price: str | None,
              allow_degrade: bool, deadline: float | None, out: Path | None, idempotency_key: str | None,

@@ -9,10 +9,9 @@ import logging
 import mimetypes
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from fal_client import FalClientHTTPError
 
 from gateway.contract import (
     CONTRACT_VERSION,
@@ -33,9 +32,15 @@ from gateway.errors import (
 from gateway.http import classify_transport, redact, require_key
 from gateway.request import ImageInput, OviRequest
 from providers.fal import translate, webhooks
-from providers.fal.queue import SUBMIT_TIMEOUT_S, FalCallError, FalQueueClient, FalRequest
 from providers.fal.schemas import SubmitAck
 from providers.fal.translate import Phase
+
+if TYPE_CHECKING:
+    from providers.fal.queue import FalCallError, FalQueueClient, FalRequest
+
+# fal-client (and ``providers.fal.queue``, built on it) is imported by the methods that call fal, not
+# here: the registry imports this module for the class's capabilities whenever a gateway starts, and
+# a gateway that never sends a fal request should not pay fal-client's import (start-up, issue 14).
 
 __all__ = ["FalProvider"]
 
@@ -83,6 +88,10 @@ class FalProvider:
         """Any fal failure in our taxonomy; ``phase`` is inferred from the request when not given."""
         if isinstance(error, GatewayError):
             return error
+        from fal_client import FalClientHTTPError
+
+        from providers.fal.queue import FalCallError
+
         if isinstance(error, FalCallError):
             phase = phase or translate.phase_of(error.request.method, str(error.request.url))
             if error.cause is not None:
@@ -121,6 +130,8 @@ class FalProvider:
     def _client(self) -> FalQueueClient:
         key = require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
         if self._queue is None:
+            from providers.fal.queue import SUBMIT_TIMEOUT_S, FalQueueClient
+
             timeout = self._ctx.timeout
             # fal-client applies one number (seconds) to its submit POST: the caller's read timeout, if set
             submit_s = timeout.read if timeout is not None and timeout.read is not None else SUBMIT_TIMEOUT_S
@@ -129,6 +140,10 @@ class FalProvider:
         return self._queue
 
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
+        from fal_client import FalClientHTTPError
+
+        from providers.fal.queue import FalCallError
+
         queue = self._client()
         self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         endpoint = translate.endpoint_for(request)
@@ -183,6 +198,10 @@ class FalProvider:
                                     job_hint={**hint, "job_id": request_id, "handle": handle.to_json()})
 
     async def _upload(self, queue: FalQueueClient, image: ImageInput) -> str:
+        from fal_client import FalClientHTTPError
+
+        from providers.fal.queue import FalCallError
+
         mime = image.mime or "application/octet-stream"
         name = "image" + (mimetypes.guess_extension(mime) or ".bin")
         try:
@@ -197,6 +216,10 @@ class FalProvider:
         return await self._client().request_handle({"request_id": handle.job_id, **handle.data})
 
     async def _read(self, call: Any, phase: Phase) -> Any:
+        from fal_client import FalClientHTTPError
+
+        from providers.fal.queue import FalCallError
+
         try:
             response = await call()
         except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
@@ -220,6 +243,10 @@ class FalProvider:
         return translate.parse_output(body, inference_s=inference_s)
 
     async def cancel(self, handle: JobHandle) -> None:
+        from fal_client import FalClientHTTPError
+
+        from providers.fal.queue import FalCallError
+
         request = await self._request(handle)
         try:
             await request.request_cancel()
