@@ -45,6 +45,7 @@ from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
+from gateway.store.intake import CallOptions, stored_request
 from gateway.store.journal import Journal, request_hash
 from gateway.store.lease import Heartbeat, lease_owner
 from gateway.store.records import HEARTBEAT_S
@@ -293,10 +294,9 @@ class Gateway(HandlesMixin):
                          caller: str | None = None) -> OviResult:
         if not isinstance(request, OviRequest):
             raise InvalidRequest("request must be an OviRequest")
-        if caller is not None and not isinstance(caller, str):
-            raise InvalidRequest(f"budget_scope must be a string (e.g. an API key), not {type(caller).__name__}")
         caller = None if caller is None else scope_id(caller)  # the text may be an API key: never kept
         idempotency_key = check_idempotency_key(idempotency_key)  # before any vendor is asked
+        explicit = route is not None or provider is not None
         route = route or self.default_route
         if provider is not None:
             route = route.model_copy(update={"provider": provider})
@@ -310,11 +310,13 @@ class Gateway(HandlesMixin):
                 raise ConfigurationError("idempotency keys need the journal; do not pass journal=None")
             return await self._plan_and_run(request, route, self._new_key(),
                                             self._runner(on_event, request, route, caller), started)
-        request_json = request.model_dump_json()
+        request_json, image = stored_request(request)  # the image stored once, by content hash
         clip_key = idempotency_key or self._new_key()
-        clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json))
+        clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json), image=image,
+                                      options_json=CallOptions(route, caller).to_json())
         if clip.state == "succeeded" and clip.result_json:
             return OviResult.model_validate_json(clip.result_json)
+        route, caller = CallOptions.adopt(clip.options_json, route, caller, keep_route=explicit)
         owner = lease_owner()
         holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=alive)
         if holder is not None:

@@ -27,10 +27,10 @@ from gateway.errors import (
 from gateway.jobs import fate
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.runner import FollowedJob, Runner
-from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Candidate, Route
 from gateway.routing.pricing import Quote
+from gateway.store.intake import load_request
 from gateway.store.journal import OPEN, Journal, SubmitRecord
 
 __all__ = ["Recovery", "ResumeOutcome", "lease_owner", "owner_alive"]
@@ -113,7 +113,7 @@ class Recovery:
                 return self._nothing_found(record, provider, "no vendor answer was recorded and "
                                            f"{record.provider} cannot be asked whether it took the job")
             try:  # Runware dedupes by taskUUID: sending the same key again settles it (ack or conflict)
-                request = OviRequest.model_validate_json(record.request_json)
+                request = load_request(record.request_json, self.journal.get_image)
                 ctx = SubmitContext(idempotency_key=record.submit_key, dropped=frozenset(record.dropped))
                 error = SubmitOutcomeUnknown("the submit was sent before a crash; its answer is unknown",
                                              provider=record.provider)
@@ -139,6 +139,7 @@ class Recovery:
                     self.journal.note_resume(record.submit_key, reset=True)
                     return ResumeOutcome(record.clip_key, record.provider, "unknown", error=str(error))
                 return self._nothing_found(record, provider, str(error))
+            runner.verdicts.append(error)  # a new run of this clip counts it (job_retries, failover)
             return ResumeOutcome(record.clip_key, record.provider, "failed", error=str(error))
         return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
 

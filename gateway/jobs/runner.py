@@ -106,6 +106,9 @@ class Runner:
         self.budget_scope: str | None = budget_scope
         self.settle_window: float = settle_window
         self.deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = deliver
+        self.verdicts: list[GatewayError] = []
+        """Verdicts on this clip's earlier jobs found when re-attaching (``Recovery``): ``run`` counts them
+        as its own failures (the route's ``job_retries`` and failover rules), so none is paid for twice."""
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
@@ -118,6 +121,15 @@ class Runner:
         attempts: list[Attempt] = list(earlier or [])
         queue = deque(plan.candidates)
         resubmitted: dict[str, int] = {}
+        for verdict in self.verdicts:  # the same rules as a failure below, for a job ended before this run
+            again = [c for c in queue if c.provider == verdict.provider]
+            queue = deque(c for c in queue if c.provider != verdict.provider)
+            if isinstance(verdict, GenerationFailed) and resubmitted.get(verdict.provider or "", 0) < route.job_retries:
+                resubmitted[verdict.provider or ""] = resubmitted.get(verdict.provider or "", 0) + 1
+                queue.extend(again)
+            elif not _fails_over(verdict, route):
+                verdict.attempts = list(attempts)
+                raise verdict
         previous: str | None = None
         why = "skipped"
         while queue:

@@ -19,6 +19,7 @@ from gateway.jobs.runner import Event
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
 from gateway.secrets import scrubbing
+from gateway.store.intake import load_request
 from gateway.store.journal import request_hash
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class HandlesMixin:
         clip = self.journal.get_clip(key)
         if clip is None:
             raise KeyError(f"no job {key!r} in the journal")
-        request = OviRequest.model_validate_json(clip.request_json)
+        request = load_request(clip.request_json, self.journal.get_image)  # its image from the store
         followers.start(key, lambda on_event: self._followed(followers, key, self.agenerate(
             request, idempotency_key=key, on_event=on_event)))
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from gateway.errors import InvalidRequest
 from gateway.request import Mode, OviRequest
 
 __all__ = ["Budget", "Money", "PriceBook", "PriceRule", "Quote", "budget_holds", "scope_id", "to_money"]
@@ -252,7 +253,7 @@ def scope_id(text: str) -> str:
     """The digest a budget scope text is stored as (SHA-256, 32 hex digits): the journal never holds
     the text itself, which may be an API key."""
     if not isinstance(text, str):
-        raise TypeError(f"budget_scope must be a string, not {type(text).__name__}")
+        raise InvalidRequest(f"budget_scope must be a string (e.g. an API key), not {type(text).__name__}")
     return hashlib.sha256(b"ovi-gateway/budget-scope\0" + text.encode("utf-8")).hexdigest()[:32]
 
 

@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.store.queries import BudgetChecks, Queries, _money
 from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
+
+if TYPE_CHECKING:
+    from gateway.store.intake import StoredImage
 
 __all__ = ["SqlStore", "Store"]
 
@@ -57,11 +60,14 @@ class SqlStore:
         return await self._run(Durability.COMMITTED, fn, *args, **kwargs)
 
     # -- clips and leases ------------------------------------------------------------------
-    async def open_clip(self, key: str, request_json: str, request_hash: str, *, tenant: str = "") -> ClipRecord:
+    async def open_clip(self, key: str, request_json: str, request_hash: str, *, tenant: str = "",
+                        image: StoredImage | None = None, options_json: str | None = None) -> ClipRecord:
         """Create clip ``key`` (state "open"), or return it if it exists for the same request hash;
-        ``InvalidRequest`` when the key was used for a different request."""
+        ``InvalidRequest`` when the key was used for a different request. ``image``: stored once by
+        content hash with the clip; ``options_json``: the call's options (``store.intake``)."""
         return await self._run(C, Queries.open_clip, key, request_json, request_hash,
-                               emulator_instance=self.emulator_instance, tenant=tenant)
+                               emulator_instance=self.emulator_instance, tenant=tenant, image=image,
+                               options_json=options_json)
 
     async def get_clip(self, key: str) -> ClipRecord | None:
         return await self._read(Queries.get_clip, key)

@@ -45,6 +45,7 @@ from gateway.store.sqlite import BUSY_TIMEOUT_MS, SqliteEngine
 from gateway.store.url import from_env, is_postgres
 
 if TYPE_CHECKING:
+    from gateway.store.intake import StoredImage
     from gateway.store.postgres import PostgresEngine
 
 __all__ = ["FINAL", "OPEN", "STATES", "ClipRecord", "Journal", "SpendRow", "SubmitRecord", "default_path",
@@ -123,13 +124,20 @@ class Journal(MediaJournal):
         return self._engine.execute(durability, fn, args, kwargs)
 
     # -- clips ---------------------------------------------------------------------------------
-    def open_clip(self, key: str, request_json: str, request_hash: str) -> ClipRecord:
+    def open_clip(self, key: str, request_json: str, request_hash: str, *, image: StoredImage | None = None,
+                  options_json: str | None = None) -> ClipRecord:
         """Create clip ``key`` (state "open"), or return it if it exists for the same request hash.
+        ``image``: stored once by content hash with the clip (``store.intake``); ``options_json``: the
+        call's options (``CallOptions``), kept from the first call.
 
         Raises InvalidRequest when the key was already used for a different request.
         """
-        return self._do(C, Queries.open_clip, key, request_json, request_hash,
-                        emulator_instance=self.emulator_instance)
+        return self._do(C, Queries.open_clip, key, request_json, request_hash, image=image,
+                        options_json=options_json, emulator_instance=self.emulator_instance)
+
+    def get_image(self, sha256: str) -> bytes | None:
+        """A request image's bytes by content hash (SHA-256 hex), or None."""
+        return self._do(C, Queries.get_image, sha256)
 
     def claim_clip(self, key: str, owner: str, *, seconds: float | None = None,
                    alive: Callable[[str], bool] | None = None, heartbeat: float = HEARTBEAT_S) -> str | None:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.errors import BudgetExceeded, InvalidRequest
 from gateway.secrets import redact
@@ -31,6 +31,9 @@ from gateway.store.records import (
     SpendRow,
     SubmitRecord,
 )
+
+if TYPE_CHECKING:
+    from gateway.store.intake import StoredImage
 
 __all__ = ["Queries", "Tx"]
 
@@ -131,30 +134,42 @@ class Queries:
 
     # -- clips ---------------------------------------------------------------------------------
     def open_clip(self, tx: Tx, key: str, request_json: str, request_hash: str, *,
-                  emulator_instance: str | None = None, tenant: str = "") -> ClipRecord:
+                  emulator_instance: str | None = None, tenant: str = "", image: StoredImage | None = None,
+                  options_json: str | None = None) -> ClipRecord:
+        """Create the clip (state "open"), or return it when it exists for the same request hash.
+        ``image``: the request's image, stored once by content hash in this transaction (the row
+        refers to it); ``options_json``: the call's options, kept from the clip's first call."""
         if not isinstance(key, str) or not key:
             raise InvalidRequest("idempotency key must be a non-empty string")
         now = self._now()
+        if image is not None:
+            self.put_image(tx, image.sha256, image.data, image.mime)
         created = tx.run("INSERT INTO clips (key, request_json, request_hash, state, created_at, updated_at,"
-                         " emulator_instance, tenant) VALUES (?, ?, ?, 'open', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                         (key, request_json, request_hash, now, now, emulator_instance, tenant))
+                         " emulator_instance, tenant, image_sha256, options_json) VALUES (?, ?, ?, 'open', ?, ?, ?, ?,"
+                         " ?, ?) ON CONFLICT DO NOTHING",
+                         (key, request_json, request_hash, now, now, emulator_instance, tenant,
+                          None if image is None else image.sha256, options_json))
         if not created:
             row = tx.one("SELECT request_hash FROM clips WHERE key = ?", (key,))
             if row is not None and row[0] != request_hash:
                 raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
                                      "use a new key for a new request")
+            if options_json is not None:  # a clip journaled before options were kept gets this call's
+                tx.run("UPDATE clips SET options_json = ? WHERE key = ? AND options_json IS NULL",
+                       (options_json, key))
         clip = self.get_clip(tx, key)
         assert clip is not None
         return clip
 
     def get_clip(self, tx: Tx, key: str) -> ClipRecord | None:
-        row = tx.one("SELECT key, request_json, request_hash, state, result_json, error, created_at, media_json"
-                     " FROM clips WHERE key = ?", (key,))
+        row = tx.one("SELECT key, request_json, request_hash, state, result_json, error, created_at, media_json,"
+                     " options_json, image_sha256 FROM clips WHERE key = ?", (key,))
         if row is None:
             return None
-        key, request_json, hashed, state, result_json, error, created_at, media = row
+        key, request_json, hashed, state, result_json, error, created_at, media, options, image = row
         return ClipRecord(key, request_json, hashed, state, result_json, error, created_at,
-                          media=None if media is None else json.loads(media))
+                          media=None if media is None else json.loads(media), options_json=options,
+                          image_sha256=image)
 
     def record_media(self, tx: Tx, key: str, facts: dict[str, Any]) -> None:
         """Merge ``facts`` about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
@@ -523,8 +538,8 @@ class Queries:
         counts["clips"] = tx.run("DELETE FROM clips WHERE state != 'open' AND updated_at < ? AND (lease_owner IS"
                                  " NULL OR lease_until <= ?) AND NOT EXISTS (SELECT 1 FROM submits s WHERE"
                                  " s.clip_key = clips.key)", (cutoff, wall))
-        counts["images"] = tx.run("DELETE FROM images WHERE used_at < ? AND sha256 NOT IN (SELECT image_sha256"
-                                  " FROM clips WHERE image_sha256 IS NOT NULL)", (cutoff,))
+        counts["images"] = tx.run("DELETE FROM images WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE"
+                                  " c.image_sha256 = images.sha256) AND used_at < ?", (cutoff,))
         tx.run("DELETE FROM webhook_events WHERE received_at < ?", (wall - older_than.total_seconds(),))
         tx.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,))
         return counts

@@ -58,6 +58,10 @@ class ClipRecord:
     created_at: str
     media: dict[str, Any] | None = None
     """What was downloaded of the clip (``record_media``): ``sha256``, ``size`` (bytes), ``path``…"""
+    options_json: str | None = None
+    """How the caller asked for it (``store.intake.CallOptions``: route, budget scope); None before 0009."""
+    image_sha256: str | None = None
+    """The request image's content hash in the ``images`` table (None: a URL image, or none)."""
 
 
 @dataclass(frozen=True)
