@@ -30,6 +30,7 @@ from gateway.errors import (
 )
 from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.delivery import Delivery
+from gateway.jobs.leasing import ClipLease
 from gateway.jobs.limits import LimitedProvider, VendorLimits
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
@@ -326,6 +327,7 @@ class Gateway(HandlesMixin):
         beat = self._heartbeat(clip_key, owner)
         try:
             runner = self._runner(on_event, request, route, caller)
+            runner.lease = ClipLease.on_journal(self.journal, clip_key, owner, beat, self.lease_heartbeat)
             deadline_at = None if route.deadline is None else started + route.deadline
             for outcome in await self.recovery.clip(clip_key, runner, deadline_at):
                 if outcome.result is not None:
@@ -358,7 +360,7 @@ class Gateway(HandlesMixin):
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:
-            if self.journal is not None and not isinstance(error, PAID_JOB_ALIVE):
+            if self.journal is not None and not isinstance(error, (*PAID_JOB_ALIVE, ClipInProgress)):
                 self.journal.fail_clip(clip_key, f"{type(error).__name__}: {error}")
             raise
         self._settle(result)
@@ -455,6 +457,7 @@ class Gateway(HandlesMixin):
                 outcomes.append(ResumeOutcome(clip_key, "", "in-progress", error=f"held by {holder}"))
                 continue
             beat = self._heartbeat(clip_key, owner)
+            runner.lease = ClipLease.on_journal(self.journal, clip_key, owner, beat, self.lease_heartbeat)
             try:
                 found = await self.recovery.clip(clip_key, runner)
             except GatewayError as error:  # one clip's trouble must not stop the others

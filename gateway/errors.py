@@ -251,9 +251,11 @@ class JobUnresolved(GatewayError):
     Failing over would pay twice, so the runner stops here.
     """
 
-    def __init__(self, message: str, *, provider: str, job: Any = None) -> None:
+    def __init__(self, message: str, *, provider: str, job: Any = None, held_by: str | None = None) -> None:
         super().__init__(message, provider=provider, may_be_billed=True)
         self.job = job
+        self.held_by = held_by
+        """Set when this call lost the clip's lease: the call that follows the job now (``jobs.leasing``)."""
 
 
 class ClipInProgress(GatewayError):

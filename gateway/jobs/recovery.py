@@ -134,6 +134,8 @@ class Recovery:
         except DeadlineExceeded:
             raise
         except GatewayError as error:
+            if isinstance(error, JobUnresolved) and error.held_by is not None:
+                raise  # another call took the clip over: it follows the job now
             if isinstance(error, PAID_JOB_ALIVE):
                 if job.seen_unfinished_at is not None:  # the vendor answered "pending": not a resume that found nothing
                     self.journal.note_resume(record.submit_key, reset=True)

@@ -41,6 +41,7 @@ from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
 from gateway.jobs.events import Event, EventKind
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.followed import FollowedJob, NullJournal
+from gateway.jobs.leasing import ClipLease, check_lease
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.results import fetch_result, finish
 from gateway.jobs.settle import settle
@@ -106,6 +107,8 @@ class Runner:
         self.budget_scope: str | None = budget_scope
         self.settle_window: float = settle_window
         self.deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = deliver
+        self.lease: ClipLease | None = None
+        """The call's lease on the clip (set by the gateway): lost, the runner stops (``jobs.leasing``)."""
         self.verdicts: list[GatewayError] = []
         """Verdicts on this clip's earlier jobs found when re-attaching (``Recovery``): ``run`` counts them
         as its own failures (the route's ``job_retries`` and failover rules), so none is paid for twice."""
@@ -162,6 +165,7 @@ class Runner:
                          started: float, deadline_at: float | None, attempts: list[Attempt]) -> OviResult | None:
         name = candidate.provider
         provider = self.providers[name]
+        await check_lease(self.lease, None, name, confirm=True)  # a call that lost the clip submits nothing
         breaker = self.health[name]
         if not breaker.allow():
             attempts.append(Attempt(provider=name, outcome="skipped", error=breaker.reason()))
@@ -222,6 +226,7 @@ class Runner:
             wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
                     else max(self.poll.interval, floor, self._backoff(errors_in_row, last_error)))
             await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
+            await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
             await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
             checks += 1
             try:
@@ -233,6 +238,7 @@ class Runner:
                     errors_in_row, last_error = errors_in_row + 1, error
                     self.on_event(Event("retry", name, self.clock.now() - job.started, message=str(error)))
                     continue
+                await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
                 self._record_failure(job, error)
                 raise
             errors_in_row = 0
@@ -249,6 +255,8 @@ class Runner:
             if not running_seen:
                 running_seen = True
                 await self._write(job, "running", self.journal.state, job.submit_key, "running", keep=True)
+            if status.state.final:
+                await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
             if status.state == JobState.FAILED:
                 failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
                 answer = Answer.JOB_REFUSED if isinstance(failure, ContentRejected) else Answer.JOB_FAILED
@@ -363,6 +371,8 @@ def _fails_over(error: GatewayError, route: Route) -> bool:
     its attempt, marked ``may_be_billed``, is counted in ``possible_extra_charges``."""
     if not route.allow_fallbacks or route.provider is not None:
         return False
+    if isinstance(error, JobUnresolved) and error.held_by is not None:
+        return False  # this call lost the clip: the holder decides what follows
     if isinstance(error, (SubmitOutcomeUnknown, JobUnresolved)):
         return route.failover_on_unknown
     return (error.failover or (route.failover_on_content_rejection and isinstance(error, ContentRejected))

@@ -9,7 +9,9 @@ the gateway's injected clock and honor ``Retry-After``; the common breaker packa
 With a store (``Health.attach``), breakers are shared: every change is written with wall-clock times
 (``BreakerRecord``), and what other processes — or an earlier CLI run — wrote is adopted, read at
 most once per ``refresh`` seconds (LiteLLM shares cooldowns the same way, with a 1 s cache). One
-process's failures cool the vendor for all. An emulator's gateway shares only emulated breakers.
+process's failures cool the vendor for all, and only one process at a time sends the half-open probe
+(a short probe lease in the store, ``Queries.take_probe``). An emulator's gateway shares only
+emulated breakers.
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from gateway.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from gateway.store.lease import lease_owner
 from gateway.store.records import BreakerRecord
 
 __all__ = ["Breaker", "BreakerState", "Health"]
 
 _COUNTED = (ProviderUnavailable, RateLimited, SubmitOutcomeUnknown, MalformedResponse, GenerationFailed)
 _ACCOUNT = (AuthError, InsufficientFunds)  # no retry fixes these: open at once, for the longest cooldown
+PROBE_TTL_S = 300.0
+"""Seconds a process's half-open probe lease lasts in the store: a probe is one submit and its job
+(about a minute); a process that dies mid-probe blocks others' probes at most this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,10 @@ class Breaker:
         self.last_error: str | None = None
         self.on_change: Callable[[Breaker], None] = lambda breaker: None
         """Called after every change of the counted state (the shared store listens)."""
+        self.take_probe: Callable[[Breaker], bool] = lambda breaker: True
+        """Asked before a half-open probe: False when another process's probe is out (the shared store)."""
+        self.on_release: Callable[[Breaker], None] = lambda breaker: None
+        """Called when a probe ends with no verdict."""
 
     @property
     def state(self) -> Literal["closed", "open", "half-open"]:
@@ -79,14 +89,16 @@ class Breaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half-open" and not self.probing:
+        if state == "half-open" and not self.probing and self.take_probe(self):
             self.probing = True
             return True
         return False
 
     def release(self) -> None:
         """End a half-open probe that finished with neither a success nor a counted failure."""
-        self.probing = False
+        if self.probing:
+            self.probing = False
+            self.on_release(self)
 
     def success(self) -> None:
         changed = (self.failures, self.opened, self.open_until) != (0, 0, None)
@@ -118,6 +130,8 @@ class Breaker:
         return BreakerState(self.provider, self.state, self.failures, self.open_until, self.last_error)
 
     def reason(self) -> str:
+        if self.state == "half-open":
+            return f"half-open after {self.failures} failures ({self.last_error}): another call's probe is out"
         wait = max(0.0, (self.open_until or 0.0) - self.clock.now())
         return f"cooling down for {wait:.0f} s more after {self.failures} failures ({self.last_error})"
 
@@ -134,6 +148,9 @@ class Health:
         self.refresh = 1.0
         self._seen: dict[str, BreakerRecord] = {}
         self._loaded_at: float | None = None
+        self.holder = lease_owner()
+        """Names this process's half-open probes in the store."""
+        self.probe_ttl = PROBE_TTL_S
 
     def attach(self, store: Any, *, wall: Callable[[], float] = time.time, refresh: float = 1.0) -> None:
         """Share breakers through ``store`` (a ``Journal``: ``load_breakers()``/``save_breaker()``).
@@ -149,6 +166,7 @@ class Health:
         if provider not in self.breakers:
             breaker = self.breakers[provider] = Breaker(provider, self.clock, **self.options)  # type: ignore[arg-type]
             breaker.on_change = self._save
+            breaker.take_probe, breaker.on_release = self._take_probe, self._end_probe
         return self.breakers[provider]
 
     def unhealthy(self) -> dict[str, str]:
@@ -181,6 +199,22 @@ class Health:
         try:
             self.store.save_breaker(record)
         except Exception:  # a breaker is advice: failing to share it must not fail the call
+            pass
+
+    def _take_probe(self, breaker: Breaker) -> bool:
+        if self.store is None:
+            return True
+        try:
+            return bool(self.store.take_probe(breaker.provider, self.holder, ttl=self.probe_ttl))
+        except Exception:  # the store is unreachable: probe as a lone process would
+            return True
+
+    def _end_probe(self, breaker: Breaker) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.end_probe(breaker.provider, self.holder)
+        except Exception:  # the lease runs out by itself
             pass
 
     def snapshot(self) -> list[BreakerState]:

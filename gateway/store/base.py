@@ -81,6 +81,10 @@ class SqlStore:
         """One heartbeat; False when ``owner`` no longer holds the lease (it went stale and was taken)."""
         return await self._run(C, Queries.renew_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
 
+    async def lease_holder(self, key: str) -> str | None:
+        """Who holds the clip's lease now (None: nobody)."""
+        return await self._read(Queries.lease_holder, key)
+
     async def release_clip(self, key: str, owner: str) -> None:
         await self._run(C, Queries.release_clip, key, owner)
 
@@ -171,6 +175,14 @@ class SqlStore:
 
     async def save_breaker(self, record: BreakerRecord) -> None:
         await self._run(B, Queries.save_breaker, record, self.emulated, self.wall())
+
+    async def take_probe(self, provider: str, holder: str, *, ttl: float) -> bool:
+        """Take the half-open probe of ``provider`` for ``ttl`` seconds (``Queries.take_probe``)."""
+        return await self._run(C, Queries.take_probe, provider, holder, wall=self.wall(), ttl=ttl,
+                               emulated=self.emulated)
+
+    async def end_probe(self, provider: str, holder: str) -> None:
+        await self._run(C, Queries.end_probe, provider, holder, self.emulated)
 
     async def take_slot(self, provider: str, holder: str, *, cap: int, ttl: float = 3 * HEARTBEAT_S) -> bool:
         return await self._run(C, Queries.take_slot, provider, holder, cap=cap, wall=self.wall(), ttl=ttl,

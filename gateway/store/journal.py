@@ -156,6 +156,10 @@ class Journal(MediaJournal):
         """One heartbeat of ``owner``'s lease; False when it lost the lease."""
         return self._do(C, Queries.renew_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
 
+    def lease_holder(self, key: str) -> str | None:
+        """Who holds the clip's lease now (None: nobody)."""
+        return self._do(C, Queries.lease_holder, key)
+
     def release_clip(self, key: str, owner: str) -> None:
         """Give the clip back, if ``owner`` still holds it."""
         self._do(C, Queries.release_clip, key, owner)
@@ -273,6 +277,14 @@ class Journal(MediaJournal):
     def save_breaker(self, record: BreakerRecord) -> None:
         """Store one vendor breaker, for every process and the next run."""
         self._do(B, Queries.save_breaker, record, self.emulated, self.wall())
+
+    def take_probe(self, provider: str, holder: str, *, ttl: float) -> bool:
+        """Take the half-open probe of ``provider`` for ``ttl`` seconds (``Queries.take_probe``)."""
+        return self._do(C, Queries.take_probe, provider, holder, wall=self.wall(), ttl=ttl, emulated=self.emulated)
+
+    def end_probe(self, provider: str, holder: str) -> None:
+        """End ``holder``'s probe of ``provider`` that got no verdict."""
+        self._do(C, Queries.end_probe, provider, holder, self.emulated)
 
     def take_slot(self, provider: str, holder: str, *, cap: int, ttl: float = 300.0) -> bool:
         """Take one of ``cap`` concurrent request slots on ``provider`` for ``holder`` (shared by every

@@ -198,6 +198,11 @@ class Queries:
         return tx.run("UPDATE clips SET lease_until = ?, lease_beat = ? WHERE key = ? AND lease_owner = ?",
                       (wall + STALE_BEATS * heartbeat, wall, key, owner)) == 1
 
+    def lease_holder(self, tx: Tx, key: str) -> str | None:
+        """Who holds the clip's lease now (None: nobody)."""
+        row = tx.one("SELECT lease_owner FROM clips WHERE key = ?", (key,))
+        return None if row is None or row[0] is None else str(row[0])
+
     def release_clip(self, tx: Tx, key: str, owner: str) -> None:
         tx.run("UPDATE clips SET lease_owner = NULL, lease_until = NULL, lease_beat = NULL"
                " WHERE key = ? AND lease_owner = ?", (key, owner))
@@ -469,10 +474,33 @@ class Queries:
         tx.run("INSERT INTO breakers (provider, emulated, failures, opened, open_until, probe_until, last_error,"
                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, emulated) DO UPDATE SET"
                " failures = excluded.failures, opened = excluded.opened, open_until = excluded.open_until,"
-               " probe_until = excluded.probe_until, last_error = excluded.last_error,"
+               " probe_until = excluded.probe_until, probe_holder = NULL, last_error = excluded.last_error,"
                " updated_at = excluded.updated_at",
                (record.provider, int(emulated), record.failures, record.opened, record.open_until,
                 record.probe_until, record.last_error, wall))
+
+    def take_probe(self, tx: Tx, provider: str, holder: str, *, wall: float, ttl: float, emulated: bool) -> bool:
+        """May ``holder`` send the half-open probe to ``provider`` now? True while the stored breaker is
+        closed (or unknown), or when it is half-open and no other holder's probe lease (until
+        ``probe_until``, wall-clock seconds) is live — then the lease is ``holder``'s for ``ttl`` seconds.
+        False while it is open, or another process probes: one process probes a cooling vendor at a time."""
+        row = tx.one(f"SELECT open_until, probe_until, probe_holder FROM breakers WHERE provider = ? AND emulated = ?"
+                     f"{tx.lock}", (provider, int(emulated)))
+        if row is None or row[0] is None:
+            return True
+        open_until, probe_until, probe_holder = row
+        if float(open_until) > wall:
+            return False
+        if probe_until is not None and float(probe_until) > wall and probe_holder != holder:
+            return False
+        tx.run("UPDATE breakers SET probe_until = ?, probe_holder = ? WHERE provider = ? AND emulated = ?",
+               (wall + ttl, holder, provider, int(emulated)))
+        return True
+
+    def end_probe(self, tx: Tx, provider: str, holder: str, emulated: bool) -> None:
+        """``holder``'s probe ended without a verdict: the next process may probe at once."""
+        tx.run("UPDATE breakers SET probe_until = NULL, probe_holder = NULL WHERE provider = ? AND emulated = ?"
+               " AND probe_holder = ?", (provider, int(emulated), holder))
 
     def take_slot(self, tx: Tx, provider: str, holder: str, *, cap: int, wall: float, ttl: float,
                   emulated: bool) -> bool:
