@@ -34,6 +34,7 @@ from gateway.emulator import Emulator, FaultScript
 from gateway.emulator.base import FAULT_KINDS, JOB_FAULTS, ONLY_ON, clip_fingerprint
 from gateway.jobs.polling import PollPolicy
 from gateway.result import OviResult
+from gateway.store.intake import load_request
 from gateway.store.journal import OPEN
 from tests.conftest import PNG_BYTES
 
@@ -232,7 +233,7 @@ def check(world: World) -> list[str]:
             first_call.setdefault(call.key, call.clip)
     kept = []
     for provider, job_id, state, may_be_billed, request_json, clip_key in rows:
-        request = OviRequest.model_validate_json(request_json)
+        request = load_request(request_json, journal.get_image)  # its image is stored by content hash
         fingerprint = first_call.get(clip_key) or clip_fingerprint(
             request.prompt, str(request.image.value) if request.image else None)
         on_record = state in OPEN or state == "abandoned" or (state == "failed" and bool(may_be_billed))

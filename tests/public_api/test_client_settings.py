@@ -150,9 +150,9 @@ async def test_same_jitter_seed_still_makes_distinct_keys() -> None:
 
 
 def _spy(open_clip: Callable[..., Any], opened: list[str]) -> Callable[..., Any]:
-    def spy(key: str, *rest: Any) -> Any:
+    def spy(key: str, *rest: Any, **options: Any) -> Any:
         opened.append(key)
-        return open_clip(key, *rest)
+        return open_clip(key, *rest, **options)
     return spy
 
 
