@@ -421,18 +421,18 @@ class Gateway(HandlesMixin):
     # ---- many at once -----------------------------------------------------------------------
     def agenerate_many(self, requests: Iterable[OviRequest], *, concurrency: int = 8,
                        keys: Iterable[str | None] | None = None, provider: str | None = None,
-                       route: Route | None = None,
-                       on_event: Callable[[Event], None] | None = None) -> AsyncIterator[ManyOutcome]:
+                       route: Route | None = None, on_event: Callable[[Event], None] | None = None,
+                       budget_scope: str | None = None) -> AsyncIterator[ManyOutcome]:
         """Make many clips, at most ``concurrency`` at a time, yielding a ``ManyOutcome`` (the result, or
         the ``GatewayError`` that ended it, with the request's index) as each finishes.
 
         ``keys`` (one per request, ``None`` for none) are idempotency keys: rerunning the same keys pays
-        nothing again for clips already made and finishes jobs already paid for. ``provider``, ``route``
-        and ``on_event`` apply to every request. Use inside ``async for``; leaving it early cancels the
-        generations still running (their paid jobs stay in the journal for ``resume()``)."""
+        nothing again for clips already made and finishes jobs already paid for. ``provider``, ``route``,
+        ``on_event`` and ``budget_scope`` apply to every request. Use inside ``async for``; leaving it
+        early cancels the generations still running (their paid jobs stay in the journal for ``resume()``)."""
         async def one(request: OviRequest, key: str | None) -> OviResult:
             return await self.agenerate(request, provider=provider, route=route, idempotency_key=key,
-                                        on_event=on_event)
+                                        on_event=on_event, budget_scope=budget_scope)
 
         return run_many(one, requests, keys=keys, concurrency=concurrency)
 

@@ -144,6 +144,10 @@ async def test_a_gateway_caps_each_caller_and_never_stores_the_key(backend: str)
     job = await gateway.submit(request.model_copy(update={"seed": 3}), provider="runware", budget_scope=API_KEY_B)
     assert (await job.wait()).provider == "runware"  # another caller's cap is untouched
     assert emulator.ledger.calls("runware") > calls
+    await gateway.agenerate(request.model_copy(update={"seed": 4}), provider="runware")  # the anonymous caller's
+    many = [request.model_copy(update={"seed": s}) for s in (5, 6)]  # both in flight: one fits C's cap
+    outcomes = [o async for o in gateway.agenerate_many(many, provider="runware", budget_scope="sk-caller-c")]
+    assert sorted(type(o.error).__name__ for o in outcomes) == ["BudgetExceeded", "NoneType"]
     with pytest.raises(InvalidRequest, match="budget_scope must be a string"):
         await gateway.agenerate(request, budget_scope=7)  # type: ignore[arg-type]
     assert gateway.journal is not None
