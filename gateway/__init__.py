@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from gateway.jobs.events import Event, EventKind
     from gateway.jobs.handles import CannotCancel, Job, JobCancelled, JobNotFinished, JobView
     from gateway.jobs.polling import PollPolicy
+    from gateway.offline import GatewayOptions
     from gateway.prompt import OviPrompt, PromptError
     from gateway.request import ImageInput, Mode, OviRequest
     from gateway.result import Attempt, OviResult, Timings
@@ -71,6 +72,7 @@ __all__ = [
     "EventKind",
     "Gateway",
     "GatewayError",
+    "GatewayOptions",
     "GenerationFailed",
     "ImageInput",
     "InsufficientFunds",
@@ -114,6 +116,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("ImageInput", "Mode", "OviRequest"), "gateway.request"),
     **dict.fromkeys(("Attempt", "OviResult", "Timings"), "gateway.result"),
     "Gateway": "gateway.client",
+    "GatewayOptions": "gateway.offline",
     "Route": "gateway.routing.planner",
     "Quote": "gateway.routing.pricing",
     "Budget": "gateway.routing.pricing",

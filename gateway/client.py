@@ -12,7 +12,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 from pydantic import SecretStr
@@ -38,7 +38,7 @@ from gateway.jobs.recovery import Recovery, ResumeOutcome
 from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
 from gateway.media.verify import MediaFacts
-from gateway.offline import open_journal
+from gateway.offline import GatewayOptions, open_journal
 from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from gateway.emulator import Emulator
     from gateway.media.download import Downloaded
 
-__all__ = ["Gateway", "ResumeOutcome"]
+__all__ = ["Gateway", "GatewayOptions", "ResumeOutcome"]
 
 _T = TypeVar("_T")
 
@@ -191,7 +191,7 @@ class Gateway(HandlesMixin):
     @classmethod
     def offline(cls, *, emulator: Emulator | None = None, emulator_url: str | None = None,
                 faults: str | None = None, job_seconds: tuple[float, float] | float | None = None,
-                journal: Any = UNSET, seed: int | None = None, **options: Any) -> Gateway:
+                journal: Any = UNSET, seed: int | None = None, **options: Unpack[GatewayOptions]) -> Gateway:
         """A gateway sealed off from the real vendors: every vendor is the built-in emulator.
 
         Jobs take a few seconds (``gateway.offline.JOB_SECONDS``) and are polled on that scale; nothing
@@ -207,7 +207,8 @@ class Gateway(HandlesMixin):
             job_seconds: a new emulator's job time in seconds: fixed, or a (low, high) range.
             journal: as for ``Gateway``; default ``offline_journal_path()``.
             seed: seeds the emulator's ids and the gateway's jitter.
-            options: any other ``Gateway`` argument (``clock``, ``route``, ``budget``, ``poll``…).
+            options: any other ``Gateway`` argument (``clock``, ``route``, ``budget``, ``poll``…; typed by
+                ``GatewayOptions``).
         """
         from gateway.offline import build
 

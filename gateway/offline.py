@@ -17,9 +17,9 @@ Offline is always an explicit choice (``Gateway()`` with no keys stays ``NoRoute
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -32,6 +32,33 @@ from gateway.store.journal import OPEN, Journal, default_path
 
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
+    from gateway.jobs.limits import VendorLimits
+    from gateway.registry import Registry
+    from gateway.routing.planner import Route
+    from gateway.routing.pricing import Budget, PriceBook
+
+
+class GatewayOptions(TypedDict, total=False):
+    """The ``Gateway`` arguments ``Gateway.offline`` passes on (see ``Gateway`` for each), so a typo or a
+    wrong type in ``Gateway.offline(rout=...)`` fails a type checker as ``Gateway(kyes=...)`` does. The
+    others are offline's own: it sets the emulator, transport, keys, base URLs and jitter seed itself.
+    ``tests/public_api/test_signatures.py`` keeps the names and types equal to ``Gateway.__init__``'s."""
+
+    providers: Iterable[str] | None
+    registry: Registry | None
+    prices: PriceBook | str | None
+    route: Route | None
+    poll: PollPolicy | None
+    clock: Clock | None
+    breaker: Mapping[str, float] | None
+    budget: Budget | Sequence[Budget] | None
+    backoff_base: float
+    timeout: float | httpx.Timeout | None
+    key_factory: Callable[[], str] | None
+    allow_local_media: bool
+    keep_dir: str | os.PathLike[str] | None
+    lease_heartbeat: float
+    limits: Mapping[str, VendorLimits] | None
 
 
 class _Emulated(Protocol):
@@ -46,6 +73,7 @@ _G = TypeVar("_G", bound=_Emulated)
 __all__ = [
     "EMULATOR_URL_ENV",
     "JOB_SECONDS",
+    "GatewayOptions",
     "build",
     "close_stale",
     "default_clock",
@@ -141,7 +169,8 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
 
 
 def build(cls: Callable[..., _G], *, emulator: Emulator | None, emulator_url: str | None, faults: str | None,
-          job_seconds: tuple[float, float] | float | None, journal: Any, seed: int | None, **options: Any) -> _G:
+          job_seconds: tuple[float, float] | float | None, journal: Any, seed: int | None,
+          **options: Unpack[GatewayOptions]) -> _G:
     """``Gateway.offline``'s body (see its docstring): an in-process emulator, or a loopback one."""
     clock = options.setdefault("clock", default_clock())
     spans = JOB_SECONDS if job_seconds is None else job_seconds
@@ -163,10 +192,10 @@ def build(cls: Callable[..., _G], *, emulator: Emulator | None, emulator_url: st
     from gateway.registry import Registry
 
     instance = emulator_instance(url)
-    registry = options.pop("registry", None) or Registry.load()
+    registry = options["registry"] = options.get("registry") or Registry.load()
     wanted = options.get("providers")
     keys = {name: "emulator-key" for name in registry.classes if wanted is None or name in wanted}
-    gateway = cls(registry=registry, transport=LoopbackTransport(url), keys=keys,
+    gateway = cls(transport=LoopbackTransport(url), keys=keys,
                   journal=open_journal(journal, instance), jitter_seed=seed, **options)
     gateway.emulated, gateway.emulator_instance = True, instance
     return gateway

@@ -53,3 +53,17 @@ def test_request_help_lists_each_field_with_units() -> None:
     for name in OviRequest.model_fields:
         assert f"    {name}: " in doc
     assert "pixels" in doc and "bytes" in doc
+
+
+def test_offline_passes_on_every_gateway_argument_it_does_not_set_itself() -> None:
+    """``Gateway.offline(**options)`` is typed by ``GatewayOptions``: a new ``Gateway`` argument must be
+    added there too, with the same type (or be one offline sets itself), or typed callers could not pass it."""
+    from gateway import Gateway, GatewayOptions
+
+    own = {"emulator", "journal", "seed", "jitter_seed", "transport", "http_client", "keys", "base_urls"}
+    init = {name: p.annotation for name, p in inspect.signature(Gateway.__init__).parameters.items()
+            if name != "self" and name not in own}
+    # both are written under ``from __future__ import annotations``: compare the annotations as written
+    options = {name: getattr(hint, "__forward_arg__", hint) for name, hint in GatewayOptions.__annotations__.items()}
+    assert options == init
+    assert GatewayOptions.__required_keys__ == frozenset()

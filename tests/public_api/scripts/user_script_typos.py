@@ -16,6 +16,8 @@ def typos() -> Decimal | None:
     Budget(limit_usd=1.5)  # E: Argument "limit_usd" to "Budget" has incompatible type "float"
     OviRequest(prompt="A knight. <S>Hi.<E>", image=3)  # E: Argument "image" to "OviRequest" has incompatible type "int"
     OviRequest(prompt="A knight. <S>Hi.<E>", steps="30")  # E: Argument "steps" to "OviRequest" has incompatible type
+    Gateway.offline(faults="fal.submit=503", rout=route)  # E: Unexpected keyword argument "rout" for "offline"
+    Gateway.offline(backoff_base="1")  # E: Argument "backoff_base" to "offline" of "Gateway" has incompatible type
     result = gw.generate(req, route=route, provder="fal")  # E: Unexpected keyword argument "provder" for "generate"
     return result.cost_usd + 0.5  # E: Unsupported operand types for + ("Decimal" and "float")
 
