@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 import httpx
 from pydantic import SecretStr
 
-from gateway.client_setup import UNSET, alive, check_base_urls, keys_for, random_key
+from gateway.client_setup import UNSET, alive, check_base_urls, keys_for, random_key, recovery_for
 from gateway.clock import Clock, RealClock
 from gateway.contract import Provider, ProviderContext
 from gateway.errors import (
@@ -29,13 +29,11 @@ from gateway.errors import (
     NoRoute,
 )
 from gateway.http import USER_AGENT, ClientTransport
-from gateway.jobs.delivery import Delivery
+from gateway.jobs.events import Event
 from gateway.jobs.leasing import ClipLease
 from gateway.jobs.limits import LimitedProvider, VendorLimits
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
-from gateway.jobs.recovery import Recovery, ResumeOutcome
-from gateway.jobs.runner import Event, Runner
 from gateway.jobs.submitting import HandlesMixin
 from gateway.media.verify import MediaFacts
 from gateway.offline import GatewayOptions, open_journal
@@ -47,17 +45,27 @@ from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.intake import CallOptions, stored_request
-from gateway.store.journal import Journal, request_hash
 from gateway.store.lease import Heartbeat, lease_owner
-from gateway.store.records import HEARTBEAT_S
+from gateway.store.records import HEARTBEAT_S, request_hash
 
+# Runner, recovery and journal load on first use: Gateway(journal=None) needs neither (start-up, issue 14).
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
+    from gateway.jobs.recovery import Recovery, ResumeOutcome
+    from gateway.jobs.runner import Runner
     from gateway.media.download import Downloaded
+    from gateway.store.journal import Journal
 
 __all__ = ["Gateway", "GatewayOptions", "ResumeOutcome"]
 
 _T = TypeVar("_T")
+
+
+def __getattr__(name: str) -> Any:  # ``gateway.client.ResumeOutcome``, loaded on first use
+    if name == "ResumeOutcome":
+        from gateway.jobs.recovery import ResumeOutcome
+        return ResumeOutcome
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Gateway(HandlesMixin):
@@ -165,9 +173,7 @@ class Gateway(HandlesMixin):
         self.limits: dict[str, VendorLimits] = dict(limits or {})
         if self.limits and self.journal is None:
             raise ConfigurationError("vendor limits are counted in the journal; do not pass journal=None")
-        self.recovery: Recovery | None = None if self.journal is None else Recovery(
-            self.journal, lambda: self._limited(self._providers()),
-            lambda name: name in self.classes and name in self._keys, self.clock)
+        self.recovery: Recovery | None = None if self.journal is None else recovery_for(self)
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget: Budget | Sequence[Budget] | None = budget
@@ -207,8 +213,7 @@ class Gateway(HandlesMixin):
             job_seconds: a new emulator's job time in seconds: fixed, or a (low, high) range.
             journal: as for ``Gateway``; default ``offline_journal_path()``.
             seed: seeds the emulator's ids and the gateway's jitter.
-            options: any other ``Gateway`` argument (``clock``, ``route``, ``budget``, ``poll``…; typed by
-                ``GatewayOptions``).
+            options: any other ``Gateway`` argument (``clock``, ``route``, ``poll``…), as ``GatewayOptions``.
         """
         from gateway.offline import build
 
@@ -448,6 +453,7 @@ class Gateway(HandlesMixin):
         A clip another call is working on is left to it (outcome ``in-progress``)."""
         if self.journal is None or self.recovery is None:
             return []
+        from gateway.jobs.recovery import ResumeOutcome
         self._close_stale_emulated()
         outcomes: list[ResumeOutcome] = []
         runner = self._runner(None)
@@ -496,6 +502,8 @@ class Gateway(HandlesMixin):
 
     def _runner(self, on_event: Callable[[Event], None] | None, request: OviRequest | None = None,
                 route: Route | None = None, caller: str | None = None) -> Runner:
+        from gateway.jobs.delivery import Delivery
+        from gateway.jobs.runner import Runner
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
                             verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.

@@ -12,7 +12,7 @@ from gateway.errors import ConfigurationError
 from gateway.registry import Registry
 from gateway.store.lease import owner_dead
 
-__all__ = ["UNSET", "alive", "check_base_urls", "keys_for", "random_key"]
+__all__ = ["UNSET", "alive", "check_base_urls", "keys_for", "random_key", "recovery_for"]
 
 UNSET: Any = object()
 """The default of ``journal=``: the user's journal (or, emulated, the separate offline one)."""
@@ -52,6 +52,15 @@ def check_base_urls(classes: Mapping[str, type[Provider]], registry: Registry,
                                      "emulator", provider=name)
         checked[name] = url
     return checked
+
+
+def recovery_for(gateway: Any) -> Any:
+    """``gateway.recovery``: re-attaches to its journal's unfinished jobs. Imported here, when a gateway
+    has a journal: the recovery module loads the runner, which ``Gateway(journal=None)`` does not need."""
+    from gateway.jobs.recovery import Recovery
+
+    return Recovery(gateway.journal, lambda: gateway._limited(gateway._providers()),
+                    lambda name: name in gateway.classes and name in gateway._keys, gateway.clock)
 
 
 def alive(owner: str) -> bool:

@@ -27,15 +27,17 @@ from gateway.client_setup import UNSET
 from gateway.clock import Clock, RealClock
 from gateway.errors import ConfigurationError
 from gateway.jobs.polling import PollPolicy
-from gateway.jobs.recovery import lease_owner, owner_alive
-from gateway.store.journal import OPEN, Journal, default_path
+from gateway.store.records import OPEN
 
+# The journal and recovery modules load where a journal is opened or closed (they pull in SQLite and the
+# runner): Gateway(journal=None) needs neither (start-up time, issue 14).
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
     from gateway.jobs.limits import VendorLimits
     from gateway.registry import Registry
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, PriceBook
+    from gateway.store.journal import Journal
 
 
 class GatewayOptions(TypedDict, total=False):
@@ -101,6 +103,8 @@ STALE_REASON = "emulator restarted (instance {old} is gone); nothing billed"
 
 def offline_journal_path() -> Path:
     """``<user data dir>/ovi-gateway/offline-journal.sqlite3``: beside the real journal, never the same file."""
+    from gateway.store.journal import default_path
+
     return default_path().with_name("offline-journal.sqlite3")
 
 
@@ -143,6 +147,8 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
     Safe because an emulator's jobs live only in its process: a job of an instance that is gone can
     neither finish nor bill. Rows of real vendors are never touched (``unfinished()`` of an emulated
     journal lists emulated rows only)."""
+    from gateway.jobs.recovery import lease_owner, owner_alive
+
     stale: dict[str, list[str]] = {}
     for record in journal.unfinished():
         if record.emulator_instance is not None and record.emulator_instance != instance:
@@ -205,6 +211,8 @@ def open_journal(journal: Any, emulator_instance: str | None = None) -> Journal 
     journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
     if journal is None:
         return None
+    from gateway.store.journal import Journal
+
     if isinstance(journal, Journal):
         if emulator_instance and journal.emulator_instance is None:
             journal.emulator_instance = emulator_instance

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from gateway.clock import Clock
 from gateway.contract import JobHandle, Provider
 from gateway.errors import PAID_JOB_ALIVE, ClipInProgress, GatewayError
-from gateway.jobs.runner import Event
+from gateway.jobs.events import Event
 from gateway.result import OviResult
 from gateway.secrets import scrub, scrubbing
 

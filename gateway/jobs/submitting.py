@@ -11,16 +11,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ClipInProgress, ConfigurationError, GatewayError, InvalidRequest
+from gateway.jobs.events import Event
 from gateway.jobs.handles import BackgroundLoop, Followers, Job, JobCancelled, alive_error
 from gateway.jobs.push import CURRENT_CLIP, PushBox, WakeableClock
 from gateway.jobs.push import wrap as push_wrap
-from gateway.jobs.recovery import lease_owner, owner_alive
-from gateway.jobs.runner import Event
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
 from gateway.secrets import scrubbing
 from gateway.store.intake import load_request
-from gateway.store.journal import request_hash
+from gateway.store.records import request_hash
 
 if TYPE_CHECKING:
     from gateway.routing.planner import Route
@@ -136,6 +135,8 @@ class HandlesMixin:
 
     async def _claimable(self, key: str) -> bool:
         """Whether no live process other than this one holds the clip's lease."""
+        from gateway.jobs.recovery import lease_owner, owner_alive  # on use: it loads the runner (start-up)
+
         owner = lease_owner()
         if self.journal.claim_clip(key, owner, seconds=1.0, alive=owner_alive) is not None:
             return False
