@@ -56,6 +56,9 @@ def test_import_gateway_loads_no_model_and_no_dependency() -> None:
 def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     loaded = loaded_after("from gateway import Gateway, OviRequest, Route; Gateway(journal=None)")
     assert heavy_in(loaded, VENDOR_SDKS) == []
+    # and, with no journal, neither SQLite nor the runner (they load when a clip runs or a journal opens)
+    assert heavy_in(loaded, ("sqlite3", "tenacity", "gateway.jobs.runner", "gateway.jobs.recovery",
+                             "gateway.store.journal")) == []
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
 
 
