@@ -93,3 +93,30 @@ async def test_a_reattached_job_keeps_the_callers_route(backend: str) -> None:
     assert [s.provider for s in second.journal.submits("pinned")] == ["runware"]  # nothing bought elsewhere
     assert sum(emulator.ledger.calls(name) for name in ("fal", "wavespeed")) == 0
     await second.aclose()
+
+
+async def test_the_async_store_keeps_images_options_probes_and_lease_holders(backend: str) -> None:
+    from gateway.store import open_store
+    from gateway.store.intake import CallOptions
+    from gateway.store.records import BreakerRecord
+
+    store = open_store(backend)
+    wall = [1_000_000.0]
+    store.wall = lambda: wall[0]
+    try:
+        text, image = stored_request(OviRequest(prompt="A cat. <S>Hi.<E>", image=DATA_URI))
+        options = CallOptions(Route(provider="fal", max_price="0.30"), caller="c" * 32).to_json()
+        clip = await store.open_clip("k", text, request_hash(text), image=image, options_json=options)
+        assert (clip.image_sha256, CallOptions.from_json(clip.options_json)) == (
+            SHA, CallOptions(Route(provider="fal", max_price="0.30"), "c" * 32))
+        assert load_request(clip.request_json, {SHA: await store.get_image(SHA)}.get).image.read_bytes() == PNG_BYTES
+        assert await store.claim_clip("k", "me") is None and await store.lease_holder("k") == "me"
+        await store.save_breaker(BreakerRecord("fal", 3, 1, wall[0] - 1, None, "503"))  # half-open
+        await store.drain()
+        assert await store.take_probe("fal", "p1", ttl=60) and not await store.take_probe("fal", "p2", ttl=60)
+        await store.end_probe("fal", "p1")
+        assert await store.take_probe("fal", "p2", ttl=60) and not await store.take_probe("fal", "p1", ttl=60)
+        wall[0] += 61
+        assert await store.take_probe("fal", "p1", ttl=60)  # p2's probe lease ran out
+    finally:
+        await store.aclose()
