@@ -7,10 +7,10 @@ app's shutdown lets submits on the wire be answered and hands every followed job
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import click
 
@@ -28,11 +28,15 @@ def _keys(given: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
               help="A bearer key clients may use (repeatable; default: OVI_GATEWAY_API_KEYS, comma-separated).")
 @click.option("--emulator", is_flag=True, help="Run against the built-in emulator: offline, nothing billed.")
-@click.option("--journal", type=click.Path(dir_okay=False), help="Journal file (default: the user data directory's).")
+@click.option("--emulator-url", metavar="URL", help="Run against a loopback emulator (`ovi-gateway emulate`), "
+              "shared by several replicas: offline, nothing billed.")
+@click.option("--journal", metavar="PATH|URL", help="Journal file or postgresql:// URL (default: "
+              "OVI_GATEWAY_DATABASE_URL, else the user data directory's file).")
 @click.option("--media-dir", type=click.Path(file_okay=False), help="Where finished clips are kept for /content.")
 @click.option("--public-url", metavar="URL", help="Where vendors can reach this server (enables webhooks); "
               "without it, jobs are polled.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes (needs a PostgreSQL journal).")
 @click.option("--poll-after-ms", default=5000, show_default=True, type=click.IntRange(min=0),
               help="The openai-poll-after-ms hint on unfinished videos.")
 @click.option("--emulator-job-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -40,47 +44,59 @@ def _keys(given: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--emulator-faults", metavar="SPEC", help="With --emulator: vendor faults, e.g. 'fal.submit=503'.")
 @click.option("--lose-create-answers", default=0, type=click.IntRange(min=0), hidden=True,
               help="With --emulator (tests): the first N creates answer 502 after the intent.")
-def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, journal: str | None,
-          media_dir: str | None, public_url: str | None, workers: int, poll_after_ms: int,
+def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emulator_url: str | None,
+          journal: str | None, media_dir: str | None, public_url: str | None, workers: int, poll_after_ms: int,
           emulator_job_seconds: float, emulator_faults: str | None, lose_create_answers: int) -> None:
     """Serve the OpenAI-shaped /v1/videos API (any HTTP client, the openai SDK included)."""
     import uvicorn
 
-    from gateway.client import Gateway
-    from gateway.server import create_app, emulated_gateway
+    from gateway.server import SETTINGS_ENV, from_settings
     from gateway.store.journal import default_path
+    from gateway.store.url import from_env, is_postgres, redact
 
     keys = _keys(api_keys)
     if not keys:
         raise click.UsageError("give at least one --api-key (or set OVI_GATEWAY_API_KEYS)")
-    if workers > 1:
-        raise click.UsageError(f"--workers {workers} needs the PostgreSQL journal: on SQLite every worker would "
-                               "write one file and hold its own followers and webhook state; run one worker per "
-                               "journal file (or several servers, each with its own journal)")
-    if (emulator_faults or lose_create_answers) and not emulator:
+    where = journal or from_env() or str(default_path())
+    if workers > 1 and not is_postgres(where):
+        raise click.UsageError(f"--workers {workers} needs a PostgreSQL journal (--journal postgresql://... or "
+                               "OVI_GATEWAY_DATABASE_URL): a SQLite file takes one writer at a time, so worker "
+                               "processes would queue every create, webhook and status write behind one file lock "
+                               "(and fail requests on busy timeouts under load); run one worker on SQLite")
+    if emulator and emulator_url:
+        raise click.UsageError("give --emulator (built in) or --emulator-url (a loopback emulator), not both")
+    emulated = emulator or bool(emulator_url)
+    if (emulator_faults or lose_create_answers) and not emulated:
         raise click.UsageError("--emulator-faults and --lose-create-answers need --emulator")
-    where = journal or str(default_path())
-    gateway = (emulated_gateway(journal=where, job_seconds=emulator_job_seconds, faults=emulator_faults)
-               if emulator else Gateway(journal=where))
-    if emulator and public_url is None and port:
+    if emulator_faults and emulator_url:
+        raise click.UsageError("--emulator-faults applies to the built-in emulator; give them to `ovi-gateway "
+                               "emulate --faults` where the loopback emulator runs")
+    if emulator and workers > 1:
+        raise click.UsageError("--workers with the built-in emulator would give each worker its own emulated "
+                               "vendors (a job would exist in one process only); run `ovi-gateway emulate` and "
+                               "pass --emulator-url")
+    if emulated and public_url is None and port:
         public_url = f"http://{host}:{port}"  # the emulated vendors push to this server on loopback
-    if emulator and public_url:
-        from gateway.emulator.webhooks import WebhookSender, trust_test_keys
-
-        trust_test_keys()  # the adapters verify the emulator's deliveries with its published test keys
-        assert gateway.emulator is not None
-        gateway.emulator.deliver_webhooks(WebhookSender())
-    media = Path(media_dir) if media_dir else Path(where).parent / "media"
-    app = create_app(gateway, api_keys=keys, media_dir=media, emulator=emulator, public_url=public_url,
-                     poll_after_ms=poll_after_ms, lose_create_answers=lose_create_answers)
-    mode = "emulator (offline, nothing billed)" if emulator else "real vendors"
+    settings = {"api_keys": list(keys), "journal": where, "media_dir": media_dir, "public_url": public_url,
+                "emulator": emulator, "emulator_url": emulator_url, "emulator_job_seconds": emulator_job_seconds,
+                "emulator_faults": emulator_faults, "poll_after_ms": poll_after_ms,
+                "lose_create_answers": lose_create_answers}
+    mode = "emulator (offline, nothing billed)" if emulated else "real vendors"
     push = f"webhooks to {public_url}" if public_url else "polling (no --public-url)"
-    click.echo(f"ovi-gateway serving /v1/videos on http://{host}:{port} — {mode}; {push}; journal {where}", err=True)
+    shown = redact(where) if is_postgres(where) else where
+    click.echo(f"ovi-gateway serving /v1/videos on http://{host}:{port} — {mode}; {push}; journal {shown}; "
+               f"{workers} worker(s)", err=True)
     # uvicorn drains on SIGTERM, then re-raises the signal; with this handler in place the process then
     # exits 0 (a drained stop is a clean stop) instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30, lifespan="on")
+        if workers > 1:  # each worker process builds the same app from the settings (uvicorn spawns them)
+            os.environ[SETTINGS_ENV] = json.dumps(settings)
+            uvicorn.run("gateway.server:create_app", factory=True, host=host, port=port, workers=workers,
+                        log_level="warning", timeout_graceful_shutdown=30, lifespan="on")
+        else:
+            uvicorn.run(from_settings(settings), host=host, port=port, log_level="warning",
+                        timeout_graceful_shutdown=30, lifespan="on")
     finally:
         click.echo("ovi-gateway stopped; unfinished jobs are in the journal for the next start or another replica",
                    err=True)

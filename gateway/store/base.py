@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.store.queries import BudgetChecks, Queries, _money
 from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
+from gateway.store.server_rows import ServerRowsStore
 
 if TYPE_CHECKING:
     from gateway.store.intake import StoredImage
@@ -33,7 +34,7 @@ _T = TypeVar("_T")
 F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
 
 
-class SqlStore:
+class SqlStore(ServerRowsStore):
     """The async storage interface, implemented once over ``Queries``; see the module docstring.
 
     ``wall`` gives epoch seconds for leases, slots and buckets (a seam for tests).

@@ -41,6 +41,7 @@ from gateway.store.records import (
     SubmitRecord,
     request_hash,
 )
+from gateway.store.server_rows import ServerRowsJournal
 from gateway.store.sqlite import BUSY_TIMEOUT_MS, SqliteEngine
 from gateway.store.url import from_env, is_postgres
 
@@ -65,7 +66,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Journal(MediaJournal):
+class Journal(MediaJournal, ServerRowsJournal):
     """The job journal on one SQLite file (default: ``$OVI_GATEWAY_DATABASE_URL`` if set, else
     ``default_path()``), ``":memory:"``, or a PostgreSQL database (a ``postgresql://`` URL).
 

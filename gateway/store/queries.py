@@ -31,6 +31,7 @@ from gateway.store.records import (
     SpendRow,
     SubmitRecord,
 )
+from gateway.store.server_rows import ServerQueries
 
 if TYPE_CHECKING:
     from gateway.store.intake import StoredImage
@@ -120,8 +121,9 @@ def _periods(created_at: str) -> list[tuple[str, str]]:
     return [("day", created_at[:10]), ("month", created_at[:7]), ("total", "")]
 
 
-class Queries:
-    """Every read and write of the store. ``utcnow`` gives wall-clock UTC (a seam for tests)."""
+class Queries(ServerQueries):
+    """Every read and write of the store (the server's tables: ``ServerQueries``). ``utcnow`` gives
+    wall-clock UTC (a seam for tests)."""
 
     def __init__(self, utcnow: Callable[[], datetime] | None = None) -> None:
         self.utcnow = utcnow or (lambda: datetime.now(UTC))

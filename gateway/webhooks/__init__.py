@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hmac
 import os
-import secrets as stdlib_secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -33,19 +31,15 @@ __all__ = ["Intake", "enable_webhooks", "webhook_secret"]
 SECRET_ENV = "OVI_GATEWAY_WEBHOOK_SECRET"
 
 
-def webhook_secret(journal_path: str) -> bytes:
-    """The URL-token key: ``OVI_GATEWAY_WEBHOOK_SECRET``, else a random one kept beside the journal
-    (``webhook-secret``, mode 0600), so tokens survive restarts and every replica on the journal agrees."""
+def webhook_secret(journal: Any) -> bytes:
+    """The URL-token key: ``OVI_GATEWAY_WEBHOOK_SECRET``, else a random one kept in the journal's database
+    (``server_settings``, made once by the first replica), so tokens survive restarts and every replica
+    on the journal — one SQLite file or one PostgreSQL database — agrees."""
     given = os.environ.get(SECRET_ENV)
     if given:
         secrets.register(given)
         return given.encode()
-    path = Path(journal_path).parent / "webhook-secret"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(stdlib_secrets.token_hex(32))
-    value = path.read_text().strip()
+    value = str(journal.setting("webhook_url_token_key"))
     secrets.register(value)
     return value.encode()
 
@@ -117,7 +111,6 @@ def enable_webhooks(gateway: Any, public_url: str, *, wall: Callable[[], float] 
                     secret: bytes | None = None) -> Intake:
     """Turn webhooks on for ``gateway`` (vendors reach it at ``public_url``); returns the intake whose
     ``routes()`` the server mounts."""
-    path = gateway.journal.path
-    events = WebhookEvents(path)
-    gateway.push = PushBox(public_url=public_url, secret=secret or webhook_secret(path), events=events)
+    events = WebhookEvents(gateway.journal)
+    gateway.push = PushBox(public_url=public_url, secret=secret or webhook_secret(gateway.journal), events=events)
     return Intake(gateway, events, wall)

@@ -1,50 +1,35 @@
-"""Verified webhook deliveries (``webhook_events``, migration 0006) on the journal's SQLite file."""
+"""Verified webhook deliveries (``webhook_events``, migration 0006) in the journal's database (SQLite or
+PostgreSQL: the SQL is the storage interface's, ``gateway.store.server_rows``)."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
 from typing import Any
 
 __all__ = ["WebhookEvents"]
-
-_FINAL = ("succeeded", "failed")
 
 
 class WebhookEvents:
     """Deduplicated deliveries: one row per (vendor, job id, status); readable by every replica."""
 
-    def __init__(self, path: str) -> None:
-        if path == ":memory:":
-            raise ValueError("webhooks need a journal file (the server and its followers share it)")
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 5000")
+    def __init__(self, journal: Any) -> None:
+        if getattr(journal, "path", None) == ":memory:":
+            raise ValueError("webhooks need a journal file or database (the server and its followers share it)")
+        self.journal = journal
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Nothing to close: the journal's connections belong to the gateway."""
 
     def record(self, *, vendor: str, job_id: str, status: str, clip_key: str, trusted: bool, body: bytes) -> bool:
-        """Store a delivery; ``False`` when the same (vendor, job id, status) was stored before."""
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO webhook_events (vendor, job_id, status, clip_key, trusted, body, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (vendor, job_id, status, clip_key, int(trusted), body, time.time()))
-            return cursor.rowcount == 1
+        """Store a delivery (durable before the vendor is answered); ``False`` when the same (vendor, job
+        id, status) was stored before."""
+        return bool(self.journal.webhook_record(vendor=vendor, job_id=job_id, status=status, clip_key=clip_key,
+                                                trusted=trusted, body=body))
 
     def latest_trusted(self, vendor: str, job_id: str) -> bytes | None:
         """The body of a trusted final delivery for the job (the first received), if any."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT body FROM webhook_events WHERE vendor = ? AND job_id = ? AND trusted = 1 AND status IN (?, ?)"
-                " ORDER BY received_at LIMIT 1", (vendor, job_id, *_FINAL)).fetchone()
-        return None if row is None else bytes(row[0])
+        body: bytes | None = self.journal.webhook_latest_trusted(vendor, job_id)
+        return body
 
     def count(self, **where: Any) -> int:
         """Rows matching ``where`` (column = value), for tests and metrics."""
-        clause = " AND ".join(f"{name} = ?" for name in where) or "1"
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM webhook_events WHERE {clause}",
-                                        tuple(where.values())).fetchone()[0])
+        return int(self.journal.webhook_count(**where))

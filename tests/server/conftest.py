@@ -35,11 +35,19 @@ class World:
         raise AssertionError(f"video {video_id} never finished")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def journal_target(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The server's journal: a SQLite file (fast tier), and the same tests on PostgreSQL (slow tier)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, journal_target):
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=5, job_time=lambda rng: 30.0)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=str(tmp_path / "journal.sqlite3"), jitter_seed=5,
+    gateway = Gateway(emulator=emulator, clock=clock, journal=journal_target, jitter_seed=5,
                       poll=PollPolicy(expected=30.0, interval=2.0, min_interval={}))
     app = create_app(gateway, api_keys=[KEY, OTHER], media_dir=tmp_path / "media", emulator=True,
                      poll_after_ms=250)

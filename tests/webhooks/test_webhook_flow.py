@@ -20,8 +20,16 @@ PROMPT = "A knight in the rain. <S>I will defend this land.<E>"
 EPOCH = 1_760_000_000.0
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def journal_target(request: pytest.FixtureRequest, tmp_path) -> str:
+    """Deliveries stored in a SQLite file (fast tier), and the same tests on PostgreSQL (slow tier)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "j.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, journal_target):
     monkeypatch.setenv("FAL_WEBHOOK_USER_ID", FAL_TEST_USER)
     monkeypatch.setenv("WAVESPEED_WEBHOOK_SECRET", WAVESPEED_TEST_SECRET)
     monkeypatch.setenv("OVI_GATEWAY_WEBHOOK_SECRET", "test-token-secret")
@@ -30,7 +38,7 @@ def setup(tmp_path, monkeypatch):
         clock = VirtualClock()
         emulator = Emulator(clock=clock, seed=9, job_time=lambda rng: 10.0)
         # First poll late (at 45 s) so a push at 10 s is seen first; polling stays the fallback.
-        gateway = Gateway(emulator=emulator, clock=clock, journal=str(tmp_path / "j.sqlite3"),
+        gateway = Gateway(emulator=emulator, clock=clock, journal=journal_target,
                           poll=PollPolicy(expected=60.0, interval=5.0, min_interval={}))
         wall = lambda: EPOCH + clock.now()  # noqa: E731
         app = create_app(gateway, api_keys=[KEY], media_dir=tmp_path / "media", emulator=True,
