@@ -44,6 +44,8 @@ class EventStore(Protocol):
 
     def latest_trusted(self, vendor: str, job_id: str) -> bytes | None: ...
 
+    def count(self, **where: Any) -> int: ...
+
 
 class PushBox:
     """Webhook settings and state of one gateway.

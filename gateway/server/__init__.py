@@ -10,7 +10,9 @@ works as well as the CLI:
   or under the user data directory for PostgreSQL; a shared volume for replicas);
 * ``OVI_GATEWAY_EMULATOR=1`` — run against the built-in emulator, fully offline;
 * ``OVI_GATEWAY_PUBLIC_URL`` — where vendors reach this server: turns vendor webhooks on;
-* ``OVI_GATEWAY_EMULATOR_JOB_SECONDS`` — the emulator's job time (default 2 s in server mode).
+* ``OVI_GATEWAY_EMULATOR_JOB_SECONDS`` — the emulator's job time (default 2 s in server mode);
+* ``OVI_GATEWAY_CALLBACK_SECRET`` — ``whsec_<base64 key>``: turns client callbacks (``callback_url``) on,
+  signed in the Standard Webhooks format (``gateway.server.callbacks``).
 
 ``ovi-gateway serve`` passes its own options to every worker process as ``OVI_GATEWAY_SERVE_SETTINGS``
 (JSON of ``serve_settings``), read by ``create_app`` with no arguments (``from_settings``).
@@ -108,6 +110,10 @@ def create_app(gateway: Any = None, *, api_keys: Sequence[str] | None = None, me
         where = gateway.journal.path if gateway.journal is not None else where
     media = Path(media_dir or os.environ.get("OVI_GATEWAY_MEDIA_DIR") or default_media_dir(where))
     public = public_url or os.environ.get("OVI_GATEWAY_PUBLIC_URL")
+    if options.get("callback_secret") is None:
+        from gateway.server.callbacks import CALLBACK_SECRET_ENV
+
+        options["callback_secret"] = os.environ.get(CALLBACK_SECRET_ENV) or None
     routes = list(options.pop("routes", []))
     intake = None
     if public:

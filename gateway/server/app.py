@@ -49,9 +49,11 @@ from gateway.errors import (
 )
 from gateway.jobs.handles import CannotCancel, JobView
 from gateway.media.verify import verify
+from gateway.server.callbacks import Callbacks, check_callback_url, parse_secret
 from gateway.server.forms import BadField, CreateBody, nest, parse_create
 from gateway.server.openapi import openapi_document
 from gateway.server.store import VideoRow, VideoStore
+from gateway.store.lease import lease_owner
 
 __all__ = ["ServerConfig", "build_app", "owner_of"]
 
@@ -89,6 +91,12 @@ class ServerConfig:
     """Extra routes (the vendor webhook intake) mounted beside the API."""
     intake: Any = None
     """The webhook ``Intake`` (its delivery counters appear in ``/metrics``)."""
+    callback_secret: str | None = None
+    """``whsec_<base64 key>``: signs client callbacks (Standard Webhooks); without it ``callback_url`` is refused."""
+    callback_transport: Any = None
+    """How callbacks leave (an httpx transport; default real HTTP)."""
+    callback_interval: float = 1.0
+    """Seconds between outbox rounds."""
 
 
 def owner_of(api_key: str) -> str:
@@ -120,6 +128,12 @@ class VideoServer:
         self._lost = config.lose_create_answers
         self.draining = False
         config.media_dir.mkdir(parents=True, exist_ok=True)
+        self.callbacks: Callbacks | None = None
+        self._pushes_seen: dict[str, int] = {}
+        if config.callback_secret:
+            self.callbacks = Callbacks(gateway.journal, parse_secret(config.callback_secret), self._callback_event,
+                                       owner=f"{lease_owner()}:{uuid.uuid4().hex[:8]}", sleep=gateway.clock.sleep,
+                                       interval=config.callback_interval, transport=config.callback_transport)
 
     # ---- auth ---------------------------------------------------------------------------------
     def owner(self, request: Request) -> str | None:
@@ -154,6 +168,12 @@ class VideoServer:
             return error(413, f"request body over {self.config.max_body_bytes} bytes", code="body_too_large")
         try:
             body = parse_create(await _fields(request))
+            if body.callback_url is not None:
+                if self.callbacks is None:
+                    raise BadField("this server sends no callbacks: start it with a signing secret "
+                                   "(OVI_GATEWAY_CALLBACK_SECRET=whsec_...)", param="callback_url",
+                                   code="callbacks_off")
+                check_callback_url(body.callback_url, emulator=self.config.emulator)
         except BadField as bad:
             return error(400, bad.message, param=bad.param, code=bad.code)
         idem = request.headers.get("idempotency-key") or None
@@ -210,8 +230,34 @@ class VideoServer:
         except KeyError:
             return None
         if not view.final:
+            self._wake_if_pushed(view)
             await self._ensure_followed(row.id)
+        else:
+            self._pushes_seen.pop(row.id, None)
         return view
+
+    def _wake_if_pushed(self, view: JobView) -> None:
+        """Wake this replica's follower when a push for its job is on record: another replica may have
+        received it (vendors deliver to the public URL, any replica behind it), and a wake-up is in-process
+        only. Once per new delivery; polling remains the fallback between asks."""
+        box = self.gateway.push
+        if box is None or not view.provider or not view.vendor_job_id:
+            return
+        if not self.gateway._followers_here().running(view.id):
+            return
+        seen = box.events.count(vendor=view.provider, job_id=view.vendor_job_id)
+        if seen > self._pushes_seen.get(view.id, 0):
+            self._pushes_seen[view.id] = seen
+            box.wake(view.id)
+
+    async def _callback_event(self, owner: str, video_id: str) -> tuple[str, dict[str, Any]] | None:
+        """A callback's (status, Video object) once the video has ended; ``None`` before."""
+        row = self.store.get(owner, video_id)
+        view = None if row is None else await self._view(row)
+        if row is None or view is None or not view.final:
+            return None
+        data = video_json(row, view)
+        return str(data["status"]), data
 
     async def _ensure_followed(self, video_id: str) -> None:
         """A job nobody follows (its process died) is picked up by the replica that is asked about it."""
@@ -404,10 +450,14 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if server.callbacks is not None:
+            server.callbacks.start()
         try:
             yield
         finally:
             server.draining = True
+            if server.callbacks is not None:
+                await server.callbacks.close()  # claims handed back: another replica delivers them
             await gateway.aclose()  # lets submits on the wire finish, then hands the jobs back
             server.store.close()
 

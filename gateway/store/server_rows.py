@@ -174,7 +174,8 @@ class ServerQueries:
         """(video id, owner, callback URL) of videos whose clip has ended and whose callback is not
         queued yet, oldest first."""
         rows = tx.all("SELECT v.id, v.owner, v.callback_url FROM server_videos v JOIN clips c ON c.key = v.id"
-                      " WHERE v.callback_url IS NOT NULL AND v.callback_queued_at IS NULL AND c.state IN (?, ?)"
+                      " WHERE v.callback_url IS NOT NULL AND v.callback_queued_at IS NULL AND v.deleted_at IS NULL"
+                      " AND c.state IN (?, ?)"
                       " ORDER BY v.created_at LIMIT ?", (*_FINAL, limit))
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
