@@ -42,11 +42,16 @@ def _keys(given: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--emulator-job-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="With --emulator: how long each emulated job runs.")
 @click.option("--emulator-faults", metavar="SPEC", help="With --emulator: vendor faults, e.g. 'fal.submit=503'.")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), metavar="PER_SECOND",
+              help="Requests per second each API key may make, shared by every replica (past it: 429).")
+@click.option("--rate-burst", type=click.FloatRange(min=1), metavar="N",
+              help="Requests a key may make at once before --rate-limit applies (default: one second's worth).")
 @click.option("--lose-create-answers", default=0, type=click.IntRange(min=0), hidden=True,
               help="With --emulator (tests): the first N creates answer 502 after the intent.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emulator_url: str | None,
           journal: str | None, media_dir: str | None, public_url: str | None, workers: int, poll_after_ms: int,
-          emulator_job_seconds: float, emulator_faults: str | None, lose_create_answers: int) -> None:
+          emulator_job_seconds: float, emulator_faults: str | None, rate_limit: float | None, rate_burst: float | None,
+          lose_create_answers: int) -> None:
     """Serve the OpenAI-shaped /v1/videos API (any HTTP client, the openai SDK included)."""
     import uvicorn
 
@@ -80,7 +85,7 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emula
     settings = {"api_keys": list(keys), "journal": where, "media_dir": media_dir, "public_url": public_url,
                 "emulator": emulator, "emulator_url": emulator_url, "emulator_job_seconds": emulator_job_seconds,
                 "emulator_faults": emulator_faults, "poll_after_ms": poll_after_ms,
-                "lose_create_answers": lose_create_answers}
+                "lose_create_answers": lose_create_answers, "rate_limit": rate_limit, "rate_burst": rate_burst}
     mode = "emulator (offline, nothing billed)" if emulated else "real vendors"
     push = f"webhooks to {public_url}" if public_url else "polling (no --public-url)"
     shown = redact(where) if is_postgres(where) else where

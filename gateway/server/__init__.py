@@ -77,8 +77,7 @@ def from_settings(settings: dict[str, Any]) -> Any:
         trust_test_keys()  # the adapters verify the emulator's deliveries with its published test keys
         if gateway.emulator is not None:  # in-process: it pushes to this server over loopback
             gateway.emulator.deliver_webhooks(WebhookSender())
-    options = {name: settings[name] for name in ("poll_after_ms", "lose_create_answers", "callback_secret",
-                                                 "rate_limit", "rate_burst", "key_budgets")
+    options = {name: settings[name] for name in ("poll_after_ms", "lose_create_answers", "rate_limit", "rate_burst")
                if settings.get(name) is not None}
     return create_app(gateway, api_keys=settings["api_keys"], emulator=emulated, public_url=public_url,
                       media_dir=settings.get("media_dir") or default_media_dir(where), **options)

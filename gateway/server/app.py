@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import time
 import uuid
@@ -97,6 +98,11 @@ class ServerConfig:
     """How callbacks leave (an httpx transport; default real HTTP)."""
     callback_interval: float = 1.0
     """Seconds between outbox rounds."""
+    rate_limit: float | None = None
+    """Requests per second each API key may make (a token bucket in the store, shared by every replica);
+    past it: 429 with ``Retry-After``. ``None``: no limit."""
+    rate_burst: float | None = None
+    """Requests a key may make at once before the rate applies (default: one second's worth, at least 1)."""
 
 
 def owner_of(api_key: str) -> str:
@@ -154,9 +160,25 @@ class VideoServer:
             if owner is None:
                 return error(401, "missing or invalid API key (send Authorization: Bearer <key>)",
                              code="invalid_api_key")
-            return await handler(request, owner)
+            limited = self._rate_limited(owner)
+            return limited if limited is not None else await handler(request, owner)
 
         return endpoint
+
+    def _rate_limited(self, owner: str) -> Response | None:
+        """429 when ``owner`` is past its request rate (the bucket lives in the store: one per key for all
+        replicas, keyed by the key's digest, never the key)."""
+        rate = self.config.rate_limit
+        if not rate:
+            return None
+        burst = self.config.rate_burst or max(1.0, rate)
+        wait = self.gateway.journal.take_token(f"api-key/{owner}", per_second=rate, burst=burst)
+        if wait <= 0:
+            return None
+        return error(429, f"this API key is over its rate of {rate:g} requests per second; retry in {wait:.2f} s",
+                     type="rate_limit_error", code="rate_limit_exceeded",
+                     headers={"retry-after": str(max(1, math.ceil(wait))),
+                              "retry-after-ms": str(max(1, math.ceil(wait * 1000)))})
 
     # ---- create -------------------------------------------------------------------------------
     async def create(self, request: Request, owner: str) -> Response:
