@@ -139,7 +139,8 @@ class VideoServer:
         if config.callback_secret:
             self.callbacks = Callbacks(gateway.journal, parse_secret(config.callback_secret), self._callback_event,
                                        owner=f"{lease_owner()}:{uuid.uuid4().hex[:8]}", sleep=gateway.clock.sleep,
-                                       interval=config.callback_interval, transport=config.callback_transport)
+                                       interval=config.callback_interval, transport=config.callback_transport,
+                                       allow_local=config.emulator)
 
     # ---- auth ---------------------------------------------------------------------------------
     def owner(self, request: Request) -> str | None:

@@ -28,15 +28,18 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 import gateway.secrets as secrets
-from gateway.addresses import UnsafeURL, check_url
+from gateway.addresses import UnsafeURL, check_public_address, check_url
 from gateway.errors import ConfigurationError
 from gateway.server.forms import BadField
 from gateway.store.server_rows import OutboxRow
@@ -115,7 +118,7 @@ class Callbacks:
     def __init__(self, journal: Any, key: bytes, event: Callable[[str, str], Awaitable[_Event | None]],
                  *, owner: str, sleep: Callable[[float], Awaitable[None]], interval: float = 1.0,
                  transport: httpx.AsyncBaseTransport | None = None, attempts: int = ATTEMPTS,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, allow_local: bool = False) -> None:
         self.journal = journal
         self.key = key
         self.event = event
@@ -123,6 +126,7 @@ class Callbacks:
         self.sleep = sleep
         self.interval = interval
         self.attempts = attempts
+        self.allow_local = allow_local
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -155,7 +159,29 @@ class Callbacks:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
+    async def _resolves_public(self, url: str) -> str | None:
+        """Why ``url``'s host must not be called (it resolves to a private address), or ``None``. The name
+        was checked as written at create; this catches a public name pointing inside (no POST is made)."""
+        if self.allow_local:
+            return None
+        parts = urlsplit(url)
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
+                                                                 type=socket.SOCK_STREAM)
+            for *_, address in found:
+                check_public_address(ipaddress.ip_address(str(address[0]).split("%")[0]))
+        except UnsafeURL as unsafe:
+            return f"refused: {parts.hostname} resolves to a non-public address ({unsafe})"
+        except OSError:
+            return None  # unresolvable now: the POST fails and is retried
+        return None
+
     async def _deliver(self, row: OutboxRow) -> None:
+        refusal = await self._resolves_public(row.url)
+        if refusal is not None:  # never sent there, now or later
+            self.failed += 1
+            self.journal.outbox_retry(row.id, self.owner, error=refusal, next_at=None)
+            return
         headers = sign(self.key, row.event_id, int(self.journal.wall()), row.body)
         try:
             answer = await self._http.post(row.url, content=row.body.encode(), headers=headers)

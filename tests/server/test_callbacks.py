@@ -132,3 +132,18 @@ def test_secrets_must_be_standard_webhooks_keys() -> None:
     key = parse_secret(SECRET)
     headers = sign(key, "evt_1", 1_700_000_000, '{"a":1}')
     assert headers["webhook-signature"].startswith("v1,") and headers["webhook-timestamp"] == "1700000000"
+
+
+async def test_a_name_resolving_inside_is_never_called(tmp_path) -> None:
+    from gateway.server.callbacks import Callbacks
+
+    async def no_event(owner: str, video_id: str) -> None:
+        return None
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    drainer = Callbacks(None, parse_secret(SECRET), no_event, owner="t", sleep=no_sleep)
+    assert "non-public" in (await drainer._resolves_public("https://localhost/hook") or "")  # /etc/hosts: loopback
+    assert await drainer._resolves_public("https://93.184.216.34/hook") is None
+    await drainer._http.aclose()
