@@ -11,10 +11,33 @@ import json
 import os
 import signal
 import sys
+from types import FrameType
+from typing import Any
 
 import click
 
 __all__ = ["serve"]
+
+
+def _draining_server_class() -> type:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, refusing new creates (503) from the moment SIGTERM arrives, not only once the
+        listener closes about 0.1 s later (uvicorn's main loop tick)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            server = getattr(getattr(self.config.app, "state", None), "server", None)
+            if server is not None:
+                server.draining = True
+            super().handle_exit(sig, frame)
+
+    return DrainingServer
+
+
+def _draining_server(config: Any) -> Any:
+    """A ``DrainingServer`` for ``config`` (the class is built on first use: uvicorn is imported lazily)."""
+    return _draining_server_class()(config)
 
 
 def _keys(given: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,8 +123,9 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emula
             uvicorn.run("gateway.server:create_app", factory=True, host=host, port=port, workers=workers,
                         log_level="warning", timeout_graceful_shutdown=30, lifespan="on")
         else:
-            uvicorn.run(from_settings(settings), host=host, port=port, log_level="warning",
-                        timeout_graceful_shutdown=30, lifespan="on")
+            app = from_settings(settings)
+            _draining_server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                            timeout_graceful_shutdown=30, lifespan="on")).run()
     finally:
         click.echo("ovi-gateway stopped; unfinished jobs are in the journal for the next start or another replica",
                    err=True)

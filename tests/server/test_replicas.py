@@ -135,15 +135,22 @@ def test_sigterm_drains_and_the_other_replica_finishes_the_job(cluster) -> None:
     assert answer.status_code == 200, answer.text
     video_id = answer.json()["id"]
     a.process.send_signal(signal.SIGTERM)
-    refused = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the drain has begun once /readyz says so or the listener is gone
+        try:
+            if httpx.get(f"{a.base}/readyz", timeout=5).status_code == 503:
+                break
+        except httpx.TransportError:
+            break
+    else:
+        raise AssertionError("SIGTERM did not start a drain")
     while a.process.poll() is None:  # while draining: no new job is taken
         try:
             late = a.create()
         except httpx.TransportError:
-            refused += 1
-        else:
-            assert late.status_code == 503, late.text
-        time.sleep(0.05)
+            continue
+        assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down", late.text
+        time.sleep(0.02)
     assert a.stop() == 0
     assert _lease(pg_url, video_id) is None  # handed back, not left to expire
     done, _ = b.until_final(video_id, within=40.0)
