@@ -35,14 +35,15 @@ class Replica:
     """``serve --emulator-url`` on ``port``; vendors push to ``push_to`` (another replica, as a load
     balancer in front of both would)."""
 
-    def __init__(self, tmp_path, journal: str, emulator_url: str, port: int, push_to: int) -> None:
+    def __init__(self, tmp_path, journal: str, emulator_url: str, port: int, push_to: int, *extra: str) -> None:
         self.base = f"http://127.0.0.1:{port}"
         # --emulator-job-seconds 40 plans the first status poll at ~30 s: a job done in 3 s that finishes
         # sooner was finished by its push, not by polling.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--emulator-url", emulator_url, "--port", str(port),
              "--api-key", KEY, "--journal", journal, "--media-dir", str(tmp_path / "media"),
-             "--public-url", f"http://127.0.0.1:{push_to}", "--emulator-job-seconds", "40", "--poll-after-ms", "200"],
+             "--public-url", f"http://127.0.0.1:{push_to}", "--emulator-job-seconds", "40", "--poll-after-ms", "200",
+             *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait_ready(self) -> None:
@@ -157,3 +158,27 @@ def test_sigterm_drains_and_the_other_replica_finishes_the_job(cluster) -> None:
     assert done["status"] == "completed"
     jobs = [job for job in emulator.ledger.jobs if job.vendor == "fal"]
     assert len(jobs) == 1  # resumed by B, never submitted again
+
+
+def test_workers_share_one_port_and_the_database(tmp_path, pg_url) -> None:
+    emulator = Emulator(job_time=lambda rng: 1.0)
+    emulator.deliver_webhooks(WebhookSender())
+    loopback = emulator.serve(0)
+    port = _free_port()
+    served = Replica(tmp_path, pg_url, f"http://127.0.0.1:{loopback.server_port}", port, port, "--workers", "2")
+    try:
+        served.wait_ready()
+        ids = []
+        for _ in range(4):
+            answer = served.create()
+            assert answer.status_code == 200, answer.text
+            ids.append(answer.json()["id"])
+        for video_id in ids:  # any worker answers for any video: the rows are in PostgreSQL
+            assert served.until_final(video_id, within=30.0)[0]["status"] == "completed"
+        listed = httpx.get(f"{served.base}/v1/videos?limit=10", headers=AUTH, timeout=30).json()
+        assert sorted(v["id"] for v in listed["data"]) == sorted(ids)
+        assert len(emulator.ledger.jobs) == 4
+    finally:
+        assert served.stop() == 0
+        loopback.shutdown()
+        loopback.server_close()
