@@ -70,3 +70,12 @@ def pg_url() -> str:
         conn.execute(f"CREATE SCHEMA {schema}")
     joiner = "&" if "?" in base else "?"
     return f"{base}{joiner}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def journal_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A journal for tests that must hold on both backends: a SQLite file (fast tier), and a fresh
+    PostgreSQL schema (``pg_url``, slow tier)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.sqlite3")
+    return str(request.getfixturevalue("pg_url"))

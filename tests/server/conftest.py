@@ -35,14 +35,6 @@ class World:
         raise AssertionError(f"video {video_id} never finished")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def journal_target(request: pytest.FixtureRequest, tmp_path) -> str:
-    """The server's journal: a SQLite file (fast tier), and the same tests on PostgreSQL (slow tier)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "journal.sqlite3")
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 async def world(tmp_path, journal_target):
     clock = VirtualClock()

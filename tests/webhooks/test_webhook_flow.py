@@ -20,14 +20,6 @@ PROMPT = "A knight in the rain. <S>I will defend this land.<E>"
 EPOCH = 1_760_000_000.0
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def journal_target(request: pytest.FixtureRequest, tmp_path) -> str:
-    """Deliveries stored in a SQLite file (fast tier), and the same tests on PostgreSQL (slow tier)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "j.sqlite3")
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 def setup(tmp_path, monkeypatch, journal_target):
     monkeypatch.setenv("FAL_WEBHOOK_USER_ID", FAL_TEST_USER)
