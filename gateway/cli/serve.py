@@ -69,12 +69,16 @@ def _keys(given: tuple[str, ...]) -> tuple[str, ...]:
               help="Requests per second each API key may make, shared by every replica (past it: 429).")
 @click.option("--rate-burst", type=click.FloatRange(min=1), metavar="N",
               help="Requests a key may make at once before --rate-limit applies (default: one second's worth).")
+@click.option("--key-budget", metavar="USD", help="Each API key's spend cap per --key-budget-period (e.g. 20); "
+              "past it creates answer 402 budget_exceeded, nothing sent. Counted in the journal for every replica.")
+@click.option("--key-budget-period", type=click.Choice(["day", "month", "total"]), default="day", show_default=True,
+              help="The window --key-budget counts: UTC day, UTC month or all time.")
 @click.option("--lose-create-answers", default=0, type=click.IntRange(min=0), hidden=True,
               help="With --emulator (tests): the first N creates answer 502 after the intent.")
 def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emulator_url: str | None,
           journal: str | None, media_dir: str | None, public_url: str | None, workers: int, poll_after_ms: int,
           emulator_job_seconds: float, emulator_faults: str | None, rate_limit: float | None, rate_burst: float | None,
-          lose_create_answers: int) -> None:
+          key_budget: str | None, key_budget_period: str, lose_create_answers: int) -> None:
     """Serve the OpenAI-shaped /v1/videos API (any HTTP client, the openai SDK included)."""
     import uvicorn
 
@@ -108,7 +112,17 @@ def serve(host: str, port: int, api_keys: tuple[str, ...], emulator: bool, emula
     settings = {"api_keys": list(keys), "journal": where, "media_dir": media_dir, "public_url": public_url,
                 "emulator": emulator, "emulator_url": emulator_url, "emulator_job_seconds": emulator_job_seconds,
                 "emulator_faults": emulator_faults, "poll_after_ms": poll_after_ms,
-                "lose_create_answers": lose_create_answers, "rate_limit": rate_limit, "rate_burst": rate_burst}
+                "lose_create_answers": lose_create_answers, "rate_limit": rate_limit, "rate_burst": rate_burst,
+                "key_budget_usd": key_budget, "key_budget_period": key_budget_period}
+    if key_budget is not None:
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            if not Decimal(key_budget).is_finite() or Decimal(key_budget) < 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            raise click.BadParameter(f"{key_budget!r} is not a USD amount (e.g. 20 or 0.50)",
+                                     param_hint="--key-budget") from None
     mode = "emulator (offline, nothing billed)" if emulated else "real vendors"
     push = f"webhooks to {public_url}" if public_url else "polling (no --public-url)"
     shown = redact(where) if is_postgres(where) else where

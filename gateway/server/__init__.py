@@ -34,15 +34,16 @@ KEYS_ENV = "OVI_GATEWAY_API_KEYS"
 SETTINGS_ENV = "OVI_GATEWAY_SERVE_SETTINGS"
 
 
-def emulated_gateway(*, journal: Any, job_seconds: float = 2.0, faults: str | None = None) -> Any:
-    """A ``Gateway`` on the built-in emulator (no network), with polling sized to its short jobs."""
+def emulated_gateway(*, journal: Any, job_seconds: float = 2.0, faults: str | None = None, **options: Any) -> Any:
+    """A ``Gateway`` on the built-in emulator (no network), with polling sized to its short jobs;
+    ``options`` go to ``Gateway`` (``budget``…)."""
     from gateway.client import Gateway
     from gateway.emulator import Emulator
     from gateway.jobs.polling import PollPolicy
 
     emulator = Emulator(faults=faults or None, job_time=lambda rng: job_seconds)
     return Gateway(emulator=emulator, journal=journal,
-                   poll=PollPolicy(expected=job_seconds, interval=min(0.5, job_seconds), min_interval={}))
+                   poll=PollPolicy(expected=job_seconds, interval=min(0.5, job_seconds), min_interval={}), **options)
 
 
 def default_media_dir(journal_target: str) -> Path:
@@ -59,17 +60,24 @@ def from_settings(settings: dict[str, Any]) -> Any:
 
     where = settings["journal"]
     public_url = settings.get("public_url")
+    extra: dict[str, Any] = {}
+    if settings.get("key_budget_usd") is not None:  # each API key its own cap (create passes the key's digest)
+        from gateway.routing.pricing import Budget
+
+        extra["budget"] = Budget(limit_usd=settings["key_budget_usd"], period=settings.get("key_budget_period")
+                                 or "day", per_caller=True)
     if settings.get("emulator_url"):
         from gateway.jobs.polling import PollPolicy
 
         seconds = float(settings.get("emulator_job_seconds") or 2.0)
         gateway = Gateway.offline(emulator_url=settings["emulator_url"], journal=where, job_seconds=seconds,
-                                  poll=PollPolicy(expected=seconds, interval=min(0.5, seconds), min_interval={}))
+                                  poll=PollPolicy(expected=seconds, interval=min(0.5, seconds), min_interval={}),
+                                  **extra)
     elif settings.get("emulator"):
         gateway = emulated_gateway(journal=where, job_seconds=float(settings.get("emulator_job_seconds") or 2.0),
-                                   faults=settings.get("emulator_faults"))
+                                   faults=settings.get("emulator_faults"), **extra)
     else:
-        gateway = Gateway(journal=where)
+        gateway = Gateway(journal=where, **extra)
     emulated = bool(settings.get("emulator") or settings.get("emulator_url"))
     if emulated and public_url:
         from gateway.emulator.webhooks import WebhookSender, trust_test_keys

@@ -213,14 +213,14 @@ class VideoServer:
         if row.fingerprint != body.fingerprint:  # lost a race for the same Idempotency-Key
             return _reused_key()
         try:
-            await self.gateway.submit(body.request, route=body.route, idempotency_key=row.id)
+            await self.gateway.submit(body.request, route=body.route, idempotency_key=row.id, budget_scope=owner)
         except GatewayError as failure:
-            if self.gateway.journal.submits(row.id):
+            if self._may_hold_job(row.id):
                 return self._after_intent(row, failure)
             self.store.remove(row.id)  # nothing was sent: a retry may make it anew
             return _refused(failure)
         except Exception as failure:  # must answer with x-should-retry: false when a job may exist
-            if self.gateway.journal.submits(row.id):
+            if self._may_hold_job(row.id):
                 return self._after_intent(row, failure)
             self.store.remove(row.id)
             raise
@@ -239,6 +239,11 @@ class VideoServer:
         if retried:
             return self.store.recent_twin(owner, body.fingerprint, time.time() - self.config.retry_window)
         return None
+
+    def _may_hold_job(self, video_id: str) -> bool:
+        """Whether any submit of the video may have reached a vendor: every submit recorded failed and
+        unbilled (a budget refusal written in the intent's own transaction) means nothing was sent."""
+        return any(s.state != "failed" or s.may_be_billed for s in self.gateway.journal.submits(video_id))
 
     def _after_intent(self, row: VideoRow, failure: BaseException) -> Response:
         return error(500, f"the video {row.id} was accepted but the answer failed ({type(failure).__name__}); "
