@@ -3,6 +3,7 @@ videos per owner, webhook dedupe, shared settings and the callback outbox's clai
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -116,3 +117,17 @@ async def test_the_outbox_gives_up_when_told(store) -> None:
     assert await store.outbox_claim("a") == []
     [stored] = await store.outbox_rows("v2")
     assert stored["given_up_at"] is not None and stored["last_error"] == "refused"
+
+
+async def test_racing_drainers_split_the_outbox(store, tmp_path) -> None:
+    for n in range(12):
+        await store.outbox_put(event_id=f"e{n}", clip_key=f"v{n}", url="https://h.example.com", body="{}")
+    peer = open_store(store.where if store.dialect == "postgresql" else store.path)
+    peer.wall = store.wall
+    try:
+        claims = await asyncio.gather(*(s.outbox_claim(name, limit=3) for _ in range(3)
+                                        for s, name in ((store, "a"), (peer, "b"))))
+    finally:
+        await peer.aclose()
+    ids = [row.id for rows in claims for row in rows]
+    assert len(ids) == 12 and len(set(ids)) == 12  # every row claimed once, none twice
