@@ -506,7 +506,7 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
     except ImportError:  # prometheus-client is in the server extra; without it there is no /metrics
         metrics = None
     else:
-        metrics = Metrics(gateway, config.intake)
+        metrics = Metrics(gateway, config.intake, server.callbacks)
         routes.append(Route("/metrics", server.authed(lambda request, owner: metrics.endpoint(request)),
                             methods=["GET"]))
     if config.emulator and getattr(gateway, "emulator", None) is not None:

@@ -25,9 +25,10 @@ __all__ = ["Metrics"]
 
 
 class _Live(Collector):
-    def __init__(self, gateway: Any, intake: Any) -> None:
+    def __init__(self, gateway: Any, intake: Any, callbacks: Any = None) -> None:
         self.gateway = gateway
         self.intake = intake
+        self.callbacks = callbacks
 
     def collect(self) -> Iterator[Any]:
         jobs = GaugeMetricFamily("ovi_jobs", "Vendor submits in the journal, by vendor and state",
@@ -54,6 +55,11 @@ class _Live(Collector):
             deliveries.add_metric([outcome], getattr(self.intake, outcome if outcome != "duplicate" else "duplicates",
                                                      0) if self.intake is not None else 0)
         yield deliveries
+        sent = CounterMetricFamily("ovi_callback_deliveries", "Client callback POSTs tried by this process, by outcome "
+                                   "(failed ones are retried from the outbox)", labels=["outcome"])
+        for outcome in ("delivered", "failed"):
+            sent.add_metric([outcome], getattr(self.callbacks, outcome, 0) if self.callbacks is not None else 0)
+        yield sent
         pushed = self.gateway.push.pushed_answers if self.gateway.push is not None else 0
         yield CounterMetricFamily("ovi_status_answered_by_push", "Status checks answered by a verified push",
                                   value=pushed)
@@ -62,9 +68,9 @@ class _Live(Collector):
 class Metrics:
     """The registry of one app, its ``/metrics`` endpoint and a latency middleware."""
 
-    def __init__(self, gateway: Any, intake: Any = None) -> None:
+    def __init__(self, gateway: Any, intake: Any = None, callbacks: Any = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_Live(gateway, intake))
+        self.registry.register(_Live(gateway, intake, callbacks))
         self.latency = Histogram("ovi_http_request_seconds", "Server latency per route and method (seconds)",
                                  ["route", "method"], registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))

@@ -101,6 +101,9 @@ async def test_an_ended_video_is_called_back_signed_retried_and_delivered_once(s
         verify(first, body.replace(b"completed", b"failed"))
     [row] = gateway.journal.outbox_rows(video_id)
     assert row["attempts"] == 2 and row["delivered_at"] is not None
+    text = (await http.get("/metrics")).text
+    assert 'ovi_callback_deliveries_total{outcome="delivered"} 1.0' in text
+    assert 'ovi_callback_deliveries_total{outcome="failed"} 1.0' in text
 
 
 async def test_callback_url_refusals_name_the_field(served, tmp_path) -> None:
