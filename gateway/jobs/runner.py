@@ -23,6 +23,7 @@ from typing import Any
 
 from tenacity import RetryCallState
 
+import gateway.telemetry as telemetry
 from gateway.clock import Clock
 from gateway.contract import JobHandle, JobState, Provider, ProviderOutput, SubmitContext
 from gateway.errors import (
@@ -145,7 +146,9 @@ class Runner:
                 self.on_event(Event(kind, candidate.provider, self.clock.now() - started, message=f"after {why}"))
             previous = candidate.provider
             try:
-                result = await self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
+                result = await telemetry.attempt(self._on_vendor(request, candidate, route, clip_key, started,
+                                                                 deadline_at, attempts), vendor=candidate.provider,
+                                                 clip_key=clip_key)
             except GatewayError as error:
                 why = f"{type(error).__name__}: {error.message}"
                 if isinstance(error, GenerationFailed) and resubmitted.get(candidate.provider, 0) < route.job_retries:
@@ -186,6 +189,7 @@ class Runner:
                 raise
             await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json(),
                               keep=True)
+            telemetry.note(job_id=job.handle.job_id, idempotency_key=ctx.idempotency_key)
             _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
                       ctx.idempotency_key, clip_key,
                       extra={"vendor": name, "job_id": job.handle.job_id, "idempotency_key": ctx.idempotency_key,

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
     ("gateway.secrets", "gateway.attempts", "gateway.errors", "gateway.clock", "gateway._moved", "gateway.addresses",
      "gateway.prompt", "gateway.result", "gateway.media"),
-    ("gateway.images", "gateway.request", "gateway.http"),
+    ("gateway.images", "gateway.request", "gateway.http", "gateway.telemetry"),
     ("gateway.contract", "gateway.registry", "gateway.store", "gateway.routing"),
     ("gateway.jobs",),
     ("gateway.emulator",),  # below the client: Gateway.offline() builds one (it imports only the clock)
