@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -51,7 +52,7 @@ from gateway.errors import (
 from gateway.jobs.handles import CannotCancel, JobView
 from gateway.media.verify import verify
 from gateway.server.callbacks import Callbacks, check_callback_url, parse_secret
-from gateway.server.forms import BadField, CreateBody, nest, parse_create
+from gateway.server.forms import BadField, CreateBody, check_vendors, nest, parse_create
 from gateway.server.openapi import openapi_document
 from gateway.server.store import VideoRow, VideoStore
 from gateway.store.lease import lease_owner
@@ -191,6 +192,7 @@ class VideoServer:
             return error(413, f"request body over {self.config.max_body_bytes} bytes", code="body_too_large")
         try:
             body = parse_create(await _fields(request))
+            check_vendors(body.route, self.gateway.classes)
             if body.callback_url is not None:
                 if self.callbacks is None:
                     raise BadField("this server sends no callbacks: start it with a signing secret "
@@ -472,6 +474,14 @@ def _refused(failure: GatewayError) -> Response:
     return error(502, f"no vendor took the video: {failure.message}", type="server_error", code="vendor_error")
 
 
+def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint serving several methods of a path (Starlette refuses any other method with 405)."""
+    async def endpoint(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
+
+
 def build_app(gateway: Any, config: ServerConfig) -> Starlette:
     """The Starlette app for ``gateway``; its shutdown stops the followers (leases released)."""
     server = VideoServer(gateway, config)
@@ -489,11 +499,11 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
             await gateway.aclose()  # lets submits on the wire finish, then hands the jobs back
             server.store.close()
 
-    routes = [
-        Route("/v1/videos", server.authed(server.create), methods=["POST"]),
-        Route("/v1/videos", server.authed(server.list), methods=["GET"]),
-        Route("/v1/videos/{video_id}", server.authed(server.retrieve), methods=["GET"]),
-        Route("/v1/videos/{video_id}", server.authed(server.delete), methods=["DELETE"]),
+    routes = [  # one Route per path, so a 405 lists every method the path has (Allow, RFC 9110 §15.5.6)
+        Route("/v1/videos", _by_method(POST=server.authed(server.create), GET=server.authed(server.list)),
+              methods=["GET", "POST"]),
+        Route("/v1/videos/{video_id}", _by_method(GET=server.authed(server.retrieve),
+                                                  DELETE=server.authed(server.delete)), methods=["GET", "DELETE"]),
         Route("/v1/videos/{video_id}/content", server.authed(server.content), methods=["GET"]),
         Route("/v1/videos/{video_id}/cancel", server.authed(server.cancel), methods=["POST"]),
         Route("/healthz", server.healthz, methods=["GET"]),
@@ -515,7 +525,13 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
     async def crashed(request: Request, failure: Exception) -> Response:
         return error(500, f"internal error ({type(failure).__name__})", type="server_error", code="internal_error")
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed},
+    async def refused(request: Request, failure: Exception) -> Response:
+        # Starlette's own 404/405 in the API's error envelope, keeping its headers (a 405's Allow)
+        assert isinstance(failure, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(failure.status_code)
+        return error(failure.status_code, str(failure.detail), code=code, headers=dict(failure.headers or {}))
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed, HTTPException: refused},
                     middleware=[metrics.middleware()] if metrics is not None else None)
     app.state.server = server
     return app

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from gateway.request import ImageInput, OviRequest, sniff_image
 from gateway.routing.planner import Route
 
-__all__ = ["MODELS", "BadField", "CreateBody", "nest", "parse_create"]
+__all__ = ["MODELS", "BadField", "CreateBody", "check_vendors", "nest", "parse_create"]
 
 MODELS = {
     "ovi": "Ovi, image-to-video with an input_reference, text-to-video without",
@@ -207,3 +207,17 @@ def parse_create(fields: dict[str, Any]) -> CreateBody:
     return CreateBody(request=request, route=route, model=model, seconds=seconds,
                       size=str(size) if size is not None else "auto", callback_url=callback_url,
                       fingerprint=fingerprint)
+
+
+def check_vendors(route: Route | None, enabled: Iterable[str]) -> None:
+    """Refuse a route naming a vendor this server does not run (``BadField`` naming the field and the
+    vendors it has): the caller's mistake is a 400, not the server's configuration error (503)."""
+    if route is None:
+        return
+    names = sorted(enabled)
+    named = [("provider", route.provider)] if route.provider is not None else []
+    named += [(field, name) for field in ("order", "only", "ignore") for name in getattr(route, field) or []]
+    for field, name in named:
+        if name not in names:
+            raise BadField(f"{field}: no vendor {name!r} here; this server runs {', '.join(names) or 'none'}",
+                           param=field, code="unknown_provider")

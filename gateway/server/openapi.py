@@ -30,7 +30,8 @@ def openapi_document() -> dict[str, Any]:
                    "description": "Ovi prompt: scene, <S>speech<E>, <AUDCAP>sound<ENDAUDCAP>"},
         "model": {"type": "string", "enum": list(MODELS), "default": "ovi"},
         "seconds": {"type": "string", "enum": ["5"], "default": "5"},
-        "size": {"type": "string", "description": "text-to-video only, WIDTHxHEIGHT"},
+        "size": {"type": "string", "pattern": "^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
+                 "description": "text-to-video only, WIDTHxHEIGHT"},
         "input_reference": {"description": "an image file (multipart), an image URL, or {image_url}"},
         "callback_url": {"type": "string"},
     }
@@ -98,7 +99,9 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/videos/{video_id}/content": {
                 "get": {"operationId": "downloadVideoContent", "parameters": [
-                    _ID, {"name": "variant", "in": "query", "schema": {"enum": ["video", "thumbnail", "spritesheet"]}}],
+                    _ID, {"name": "variant", "in": "query", "schema": {"enum": ["video"]}, "description":
+                          "only video: OpenAI's thumbnail and spritesheet variants do not exist for Ovi clips "
+                          "(refused with 400, param variant)"}],
                     "responses": {"200": {"description": "the MP4", "content": {"video/mp4": {}}},
                                   "400": _error(), "409": _error(), **_AUTH_ERRORS}},
             },
