@@ -280,7 +280,9 @@ class Provider(Protocol):
     # checks (WaveSpeed: 5); ``can_cancel: bool``, whether the vendor documents a cancel that can stop
     # a job (``Job.cancel`` refuses otherwise); ``result_retention_s: float | None``, seconds the vendor
     # documents keeping a finished job's result after it completes (``None``: undocumented; results
-    # carry ``expires_at`` from it, resume abandons past it). Read with ``getattr(provider, name,
+    # carry ``expires_at`` from it, resume abandons past it); ``media_url_lifetime_s: float | None``,
+    # seconds the clip's own URL is documented to serve it (``None``: undocumented; the server's
+    # ``expires_at`` and its refusal of expired content use it). Read with ``getattr(provider, name,
     # default)``, so adapters written before they were added keep working. Webhooks, optional too:
     # ``async verify_webhook(headers, body: bytes) -> None`` raises ``AuthError`` unless the push is
     # authentic, and ``parse_webhook(body: bytes) -> WebhookEvent`` reads it (``gateway.webhooks``).

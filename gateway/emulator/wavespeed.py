@@ -46,6 +46,8 @@ EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 _PREDICTION = re.compile(r"^/api/v3/predictions/(?P<id>[^/]+)(?P<result>/result)?/?$")
 _SUBMIT = re.compile(r"^/api/v3/(?P<model>character-ai/ovi/[a-z-]+)/?$")
 # emulator-only paths (made up; on loopback they must sit under /api/v3/ to be routed here)
+OUTPUT_RETENTION_S = 7 * 86400.0
+"""Predictions and their outputs are deleted after 7 days [doc https://wavespeed.ai/docs/what-are-predictions]."""
 _OUTPUT = re.compile(r"^/api/v3/emulator/outputs/(?P<id>[^/]+)\.mp4$")
 _FILE = re.compile(r"^/api/v3/emulator/files/(?P<id>[^/]+)/(?P<name>[^/]+)$")
 _PUT = re.compile(r"^/api/v3/emulator/put/(?P<id>[^/]+)$")
@@ -281,6 +283,8 @@ class WaveSpeedEmulator(EmulatedVendor):
         output = _OUTPUT.match(path)
         if output and output.group("id") in self.jobs:
             job = self.jobs[output.group("id")]
+            if self.clock.now() > job.created_at + OUTPUT_RETENTION_S:  # deleted with its prediction
+                return httpx.Response(404, content=b"Not Found")
             return self.clips.response(job, "mp4", self._image_bytes(job.payload.get("image")))
         stored = _FILE.match(path)
         if stored and stored.group("id") in self.files:

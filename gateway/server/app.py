@@ -45,6 +45,7 @@ from gateway.errors import (
     ClipInProgress,
     ConfigurationError,
     DefectiveClip,
+    DownloadFailed,
     GatewayError,
     InvalidRequest,
     NoRoute,
@@ -78,6 +79,7 @@ class ServerConfig:
             body returns the same video.
         max_body_bytes: larger create bodies are refused with 413.
         emulator: vendors are the built-in emulator (loopback callback URLs allowed).
+        wall: Unix seconds now (for ``expires_at`` and refusing expired content; tests inject one).
         lose_create_answers: test fault: this many creates answer 502 *after* the intent, without
             ``x-should-retry`` (as a proxy that lost the answer would), to prove SDK retries bill once.
     """
@@ -89,6 +91,7 @@ class ServerConfig:
     max_body_bytes: int = 25 * 1024 * 1024
     emulator: bool = False
     lose_create_answers: int = 0
+    wall: Callable[[], float] = time.time
     routes: list[Route] = field(default_factory=list)
     """Extra routes (the vendor webhook intake) mounted beside the API."""
     intake: Any = None
@@ -299,7 +302,7 @@ class VideoServer:
 
     async def _answer(self, row: VideoRow, status: int = 200) -> Response:
         view = await self._view(row)
-        body = video_json(row, view)
+        body = video_json(row, view, self._expires_at(row, view))
         headers = {} if body["status"] in ("completed", "failed") else {
             "openai-poll-after-ms": str(self.config.poll_after_ms)}
         return JSONResponse(body, status_code=status, headers=headers)
@@ -317,7 +320,10 @@ class VideoServer:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
             return error(400, "limit must be an integer from 1 to 100", param="limit")
         rows, more = self.store.page(owner, after=query.get("after"), limit=int(limit_text), ascending=order == "asc")
-        data = [video_json(row, await self._view(row)) for row in rows]
+        data = []
+        for row in rows:
+            view = await self._view(row)
+            data.append(video_json(row, view, self._expires_at(row, view)))
         return JSONResponse({"object": "list", "data": data, "has_more": more,
                              "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
@@ -334,14 +340,35 @@ class VideoServer:
             state = view.state if view else "unknown"
             return error(409, f"video {row.id} is {state}; its content exists once it is completed",
                          code="video_not_ready")
-        path = self.config.media_dir / f"{row.id}.mp4"
-        if not path.exists():
+        path = self._stored(row)
+        if not path.exists():  # no stored copy: fetch the vendor's while its URL lives, verify, keep it
+            expires = self._expires_at(row, view)
+            if expires is not None and self.config.wall() >= expires:
+                return _expired(row, f"its vendor's copy expired at {expires} (Unix s)")
             try:
                 await self._fetch(view.result.video_url, path, provider=view.provider, job_id=view.vendor_job_id)
             except DefectiveClip as defect:
                 return error(502, defect.message, type="server_error", code="defective_clip",
                              headers={"x-should-retry": "false"})
+            except DownloadFailed as failure:
+                if failure.reason == "http" and failure.status_code in (403, 404, 410):
+                    return _expired(row, f"its vendor no longer serves it (HTTP {failure.status_code})")
+                return error(502, f"the vendor's copy of video {row.id} could not be fetched now "
+                             f"({failure.reason}); try again", type="server_error", code="content_unavailable")
         return FileResponse(path, media_type="video/mp4")
+
+    def _stored(self, row: VideoRow) -> Path:
+        return self.config.media_dir / f"{row.id}.mp4"
+
+    def _expires_at(self, row: VideoRow, view: JobView | None) -> int | None:
+        """When the clip stops being downloadable (Unix s): ``None`` while this server holds a copy (kept
+        until DELETE) or when the vendor documents no lifetime for its clip URLs (the provider's
+        ``media_url_lifetime_s``); else the video's creation plus that lifetime — counted from our
+        create, before the vendor's, so it never claims a clip is alive when the vendor's has gone."""
+        if view is None or view.result is None or self._stored(row).exists():
+            return None
+        lifetime = getattr(self.gateway.classes.get(view.result.provider), "media_url_lifetime_s", None)
+        return None if lifetime is None else int(row.created_at + float(lifetime))
 
     async def _fetch(self, url: str, path: Path, *, provider: str | None, job_id: str | None) -> None:
         """Copy the vendor's clip into the media directory through the safe downloader (https and public
@@ -409,8 +436,9 @@ class VideoServer:
         return JSONResponse(self.gateway.emulator.ledger_json())
 
 
-def video_json(row: VideoRow, view: JobView | None) -> dict[str, Any]:
-    """The OpenAI ``Video`` object, plus ``ovi`` (the gateway's full state) and ``usage.cost`` (USD)."""
+def video_json(row: VideoRow, view: JobView | None, expires_at: int | None = None) -> dict[str, Any]:
+    """The OpenAI ``Video`` object, plus ``ovi`` (the gateway's full state) and ``usage.cost`` (USD);
+    ``expires_at`` (Unix s) is when its content stops being downloadable (``VideoServer._expires_at``)."""
     state = view.state if view is not None else "submitting"
     status = _STATUS[state]
     result = view.result if view is not None else None
@@ -424,7 +452,7 @@ def video_json(row: VideoRow, view: JobView | None) -> dict[str, Any]:
     cost = None if view is None or view.cost_usd is None else str(view.cost_usd)
     return {
         "id": row.id, "object": "video", "created_at": int(row.created_at), "completed_at": completed_at,
-        "expires_at": None, "model": row.model, "progress": _PROGRESS[status], "prompt": row.prompt,
+        "expires_at": expires_at, "model": row.model, "progress": _PROGRESS[status], "prompt": row.prompt,
         "remixed_from_video_id": None, "seconds": row.seconds, "size": row.size, "status": status, "error": problem,
         "usage": {"cost": cost, "cost_source": view.cost_source if view else None},
         "ovi": {"state": state, "provider": view.provider if view else None,
@@ -455,6 +483,11 @@ async def _fields(request: Request) -> dict[str, Any]:
 
 def _not_found(request: Request) -> Response:
     return error(404, f"no video {request.path_params['video_id']!r}", code="not_found")
+
+
+def _expired(row: VideoRow, why: str) -> Response:
+    return error(410, f"video {row.id} has no stored copy and {why}; its content is gone", code="video_expired",
+                 headers={"x-should-retry": "false"})
 
 
 def _reused_key() -> Response:

@@ -54,7 +54,10 @@ def openapi_document() -> dict[str, Any]:
                           "properties": {
                               "id": {"type": "string"}, "object": {"const": "video"},
                               "created_at": {"type": "integer"}, "completed_at": {"type": ["integer", "null"]},
-                              "expires_at": {"type": ["integer", "null"]}, "model": {"type": "string"},
+                              "expires_at": {"type": ["integer", "null"], "description":
+                                             "Unix s when the content stops being downloadable: null while "
+                                             "the server holds a copy or the vendor documents no URL lifetime"},
+                              "model": {"type": "string"},
                               "progress": {"type": "integer", "minimum": 0, "maximum": 100},
                               "prompt": {"type": ["string", "null"]}, "seconds": {"type": "string"},
                               "size": {"type": "string"},
@@ -102,8 +105,12 @@ def openapi_document() -> dict[str, Any]:
                     _ID, {"name": "variant", "in": "query", "schema": {"enum": ["video"]}, "description":
                           "only video: OpenAI's thumbnail and spritesheet variants do not exist for Ovi clips "
                           "(refused with 400, param variant)"}],
-                    "responses": {"200": {"description": "the MP4", "content": {"video/mp4": {}}},
-                                  "400": _error(), "409": _error(), **_AUTH_ERRORS}},
+                    "responses": {"200": {"description": "the MP4: the stored copy, else the vendor's fetched, "
+                                                          "verified and kept", "content": {"video/mp4": {}}},
+                                  "400": _error(), "409": _error(),
+                                  "410": _error() | {"description": "no stored copy and the vendor's has expired "
+                                                                    "(code video_expired)"},
+                                  "502": _error(), **_AUTH_ERRORS}},
             },
             "/v1/videos/{video_id}/cancel": {
                 "post": {"operationId": "cancelVideo", "parameters": [_ID],

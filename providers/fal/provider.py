@@ -69,6 +69,10 @@ class FalProvider:
     billed); a running one gets a cancellation request it may not honor [docs.fal.ai queue API]."""
     result_retention_s = 3600.0
     """fal keeps a request's result 1 h after completion (6 min for payloads of 10 KB or more)."""
+    media_url_lifetime_s = None
+    """UNCONFIRMED: the clip itself lives on fal's CDN, whose default lifetime fal does not document (only
+    that ``X-Fal-Object-Lifecycle-Preference`` can set one); the 1 h above is the queue result's, not the
+    file's. So the expiry of a clip URL is unknown: the server tries it and reads the CDN's answer."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx

@@ -53,6 +53,9 @@ class RunwareProvider:
     result_retention_s = None
     """Runware documents no lifetime for a generated video's URL (only uploaded images: 30 days after
     last use), so results say the expiry is unknown."""
+    media_url_lifetime_s = None
+    """UNCONFIRMED: the request's ``ttl`` (seconds, min 60, URL outputs) sets how long the video URL lives
+    [seeds/runware-video-inference-api.md]; we send none and the default is undocumented."""
     accepted_options = frozenset({"base_url"})
 
     def __init__(self, ctx: ProviderContext) -> None:

@@ -60,6 +60,8 @@ class WaveSpeedProvider:
     """WaveSpeed asks for at least 5 s between video result polls (its Ovi docs)."""
     result_retention_s = 7 * 86400.0
     """Predictions and outputs are deleted after 7 days (https://wavespeed.ai/docs/what-are-predictions)."""
+    media_url_lifetime_s = 7 * 86400.0
+    """The output URLs go with the prediction after 7 days (same page)."""
 
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
