@@ -294,9 +294,8 @@ class Gateway(HandlesMixin):
             GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
         """
         self._close_stale_emulated()
-        return self._deliver(await telemetry.clip(self._agenerate(
-            request, provider=provider, route=route, caller=budget_scope, idempotency_key=idempotency_key,
-            on_event=on_event)))
+        return self._deliver(await telemetry.clip(self._agenerate(request, provider=provider, route=route, caller=(
+            budget_scope), idempotency_key=idempotency_key, on_event=on_event), idempotency_key=idempotency_key))
 
     async def _agenerate(self, request: OviRequest, *, provider: str | None, route: Route | None,
                          idempotency_key: str | None, on_event: Callable[[Event], None] | None,
@@ -321,7 +320,6 @@ class Gateway(HandlesMixin):
                                             self._runner(on_event, request, route, caller), started)
         request_json, image = stored_request(request)  # the image stored once, by content hash
         clip_key = idempotency_key or self._new_key()
-        telemetry.note(idempotency_key=clip_key)
         clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json), image=image,
                                       options_json=CallOptions(route, caller).to_json())
         if clip.state == "succeeded" and clip.result_json:

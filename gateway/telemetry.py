@@ -94,7 +94,9 @@ async def clip(work: Awaitable[T], *, idempotency_key: str | None = None) -> T:
 
 
 async def attempt(work: Awaitable[T], *, vendor: str, clip_key: str) -> T:
-    """Await ``work`` (one vendor's try at a clip) inside an ``ovi.attempt`` span, a child of the clip's."""
+    """Await ``work`` (one vendor's try at a clip) inside an ``ovi.attempt`` span, a child of the clip's
+    (which learns the clip's key here when the caller gave none)."""
+    note(idempotency_key=clip_key)
     with _span("ovi.attempt", {"vendor": vendor, "clip_key": clip_key}) as span:
         result = await work
         _finished(span, result)
