@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import os
 import random
 import time
@@ -18,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 import gateway.telemetry as telemetry
-from gateway.client_setup import UNSET, alive, check_base_urls, keys_for, random_key, recovery_for
+from gateway.client_setup import UNSET, check_base_urls, keys_for, random_key, recovery_for
 from gateway.clock import Clock, RealClock
 from gateway.contract import Provider, ProviderContext
 from gateway.errors import (
@@ -30,8 +29,8 @@ from gateway.errors import (
     NoRoute,
 )
 from gateway.http import USER_AGENT, ClientTransport
+from gateway.jobs.clips import ClipsMixin
 from gateway.jobs.events import Event
-from gateway.jobs.leasing import ClipLease
 from gateway.jobs.limits import LimitedProvider, VendorLimits
 from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
@@ -45,9 +44,7 @@ from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Route, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
-from gateway.store.intake import CallOptions, stored_request
-from gateway.store.lease import Heartbeat, lease_owner
-from gateway.store.records import HEARTBEAT_S, request_hash
+from gateway.store.records import HEARTBEAT_S
 
 # Runner, recovery and journal load on first use: Gateway(journal=None) needs neither (start-up, issue 14).
 if TYPE_CHECKING:
@@ -55,6 +52,7 @@ if TYPE_CHECKING:
     from gateway.jobs.recovery import Recovery, ResumeOutcome
     from gateway.jobs.runner import Runner
     from gateway.media.download import Downloaded
+    from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
 
 __all__ = ["Gateway", "GatewayOptions", "ResumeOutcome"]
@@ -69,7 +67,7 @@ def __getattr__(name: str) -> Any:  # ``gateway.client.ResumeOutcome``, loaded o
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Gateway(HandlesMixin):
+class Gateway(ClipsMixin, HandlesMixin):
     """Runs Ovi clips on Runware, fal.ai or WaveSpeed, choosing and failing over per ``Route``.
 
     Args:
@@ -167,6 +165,11 @@ class Gateway(HandlesMixin):
         self.health_state: Health = Health(self.clock, **dict(breaker or {}))
         self.rng: random.Random = random.Random(jitter_seed)
         self.journal: Journal | None = open_journal(journal, self.emulator_instance)
+        # The async face of the same connection: every call on the event loop goes through it. On a real
+        # clock SQLite's SQL runs on its writer thread; a virtual clock (tests) keeps it inline, for
+        # determinism, unless the journal was made with ``offload=True``.
+        self.store: SqlStore | None = None if self.journal is None else self.journal.store(
+            offload=isinstance(self.clock, RealClock))
         self.lease_heartbeat: float = lease_heartbeat
         if self.journal is not None:  # breakers shared with other processes and the next run, in wall time
             wall = time.time if isinstance(self.clock, RealClock) else self.clock.now
@@ -174,7 +177,7 @@ class Gateway(HandlesMixin):
         self.limits: dict[str, VendorLimits] = dict(limits or {})
         if self.limits and self.journal is None:
             raise ConfigurationError("vendor limits are counted in the journal; do not pass journal=None")
-        self.recovery: Recovery | None = None if self.journal is None else recovery_for(self)
+        self.recovery: Recovery | None = None if self.store is None else recovery_for(self)
         if budget is not None and self.journal is None:
             raise ConfigurationError("a budget needs the journal (spend is read from it); do not pass journal=None")
         self.budget: Budget | Sequence[Budget] | None = budget
@@ -318,33 +321,7 @@ class Gateway(HandlesMixin):
                 raise ConfigurationError("idempotency keys need the journal; do not pass journal=None")
             return await self._plan_and_run(request, route, self._new_key(),
                                             self._runner(on_event, request, route, caller), started)
-        request_json, image = stored_request(request)  # the image stored once, by content hash
-        clip_key = idempotency_key or self._new_key()
-        clip = self.journal.open_clip(clip_key, request_json, request_hash(request_json), image=image,
-                                      options_json=CallOptions(route, caller).to_json())
-        if clip.state == "succeeded" and clip.result_json:
-            return OviResult.model_validate_json(clip.result_json)
-        route, caller = CallOptions.adopt(clip.options_json, route, caller, keep_route=explicit)
-        owner = lease_owner()
-        holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=alive)
-        if holder is not None:
-            raise ClipInProgress(f"clip {clip_key!r} is being generated by another call ({holder}); "
-                                 "call again with the same key when it is done")
-        assert self.recovery is not None  # built whenever the journal is
-        beat = self._heartbeat(clip_key, owner)
-        try:
-            runner = self._runner(on_event, request, route, caller)
-            runner.lease = ClipLease.on_journal(self.journal, clip_key, owner, beat, self.lease_heartbeat)
-            deadline_at = None if route.deadline is None else started + route.deadline
-            for outcome in await self.recovery.clip(clip_key, runner, deadline_at):
-                if outcome.result is not None:
-                    self._settle(outcome.result)
-                    return outcome.result
-            earlier = self.recovery.refuse_if_open(clip_key, route)
-            return await self._plan_and_run(request, route, clip_key, runner, started, earlier)
-        finally:
-            await beat.stop()
-            self.journal.release_clip(clip_key, owner)
+        return await self._journaled(request, route, idempotency_key, on_event, started, caller, explicit)
 
     async def _plan_and_run(self, request: OviRequest, route: Route, clip_key: str, runner: Runner,
                             started: float, earlier: list[Attempt] | None = None) -> OviResult:
@@ -367,24 +344,11 @@ class Gateway(HandlesMixin):
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:
-            if self.journal is not None and not isinstance(error, (*PAID_JOB_ALIVE, ClipInProgress)):
-                self.journal.fail_clip(clip_key, f"{type(error).__name__}: {error}")
+            if self.store is not None and not isinstance(error, (*PAID_JOB_ALIVE, ClipInProgress)):
+                await self.store.fail_clip(clip_key, f"{type(error).__name__}: {error}")
             raise
-        self._settle(result)
+        await self._settle(result, request.steps, known_steps=True)
         return result
-
-    def _heartbeat(self, clip_key: str, owner: str) -> Heartbeat:
-        """Keep ``owner``'s lease on the clip live while this call runs (the lease rule: 3 missed beats
-        make it stale), however long the vendor takes."""
-        journal = self.journal
-        assert journal is not None
-        # Beats are timed on the clock leases are judged by: the journal's wall clock (real time unless a
-        # test gave the journal the virtual one). A virtual-clock sleeper would let virtual time jump
-        # while the call waits on real I/O.
-        judged_in_real_time = getattr(journal, "wall", time.time) is time.time
-        sleep = asyncio.sleep if judged_in_real_time else self.clock.sleep
-        return Heartbeat(lambda: journal.renew_clip(clip_key, owner, heartbeat=self.lease_heartbeat),
-                         sleep, self.lease_heartbeat).start()
 
     def _cooldown_wait(self, route: Route, quotes: Mapping[str, Quote]) -> float | None:
         """Seconds until the first vendor that could take the clip but for its open breaker half-opens;
@@ -452,50 +416,9 @@ class Gateway(HandlesMixin):
     async def aresume(self) -> list[ResumeOutcome]:
         """Re-attach to every unfinished paid job in the journal and finish it, instead of paying again.
         A clip another call is working on is left to it (outcome ``in-progress``)."""
-        if self.journal is None or self.recovery is None:
-            return []
-        from gateway.jobs.recovery import ResumeOutcome
-        self._close_stale_emulated()
-        outcomes: list[ResumeOutcome] = []
-        runner = self._runner(None)
-        for clip_key in dict.fromkeys(record.clip_key for record in self.journal.unfinished()):
-            owner = lease_owner()
-            holder = self.journal.claim_clip(clip_key, owner, heartbeat=self.lease_heartbeat, alive=alive)
-            if holder is not None:
-                outcomes.append(ResumeOutcome(clip_key, "", "in-progress", error=f"held by {holder}"))
-                continue
-            beat = self._heartbeat(clip_key, owner)
-            runner.lease = ClipLease.on_journal(self.journal, clip_key, owner, beat, self.lease_heartbeat)
-            try:
-                found = await self.recovery.clip(clip_key, runner)
-            except GatewayError as error:  # one clip's trouble must not stop the others
-                found = [ResumeOutcome(clip_key, error.provider or "", "unknown", error=str(error))]
-            finally:
-                await beat.stop()
-                self.journal.release_clip(clip_key, owner)
-            for outcome in found:
-                if outcome.result is not None:
-                    self._settle(outcome.result)
-            outcomes += [dataclasses.replace(o, result=self._deliver(o.result)) if o.result else o for o in found]
-        return outcomes
+        return await self._resume_all()
 
     # ---- plumbing ---------------------------------------------------------------------------
-    def _settle(self, result: OviResult) -> None:
-        if result.cost_source == "reported":
-            self._calibrate(result.provider)
-
-    def _calibrate(self, provider: str) -> None:
-        """Move compute-billed estimates toward the costs the vendor reported (from the journal)."""
-        if self.journal is None:
-            return
-        observations = [(cost, steps) for cost, _quote, steps in self.journal.reported_costs(provider)]
-        for mode in self.classes[provider].capabilities.modes:
-            self.book.calibrate(provider, mode, observations)
-
-    def _calibrate_from_journal(self) -> None:
-        for name in self.classes:
-            self._calibrate(name)
-
     def _new_key(self) -> str:
         # Never from the jitter rng: a seeded gateway in another process would make the same keys, and
         # a vendor answers a repeated key (Runware's taskUUID) with the first caller's clip.
@@ -509,7 +432,7 @@ class Gateway(HandlesMixin):
                             verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
         return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
-                      health=self.health_state, journal=self.journal,
+                      health=self.health_state, store=self.store,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
                       backoff_base=self.backoff_base,
                       new_key=self._new_key, deliver=delivery)
@@ -532,7 +455,7 @@ class Gateway(HandlesMixin):
         """The adapters, each vendor call gated by its ``VendorLimits`` (shared through the journal)."""
         if not self.limits:
             return dict(providers)
-        return {name: LimitedProvider(p, self.limits[name], self.journal, self.clock) if name in self.limits else p
+        return {name: LimitedProvider(p, self.limits[name], self.store, self.clock) if name in self.limits else p
                 for name, p in providers.items()}
 
     def _unconfigured(self) -> dict[str, str]:
@@ -582,6 +505,8 @@ class Gateway(HandlesMixin):
     async def aclose(self) -> None:
         """Stop the running loop's job followers (their jobs stay resumable), then close its HTTP clients."""
         await self.aclose_followers()
+        if self.store is not None:  # batched writes committed: what this call did is visible to every process
+            await self.store.drain()
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             if session[0] is not None:  # never the caller's own http_client

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.contract import Provider
 from gateway.errors import ConfigurationError
 from gateway.registry import Registry
-from gateway.store.lease import owner_dead
+from gateway.store.lease import alive
 
 __all__ = ["UNSET", "alive", "check_base_urls", "keys_for", "random_key", "recovery_for"]
 
@@ -59,10 +59,6 @@ def recovery_for(gateway: Any) -> Any:
     has a journal: the recovery module loads the runner, which ``Gateway(journal=None)`` does not need."""
     from gateway.jobs.recovery import Recovery
 
-    return Recovery(gateway.journal, lambda: gateway._limited(gateway._providers()),
+    return Recovery(gateway.store, lambda: gateway._limited(gateway._providers()),
                     lambda name: name in gateway.classes and name in gateway._keys, gateway.clock)
 
-
-def alive(owner: str) -> bool:
-    """A lease holder counts as alive unless it provably is not (``owner_dead``)."""
-    return not owner_dead(owner)

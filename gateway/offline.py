@@ -211,8 +211,13 @@ def open_journal(journal: Any, emulator_instance: str | None = None) -> Journal 
     journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
     if journal is None:
         return None
+    from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
 
+    if isinstance(journal, SqlStore):  # an open async store: its sync face, on the same connection
+        if emulator_instance and journal.emulator_instance is None:
+            journal.emulator_instance = emulator_instance
+        journal = Journal.over(journal)
     if isinstance(journal, Journal):
         if emulator_instance and journal.emulator_instance is None:
             journal.emulator_instance = emulator_instance

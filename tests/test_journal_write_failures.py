@@ -13,19 +13,19 @@ import pytest
 from gateway import Gateway, JobUnresolved, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
-from gateway.store.journal import Journal
+from gateway.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
 REQUEST = OviRequest(prompt="A knight. <S>Hold the line.<E>", image="https://example.com/k.png")
 
 
-class FullDisk(Journal):
-    """Fails the first ``failures`` writes of one kind with SQLite's disk-full error."""
+class FullDisk(SqliteStore):
+    """The async store, failing the first ``failures`` writes of one kind with SQLite's disk-full error."""
 
-    def __init__(self, path: str, *, method: str, failures: int) -> None:
+    def __init__(self, path: str, *, method: str, failures: int, offload: bool = False) -> None:
         self.method, self.failures, self.calls = method, failures, 0
-        super().__init__(path)
+        super().__init__(path, offload=offload)
 
     def _maybe_full(self, name: str) -> None:
         if name == self.method:
@@ -33,13 +33,13 @@ class FullDisk(Journal):
             if self.calls <= self.failures:
                 raise sqlite3.OperationalError("database or disk is full")
 
-    def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
+    async def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
         self._maybe_full("accepted")
-        super().accepted(submit_key, handle_json)
+        await super().accepted(submit_key, handle_json)
 
-    def finish_clip(self, key: str, result_json: str) -> None:
-        self._maybe_full("finish_clip")
-        super().finish_clip(key, result_json)
+    async def finish(self, clip_key: str, result_json: str, submit_key: str, **cost: Any) -> None:
+        self._maybe_full("finish")
+        await super().finish(clip_key, result_json, submit_key, **cost)
 
 
 def _setup(tmp_path: Path, method: str, failures: int) -> tuple[Gateway, Emulator, FullDisk]:
@@ -54,7 +54,7 @@ async def test_a_passing_failure_of_the_ack_write_is_retried_and_the_clip_delive
     result = await gateway.agenerate(REQUEST, provider="wavespeed", idempotency_key="k")
     await gateway.aclose()
     assert journal.calls == 3 and [j.job_id for j in emulator.ledger.billable()] == [result.job_id]
-    assert [r.job_id for r in journal.submits("k")] == [result.job_id]
+    assert [r.job_id for r in gateway.journal.submits("k")] == [result.job_id]
 
 
 async def test_a_lasting_failure_of_the_ack_write_still_follows_the_job_with_its_handle(tmp_path: Path) -> None:
@@ -64,9 +64,9 @@ async def test_a_lasting_failure_of_the_ack_write_still_follows_the_job_with_its
     assert [j.job_id for j in emulator.ledger.billable()] == [result.job_id]
 
 
-@pytest.mark.parametrize("method", ["finish_clip"])
+@pytest.mark.parametrize("method", ["finish"])
 async def test_a_lasting_failure_names_the_paid_job_and_how_to_resume(tmp_path: Path, method: str) -> None:
-    gateway, emulator, journal = _setup(tmp_path, method, failures=99)
+    gateway, emulator, _ = _setup(tmp_path, method, failures=99)
     with pytest.raises(JobUnresolved) as caught:
         await gateway.agenerate(REQUEST, provider="wavespeed", idempotency_key="k")
     await gateway.aclose()
@@ -76,4 +76,38 @@ async def test_a_lasting_failure_names_the_paid_job_and_how_to_resume(tmp_path: 
     assert job.job_id in str(error) and "ovi-gateway jobs resume" in str(error)
     assert "disk is full" in str(error) and not isinstance(error.__cause__, type(None))
     # the submit stays open in the journal (its intent was written before the POST)
-    assert [r.state for r in journal.submits("k")] in (["intent"], ["accepted"], ["running"], ["queued"])
+    assert [r.state for r in gateway.journal.submits("k")] in (["intent"], ["accepted"], ["running"], ["queued"])
+
+
+class RefusedCommit(SqliteStore):
+    """The offloaded store whose group commits of the first ``failures`` "running" writes fail."""
+
+    def __init__(self, path: str, failures: int) -> None:
+        self.failures, self.running_writes = failures, 0
+        super().__init__(path, offload=True)
+
+    async def state(self, submit_key: str, state: str) -> Any:
+        self.running_writes += state == "running"
+        if state == "running" and self.failures > 0:
+            self.failures -= 1
+            return await self._later(_disk_full, submit_key)
+        return await super().state(submit_key, state)
+
+
+def _disk_full(queries: Any, tx: Any, submit_key: str) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_a_batched_write_refused_by_its_group_commit_is_kept_on_the_job_and_written_later(
+        tmp_path: Path) -> None:
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, seed=8, job_time=lambda rng: 120.0)  # checks while it runs
+    store = RefusedCommit(str(tmp_path / "j.sqlite3"), failures=1)
+    gateway = Gateway(emulator=emulator, clock=clock, journal=store)
+    result = await gateway.agenerate(REQUEST, provider="wavespeed", idempotency_key="k")
+    await gateway.aclose()
+    assert store.failures == 0 and len(store.deferred_errors) == 1  # the refused commit was seen
+    assert store.running_writes == 2  # and the write kept on the job was tried again before a later check
+    [record] = gateway.journal.submits("k")
+    assert record.state == "succeeded" and record.job_id == result.job_id
+    store.close()

@@ -13,6 +13,7 @@ takes a token and a slot, and gives the slot back when the call ends. Waiting us
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class VendorLimits:
 
 
 class LimitedProvider:
-    """``provider`` with every vendor call gated by ``limits`` through ``journal``'s shared counters."""
+    """``provider`` with every vendor call gated by ``limits`` through ``journal``'s shared counters
+    (the async store, or a sync ``Journal``)."""
 
     def __init__(self, provider: Provider, limits: VendorLimits, journal: Any, clock: Clock) -> None:
         self._provider = provider
@@ -59,18 +61,20 @@ class LimitedProvider:
     async def _gated(self, call: Callable[[], Awaitable[_T]]) -> _T:
         name, limits = self._provider.name, self._limits
         if limits.rpm:
-            while (wait := self._journal.take_token(name, per_second=limits.rpm / 60.0, burst=limits.burst)) > 0:
+            while (wait := await _done(self._journal.take_token(name, per_second=limits.rpm / 60.0,
+                                                                burst=limits.burst))) > 0:
                 await self._clock.sleep(wait)
         holder = None
         if limits.max_parallel:
             holder = f"{self._prefix}:{uuid.uuid4().hex}"
-            while not self._journal.take_slot(name, holder, cap=limits.max_parallel, ttl=limits.slot_ttl):
+            while not await _done(self._journal.take_slot(name, holder, cap=limits.max_parallel,
+                                                          ttl=limits.slot_ttl)):
                 await self._clock.sleep(_SLOT_POLL_S)
         try:
             return await call()
         finally:
             if holder is not None:
-                self._journal.free_slot(name, holder)
+                await _done(self._journal.free_slot(name, holder))
 
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
         return await self._gated(lambda: self._provider.submit(request, ctx))
@@ -86,3 +90,8 @@ class LimitedProvider:
 
     async def find(self, ctx: SubmitContext) -> JobHandle | None:
         return await self._gated(lambda: self._provider.find(ctx))
+
+
+async def _done(outcome: Any) -> Any:
+    """The value of a store call: awaited on the async store, as is from a sync journal."""
+    return await outcome if inspect.isawaitable(outcome) else outcome

@@ -8,12 +8,14 @@ whose earlier job is still unsettled unless the caller accepts a possible second
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.contract import JobHandle, Provider, SubmitContext
@@ -27,11 +29,12 @@ from gateway.errors import (
 from gateway.jobs import fate
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.runner import FollowedJob, Runner
+from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Candidate, Route
 from gateway.routing.pricing import Quote
 from gateway.store.intake import load_request
-from gateway.store.journal import OPEN, Journal, SubmitRecord
+from gateway.store.journal import OPEN, SubmitRecord
 
 __all__ = ["Recovery", "ResumeOutcome", "lease_owner", "owner_alive"]
 
@@ -76,25 +79,34 @@ class Recovery:
     vendor's way (Runware: the same ``taskUUID`` sent again) or left open; a job that cannot be read is
     left open, counted, and ``abandoned`` (may be billed) once older than the vendor's documented
     retention plus a margin, or after ``fate.ABANDON_AFTER_RESUMES`` resumes that found nothing.
-    ``wall`` is the wall clock (UTC) the journal's timestamps are compared with.
+    ``store`` is the async store (``gateway.store.base.SqlStore``); ``wall`` is the wall clock (UTC) the
+    journal's timestamps are compared with.
     """
 
-    def __init__(self, journal: Journal, providers: Callable[[], Mapping[str, Provider]],
+    def __init__(self, store: Any, providers: Callable[[], Mapping[str, Provider]],
                  configured: Callable[[str], bool], clock: Clock,
                  wall: Callable[[], datetime] | None = None) -> None:
-        self.journal: Journal = journal
+        self.store: Any = store
         self.providers: Callable[[], Mapping[str, Provider]] = providers
         self.configured: Callable[[str], bool] = configured
         self.clock: Clock = clock
         self.wall: Callable[[], datetime] = wall or (lambda: datetime.now(UTC))
 
-    def open_submits(self, clip_key: str) -> list[SubmitRecord]:
-        return [r for r in self.journal.submits(clip_key) if r.state in OPEN]
+    async def _request(self, request_json: str) -> OviRequest:
+        """The journaled request, its stored image read from the store first (``store.intake``)."""
+        value = json.loads(request_json)
+        image = value.get("image") if isinstance(value, dict) else None
+        digest = image.get("sha256") if isinstance(image, dict) and image.get("stored") else None
+        data = None if digest is None else await self.store.get_image(str(digest))
+        return load_request(request_json, lambda _digest: data)
+
+    async def open_submits(self, clip_key: str) -> list[SubmitRecord]:
+        return [r for r in await self.store.submits(clip_key) if r.state in OPEN]
 
     async def clip(self, clip_key: str, runner: Runner, deadline_at: float | None = None) -> list[ResumeOutcome]:
         """Follow every open submit of the clip until one delivers it. ``DeadlineExceeded`` propagates."""
         outcomes = []
-        for record in self.open_submits(clip_key):
+        for record in await self.open_submits(clip_key):
             if not self.configured(record.provider):
                 outcomes.append(ResumeOutcome(clip_key, record.provider, "unknown",
                                               error=f"{record.provider} is not configured here"))
@@ -110,10 +122,10 @@ class Recovery:
         handle = JobHandle.from_json(record.handle) if record.handle else None
         if handle is None:
             if not provider.reconcilable:
-                return self._nothing_found(record, provider, "no vendor answer was recorded and "
+                return await self._nothing_found(record, provider, "no vendor answer was recorded and "
                                            f"{record.provider} cannot be asked whether it took the job")
             try:  # Runware dedupes by taskUUID: sending the same key again settles it (ack or conflict)
-                request = load_request(record.request_json, self.journal.get_image)
+                request = await self._request(record.request_json)
                 ctx = SubmitContext(idempotency_key=record.submit_key, dropped=frozenset(record.dropped))
                 error = SubmitOutcomeUnknown("the submit was sent before a crash; its answer is unknown",
                                              provider=record.provider)
@@ -122,8 +134,8 @@ class Recovery:
             except DeadlineExceeded:
                 raise
             except GatewayError as error:
-                return self._nothing_found(record, provider, str(error))
-            self.journal.accepted(record.submit_key, handle.to_json())
+                return await self._nothing_found(record, provider, str(error))
+            await self.store.accepted(record.submit_key, handle.to_json())
         now = self.clock.now()
         candidate = Candidate(record.provider, Quote(provider=record.provider, price_usd=record.quote_usd),
                               record.dropped)
@@ -138,33 +150,35 @@ class Recovery:
                 raise  # another call took the clip over: it follows the job now
             if isinstance(error, PAID_JOB_ALIVE):
                 if job.seen_unfinished_at is not None:  # the vendor answered "pending": not a resume that found nothing
-                    self.journal.note_resume(record.submit_key, reset=True)
+                    await self.store.note_resume(record.submit_key, reset=True)
                     return ResumeOutcome(record.clip_key, record.provider, "unknown", error=str(error))
-                return self._nothing_found(record, provider, str(error))
+                return await self._nothing_found(record, provider, str(error))
             runner.verdicts.append(error)  # a new run of this clip counts it (job_retries, failover)
             return ResumeOutcome(record.clip_key, record.provider, "failed", error=str(error))
         return ResumeOutcome(record.clip_key, record.provider, "succeeded", result=result)
 
-    def _nothing_found(self, record: SubmitRecord, provider: Provider, why: str) -> ResumeOutcome:
+    async def _nothing_found(self, record: SubmitRecord, provider: Provider, why: str) -> ResumeOutcome:
         """A resume that could not settle the submit: it stays open (``unknown``), unless it is past the
         vendor's result retention or has been resumed ``ABANDON_AFTER_RESUMES`` times — then it is
         ``abandoned``: terminal, may be billed, shown by ``jobs`` and ``spend``."""
         retention = getattr(provider, "result_retention_s", None)
-        resumes = self.journal.note_resume(record.submit_key, spacing_s=fate.RESUME_SPACING_S)
+        resumes = await self.store.note_resume(record.submit_key, spacing_s=fate.RESUME_SPACING_S)
         answer = (Answer.PAST_RETENTION
                   if fate.past_retention(record.created_at, retention, now=self.wall())
                   or resumes >= fate.ABANDON_AFTER_RESUMES else Answer.NOTHING_FOUND)
         if fate.decide(Phase.RESUME, answer) is Fate.ABANDONED:
-            self.journal.abandoned(record.submit_key, error=f"abandoned after {resumes} resumes (may be billed): {why}")
+            await self.store.abandoned(record.submit_key,
+                                       error=f"abandoned after {resumes} resumes (may be billed): {why}")
             return ResumeOutcome(record.clip_key, record.provider, "abandoned", error=why)
         if record.state != "unknown" and record.handle is None:
-            self.journal.unknown(record.submit_key, error=why)
+            await self.store.unknown(record.submit_key, error=why)
         return ResumeOutcome(record.clip_key, record.provider, "unknown", error=why)
 
-    def refuse_if_open(self, clip_key: str, route: Route) -> list[Attempt]:
+    async def refuse_if_open(self, clip_key: str, route: Route) -> list[Attempt]:
         """Raise if an earlier submit of the clip may still hold a paid job, unless the route accepts a
         possible second charge; then return those submits as attempts to report on the result."""
-        still_open = self.open_submits(clip_key)
+        history = await self.store.submits(clip_key)
+        still_open = [r for r in history if r.state in OPEN]
         if still_open and not route.failover_on_unknown:
             record = still_open[-1]
             hint = {"provider": record.provider, "idempotency_key": record.submit_key, "clip": clip_key}
@@ -179,7 +193,6 @@ class Recovery:
         # Earlier submits of this key that may have been billed — abandoned ones (they no longer block the
         # key) and failed ones the vendor may charge for (a refusal fal bills, a Runware failure) — are
         # reported on the new result as possible extra charges, never hidden.
-        history = self.journal.submits(clip_key)
         abandoned = [r for r in history if r.state == "abandoned"]
         billed_failures = [r for r in history if r.state == "failed" and r.may_be_billed]
         return [Attempt(provider=r.provider, outcome="unknown", error_type="earlier submit still open",

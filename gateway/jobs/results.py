@@ -39,14 +39,14 @@ async def fetch_result(runner: Runner, job: FollowedJob, status: JobStatus) -> P
                 output = await job.provider.result(job.handle, status)
         except GatewayError as error:
             if fate.decide(Phase.RESULT, fate.answer_of(error, Phase.RESULT)) is not Fate.CHECK_AGAIN:
-                runner._record_failure(job, error)
+                await runner._record_failure(job, error)
                 raise
             tries += 1
             wait = max(runner.poll.interval, runner._backoff(tries, error))
             if runner.clock.now() + wait - job.vendor_started > runner.poll.max_wait:
                 fate.decide(Phase.RESULT, Answer.OUT_OF_TIME)
-                raise runner._unresolved(job, error) from error
-            await runner.clock.sleep(runner._remaining(job.deadline_at, wait, job.name, job))
+                raise await runner._unresolved(job, error) from error
+            await runner.clock.sleep(await runner._remaining(job.deadline_at, wait, job.name, job))
             status = await recheck(runner, job, status)
             continue
         fate.decide(Phase.RESULT, Answer.CLIP)
@@ -61,13 +61,13 @@ async def recheck(runner: Runner, job: FollowedJob, status: JobStatus) -> JobSta
             fresh = await job.provider.status(job.handle)
     except GatewayError as error:
         if fate.decide(Phase.FOLLOW, fate.answer_of(error, Phase.FOLLOW)) is not Fate.CHECK_AGAIN:
-            runner._record_failure(job, error)
+            await runner._record_failure(job, error)
             raise
         return status
     if fresh.state is JobState.FAILED:
         failure = fresh.error or GenerationFailed(f"job {job.handle.job_id} failed", provider=job.name)
         fate.decide(Phase.RESULT, Answer.JOB_REFUSED if isinstance(failure, ContentRejected) else Answer.JOB_FAILED)
-        runner._record_failure(job, failure)
+        await runner._record_failure(job, failure)
         raise failure
     return fresh
 
@@ -96,12 +96,12 @@ async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_
                         inference_s=output.inference_s),
         dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
         idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
-    await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap)
-    # The clip's result is on record before its submit is closed: a crash between the two leaves an
-    # open submit that resume() re-reads, never a finished submit whose clip has no result.
-    await runner._write(job, "result", runner.journal.finish_clip, job.clip_key, result.model_dump_json())
-    await runner._write(job, "finished", lambda: runner.journal.finished(job.submit_key, cost_usd=cost,
-                                                                     cost_source=source))
+    # Batched progress still in flight is superseded by the end written next (same queue, in order).
+    await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap, settle=False)
+    # The clip's result and its submit's end are one transaction (``SqlStore.finish``): never an open
+    # clip whose submit is closed, nor a finished submit whose clip has no result.
+    await runner._write(job, "result", lambda: runner.store.finish(job.clip_key, result.model_dump_json(),
+                                                                    job.submit_key, cost_usd=cost, cost_source=source))
     _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
               job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
                                                    "idempotency_key": job.submit_key, "clip_key": job.clip_key})

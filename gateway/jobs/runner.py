@@ -68,14 +68,15 @@ class Runner:
         providers: the loaded adapters by name.
         clock: the source of time and sleep.
         health: per-vendor breakers.
-        journal: durable record of every paid submit (``gateway.store.journal.Journal``), or ``None``.
+        store: the async store (``gateway.store.base.SqlStore``) recording every paid submit, or ``None``;
+            no call blocks the event loop on the database.
         poll: the polling policy.
         rng: jitter source (seeded in tests).
         new_key: makes per-submit idempotency keys (UUID4 strings).
         on_event: called with each ``Event``.
         backoff_base, backoff_cap: same-vendor retry backoff in seconds; a ``Retry-After`` longer than
             the cap is not waited for on submit (the runner fails over instead).
-        budget: refuse submits past these spend caps (``Budget``: needs a real journal; checked and
+        budget: refuse submits past these spend caps (``Budget``: needs a real store; checked and
             reserved in the intent's own transaction).
         budget_scope: the caller's scope digest (``routing.pricing.scope_id``) for per-caller budgets.
         deliver: called with each finished job and its output before the result is built; returns extra
@@ -89,7 +90,7 @@ class Runner:
     """Seconds any one provider call may take, deadline or not (``gateway.jobs.bounds``)."""
 
     def __init__(self, providers: Mapping[str, Provider], *, clock: Clock, health: Health,
-                 journal: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
+                 store: Any = None, poll: PollPolicy | None = None, rng: random.Random | None = None,
                  new_key: Callable[[], str] | None = None, on_event: Callable[[Event], None] | None = None,
                  backoff_base: float = 1.0, backoff_cap: float = 30.0, budget: Budget | Sequence[Budget] | None = None,
                  budget_scope: str | None = None, settle_window: float = 300.0,
@@ -97,7 +98,7 @@ class Runner:
         self.providers: Mapping[str, Provider] = providers
         self.clock: Clock = clock
         self.health: Health = health
-        self.journal: Any = journal if journal is not None else NullJournal()
+        self.store: Any = store if store is not None else NullJournal()
         self.poll: PollPolicy = poll or PollPolicy()
         self.rng: random.Random = rng or random.Random()
         self.new_key: Callable[[], str] = new_key or (lambda: str(uuid.uuid4()))
@@ -174,20 +175,20 @@ class Runner:
             attempts.append(Attempt(provider=name, outcome="skipped", error=breaker.reason()))
             return None
         try:
-            self._remaining(deadline_at, 0.0, name)
+            await self._remaining(deadline_at, 0.0, name)
             ctx = SubmitContext(idempotency_key=self.new_key(), dropped=frozenset(candidate.dropped))
             checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
-            self.journal.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
-                                quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
-                                dropped=ctx.dropped, budget=checks or None, scopes=scopes)
+            await self.store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
+                                    quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
+                                    dropped=ctx.dropped, budget=checks or None, scopes=scopes)
             job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
                               self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
             try:
                 job.handle = await self._submit(provider, request, ctx, route, deadline_at, attempts, started)
             except GatewayError as error:
-                self._record_failure(job, error)
+                await self._record_failure(job, error)
                 raise
-            await self._write(job, "accepted", self.journal.accepted, ctx.idempotency_key, job.handle.to_json(),
+            await self._write(job, "accepted", self.store.accepted, ctx.idempotency_key, job.handle.to_json(),
                               keep=True)
             telemetry.note(job_id=job.handle.job_id, idempotency_key=ctx.idempotency_key)
             _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
@@ -229,7 +230,7 @@ class Runner:
             floor = getattr(job.provider, "min_poll_interval", 0.0)
             wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
                     else max(self.poll.interval, floor, self._backoff(errors_in_row, last_error)))
-            await self.clock.sleep(self._remaining(job.deadline_at, wait, name, job))
+            await self.clock.sleep(await self._remaining(job.deadline_at, wait, name, job))
             await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
             await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
             checks += 1
@@ -243,7 +244,7 @@ class Runner:
                     self.on_event(Event("retry", name, self.clock.now() - job.started, message=str(error)))
                     continue
                 await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
-                self._record_failure(job, error)
+                await self._record_failure(job, error)
                 raise
             errors_in_row = 0
             _log.debug("%s job %s: %s", name, handle.job_id, status.state.value,
@@ -258,14 +259,14 @@ class Runner:
                 continue
             if not running_seen:
                 running_seen = True
-                await self._write(job, "running", self.journal.state, job.submit_key, "running", keep=True)
+                await self._write(job, "running", self.store.state, job.submit_key, "running", keep=True)
             if status.state.final:
                 await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
             if status.state == JobState.FAILED:
                 failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
                 answer = Answer.JOB_REFUSED if isinstance(failure, ContentRejected) else Answer.JOB_FAILED
                 fate.decide(Phase.FOLLOW, answer)
-                self._record_failure(job, failure)
+                await self._record_failure(job, failure)
                 raise failure
             if status.state == JobState.SUCCEEDED:
                 fate.decide(Phase.FOLLOW, Answer.DONE)
@@ -283,7 +284,7 @@ class Runner:
                     await job.provider.cancel(job.handle)
             except GatewayError:
                 pass
-        return self._unresolved(job, GenerationFailed(stuck, provider=job.name))
+        return await self._unresolved(job, GenerationFailed(stuck, provider=job.name))
 
     # ---- delivery: media checks before success (gateway.jobs.delivery) ----------------------
     async def _delivered(self, job: FollowedJob, output: ProviderOutput) -> dict[str, Any]:
@@ -293,7 +294,7 @@ class Runner:
         try:
             return await self.deliver(job, output)
         except DefectiveClip as error:
-            self._record_failure(job, error)
+            await self._record_failure(job, error)
             raise
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -307,7 +308,7 @@ class Runner:
         """A journal write about a paid job (``gateway.jobs.writes``: retried; ``keep``: kept for later)."""
         await write_paid(self.clock, job, what, write, args, keep=keep, cap=self.backoff_cap)
 
-    def _record_failure(self, job: FollowedJob, error: GatewayError) -> None:
+    async def _record_failure(self, job: FollowedJob, error: GatewayError) -> None:
         """Note a failed attempt on the result, the breaker and the journal.
 
         A submit whose outcome is unknown, or a job that is still alive (deadline, unreadable status),
@@ -327,15 +328,15 @@ class Runner:
         if not isinstance(error, DeadlineExceeded):
             self.health[job.name].failure(error)
         if isinstance(error, SubmitOutcomeUnknown):
-            self.journal.unknown(job.submit_key, error=str(error))
+            await self.store.unknown(job.submit_key, error=str(error))
         elif not alive:
-            self.journal.failed(job.submit_key, error=str(error), may_be_billed=error.may_be_billed)
+            await self.store.failed(job.submit_key, error=str(error), may_be_billed=error.may_be_billed)
 
-    def _unresolved(self, job: FollowedJob, error: GatewayError) -> JobUnresolved:
+    async def _unresolved(self, job: FollowedJob, error: GatewayError) -> JobUnresolved:
         unresolved = JobUnresolved(f"job {job.handle.job_id} was accepted but its outcome cannot be read yet "
                                    f"({type(error).__name__}: {error.message}); it stays open in the journal "
                                    "for resume()", provider=job.name, job=job.handle)
-        self._record_failure(job, unresolved)
+        await self._record_failure(job, unresolved)
         return unresolved
 
     def _backoff(self, tries: int, error: GatewayError | None) -> float:
@@ -354,7 +355,8 @@ class Runner:
     def _past(self, deadline_at: float | None, upcoming: float | None) -> bool:
         return deadline_at is not None and self.clock.now() + (upcoming or 0.0) > deadline_at
 
-    def _remaining(self, deadline_at: float | None, wait: float, name: str, job: FollowedJob | None = None) -> float:
+    async def _remaining(self, deadline_at: float | None, wait: float, name: str,
+                         job: FollowedJob | None = None) -> float:
         """``wait``, shortened to end at the deadline; ``DeadlineExceeded`` once the deadline has come
         (a running job stays open in the journal for ``resume()``)."""
         if deadline_at is None:
@@ -365,7 +367,7 @@ class Runner:
         running = f"; job {job.handle.job_id} on {name} is still running and can be resumed" if job else ""
         error = DeadlineExceeded(f"deadline reached{running}", provider=name, job=job.handle if job else None)
         if job is not None:
-            self._record_failure(job, error)
+            await self._record_failure(job, error)
         raise error
 
 

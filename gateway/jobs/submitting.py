@@ -31,6 +31,7 @@ class HandlesMixin:
     """Job handles for ``Gateway``: ``submit``, ``job``, their sync twins, and the followers' lifecycle."""
 
     journal: Any
+    store: Any
     clock: Any
     follow_watch_interval: float = 2.0
     """Seconds between journal reads while another process follows a clip this handle waits on."""
@@ -56,7 +57,7 @@ class HandlesMixin:
             del table[stale]
         found = table.get(loop)
         if found is None:
-            found = table[loop] = Followers(self.journal, self._providers, self.clock, self.follow_watch_interval)
+            found = table[loop] = Followers(self.store, self._providers, self.clock, self.follow_watch_interval)
         return found
 
     @scrubbing
@@ -78,9 +79,9 @@ class HandlesMixin:
             raise InvalidRequest("request must be an OviRequest")
         key = check_idempotency_key(idempotency_key) or self._new_key()
         followers = self._followers_here()
-        if self.journal.get_clip(key) is not None:
+        if await self.store.get_clip(key) is not None:
             as_json = request.model_dump_json()
-            self.journal.open_clip(key, as_json, request_hash(as_json))  # refuses a different request
+            await self.store.open_clip(key, as_json, request_hash(as_json))  # refuses a different request
             return self.job(key)
 
         def run(on_event: Callable[[Event], None]) -> Any:
@@ -117,7 +118,7 @@ class HandlesMixin:
             if tracked is not None and tracked.cancel_requested and not alive_error(error):
                 if not isinstance(error, JobCancelled):
                     error = JobCancelled(f"clip {key} was cancelled: {error.message}", provider=error.provider)
-                self.journal.fail_clip(key, f"{JobCancelled.__name__}: {error.message}")
+                await self.store.fail_clip(key, f"{JobCancelled.__name__}: {error.message}")
                 raise error from None
             raise
 
@@ -138,9 +139,9 @@ class HandlesMixin:
         from gateway.jobs.recovery import lease_owner, owner_alive  # on use: it loads the runner (start-up)
 
         owner = lease_owner()
-        if self.journal.claim_clip(key, owner, seconds=1.0, alive=owner_alive) is not None:
+        if await self.store.claim_clip(key, owner, heartbeat=1.0 / 3, alive=owner_alive) is not None:
             return False
-        self.journal.release_clip(key, owner)
+        await self.store.release_clip(key, owner)
         return True
 
     async def _follow(self, key: str) -> OviResult:

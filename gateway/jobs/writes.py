@@ -11,6 +11,9 @@ nothing to find, the submit was abandoned and the same key paid again. A write t
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,12 +35,16 @@ Write = tuple[str, Callable[..., Any], tuple[Any, ...]]
 
 
 async def _attempt(clock: Clock, write: Callable[..., Any], args: tuple[Any, ...], tries: int,
-                   cap: float) -> Exception | None:
+                   cap: float) -> Exception | asyncio.Future[Any] | None:
+    """``None`` when written; the write's future when it was queued for a group commit (``BATCHED``, not
+    waited for); else the last storage failure after ``tries`` tries."""
     problem: Exception | None = None
     for attempt in range(1, tries + 1):
         try:
-            write(*args)
-            return None
+            outcome = write(*args)
+            if inspect.isawaitable(outcome):  # the async store (a sync journal's write is done already)
+                outcome = await outcome
+            return outcome if isinstance(outcome, asyncio.Future) else None
         except (KeyError, ValueError):
             raise  # the journal's own refusals are bugs, not storage trouble
         except Exception as exc:  # any storage failure: the paid job must not be dropped
@@ -55,6 +62,10 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
         job.unwritten.append((what, write, args))
         return
     problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES, cap)
+    if isinstance(problem, asyncio.Future):
+        problem.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
+        job.pending.append(problem)
+        return
     if problem is None:
         return
     if keep:
@@ -71,10 +82,31 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
         provider=job.name, job=job.handle) from problem
 
 
-async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 0.0) -> None:
-    """Try the writes kept on ``job`` again, in order, stopping at the first that still fails."""
+async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 0.0, settle: bool = True) -> None:
+    """Try the writes kept on ``job`` again, in order, stopping at the first that still fails. ``settle``:
+    first wait for its batched writes in flight (long committed, in real time), so one its group commit
+    refused is kept and tried here — not one check later."""
+    if settle and job.pending:
+        await asyncio.wait(job.pending)
+        job.pending.clear()
     while job.unwritten:
-        _what, write, args = job.unwritten[0]
-        if await _attempt(clock, write, args, tries, cap) is not None:
+        what, write, args = job.unwritten[0]
+        outcome = await _attempt(clock, write, args, tries, cap)
+        if isinstance(outcome, Exception):
             return
         job.unwritten.pop(0)
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
+            job.pending.append(outcome)
+
+
+def _kept_if_failed(job: FollowedJob, what: str, write: Callable[..., Any], args: tuple[Any, ...],
+                    done: asyncio.Future[Any]) -> None:
+    """A batched write (only ever a ``keep`` one: progress the job can be followed without) that its
+    group commit refused: kept on the job like any refused write, tried again before the next check."""
+    if done.cancelled() or done.exception() is None:
+        return
+    _log.warning("%s job %s: the journal could not record its %s (%s); trying again before the next check",
+                 job.name, job.handle.job_id, what, type(done.exception()).__name__,
+                 extra={"vendor": job.name, "job_id": job.handle.job_id, "idempotency_key": job.submit_key})
+    job.unwritten.append((what, write, args))

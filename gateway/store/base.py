@@ -14,6 +14,7 @@ dedupe, the callback outbox, media facts and request images stored once by conte
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -60,6 +61,12 @@ class SqlStore(ServerRowsStore):
     async def _read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         return await self._run(Durability.COMMITTED, fn, *args, **kwargs)
 
+    async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
+        """A ``BATCHED`` write: queued for the next group commit and not waited for, where the backend
+        can (the returned future ends when it is committed, or with its error); else run now (``None``)."""
+        await self._run(B, fn, *args, **kwargs)
+        return None
+
     # -- clips and leases ------------------------------------------------------------------
     async def open_clip(self, key: str, request_json: str, request_hash: str, *, tenant: str = "",
                         image: StoredImage | None = None, options_json: str | None = None) -> ClipRecord:
@@ -73,10 +80,22 @@ class SqlStore(ServerRowsStore):
     async def get_clip(self, key: str) -> ClipRecord | None:
         return await self._read(Queries.get_clip, key)
 
-    async def claim_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> str | None:
+    async def claim_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S,
+                         alive: Callable[[str], bool] | None = None) -> str | None:
         """Take the clip's lease for ``owner``: None when taken, else the holder of a live lease.
-        The holder must ``renew_clip`` every ``heartbeat`` seconds; 3 missed beats make it stale."""
-        return await self._run(C, Queries.claim_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
+        The holder must ``renew_clip`` every ``heartbeat`` seconds; 3 missed beats make it stale.
+        ``alive(holder)`` may declare a holder dead before its lease runs out (one transaction)."""
+        return await self._run(C, _claim, key, owner, wall=self.wall(), heartbeat=heartbeat, alive=alive)
+
+    async def open_and_claim(self, key: str, request_json: str, request_hash: str, owner: str, *,
+                             heartbeat: float = HEARTBEAT_S, alive: Callable[[str], bool] | None = None,
+                             tenant: str = "", image: StoredImage | None = None, options_json: str | None = None
+                             ) -> tuple[ClipRecord, str | None, list[SubmitRecord]]:
+        """``open_clip``, then (unless it already succeeded) ``claim_clip`` and the clip's submits, in
+        ONE committed transaction: the hot path of a generation pays one round trip, not three."""
+        return await self._run(C, _open_and_claim, key, request_json, request_hash, owner, wall=self.wall(),
+                               heartbeat=heartbeat, alive=alive, emulator_instance=self.emulator_instance,
+                               tenant=tenant, image=image, options_json=options_json)
 
     async def renew_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> bool:
         """One heartbeat; False when ``owner`` no longer holds the lease (it went stale and was taken)."""
@@ -86,8 +105,13 @@ class SqlStore(ServerRowsStore):
         """Who holds the clip's lease now (None: nobody)."""
         return await self._read(Queries.lease_holder, key)
 
-    async def release_clip(self, key: str, owner: str) -> None:
-        await self._run(C, Queries.release_clip, key, owner)
+    async def release_clip(self, key: str, owner: str, *, wait: bool = True) -> None:
+        """Give the lease back. ``wait=False`` batches it: only for a clip whose result is committed
+        (callers of its key get the result without claiming; a crash leaves a lease that goes stale)."""
+        if wait:
+            await self._run(C, Queries.release_clip, key, owner)
+        else:
+            await self._later(Queries.release_clip, key, owner)
 
     async def record_media(self, key: str, facts: dict[str, Any]) -> None:
         """Merge facts about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
@@ -96,6 +120,13 @@ class SqlStore(ServerRowsStore):
     async def finish_clip(self, key: str, result_json: str) -> None:
         """Mark the clip "succeeded" with its OviResult JSON (a succeeded clip is final)."""
         await self._run(C, Queries.clip_to, key, "succeeded", result_json=result_json, error=None)
+
+    async def finish(self, clip_key: str, result_json: str, submit_key: str, *, cost_usd: Decimal | None,
+                     cost_source: str) -> None:
+        """COMMITTED: the clip "succeeded" with its result AND its submit "succeeded" with its cost, in one
+        transaction (never a finished submit whose clip has no result, nor the reverse)."""
+        await self._run(C, _finish, clip_key, result_json, submit_key, cost_usd=_money(cost_usd),
+                        cost_source=cost_source)
 
     async def fail_clip(self, key: str, error: str) -> None:
         await self._run(C, Queries.clip_to, key, "failed", error=error)
@@ -122,14 +153,15 @@ class SqlStore(ServerRowsStore):
         await self._run(F, Queries.submit_to, submit_key, "accepted", job_id=handle_json.get("job_id"),
                         handle_json=json.dumps(handle_json, sort_keys=True))
 
-    async def state(self, submit_key: str, state: str) -> None:
-        """BATCHED progress ("queued", "running")."""
-        await self._run(B, Queries.submit_to, submit_key, state)
+    async def state(self, submit_key: str, state: str) -> asyncio.Future[Any] | None:
+        """BATCHED progress ("queued", "running"); see ``_later`` for the returned future."""
+        return await self._later(Queries.submit_to, submit_key, state)
 
-    async def finished(self, submit_key: str, *, cost_usd: Decimal | None, cost_source: str) -> None:
+    async def finished(self, submit_key: str, *, cost_usd: Decimal | None,
+                       cost_source: str) -> asyncio.Future[Any] | None:
         """BATCHED: the clip's result is already on record (``finish_clip``) when this is written."""
-        await self._run(B, Queries.submit_to, submit_key, "succeeded", cost_usd=_money(cost_usd),
-                        cost_source=cost_source)
+        return await self._later(Queries.submit_to, submit_key, "succeeded", cost_usd=_money(cost_usd),
+                                 cost_source=cost_source)
 
     async def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None:
         await self._run(C, Queries.submit_to, submit_key, "failed", error=error, may_be_billed=int(bool(may_be_billed)))
@@ -164,8 +196,10 @@ class SqlStore(ServerRowsStore):
     async def spend(self, *, since: datetime | None = None) -> list[SpendRow]:
         return await self._read(Queries.spend, since=since, emulated=self.emulated)
 
-    async def reserved_and_spent(self, *, since: datetime | None = None, scope: str = "") -> Decimal:
-        return await self._read(Queries.reserved_and_spent, since=since, emulated=self.emulated, scope=scope)
+    async def reserved_and_spent(self, *, since: datetime | None = None, scope: str = "",
+                                 clip_prefix: str | None = None) -> Decimal:
+        return await self._read(Queries.reserved_and_spent, since=since, emulated=self.emulated, scope=scope,
+                                clip_prefix=clip_prefix)
 
     async def reported_costs(self, provider: str, limit: int = 20) -> list[tuple[Decimal, Decimal | None, int | None]]:
         return await self._read(Queries.reported_costs, provider, limit, self.emulated)
@@ -220,3 +254,30 @@ class SqlStore(ServerRowsStore):
 
 Store = SqlStore
 """The storage interface's type (every backend subclasses it)."""
+
+
+def _claim(queries: Queries, tx: Any, key: str, owner: str, *, wall: float, heartbeat: float,
+           alive: Callable[[str], bool] | None) -> str | None:
+    holder = queries.claim_clip(tx, key, owner, wall=wall, heartbeat=heartbeat)
+    if holder is not None and alive is not None and not alive(holder):
+        tx.run("UPDATE clips SET lease_owner = NULL WHERE key = ? AND lease_owner = ?", (key, holder))
+        holder = queries.claim_clip(tx, key, owner, wall=wall, heartbeat=heartbeat)
+    return holder
+
+
+def _open_and_claim(queries: Queries, tx: Any, key: str, request_json: str, request_hash: str, owner: str, *,
+                    wall: float, heartbeat: float, alive: Callable[[str], bool] | None,
+                    emulator_instance: str | None, tenant: str, image: StoredImage | None,
+                    options_json: str | None) -> tuple[ClipRecord, str | None, list[SubmitRecord]]:
+    clip = queries.open_clip(tx, key, request_json, request_hash, emulator_instance=emulator_instance, tenant=tenant,
+                             image=image, options_json=options_json)
+    if clip.state == "succeeded" and clip.result_json:
+        return clip, None, []
+    holder = _claim(queries, tx, key, owner, wall=wall, heartbeat=heartbeat, alive=alive)
+    return clip, holder, ([] if holder is not None else queries.submits(tx, key))
+
+
+def _finish(queries: Queries, tx: Any, clip_key: str, result_json: str, submit_key: str, *,
+            cost_usd: str | None, cost_source: str) -> None:
+    queries.clip_to(tx, clip_key, "succeeded", result_json=result_json, error=None)
+    queries.submit_to(tx, submit_key, "succeeded", cost_usd=cost_usd, cost_source=cost_source)

@@ -42,10 +42,11 @@ from gateway.store.records import (
     request_hash,
 )
 from gateway.store.server_rows import ServerRowsJournal
-from gateway.store.sqlite import BUSY_TIMEOUT_MS, SqliteEngine
+from gateway.store.sqlite import BUSY_TIMEOUT_MS, SqliteEngine, SqliteStore
 from gateway.store.url import from_env, is_postgres
 
 if TYPE_CHECKING:
+    from gateway.store.base import SqlStore
     from gateway.store.intake import StoredImage
     from gateway.store.postgres import PostgresEngine
 
@@ -76,9 +77,13 @@ class Journal(MediaJournal, ServerRowsJournal):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, emulator_instance: str | None = None,
-                 wall: Callable[[], float] | None = None) -> None:
+                 wall: Callable[[], float] | None = None, offload: bool | None = None) -> None:
         self.emulator_instance = emulator_instance
         self.wall = wall or time.time
+        self.offload = offload
+        """For the async store on this journal (``store()``): SQL on the writer thread (True) or inline
+        (False); ``None`` lets the gateway choose (the writer thread on a real clock)."""
+        self._store: SqlStore | None = None
         target = path if path is not None else (from_env() or default_path())
         queries = Queries(utcnow=lambda: _utcnow())
         self._engine: SqliteEngine | PostgresEngine
@@ -92,8 +97,42 @@ class Journal(MediaJournal, ServerRowsJournal):
             self._db = self._engine.db
         self.schema_version = self._engine.schema_version
 
+    @classmethod
+    def over(cls, store: SqlStore) -> Journal:
+        """The sync face of an open async ``store`` (same engine, same writer; nothing opened twice)."""
+        face = cls.__new__(cls)
+        face.emulator_instance = store.emulator_instance
+        face.wall = store.wall
+        face.offload = getattr(store, "offload", None)
+        face._engine = store.engine  # type: ignore[attr-defined]
+        face.path = store.where
+        if isinstance(face._engine, SqliteEngine):
+            face._db = face._engine.db
+        face.schema_version = face._engine.schema_version
+        face._store = store
+        return face
+
+    def store(self, *, offload: bool = True) -> SqlStore:
+        """The async storage interface over THIS journal's connection (one per journal, made on first
+        call): the same file is never opened twice by one gateway, SQLite keeps one writer thread, and
+        while it runs this face's calls queue behind it (they see every earlier async write).
+        ``offload`` applies when the journal was built with ``offload=None``."""
+        if self._store is None:
+            if isinstance(self._engine, SqliteEngine):
+                self._store = SqliteStore(self._engine.path, engine=self._engine, wall=lambda: self.wall(),
+                                          offload=offload if self.offload is None else self.offload,
+                                          emulator_instance=self.emulator_instance)
+            else:
+                from gateway.store.postgres import PostgresStore
+                self._store = PostgresStore(self._engine.where, engine=self._engine, wall=lambda: self.wall(),
+                                            emulator_instance=self.emulator_instance)
+        return self._store
+
     def close(self) -> None:
-        """Close the connection. Everything written is already committed."""
+        """Close the connection (after the writer thread, if any, committed what it holds)."""
+        if self._store is not None:
+            self._store.close()
+            return
         self._engine.close()
 
     def __enter__(self) -> Journal:
@@ -122,6 +161,8 @@ class Journal(MediaJournal, ServerRowsJournal):
         return self.emulated if emulated is None else emulated
 
     def _do(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        if isinstance(self._store, SqliteStore):  # in order with the writer thread's queue
+            return self._store.call(durability, fn, args, kwargs)
         return self._engine.execute(durability, fn, args, kwargs)
 
     # -- clips ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Heartbeat", "lease_owner", "owner_dead"]
+__all__ = ["Heartbeat", "alive", "lease_owner", "owner_dead"]
 
 _log = logging.getLogger("gateway.store")
 
@@ -58,6 +58,11 @@ def owner_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def alive(owner: str) -> bool:
+    """A lease holder counts as alive unless it provably is not (``owner_dead``)."""
+    return not owner_dead(owner)
 
 
 class Heartbeat:

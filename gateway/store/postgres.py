@@ -133,14 +133,17 @@ class PostgresEngine:
 
 
 class PostgresStore(SqlStore):
-    """The async store on PostgreSQL; ``url`` a ``postgresql://`` URL (its password is a secret)."""
+    """The async store on PostgreSQL; ``url`` a ``postgresql://`` URL (its password is a secret);
+    ``engine``: an open ``PostgresEngine`` to share (the ``Journal`` face of the same database)."""
 
     dialect = "postgresql"
 
     def __init__(self, url: str, *, wall: Callable[[], float] = time.time, emulator_instance: str | None = None,
-                 max_size: int = 8, connect_timeout: float = 10.0, queries: Queries | None = None) -> None:
+                 max_size: int = 8, connect_timeout: float = 10.0, queries: Queries | None = None,
+                 engine: PostgresEngine | None = None) -> None:
         super().__init__(wall=wall, emulator_instance=emulator_instance)
-        self.engine = PostgresEngine(url, queries or Queries(), max_size=max_size, connect_timeout=connect_timeout)
+        self.engine = engine if engine is not None else PostgresEngine(
+            url, queries or Queries(), max_size=max_size, connect_timeout=connect_timeout)
         self.where = self.engine.where
 
     @property

@@ -9,19 +9,25 @@ after its commit — explicit, so a test can count it (``_fsync`` is the seam).
 runs them in ONE transaction (each under a savepoint, so one failure spoils no other), commits once
 and flushes once if any of them asked for it: ten thousand jobs in flight pay one commit per batch,
 not one per write, and the event loop never waits on the disk. ``BATCHED`` writes are not awaited
-(the queue keeps their order, so this process reads its own writes); their errors are logged.
+(the queue keeps their order, so this process reads its own writes): the caller gets a future, and
+their errors are logged and kept (``deferred_errors``). The ``Journal`` face of the same file shares
+the engine and, while the writer runs, queues its own calls behind the writer's (``call``): one
+connection and one writer per file and process, and sync reads see every earlier async write.
 With ``offload=False`` (virtual clocks in tests) operations run inline instead, for determinism.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,39 +178,69 @@ class SqliteEngine:
 
 class SqliteStore(SqlStore):
     """The async store on one SQLite file. ``path``: a file or ``":memory:"``; ``offload``: run SQL on
-    the writer thread (default) or inline on the caller's thread; ``wall``: epoch seconds (a seam)."""
+    the writer thread (default) or inline on the caller's thread; ``wall``: epoch seconds (a seam);
+    ``engine``: an open ``SqliteEngine`` to share (the ``Journal`` face of the same file), so one
+    process has one connection and one writer per file."""
 
     dialect = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str], *, offload: bool = True, wall: Callable[[], float] = time.time,
-                 emulator_instance: str | None = None,
-                 queries: Queries | None = None) -> None:
+                 emulator_instance: str | None = None, queries: Queries | None = None,
+                 engine: SqliteEngine | None = None) -> None:
         super().__init__(wall=wall, emulator_instance=emulator_instance)
-        self.path = os.fspath(path)
+        self.engine = engine if engine is not None else SqliteEngine(os.fspath(path), queries or Queries())
+        self.path = self.engine.path
         self.where = self.path
-        self.engine = SqliteEngine(self.path, queries or Queries())
         self.offload = offload
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
         self.deferred_errors: list[BaseException] = []
 
     @property
     def schema_version(self) -> int:
         return self.engine.schema_version
 
+    def _enqueue(self, item: tuple[Any, ...]) -> None:
+        """Queue one operation for the writer (started on first use). Under the start lock, so a stop
+        (which queues the end marker under it) never strands an operation behind the marker."""
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._writer, name="ovi-store-writer", daemon=True)
+                self._thread.start()
+                _LIVE.add(self)
+            self._queue.put(item)
+
     async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if not self.offload:
             return self.engine.execute(durability, fn, args, kwargs)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._writer, name="ovi-store-writer", daemon=True)
-            self._thread.start()
-        if durability is Durability.BATCHED:
-            self._queue.put((durability, fn, args, kwargs, None, None))
-            return cast(_T, None)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._queue.put((durability, fn, args, kwargs, loop, future))
+        self._enqueue((durability, fn, args, kwargs, loop, future))
         return await future
+
+    async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
+        if not self.offload:
+            self.engine.execute(Durability.BATCHED, fn, args, kwargs)
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(_retrieved)  # its failure is logged and kept; never "never retrieved"
+        self._enqueue((Durability.BATCHED, fn, args, kwargs, loop, future))
+        return future
+
+    def call(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> _T:
+        """Run one operation for synchronous code (the ``Journal`` face), after every operation queued
+        before it (so it reads this process's batched writes); inline when no writer runs."""
+        with self._start:
+            thread = self._thread
+            if thread is not None and threading.current_thread() is not thread:
+                done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+                self._queue.put((durability, fn, args, kwargs, None, done))
+        if thread is None or threading.current_thread() is thread:
+            return self.engine.execute(durability, fn, args, kwargs)
+        return done.result()
 
     def _writer(self) -> None:
         while True:
@@ -225,28 +261,58 @@ class SqliteStore(SqlStore):
                 results = self.engine.batch([(d, fn, a, k) for d, fn, a, k, _, _ in items])
             except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
                 results = [(None, failure)] * len(items)
-            for (_, fn, _, _, loop, future), (value, error) in zip(items, results, strict=True):
-                if future is None:
+            for (durability, fn, _, _, loop, future), (value, error) in zip(items, results, strict=True):
+                if error is not None and durability is Durability.BATCHED:
+                    self.deferred_errors.append(error)
+                    _log.error("batched journal write %s failed: %s", fn.__name__, error)
+                if loop is None:
                     if error is not None:
-                        self.deferred_errors.append(error)
-                        _log.error("batched journal write %s failed: %s", fn.__name__, error)
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
                     continue
-                loop.call_soon_threadsafe(_settle, future, value, error)
+                try:
+                    loop.call_soon_threadsafe(_settle, future, value, error)
+                except RuntimeError:  # that event loop is closed: nobody waits for this answer any more
+                    pass
+
+    def _stop(self) -> None:
+        with self._start:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
+        if thread is not None:
+            thread.join()
+        _LIVE.discard(self)
+
+    async def drain(self) -> None:
+        """Wait until every write queued so far is committed (visible to other processes)."""
+        if self.offload and self._thread is not None:
+            await self._run(Durability.COMMITTED, Queries.noop)
 
     async def aclose(self) -> None:
         """Write everything queued, stop the writer and close the file."""
-        if self._thread is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+        await asyncio.to_thread(self._stop)
         self.engine.close()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        self._stop()
         self.engine.close()
+
+
+_LIVE: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """Batched writes still queued at interpreter exit are committed, not dropped with the daemon thread."""
+    for store in list(_LIVE):
+        store._stop()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

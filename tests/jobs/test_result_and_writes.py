@@ -12,6 +12,7 @@ import pytest
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.store.journal import Journal
+from gateway.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +32,7 @@ def wavespeed(gets: list[str], posts: list[str], *, empty_first: bool = False):
     return handler
 
 
-def gateway_for(name: str, handler, journal: Journal | str = ":memory:") -> Gateway:
+def gateway_for(name: str, handler, journal: SqliteStore | str = ":memory:") -> Gateway:
     keys = {"wavespeed": "ws-secret-key-123", "runware": "rw-secret-key-123"}
     return Gateway(transport=httpx.MockTransport(handler), keys={name: keys[name]}, providers=[name],
                    journal=journal, clock=VirtualClock())
@@ -70,22 +71,24 @@ async def test_runware_success_without_a_url_is_polled_again() -> None:
 
 
 # ---- finding 1: disk full at acceptance keeps following with the handle in memory ---------------------
-class FullDisk(Journal):
-    """A journal whose disk is full for the writes named in ``failing``."""
+class FullDisk(SqliteStore):
+    """The async store whose disk is full for the writes named in ``failing``; ``face`` is its sync
+    ``Journal`` (same connection) for reading what was recorded."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(path)
+        super().__init__(path, offload=False)
         self.failing: set[str] = set()
+        self.face = Journal.over(self)
 
-    def accepted(self, submit_key, handle_json):  # type: ignore[no-untyped-def]
+    async def accepted(self, submit_key, handle_json):  # type: ignore[no-untyped-def]
         if "accepted" in self.failing:
             raise sqlite3.OperationalError("database or disk is full")
-        return super().accepted(submit_key, handle_json)
+        return await super().accepted(submit_key, handle_json)
 
-    def state(self, submit_key, state):  # type: ignore[no-untyped-def]
+    async def state(self, submit_key, state):  # type: ignore[no-untyped-def]
         if "state" in self.failing:
             raise sqlite3.OperationalError("database or disk is full")
-        return super().state(submit_key, state)
+        return await super().state(submit_key, state)
 
 
 async def test_disk_full_at_acceptance_still_delivers_and_never_pays_twice() -> None:
@@ -97,7 +100,7 @@ async def test_disk_full_at_acceptance_still_delivers_and_never_pays_twice() -> 
     try:
         first = await gateway.agenerate(REQUEST, idempotency_key="k1")
         assert first.video_url == VIDEO and first.job_id == "pred1"
-        assert [s.state for s in journal.submits("k1")] == ["succeeded"]
+        assert [s.state for s in journal.face.submits("k1")] == ["succeeded"]
         journal.failing = set()
         again = await gateway.agenerate(REQUEST, idempotency_key="k1")  # the clip is on record: no new submit
     finally:
@@ -116,7 +119,7 @@ async def test_a_write_refused_once_is_written_before_the_next_check() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             journal.failing = set()  # freed after the first check
-            seen.append(journal.submits("k1")[0].job_id)
+            seen.append(journal.face.submits("k1")[0].job_id)
             if len(seen) == 1:
                 return httpx.Response(200, json={"code": 200, "data": {"id": "pred1", "status": "processing"}})
         return wavespeed(gets, [])(request)

@@ -135,10 +135,10 @@ async def test_same_jitter_seed_still_makes_distinct_keys() -> None:
         clock = VirtualClock()
         emulator = Emulator(clock=clock, seed=1)
         gateway = Gateway(emulator=emulator, clock=clock, journal=":memory:", jitter_seed=1)
-        journal = gateway.journal
-        assert journal is not None
+        store = gateway.store
+        assert store is not None
         opened.clear()
-        journal.open_clip = _spy(journal.open_clip, opened)  # type: ignore[method-assign]
+        store.open_and_claim = _spy(store.open_and_claim, opened)  # type: ignore[method-assign]
         result = await gateway.agenerate(REQUEST, provider="runware")
         assert result.provider == "runware"
         (job,) = emulator.ledger.jobs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ import gateway.store.sqlite as sqlite_backend
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
+from gateway.store.journal import Journal
 
 pytestmark = pytest.mark.anyio
 
@@ -37,22 +39,29 @@ class Spy(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+@pytest.mark.parametrize("offload", [False, True], ids=["inline", "writer-thread"])
 async def test_intent_is_flushed_before_the_submit_post_and_the_job_id_before_polling(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offload: bool) -> None:
     path = tmp_path / "journal.sqlite3"
     events: list = []
 
+    threads: set[str] = set()
+
     def spy_fsync(fd: int) -> None:
         os.fsync(fd)
+        threads.add(threading.current_thread().name)
         events.append(("fsync", None, _rows(path)))
 
     monkeypatch.setattr(sqlite_backend, "_fsync", spy_fsync)
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=1)
     gateway = Gateway(transport=Spy(emulator.transport(), path, events), keys={"fal": "k"}, providers=["fal"],
-                      journal=str(path), clock=clock)
+                      journal=Journal(str(path), offload=offload), clock=clock)
     result = await gateway.agenerate(OviRequest(prompt="A cat. <S>Hello.<E>"), provider="fal")
     await gateway.aclose()
+    assert gateway.store is not None and getattr(gateway.store, "offload", None) is offload
+    # the flushes ran on the writer thread (never the event loop's), or inline on it
+    assert threads == ({"ovi-store-writer"} if offload else {threading.current_thread().name})
 
     post = next(i for i, e in enumerate(events) if e[0] == "request" and e[1] == "POST")
     [(key, (state, _))] = events[post][2].items()
