@@ -145,6 +145,7 @@ class Gateway(ClipsMixin, HandlesMixin):
         self.emulated: bool = emulator is not None
         """True when every vendor is emulated: results say so, and the journal's rows are marked."""
         self.emulator_instance: str | None = getattr(emulator, "instance_id", None)
+        self._stale_closed = False
         self._allow_local_media = allow_local_media
         if http_client is not None and (transport is not None or emulator is not None):
             raise ConfigurationError("pass http_client, or transport/emulator, not both")
@@ -225,11 +226,13 @@ class Gateway(ClipsMixin, HandlesMixin):
                      journal=journal, seed=seed, **options)
 
     def _close_stale_emulated(self) -> None:
-        """Offline: close open rows of emulator instances that are gone (see ``offline.close_stale``)."""
-        if self.emulated and self.journal is not None and self.emulator_instance:
+        """Offline: close open rows of emulator instances that are gone (see ``offline.close_stale``) —
+        once per gateway (on its first call), not on every call: it reads every unfinished row."""
+        if self.emulated and self.journal is not None and self.emulator_instance and not self._stale_closed:
             from gateway.offline import close_stale
 
             close_stale(self.journal, self.emulator_instance)
+            self._stale_closed = True
 
     def _deliver(self, result: OviResult) -> OviResult:
         """The result as handed to the caller: its downloads are journaled; an emulated one says so and

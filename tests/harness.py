@@ -63,7 +63,7 @@ CHILD = textwrap.dedent("""
     import asyncio, json, os, signal, sys, threading
     from gateway import Gateway, GatewayError, OviRequest, Route
     from gateway.emulator.loopback import LoopbackTransport
-    from gateway.store.journal import Journal
+    from gateway.store.sqlite import SqliteStore
     from gateway.jobs.polling import PollPolicy
 
     base, path, kill_at, mode, vendor, key, kill_after = sys.argv[1:8]
@@ -72,29 +72,31 @@ CHILD = textwrap.dedent("""
     if float(kill_after) > 0:
         threading.Timer(float(kill_after), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
 
-    class CrashingJournal(Journal):
+    class CrashingStore(SqliteStore):  # the async store the gateway writes through (writer thread)
         def _maybe_die(self, step):
             if step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        def intent(self, **kw):
+        async def intent(self, **kw):
             self._maybe_die("before-intent")
-            super().intent(**kw)
+            await super().intent(**kw)
             self._maybe_die("after-intent")
 
-        def accepted(self, key, handle):
-            super().accepted(key, handle)
+        async def accepted(self, key, handle):
+            await super().accepted(key, handle)
             self._maybe_die("after-ack")
 
-        def state(self, key, state):
-            super().state(key, state)
+        async def state(self, key, state):
+            written = await super().state(key, state)
+            if written is not None:
+                await written  # batched: let its group commit land, so "mid-poll" is after it
             self._maybe_die("mid-poll")
 
-        def finish_clip(self, key, result_json):
+        async def finish(self, clip_key, result_json, submit_key, **cost):
             self._maybe_die("after-completion")
-            super().finish_clip(key, result_json)
+            await super().finish(clip_key, result_json, submit_key, **cost)
 
-    gateway = Gateway(transport=LoopbackTransport(base), journal=CrashingJournal(path),
+    gateway = Gateway(transport=LoopbackTransport(base), journal=CrashingStore(path),
                       keys={"runware": "k", "fal": "k", "wavespeed": "k"},
                       poll=PollPolicy(expected=0.3, interval=0.05, first_fraction=0.5, max_interval=0.2,
                                       min_interval={}),
