@@ -125,6 +125,7 @@ class Journal(MediaJournal, ServerRowsJournal):
             else:
                 from gateway.store.postgres import PostgresStore
                 self._store = PostgresStore(self._engine.where, engine=self._engine, wall=lambda: self.wall(),
+                                            offload=offload if self.offload is None else self.offload,
                                             emulator_instance=self.emulator_instance)
         return self._store
 

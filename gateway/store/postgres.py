@@ -134,14 +134,16 @@ class PostgresEngine:
 
 class PostgresStore(SqlStore):
     """The async store on PostgreSQL; ``url`` a ``postgresql://`` URL (its password is a secret);
-    ``engine``: an open ``PostgresEngine`` to share (the ``Journal`` face of the same database)."""
+    ``engine``: an open ``PostgresEngine`` to share (the ``Journal`` face of the same database);
+    ``offload``: each operation on a worker thread (default) or inline on the caller's thread."""
 
     dialect = "postgresql"
 
     def __init__(self, url: str, *, wall: Callable[[], float] = time.time, emulator_instance: str | None = None,
                  max_size: int = 8, connect_timeout: float = 10.0, queries: Queries | None = None,
-                 engine: PostgresEngine | None = None) -> None:
+                 engine: PostgresEngine | None = None, offload: bool = True) -> None:
         super().__init__(wall=wall, emulator_instance=emulator_instance)
+        self.offload = offload
         self.engine = engine if engine is not None else PostgresEngine(
             url, queries or Queries(), max_size=max_size, connect_timeout=connect_timeout)
         self.where = self.engine.where
@@ -154,6 +156,8 @@ class PostgresStore(SqlStore):
         return f"PostgresStore({self.where})"
 
     async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        if not self.offload:  # inline on the caller's thread (virtual clocks: time must not jump meanwhile)
+            return self.engine.execute(durability, fn, args, kwargs)
         return await asyncio.to_thread(self.engine.execute, durability, fn, args, kwargs)
 
     async def aclose(self) -> None:
