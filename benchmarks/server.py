@@ -59,6 +59,8 @@ from benchmarks.serving import (
 
 VENDORS = ("fal", "runware", "wavespeed")
 FINAL = ("completed", "failed")
+ROW_S = 75.0
+"""Seconds after which a row starts no more jobs (a healthy row of 1,000 jobs takes about 30 s)."""
 
 
 def _sizes(quick: bool) -> dict[str, int]:
@@ -117,8 +119,12 @@ def litellm_body(i: int) -> dict[str, Any]:
 
 
 async def drive(target: Target, *, jobs: int, clients: int, warmup: int, first: int = 0,
-                deadline_s: float = 120.0) -> dict[str, Any]:
-    """``warmup`` jobs (not measured), then ``jobs`` jobs by ``clients`` concurrent clients; per-call times."""
+                deadline_s: float = 30.0, row_s: float = ROW_S) -> dict[str, Any]:
+    """``warmup`` jobs (not measured), then ``jobs`` jobs by ``clients`` concurrent clients; per-call times.
+
+    A job still unfinished ``deadline_s`` seconds after its create counts as ``unfinished``; no job starts
+    ``row_s`` seconds into the measured phase (the rest count as ``not started``), so a server that slows
+    down as jobs accumulate bounds the suite's run time instead of stretching it."""
     calls: dict[str, list[tuple[int, float]]] = {"create": [], "retrieve": []}
     outcomes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -154,9 +160,13 @@ async def drive(target: Target, *, jobs: int, clients: int, warmup: int, first: 
 
         async def phase(indices: range, width: int, measured: bool) -> float:
             feed = iter(indices)
+            stop = time.perf_counter() + row_s
 
             async def client() -> None:
                 for i in feed:
+                    if time.perf_counter() > stop:
+                        outcomes["not started"] += 1
+                        continue
                     await one(i, measured)
 
             began = time.perf_counter()
@@ -338,8 +348,9 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]
                      "0 (baseline)" if key == "emulator straight" else added_c,
                      "0 (baseline)" if key == "emulator straight" else added_r,
                      "-" if rss is None else rss, calls, found])
-        if row.get("errors"):
-            notes.append(f"{key}: errors {row['errors']}")
+        others = {k: v for k, v in row["outcomes"].items() if k != "completed"}
+        if others or row.get("errors"):
+            notes.append(f"{key}: outcomes {others} besides completed; errors {row.get('errors') or {}}")
     sizes = result["sizes"]
     notes.append(f"{sizes['jobs']:,} jobs a row by {sizes['clients']} concurrent clients after {sizes['warmup']} "
                  f"warm-up jobs; each client creates, then retrieves every {result['poll_s']} s until final; "
