@@ -276,12 +276,20 @@ def _litellm_row(sizes: dict[str, int]) -> dict[str, Any]:
             "peak_rss_mb": rss, "ledger": ledger, "facts": facts}
 
 
+def _guarded(make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One row; a side that cannot start or breaks becomes a 'not runnable' row, so the suite still ends."""
+    try:
+        return make()
+    except Exception as failure:  # any failure of one side: report it, run the others
+        return {"not_runnable": f"{type(failure).__name__}: {failure}"}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = _sizes(quick)
-    rows = {"emulator straight": _direct_row(sizes),
-            "serve, webhooks": _serve_row(True, sizes),
-            "serve, polling": _serve_row(False, sizes),
-            "LiteLLM proxy": _litellm_row(sizes)}
+    rows = {"emulator straight": _guarded(lambda: _direct_row(sizes)),
+            "serve, webhooks": _guarded(lambda: _serve_row(True, sizes)),
+            "serve, polling": _guarded(lambda: _serve_row(False, sizes)),
+            "LiteLLM proxy": _guarded(lambda: _litellm_row(sizes))}
     return {"sizes": sizes, "job_s": JOB_S, "poll_s": POLL_S, "rows": rows, "targets": _targets(rows)}
 
 
@@ -292,7 +300,9 @@ def _added(row: dict[str, Any], base: dict[str, Any], call: str, q: str) -> floa
 def _targets(rows: dict[str, Any]) -> dict[str, Any]:
     base, ours, peer = rows["emulator straight"], rows["serve, webhooks"], rows["LiteLLM proxy"]
     targets: dict[str, Any] = {}
-    if "not_runnable" not in peer:
+    if "not_runnable" in ours:
+        return targets
+    if "not_runnable" not in peer and "not_runnable" not in base:
         for call in ("create", "retrieve"):
             for q in ("p50_ms", "p99_ms"):
                 mine = float(ours[f"fal_{call}"][q] - base[call][q])
@@ -334,8 +344,11 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]
         def pair(a: float, b: float) -> str:
             return f"{a:.2f} / {b:.2f}"
 
-        added_c = pair(_added(row, base, "create", "p50_ms"), _added(row, base, "create", "p99_ms"))
-        added_r = pair(_added(row, base, "retrieve", "p50_ms"), _added(row, base, "retrieve", "p99_ms"))
+        if "not_runnable" in base:
+            added_c = added_r = "-"
+        else:
+            added_c = pair(_added(row, base, "create", "p50_ms"), _added(row, base, "create", "p99_ms"))
+            added_r = pair(_added(row, base, "retrieve", "p50_ms"), _added(row, base, "retrieve", "p99_ms"))
         calls = "; ".join(f"{v} {c.get('status', 0) / c['jobs']:.2f}" for v, c in sorted(row["ledger"].items())
                           if c.get("jobs"))
         seen = row.get("detection", {})
