@@ -1,6 +1,6 @@
 """10. The server over loopback: ``ovi-gateway serve --emulator`` under concurrent clients, beside LiteLLM's proxy.
 
-Every side is a real process on loopback HTTP, driven by the same asyncio client (httpx, keep-alive, ``CLIENTS``
+Every side is a real process on loopback HTTP, driven by the same asyncio client (httpx, keep-alive, 25 clients
 at once, 250 jobs a row after a warm-up, 1,000 in all): each client creates a video, then retrieves it every
 ``POLL_S`` seconds until it is final. Emulated jobs run ``JOB_S`` seconds. Rows, each naming its configuration:
 
