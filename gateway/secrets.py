@@ -53,6 +53,8 @@ MIN_LENGTH = 6
 
 _lock = threading.Lock()
 _values: set[str] = set()
+_seen: set[str] = set()
+"""Plain values ``register`` has already taken (adapters re-register their key on every call)."""
 _pattern: re.Pattern[str] | None = None
 _factory_installed = False
 
@@ -66,10 +68,11 @@ def _forms(value: str, minimum: int = MIN_LENGTH) -> set[str]:
 def register(value: Any) -> None:
     """Add one secret value (``str``, ``bytes`` or ``SecretStr``) to the registry."""
     text = _plain(value)
-    if not text or len(text) < MIN_LENGTH:
+    if text in _seen or len(text) < MIN_LENGTH:  # the hot path: a key already known costs one lookup
         return
     global _pattern
     with _lock:
+        _seen.add(text)
         new = _forms(text) - _values
         if not new:
             return

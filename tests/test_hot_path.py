@@ -1,0 +1,101 @@
+"""The per-job hot path does its work once, without changing what it does (issue 14 item 3).
+
+Each test pins one optimization to the behaviour it must keep: a cached value still redacts, a class
+bound still maps a fired bound to the taxonomy, cached headers still carry the key and exactly one
+User-Agent. Figures are in ``benchmarks/`` (never from timed tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from gateway import secrets
+from gateway.clock import VirtualClock
+from gateway.contract import ProviderContext, SubmitContext
+from gateway.errors import MalformedResponse, ProviderUnavailable, SubmitOutcomeUnknown
+from gateway.http import USER_AGENT, decode
+from gateway.jobs.bounds import bounded_call
+from gateway.request import OviRequest
+from providers.wavespeed import WaveSpeedProvider
+
+pytestmark = pytest.mark.anyio
+
+
+def test_a_known_secret_is_not_registered_again_and_still_redacts(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets.register_api_key("hot-path-id:hot-path-secret-1")
+
+    def recomputed(*args: Any, **kwargs: Any) -> set[str]:
+        raise AssertionError("a registered value's forms were computed again")
+
+    monkeypatch.setattr(secrets, "_forms", recomputed)
+    secrets.register("hot-path-id:hot-path-secret-1")  # what every adapter call does with its key
+    secrets.register_api_key("hot-path-id:hot-path-secret-1")
+    assert secrets.redact("echo hot-path-id:hot-path-secret-1 and hot-path-secret-1") == "echo *** and ***"
+
+
+def test_decoding_any_keeps_the_value_and_still_refuses_what_is_not_json() -> None:
+    assert decode(Any, b'{"code": 1400, "data": [1, "x"]}', provider="x") == {"code": 1400, "data": [1, "x"]}
+    assert decode(Any, {"already": "decoded"}, provider="x") == {"already": "decoded"}
+    with pytest.raises(MalformedResponse, match="answer is not JSON"):
+        decode(Any, b"<html>", provider="x")
+
+
+async def test_a_bound_that_fires_is_a_failed_check_or_an_unknown_submit() -> None:
+    clock = VirtualClock()
+    with pytest.raises(ProviderUnavailable, match="v did not finish answering the status check within 2 s"):
+        async with bounded_call(clock, None, provider="v", what="status check", cap=2.0):
+            await clock.sleep(5)
+    assert clock.now() == 2.0
+    ctx = SubmitContext(idempotency_key="0b6f3c1e-5d2a-4c8b-9e7f-123456789abc")
+    with pytest.raises(SubmitOutcomeUnknown, match="within 1 s; the submit may have reached it") as caught:
+        async with bounded_call(clock, clock.now() + 1.0, provider="v", what="submit", submit=ctx):
+            await clock.sleep(5)
+    assert caught.value.may_be_billed and caught.value.job_hint["idempotency_key"] == ctx.idempotency_key
+
+
+async def test_a_bound_passes_the_bodys_own_errors_and_maps_its_bare_timeout() -> None:
+    clock = VirtualClock()
+    with pytest.raises(ValueError, match="the body's own"):
+        async with bounded_call(clock, None, provider="v", what="result"):
+            raise ValueError("the body's own")
+    with pytest.raises(ProviderUnavailable, match="did not finish answering the result"):
+        async with bounded_call(clock, None, provider="v", what="result"):
+            raise TimeoutError  # what the generator version mapped too
+    async with bounded_call(clock, None, provider="v", what="result"):
+        await clock.sleep(1)  # within the bound: nothing raised
+    assert clock.now() == 1.0
+
+
+SUBMITTED = {"code": 200, "message": "success", "data": {"id": "pred-1", "status": "created",
+                                                        "urls": {"get": "https://x/pred-1"}}}
+
+
+@pytest.mark.parametrize("client_headers, expected_agents", [
+    ({"user-agent": USER_AGENT}, [USER_AGENT]),  # the gateway's own client: sent once, not twice
+    ({}, [USER_AGENT]),                          # a caller's client without it: the adapter adds it
+    ({"user-agent": "theirs/1"}, [USER_AGENT]),  # a caller's own agent: ours replaces it, as before
+])
+async def test_wavespeed_requests_carry_the_key_and_one_user_agent(client_headers: dict[str, str],
+                                                                   expected_agents: list[str]) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=SUBMITTED)
+
+    request = OviRequest(prompt="a knight", image="https://example.com/a.png")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), headers=client_headers) as http:
+        for key in ("ws-key-one-123", "ws-key-one-123", "ws-key-two-456"):  # the header cache follows the key
+            provider = WaveSpeedProvider(ProviderContext(api_key=SecretStr(key), http=http))
+            for _ in range(2):
+                handle = await provider.submit(request, SubmitContext(idempotency_key="k"))
+                await provider.status(handle)
+    assert [r.headers["authorization"] for r in seen[-4:]] == ["Bearer ws-key-two-456"] * 4
+    assert {r.headers["authorization"] for r in seen[:8]} == {"Bearer ws-key-one-123"}
+    assert all(r.headers.get_list("user-agent") == expected_agents for r in seen)
+    assert [str(r.url) for r in seen[:2]] == ["https://api.wavespeed.ai/api/v3/character-ai/ovi/image-to-video",
+                                              "https://api.wavespeed.ai/api/v3/predictions/pred-1/result"]
