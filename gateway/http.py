@@ -169,6 +169,8 @@ def decode(model: Any, body: bytes | str | Any, *, provider: str, may_be_billed:
             text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
             raise MalformedResponse(f"{what} is not JSON: {redact(text, secrets, limit=120)!r}", provider=provider,
                                     may_be_billed=may_be_billed) from exc
+    if model is Any:  # any JSON value is an ``Any``: nothing to validate (an adapter reads a ``code`` first)
+        return value
     try:
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model.model_validate(value)

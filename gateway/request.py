@@ -273,8 +273,10 @@ class OviRequest(BaseModel):
 
     def set_fields(self) -> dict[str, Any]:
         """The optional fields the caller set (not ``None``), by canonical name."""
-        return {name: value for name, value in self
-                if name not in ("prompt", "image") and value is not None}
+        # ``__dict__`` holds exactly the fields (extra="forbid"; private attributes live elsewhere): read
+        # directly, it skips pydantic's per-field iterator, and every quote and submit asks this.
+        return {name: value for name, value in self.__dict__.items()
+                if value is not None and name not in ("prompt", "image")}
 
 
 def _document_fields(model: type[BaseModel]) -> None:
