@@ -27,7 +27,7 @@ CALL_TIMEOUT = 300.0
 """Seconds one provider call may take even with no deadline (a 20 MB inline image upload fits)."""
 
 
-class bounded_call:  # noqa: N801 - used like the function it replaced: ``async with bounded_call(...)``
+class bounded_call:  # lower case: used like the function it replaced, ``async with bounded_call(...)``
     """Run the body within the deadline (absolute, on ``clock``) and ``cap`` seconds; see the module.
 
     A class rather than an ``@asynccontextmanager`` generator: every provider call enters one, and the

@@ -67,6 +67,13 @@ class WaveSpeedProvider:
         self._ctx = ctx
         self._base = str(ctx.options.get("base_url") or translate.API_BASE).rstrip("/")
         secrets.register(os.environ.get("WAVESPEED_WEBHOOK_SECRET"))  # known now, before any echo can carry it
+        # Built once, not per request (a submit URL parsed by httpx costs as much as the request's headers).
+        self._submit_urls = {model: httpx.URL(translate.submit_url(model, self._base))
+                             for model in (translate.I2V_MODEL, translate.T2V_MODEL)}
+        # The gateway's client already sends our User-Agent; a caller's own client gets it per request.
+        sends_ours = getattr(ctx.http, "headers", {}).get("user-agent") == USER_AGENT
+        self._extra_headers = {} if sends_ours else {"User-Agent": USER_AGENT}
+        self._auth: tuple[str, dict[str, str]] | None = None
 
     # ---- pure --------------------------------------------------------------------------------
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
@@ -105,7 +112,7 @@ class WaveSpeedProvider:
             # The documented way to ask for a webhook is a `webhook` query parameter on the submit URL
             # [doc wavespeed.ai/docs/how-to-use-webhooks]; httpx percent-encodes it.
             params = {"webhook": ctx.webhook_url} if ctx.webhook_url else None
-            response = await self._ctx.http.post(translate.submit_url(model, self._base), json=payload, params=params,
+            response = await self._ctx.http.post(self._submit_urls[model], json=payload, params=params,
                                                  headers=self._headers(key),
                                                  timeout=self._ctx.timeout_or(SUBMIT_TIMEOUT))
         except httpx.TransportError as exc:
@@ -193,6 +200,8 @@ class WaveSpeedProvider:
     def _key(self) -> str:
         return require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
 
-    @staticmethod
-    def _headers(key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}
+    def _headers(self, key: str) -> dict[str, str]:
+        """The request headers for ``key``, built once per key (httpx copies them into each request)."""
+        if self._auth is None or self._auth[0] != key:
+            self._auth = (key, {"Authorization": f"Bearer {key}", **self._extra_headers})
+        return self._auth[1]

@@ -109,9 +109,9 @@ def build_payload(request: OviRequest, ctx: SubmitContext, image: str | None) ->
     """The exact submit body. ``image`` is what goes in ``"image"`` (a URL, or the uploaded file's URL).
 
     An unset seed is sent as ``-1`` (WaveSpeed's "random"), as is a dropped one. ``size`` maps
-    ``960x540`` → ``"960*540"``; fps and output format are fixed (24, MP4) and never sent.
+    ``960x540`` → ``"960*540"``; fps and output format are fixed (24, MP4) and never sent. Check the
+    request against ``CAPABILITIES`` first (the adapter's ``translate`` and ``submit`` do).
     """
-    CAPABILITIES.require(request, provider=NAME, dropped=ctx.dropped)
     seed = request.seed if request.seed is not None and "seed" not in ctx.dropped else RANDOM_SEED
     if request.mode is Mode.IMAGE_TO_VIDEO:
         if image is None:
