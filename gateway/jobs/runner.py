@@ -2,7 +2,7 @@
 
 The runner owns all waiting, through the injected clock, and acts on the fate that
 ``gateway.jobs.fate.decide`` gives each answer (the phase × answer table is in that module): before a
-submit may have reached the vendor, failures are retried (tenacity: exponential backoff with jitter,
+submit may have reached the vendor, failures are retried (exponential backoff with jitter,
 ``Retry-After`` honored, bounded by the deadline) or failed over; once it may have, only the vendor's
 verdict on that job ends it. An ambiguous submit is settled the vendor's own way — Runware by sending
 the same ``taskUUID`` again, fal by following a request id the answer carried — or raised as
@@ -20,8 +20,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-
-from tenacity import RetryCallState
 
 import gateway.telemetry as telemetry
 from gateway.clock import Clock
@@ -347,10 +345,6 @@ class Runner:
             return min(float(hinted), self.backoff_cap)
         exp = min(self.backoff_cap, self.backoff_base * 2.0 ** (tries - 1))
         return exp * self.rng.uniform(0.5, 1.0)
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return self._backoff(state.attempt_number, error if isinstance(error, GatewayError) else None)
 
     def _past(self, deadline_at: float | None, upcoming: float | None) -> bool:
         return deadline_at is not None and self.clock.now() + (upcoming or 0.0) > deadline_at

@@ -1,7 +1,9 @@
 """The submit step: one vendor POST, retried only while nothing can have been billed.
 
-Before the submit may have reached the vendor, failures are retried (tenacity: exponential backoff with
-jitter, ``Retry-After`` honored, bounded by the deadline) and then left to the plan (failover). Once it
+Before the submit may have reached the vendor, failures are retried (exponential backoff with jitter,
+``Retry-After`` honored, bounded by the deadline) and then left to the plan (failover). The loop is
+written out rather than built with tenacity: every job passes through it, and setting up tenacity's
+``AsyncRetrying`` cost more than the rest of the submit step's own work. Once it
 may have (no answer), the job is settled the vendor's own way (``gateway.jobs.settle``). An ack that
 is a ``conflict`` (Runware's ``conflictTaskUUID``) is followed only for our own key.
 """
@@ -10,8 +12,6 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from gateway.contract import JobHandle, Provider, SubmitContext
 from gateway.errors import GatewayError, RateLimited
@@ -33,43 +33,42 @@ _log = logging.getLogger("gateway.jobs.runner")  # one logger for the whole job 
 
 async def submit(runner: Runner, provider: Provider, request: OviRequest, ctx: SubmitContext,
                  route: Route, deadline_at: float | None, attempts: list[Attempt], started: float) -> JobHandle:
+    """Send the submit, retrying (same key) while ``worth_retrying`` says nothing can have been billed,
+    at most ``route.max_tries`` times and never past the deadline; see the module."""
     name = provider.name
     sent: set[str] = set()
-
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        attempts.append(Attempt(provider=name, outcome="retried", error_type=type(error).__name__,
-                                error=str(error), elapsed_s=runner.clock.now() - started))
-        runner.health[name].failure(error)  # type: ignore[arg-type]
-        runner.on_event(Event("retry", name, runner.clock.now() - started, message=str(error)))
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda error: worth_retrying(runner, error)),
-        stop=lambda state: state.attempt_number >= route.max_tries or runner._past(
-            deadline_at, state.upcoming_sleep),
-        wait=runner._wait, sleep=runner.clock.sleep, before_sleep=before_sleep, reraise=True)
-    async for attempt in retrying:
-        with attempt:
-            _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key,
-                      attempt.retry_state.attempt_number,
-                      extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
-            runner.on_event(Event("submit", name, runner.clock.now() - started))
-            try:
-                async with runner._bounded(deadline_at, name, "submit", submit=ctx):
-                    handle = await provider.submit(request, ctx)
-            except GatewayError as error:
-                if error.status_code is not None:
-                    sent.add(ctx.idempotency_key)  # the vendor answered it: a later try is a resend
-                answer = fate.answer_of(error, Phase.SUBMIT)
-                if answer is Answer.JOB_IN_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.FOLLOW:
-                    return JobHandle.from_json(error.job_hint["handle"])  # type: ignore[attr-defined]
-                if answer is Answer.NO_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.RECONCILE:
-                    sent.add(ctx.idempotency_key)
-                    return await settle(runner, provider, request, ctx, error, started, deadline_at, sent)
-                fate.decide(Phase.SEND, answer)  # nothing billed: tenacity retries, or the plan moves on
+    tries = 0
+    while True:
+        tries += 1
+        _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key, tries,
+                  extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
+        runner.on_event(Event("submit", name, runner.clock.now() - started))
+        try:
+            async with runner._bounded(deadline_at, name, "submit", submit=ctx):
+                handle = await provider.submit(request, ctx)
+        except GatewayError as error:
+            if error.status_code is not None:
+                sent.add(ctx.idempotency_key)  # the vendor answered it: a later try is a resend
+            answer = fate.answer_of(error, Phase.SUBMIT)
+            if answer is Answer.JOB_IN_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.FOLLOW:
+                return JobHandle.from_json(error.job_hint["handle"])  # type: ignore[attr-defined]
+            if answer is Answer.NO_ANSWER and fate.decide(Phase.SUBMIT, answer) is Fate.RECONCILE:
+                sent.add(ctx.idempotency_key)
+                return await settle(runner, provider, request, ctx, error, started, deadline_at, sent)
+            fate.decide(Phase.SEND, answer)  # nothing billed: retried below, or the plan moves on
+            if not worth_retrying(runner, error):
                 raise
-            return acked(provider, handle, ctx, sent)
-    raise AssertionError("unreachable: tenacity reraises the last error")
+            # The wait is drawn before the stop check (as tenacity did), so seeded jitter is unchanged.
+            wait = runner._backoff(tries, error)
+            if tries >= route.max_tries or runner._past(deadline_at, wait):
+                raise
+            attempts.append(Attempt(provider=name, outcome="retried", error_type=type(error).__name__,
+                                    error=str(error), elapsed_s=runner.clock.now() - started))
+            runner.health[name].failure(error)
+            runner.on_event(Event("retry", name, runner.clock.now() - started, message=str(error)))
+            await runner.clock.sleep(wait)
+            continue
+        return acked(provider, handle, ctx, sent)
 
 
 def worth_retrying(runner: Runner, error: BaseException) -> bool:
