@@ -41,7 +41,7 @@ from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState, Health
-from gateway.routing.planner import Route, plan
+from gateway.routing.planner import Plan, Route, pinned, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.records import HEARTBEAT_S
@@ -313,7 +313,7 @@ class Gateway(ClipsMixin, HandlesMixin):
         explicit = route is not None or provider is not None
         route = route or self.default_route
         if provider is not None:
-            route = route.model_copy(update={"provider": provider})
+            route = pinned(route, provider)
         if route.provider is not None:
             self.registry.get(route.provider)
             if route.provider not in self.classes:
@@ -344,6 +344,10 @@ class Gateway(ClipsMixin, HandlesMixin):
             # A vendor whose plugin failed to load is no quote, so no plan entry: name it and why anyway.
             failed = {name: [f"failed to load: {error}"] for name, error in self.load_failures.items()}
             raise NoRoute("no vendor can take this request", reasons={**failed, **chosen.excluded})
+        # Every in-flight job keeps this frame while it runs: drop what only planning needed (the other
+        # vendors' quotes and why they are out, about 2.5 KB a job at 10,000 in flight).
+        del quotes
+        chosen = Plan(chosen.candidates)
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -100,7 +99,7 @@ class Runner:
         self.poll: PollPolicy = poll or PollPolicy()
         self.rng: random.Random = rng or random.Random()
         self.new_key: Callable[[], str] = new_key or (lambda: str(uuid.uuid4()))
-        self.on_event: Callable[[Event], None] = on_event or (lambda event: None)
+        self.on_event: Callable[[Event], None] = on_event or _no_event
         self.backoff_base: float = backoff_base
         self.backoff_cap: float = backoff_cap
         self.budget: Budget | Sequence[Budget] | None = budget
@@ -122,11 +121,11 @@ class Runner:
         started = self.clock.now()
         deadline_at = None if route.deadline is None else started + route.deadline
         attempts: list[Attempt] = list(earlier or [])
-        queue = deque(plan.candidates)
+        queue = list(plan.candidates)  # a list: a deque's first block is ~600 B, kept by every job in flight
         resubmitted: dict[str, int] = {}
         for verdict in self.verdicts:  # the same rules as a failure below, for a job ended before this run
             again = [c for c in queue if c.provider == verdict.provider]
-            queue = deque(c for c in queue if c.provider != verdict.provider)
+            queue = [c for c in queue if c.provider != verdict.provider]
             if isinstance(verdict, GenerationFailed) and resubmitted.get(verdict.provider or "", 0) < route.job_retries:
                 resubmitted[verdict.provider or ""] = resubmitted.get(verdict.provider or "", 0) + 1
                 queue.extend(again)
@@ -136,7 +135,7 @@ class Runner:
         previous: str | None = None
         why = "skipped"
         while queue:
-            candidate = queue.popleft()
+            candidate = queue.pop(0)
             if previous is not None:
                 kind: EventKind = "resubmit" if candidate.provider == previous else "failover"
                 _log.info("%s from %s to %s (clip %s) after %s", "resubmitting" if kind == "resubmit" else
@@ -174,7 +173,8 @@ class Runner:
             return None
         try:
             await self._remaining(deadline_at, 0.0, name)
-            ctx = SubmitContext(idempotency_key=self.new_key(), dropped=frozenset(candidate.dropped))
+            ctx = SubmitContext(idempotency_key=self.new_key(),
+                                dropped=frozenset(candidate.dropped) if candidate.dropped else _NOTHING)
             checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
             await self.store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
                                     quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
@@ -363,6 +363,13 @@ class Runner:
         if job is not None:
             await self._record_failure(job, error)
         raise error
+
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _no_event(event: Event) -> None:
+    """The ``on_event`` of a runner given none (one function, not a lambda per runner)."""
 
 
 def _fails_over(error: GatewayError, route: Route) -> bool:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.routing.pricing import Money, Quote, to_money
 
-__all__ = ["Candidate", "Plan", "Route", "plan"]
+__all__ = ["Candidate", "Plan", "Route", "pinned", "plan"]
 
 
 class Route(BaseModel):
@@ -88,6 +88,21 @@ class Route(BaseModel):
     @classmethod
     def _money(cls, value: object) -> object:
         return to_money(value, "max_price")
+
+
+_PINNED: dict[tuple[int, str], tuple[Route, Route]] = {}
+
+
+def pinned(route: Route, provider: str) -> Route:
+    """``route`` with ``provider`` set, made once per route object and vendor: ``Route`` is frozen (and
+    ``model_copy`` shallow either way), so every ``generate(..., provider=V)`` call shares one copy instead
+    of each in-flight job keeping its own."""
+    found = _PINNED.get((id(route), provider))
+    if found is None or found[0] is not route:  # the route itself is held, so its id cannot be reused
+        if len(_PINNED) >= 64:
+            _PINNED.clear()
+        found = _PINNED[(id(route), provider)] = (route, route.model_copy(update={"provider": provider}))
+    return found[1]
 
 
 @dataclass(frozen=True, slots=True)
