@@ -132,3 +132,73 @@ def test_plan_checks_is_empty_without_data_and_increasing_with_it():
     assert plan_checks([], target_median=1.8, target_p90=5.6) == []
     plan = plan_checks([50.0, 55.0, 60.0, 65.0], target_median=1.8, target_p90=5.6)
     assert plan == sorted(plan) and len(set(plan)) == len(plan) and plan[0] > 30.0
+
+
+# ---- the planner's inner loops, rewritten for speed, must plan exactly as before ------------------
+def _solve_reference(times, cdf, weight, ratio, d50, d90, min_gap, grid):  # the loop before issue 14's cut
+    import math
+    count = len(times) - 1
+    max_gap = max(min_gap, round(min(30.0, d50 + d90) / grid))
+    shift50, shift90 = round(d50 / grid), round(d90 / grid)
+    best, nxt = [0.0] * (count + 1), [count] * (count + 1)
+    for i in range(count - 1, -1, -1):
+        survive = 1.0 - cdf[i]
+        top = count if i == 0 else min(count, i + max_gap)
+        value, choice = math.inf, count
+        for j in range(min(count, i + min_gap), top + 1):
+            late50 = cdf[j - shift50] - cdf[i] if j - shift50 > i else 0.0
+            late90 = cdf[j - shift90] - cdf[i] if j - shift90 > i else 0.0
+            cost = survive + weight * (late50 + ratio * late90) + best[j]
+            if cost < value:
+                value, choice = cost, j
+        best[i], nxt[i] = value, choice
+    checks, i = [], 0
+    while i < count:
+        i = nxt[i]
+        checks.append(round(times[i], 3))
+    return checks
+
+
+def _score_reference(checks, ordered, bandwidth, d50, d90):
+    import bisect
+    import math
+    delays, calls = [], 0
+    for d in ordered:
+        for offset in (-bandwidth, -bandwidth / 2, 0.0, bandwidth / 2, bandwidth):
+            t = max(0.0, d + offset)
+            index = bisect.bisect_left(checks, t)
+            delays.append(checks[index] - t if index < len(checks) else math.inf)
+            calls += index + 1
+    delays.sort()
+    if delays[len(delays) // 2] > d50 or delays[int(0.9 * (len(delays) - 1))] > d90:
+        return None
+    return calls / len(delays)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_fast_planner_loops_give_the_reference_answers(seed: int) -> None:
+    import random
+
+    from gateway.jobs import polling
+
+    rng = random.Random(seed)
+    for _ in range(25):
+        count = rng.randint(2, 120)
+        grid = rng.choice([0.02, 0.25, 0.5])
+        times = [i * grid for i in range(count + 1)]
+        cdf = sorted(rng.random() for _ in range(count + 1))
+        cdf[-1] = 1.0
+        if rng.random() < 0.3:  # plateaus: equal costs, where the first minimum must win
+            cdf = [round(c, 1) for c in cdf]
+        args = (times, cdf, rng.choice([0.0, 0.5, 7.0, 1e4, 1e6]), rng.choice([0.25, 1.0, 16.0]),
+                rng.uniform(0.0, 3.0), rng.uniform(0.0, 9.0), rng.randint(1, 12), grid)
+        assert polling._solve(*args) == _solve_reference(*args)
+        ordered = sorted(rng.uniform(0.0, 80.0) for _ in range(rng.randint(1, 60)))
+        bandwidth = rng.uniform(0.1, 4.0)
+        checks = sorted({round(rng.uniform(0.0, 90.0), 3) for _ in range(rng.randint(1, 30))})
+        points = polling._jittered(ordered, bandwidth)
+        if rng.random() < 0.5:  # checks exactly at some points: a point is seen by a check at its own time
+            checks = sorted(set(checks) | set(rng.sample(points, rng.randint(1, len(points)))))
+        d50, d90 = rng.uniform(0.0, 5.0), rng.uniform(0.0, 15.0)
+        assert polling._score(checks, points, d50, d90) == \
+            _score_reference(checks, ordered, bandwidth, d50, d90)
