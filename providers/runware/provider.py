@@ -61,6 +61,11 @@ class RunwareProvider:
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
         self._url = str(ctx.options.get("base_url") or translate.API_URL)
+        self._parsed_url = httpx.URL(self._url)  # parsed once: every call POSTs to this one URL
+        # The gateway's client already sends our User-Agent; a caller's own client gets it per request.
+        sends_ours = getattr(ctx.http, "headers", {}).get("user-agent") == USER_AGENT
+        self._extra_headers = {"accept": "application/json"} | ({} if sends_ours else {"user-agent": USER_AGENT})
+        self._auth: tuple[str, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"RunwareProvider(url={self._url!r})"
@@ -152,12 +157,14 @@ class RunwareProvider:
 
     async def _post(self, payload: list[dict[str, Any]], key: str, timeout: httpx.Timeout, *,
                     submitting: bool = False, job_hint: dict[str, Any] | None = None) -> httpx.Response:
-        headers = {"authorization": f"Bearer {key}", "user-agent": USER_AGENT, "accept": "application/json"}
+        if self._auth is None or self._auth[0] != key:  # built once per key: httpx copies them per request
+            self._auth = (key, {"authorization": f"Bearer {key}", **self._extra_headers})
         try:
-            response = await self._ctx.http.post(self._url, json=payload, headers=headers,
+            response = await self._ctx.http.post(self._parsed_url, json=payload, headers=self._auth[1],
                                                  timeout=self._ctx.timeout_or(timeout))
         except httpx.TransportError as exc:
             raise classify_transport(self.name, exc, submitting=submitting, job_hint=job_hint) from exc
-        tasks = ",".join(str(task.get("taskType")) for task in payload)
-        _log.debug("POST %s (%s) answered HTTP %d", self._url, tasks, response.status_code)
+        if _log.isEnabledFor(logging.DEBUG):
+            tasks = ",".join(str(task.get("taskType")) for task in payload)
+            _log.debug("POST %s (%s) answered HTTP %d", self._url, tasks, response.status_code)
         return response

@@ -339,12 +339,15 @@ def status_from(status: int, headers: Mapping[str, str], content: bytes, *, task
     """
     ok = 200 <= status < 300
     try:
-        body = read_body(content)
+        raw = json.loads(content)  # parsed once: ``raw`` is also what the body is validated from
+    except ValueError:
+        raw = content  # not JSON: read_body raises its MalformedResponse, as for any unreadable body
+    try:
+        body = read_body(raw)
     except MalformedResponse:
         if ok:
             raise
         raise classify_response(status, headers, content, task_uuid=task_uuid, secrets=secrets) from None
-    raw = json.loads(content)
     item = _pick(_items(body, task_uuid)) if ok else None
     if item is not None:
         state = _state(item)
