@@ -21,8 +21,12 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         self.inner: httpx.AsyncHTTPTransport = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(scheme=self.base.scheme, host=self.base.host, port=self.base.port)
-        request.headers["host"] = f"{self.base.host}:{self.base.port}" if self.base.port else self.base.host
+        url = request.url
+        if url.host != self.base.host or url.port != self.base.port or url.scheme != self.base.scheme:
+            # Only a URL that points elsewhere is rebuilt: the emulator's own answers (fal's status and
+            # result URLs, media) already point at it, and a rebuild costs a URL parse per request.
+            request.url = url.copy_with(scheme=self.base.scheme, host=self.base.host, port=self.base.port)
+            request.headers["host"] = f"{self.base.host}:{self.base.port}" if self.base.port else self.base.host
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
