@@ -250,9 +250,9 @@ class Gateway(ClipsMixin, HandlesMixin):
         quotes = list(self._quotes(request).values())
         return sorted(quotes, key=lambda q: (not q.feasible, q.price_usd is None, q.price_usd or Decimal(0)))
 
-    def _quotes(self, request: OviRequest) -> dict[str, Quote]:
+    def _quotes(self, request: OviRequest, only: str | None = None) -> dict[str, Quote]:
         quotes = {}
-        for name, cls in self.classes.items():
+        for name, cls in self.classes.items() if only is None else [(only, self.classes[only])]:  # pinned: it alone
             violations = cls.capabilities.violations(request)
             price, estimated, source = self.book.price(name, request)
             reasons = [str(v) for v in violations]
@@ -330,7 +330,7 @@ class Gateway(ClipsMixin, HandlesMixin):
                             started: float, earlier: list[Attempt] | None = None) -> OviResult:
         if route.deadline is not None:  # what resuming an earlier job used counts against the deadline
             route = route.model_copy(update={"deadline": max(1e-9, route.deadline - (self.clock.now() - started))})
-        quotes = self._quotes(request)
+        quotes = self._quotes(request, only=route.provider)
         chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())
         wait = None if chosen.candidates else self._cooldown_wait(route, quotes)
         if wait is not None:
@@ -344,9 +344,7 @@ class Gateway(ClipsMixin, HandlesMixin):
             # A vendor whose plugin failed to load is no quote, so no plan entry: name it and why anyway.
             failed = {name: [f"failed to load: {error}"] for name, error in self.load_failures.items()}
             raise NoRoute("no vendor can take this request", reasons={**failed, **chosen.excluded})
-        # Every in-flight job keeps this frame while it runs: drop what only planning needed (the other
-        # vendors' quotes and why they are out, about 2.5 KB a job at 10,000 in flight).
-        del quotes
+        del quotes  # every in-flight job keeps this frame: drop the others' quotes and exclusions (~2.5 KB)
         chosen = Plan(chosen.candidates)
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
@@ -436,7 +434,8 @@ class Gateway(ClipsMixin, HandlesMixin):
         from gateway.jobs.delivery import Delivery
         from gateway.jobs.runner import Runner
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
-                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
+                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip,
+                            emulated=self.emulated)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
         return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
                       health=self.health_state, store=self.store,

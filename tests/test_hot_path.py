@@ -114,7 +114,8 @@ def test_a_pinned_route_is_made_once_per_route_and_vendor() -> None:
     assert pinned(other, "fal") is not first and pinned(other, "fal").max_tries == 5
 
 
-async def test_a_job_in_flight_keeps_no_planning_leftovers(clock: VirtualClock) -> None:
+@pytest.mark.parametrize("how", ["provider", "only"])
+async def test_a_job_in_flight_keeps_no_planning_leftovers(clock: VirtualClock, how: str) -> None:
     """Quotes and exclusion reasons of the vendors not chosen die with planning: at 10,000 jobs in flight
     they were a quarter of the gateway's memory per job."""
     import asyncio
@@ -127,13 +128,69 @@ async def test_a_job_in_flight_keeps_no_planning_leftovers(clock: VirtualClock) 
     emulator = Emulator(clock=clock, job_time=lambda rng: 30.0, seed=3)
     gateway = Gateway(emulator=emulator, clock=clock, journal=None)
     request = OviRequest(prompt="a knight", image="https://example.com/a.png")
-    task = asyncio.ensure_future(gateway.agenerate(request, provider="wavespeed"))
+    gc.collect()
+    before = {id(o) for o in gc.get_objects() if isinstance(o, Quote)}  # other tests' quotes
+    from gateway.routing.planner import Route
+
+    # provider=: only the pinned vendor is quoted; only=: every vendor is, and the others' quotes must go.
+    call = (gateway.agenerate(request, provider="wavespeed") if how == "provider"
+            else gateway.agenerate(request, route=Route(only=["wavespeed"])))
+    task = asyncio.ensure_future(call)
     while not emulator["wavespeed"].jobs:  # submitted, now waiting for its first check
         await asyncio.sleep(0)
     await asyncio.sleep(0)
     gc.collect()
-    alive = [o.provider for o in gc.get_objects() if isinstance(o, Quote)]
+    alive = [o.provider for o in gc.get_objects() if isinstance(o, Quote) and id(o) not in before]
     assert alive == ["wavespeed"]  # the chosen candidate's quote (its price is the result's quoted_usd)
     result = await task
     assert result.provider == "wavespeed" and result.quoted_usd is not None
     await gateway.aclose()
+
+
+@pytest.mark.parametrize("client_headers", [{"user-agent": USER_AGENT}, {}, {"user-agent": "theirs/1"}])
+async def test_runware_requests_carry_the_key_and_one_user_agent(client_headers: dict[str, str]) -> None:
+    from providers.runware import RunwareProvider
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        task = {"taskType": "videoInference", "taskUUID": "0b6f3c1e-5d2a-4c8b-9e7f-123456789abc"}
+        return httpx.Response(200, json={"data": [{**task, "status": "processing"}]})
+
+    request = OviRequest(prompt="a knight", image="https://example.com/a.png")
+    ctx = SubmitContext(idempotency_key="0b6f3c1e-5d2a-4c8b-9e7f-123456789abc")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), headers=client_headers) as http:
+        provider = RunwareProvider(ProviderContext(api_key=SecretStr("rw-key-123456"), http=http))
+        for _ in range(2):
+            handle = await provider.submit(request, ctx)
+            assert (await provider.status(handle)).state.value == "running"
+    assert len(seen) == 4 and all(str(r.url) == "https://api.runware.ai/v1" for r in seen)
+    assert all(r.headers["authorization"] == "Bearer rw-key-123456" for r in seen)
+    assert all(r.headers.get_list("user-agent") == [USER_AGENT] for r in seen)
+    assert all(r.headers["accept"] == "application/json" for r in seen)
+
+
+async def test_the_loopback_transport_rewrites_only_urls_that_point_elsewhere() -> None:
+    from gateway.emulator.loopback import LoopbackTransport
+
+    transport = LoopbackTransport("http://127.0.0.1:8765")
+    seen: list[httpx.Request] = []
+
+    class Inner(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200)
+
+    transport.inner = Inner()  # type: ignore[assignment]
+    vendor = httpx.Request("GET", "https://queue.fal.run/fal-ai/ovi/requests/r1/status?logs=0")
+    own = httpx.Request("GET", "http://127.0.0.1:8765/fal-ai/ovi/requests/r1/status")
+    same_url = own.url
+    await transport.handle_async_request(vendor)
+    await transport.handle_async_request(own)
+    assert str(seen[0].url) == "http://127.0.0.1:8765/fal-ai/ovi/requests/r1/status?logs=0"
+    assert seen[0].headers["host"] == "127.0.0.1:8765"
+    assert seen[1].url is same_url and seen[1].headers["host"] == "127.0.0.1:8765"
+    other_port = httpx.Request("GET", "http://127.0.0.1:9999/x")
+    await transport.handle_async_request(other_port)
+    assert str(seen[2].url) == "http://127.0.0.1:8765/x" and seen[2].headers["host"] == "127.0.0.1:8765"

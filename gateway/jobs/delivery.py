@@ -67,20 +67,28 @@ class Delivery:
         verify_now: download and verify even without ``keep_dir`` (``Route.failover_on_defective``).
         fetch: downloads a URL to a path (the gateway's ``gateway.media.download.adownload`` over its
             transport, clock and local-URL rule); needed when ``keep_dir`` or ``verify_now`` is set.
+        emulated: every vendor is emulated: the result says so from the start (``OviResult.emulated``),
+            instead of the gateway copying each result to mark it.
     """
 
+    __slots__ = ("emulated", "fetch", "journal", "keep_dir", "request", "verify_now")
+
     def __init__(self, *, journal: Any = None, request: OviRequest | None = None, keep_dir: Path | None = None,
-                 verify_now: bool = False, fetch: Callable[[str, Path], Awaitable[Path]] | None = None) -> None:
+                 verify_now: bool = False, fetch: Callable[[str, Path], Awaitable[Path]] | None = None,
+                 emulated: bool = False) -> None:
         self.journal = journal
         self.request = request
         self.keep_dir = keep_dir
         self.verify_now = verify_now and fetch is not None
         self.fetch = fetch
+        self.emulated = emulated
 
     async def __call__(self, job: Any, output: ProviderOutput) -> dict[str, Any]:
         fps, fmt = ((self.request.fps, self.request.output_format) if self.request is not None
                     else self._journaled_request(job.clip_key))
         fields: dict[str, Any] = {"expires_at": expires_at(job.provider), "fps": fps}
+        if self.emulated:
+            fields["emulated"] = True
         if self.fetch is None or (self.keep_dir is None and not self.verify_now):
             return fields
         url, name = output.video_url, clip_file_name(job.clip_key, output.video_url, fmt)
