@@ -344,8 +344,7 @@ class Gateway(ClipsMixin, HandlesMixin):
             # A vendor whose plugin failed to load is no quote, so no plan entry: name it and why anyway.
             failed = {name: [f"failed to load: {error}"] for name, error in self.load_failures.items()}
             raise NoRoute("no vendor can take this request", reasons={**failed, **chosen.excluded})
-        del quotes  # every in-flight job keeps this frame: drop the others' quotes and exclusions (~2.5 KB)
-        chosen = Plan(chosen.candidates)
+        quotes, chosen = {}, Plan(chosen.candidates)  # in-flight jobs keep this frame: only what runs (~2.5 KB less)
         try:
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:
@@ -433,9 +432,8 @@ class Gateway(ClipsMixin, HandlesMixin):
                 route: Route | None = None, caller: str | None = None) -> Runner:
         from gateway.jobs.delivery import Delivery
         from gateway.jobs.runner import Runner
-        delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir,
-                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip,
-                            emulated=self.emulated)
+        delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir, emulated=self.emulated,
+                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
         return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
                       health=self.health_state, store=self.store,
