@@ -438,8 +438,7 @@ class Gateway(ClipsMixin, HandlesMixin):
         return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
                       health=self.health_state, store=self.store,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
-                      backoff_base=self.backoff_base,
-                      new_key=self._new_key, deliver=delivery)
+                      backoff_base=self.backoff_base, new_key=self._new_key, deliver=delivery)
 
     async def _fetch_clip(self, url: str, path: Path) -> Path:
         """Download a finished clip for ``keep_dir`` / ``failover_on_defective`` (``jobs.delivery``)."""
