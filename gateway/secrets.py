@@ -12,6 +12,8 @@ API for every wing (register as soon as a secret is known, before it is ever sen
 
     secrets.register(value)          # any literal secret: a webhook signing secret or token, a server API key
     secrets.register_api_key(value)  # a vendor key; an ``id:secret`` key (fal) also registers each half
+    secrets.register_shape(regex)    # a family of secrets by form (per-job URL tokens): registering each
+                                     # of thousands of values would recompile the registry's pattern each time
     secrets.register_url(url)        # the password (and a token-like user) in a URL's userinfo, e.g.
                                      # ``postgresql://app:pw@db/ovi``; returns the URL with them masked
     secrets.redact(text)             # text with every registered value replaced by ``***``
@@ -42,7 +44,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 __all__ = ["MASK", "MIN_LENGTH", "RedactedError", "contains_secret", "is_registered", "redact", "redact_url",
-           "register", "register_api_key", "register_url", "scrub", "scrubbing"]
+           "register", "register_api_key", "register_shape", "register_url", "scrub", "scrubbing"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -56,6 +58,7 @@ _values: set[str] = set()
 _seen: set[str] = set()
 """Plain values ``register`` has already taken (adapters re-register their key on every call)."""
 _pattern: re.Pattern[str] | None = None
+_shapes: tuple[re.Pattern[str], ...] = ()
 _factory_installed = False
 
 
@@ -79,6 +82,18 @@ def register(value: Any) -> None:
         _values.update(new)
         # Longest first, so a whole ``id:secret`` key is masked before its halves.
         _pattern = re.compile("|".join(re.escape(v) for v in sorted(_values, key=len, reverse=True)))
+    _install_log_factory()
+
+
+def register_shape(regex: str) -> None:
+    """Redact every match of ``regex`` (a family of secrets by form, e.g. ``(?<=[?&]t=)[0-9a-f]{64}`` for the
+    per-job webhook URL tokens). A server registers one token per job; as literal values each would
+    recompile the registry's pattern over all of them (measured: 115 ms per job at 900 tokens)."""
+    global _shapes
+    compiled = re.compile(regex)
+    with _lock:
+        if all(shape.pattern != compiled.pattern for shape in _shapes):
+            _shapes = (*_shapes, compiled)
     _install_log_factory()
 
 
@@ -136,13 +151,18 @@ def redact(text: str, extra: Iterable[Any] = ()) -> str:
             for form in sorted(_forms(plain, 4), key=len, reverse=True):
                 text = text.replace(form, MASK)
     pattern = _pattern
-    return text if pattern is None else pattern.sub(MASK, text)
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    for shape in _shapes:
+        text = shape.sub(MASK, text)
+    return text
 
 
 def contains_secret(text: str) -> bool:
     """Whether ``text`` holds a registered value."""
     pattern = _pattern
-    return pattern is not None and pattern.search(text) is not None
+    return ((pattern is not None and pattern.search(text) is not None)
+            or any(shape.search(text) is not None for shape in _shapes))
 
 
 class RedactedError(Exception):

@@ -47,6 +47,19 @@ class EventStore(Protocol):
     def count(self, **where: Any) -> int: ...
 
 
+TOKEN_SHAPE = r"(?i)(?<=t=)[0-9a-f]{64}|(?<=t%3d)[0-9a-f]{64}|(?<=t%253d)[0-9a-f]{64}"
+"""A per-job URL token as echoed: after ``t=`` as sent, percent-encoded once (fal-client puts the webhook URL
+in a query parameter) or twice."""
+
+
+PUSH_FALLBACK_S = 90.0
+"""With webhooks on, polling is the slow fallback: a job that asked for a push is first checked this late
+(seconds after its submit, or the poll plan's own first check if later), unless a push wakes it first. An
+Ovi clip takes 45–75 s, so the push comes first and fal and WaveSpeed jobs need no status call at all
+(Runware's one ``getResponse`` confirms its unsigned push). A vendor whose push failed to come is polled
+at the usual pace until one arrives again."""
+
+
 class PushBox:
     """Webhook settings and state of one gateway.
 
@@ -56,9 +69,16 @@ class PushBox:
         events: the verified deliveries.
     """
 
-    def __init__(self, *, public_url: str, secret: bytes, events: EventStore) -> None:
+    def __init__(self, *, public_url: str, secret: bytes, events: EventStore,
+                 fallback_s: float = PUSH_FALLBACK_S) -> None:
         self.public_url = public_url.rstrip("/")
+        self.fallback_s = fallback_s
+        """First status check of a job that asked for a push, at the earliest (seconds after the submit)."""
+        self.missed: set[str] = set()
+        """Vendors whose last job ended without the push it asked for: their jobs poll at the usual pace."""
+        self._hinted: set[str] = set()
         secrets.register(secret)  # the token key may come from a caller, not only webhook_secret()
+        secrets.register_shape(TOKEN_SHAPE)
         self.secret = secret
         self.events = events
         self._wakers: dict[str, asyncio.Event] = {}
@@ -68,11 +88,10 @@ class PushBox:
     def token(self, provider: str, clip: str, submit: str) -> str:
         """The job's URL token: HMAC-SHA256 of ``provider/clip/submit`` under the secret (hex).
 
-        Registered with ``gateway.secrets``: the token alone lets anyone push for the job, and the webhook URL
-        that carries it is echoed in vendor answers, errors and logs."""
-        token = hmac.new(self.secret, f"{provider}/{clip}/{submit}".encode(), hashlib.sha256).hexdigest()
-        secrets.register(token)
-        return token
+        Redacted by ``gateway.secrets`` by its form (``TOKEN_SHAPE``, registered once per box): the token alone
+        lets anyone push for the job, and the webhook URL that carries it is echoed in vendor answers, errors
+        and logs."""
+        return hmac.new(self.secret, f"{provider}/{clip}/{submit}".encode(), hashlib.sha256).hexdigest()
 
     def url(self, provider: str, clip: str, submit: str) -> str:
         return (f"{self.public_url}/webhooks/{quote(provider, safe='')}/{quote(clip, safe='')}/"
@@ -86,10 +105,19 @@ class PushBox:
 
     def wake(self, clip: str) -> None:
         """A push for ``clip`` arrived: end its follower's current wait."""
+        self._hinted.add(clip)
         self.waker(clip).set()
+
+    def hinted(self, clip: str | None) -> bool:
+        """Whether a push (signed or a bare hint) for ``clip`` has arrived since the last ask; clears it."""
+        if clip is None or clip not in self._hinted:
+            return False
+        self._hinted.discard(clip)
+        return True
 
     def forget(self, clip: str) -> None:
         self._wakers.pop(clip, None)
+        self._hinted.discard(clip)
 
 
 class PushedProvider:
@@ -99,6 +127,7 @@ class PushedProvider:
         self._inner = inner
         self._box = box
         self._outputs: dict[str, ProviderOutput] = {}
+        self._expecting: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -111,7 +140,15 @@ class PushedProvider:
         if clip is not None and ctx.webhook_url is None and hasattr(self._inner, "parse_webhook"):
             ctx = dataclasses.replace(ctx, webhook_url=self._box.url(self._inner.name, clip, ctx.idempotency_key))
         handle: JobHandle = await self._inner.submit(request, ctx)
+        if ctx.webhook_url is not None:
+            self._expecting.add(handle.job_id)
         return handle
+
+    def push_fallback(self, handle: JobHandle) -> float:
+        """Seconds to wait, at least, before the first status check of ``handle`` (0: no push expected)."""
+        if handle.job_id not in self._expecting or self._inner.name in self._box.missed:
+            return 0.0
+        return self._box.fallback_s
 
     def _pushed(self, handle: JobHandle) -> WebhookEvent | None:
         body = self._box.events.latest_trusted(self._inner.name, handle.job_id)
@@ -122,12 +159,21 @@ class PushedProvider:
 
     async def status(self, handle: JobHandle) -> JobStatus:
         event = self._pushed(handle)
+        hinted = self._box.hinted(CURRENT_CLIP.get())
         if event is not None:
             self._box.pushed_answers += 1
+            self._box.missed.discard(self._inner.name)
+            self._expecting.discard(handle.job_id)
             if event.output is not None:
                 self._outputs[handle.job_id] = event.output
             return event.status
         status: JobStatus = await self._inner.status(handle)
+        if status.state.final and handle.job_id in self._expecting:
+            self._expecting.discard(handle.job_id)
+            if hinted:  # an unsigned push (Runware) woke us: pushes arrive
+                self._box.missed.discard(self._inner.name)
+            else:  # the job ended and no push came: poll this vendor at the usual pace until one does
+                self._box.missed.add(self._inner.name)
         return status
 
     async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:

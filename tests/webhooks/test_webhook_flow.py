@@ -26,9 +26,9 @@ def setup(tmp_path, monkeypatch, journal_target):
     monkeypatch.setenv("WAVESPEED_WEBHOOK_SECRET", WAVESPEED_TEST_SECRET)
     monkeypatch.setenv("OVI_GATEWAY_WEBHOOK_SECRET", "test-token-secret")
 
-    def make(faults=None):
+    def make(faults=None, job_time=10.0):
         clock = VirtualClock()
-        emulator = Emulator(clock=clock, seed=9, job_time=lambda rng: 10.0)
+        emulator = Emulator(clock=clock, seed=9, job_time=lambda rng: job_time)
         # First poll late (at 45 s) so a push at 10 s is seen first; polling stays the fallback.
         gateway = Gateway(emulator=emulator, clock=clock, journal=journal_target,
                           poll=PollPolicy(expected=60.0, interval=5.0, min_interval={}))
@@ -86,6 +86,25 @@ async def test_an_early_unsigned_push_does_not_end_the_job(setup) -> None:
     done = await _run(http, clock, "runware")
     assert done["status"] == "completed" and done["finished_at"] > 10.0
     assert _calls(emulator, "runware", "status") >= 2  # the early confirm said running; polling finished it
+    await http.aclose()
+
+
+@pytest.mark.parametrize("vendor,confirming", [("fal", 0), ("wavespeed", 0), ("runware", 1)])
+async def test_a_job_that_asked_for_a_push_is_not_polled_before_it(setup, vendor, confirming) -> None:
+    # The job (60 s) outlasts the poll plan's first check (45 s): with webhooks on, polling is only the slow
+    # fallback (PUSH_FALLBACK_S), so the push at 60 s ends the job without a status call (Runware: its one
+    # confirming getResponse). A vendor whose push then fails to come is polled at the usual pace again.
+    clock, emulator, gateway, _app, _sender, http = setup({vendor: ["ok", "never"]}, job_time=60.0)
+    done = await _run(http, clock, vendor)
+    assert done["status"] == "completed" and done["finished_at"] < 62.0
+    assert _calls(emulator, vendor, "status") == confirming
+    assert gateway.push.missed == set()
+    await _run(http, clock, vendor)  # no push: found by the fallback check at 90 s
+    assert vendor in gateway.push.missed
+    before = _calls(emulator, vendor, "status")
+    started = clock.now()
+    third = await _run(http, clock, vendor)  # polled at the plan's pace: found before the 90 s fallback
+    assert third["finished_at"] - started < 80.0 and _calls(emulator, vendor, "status") > before
     await http.aclose()
 
 
