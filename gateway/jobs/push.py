@@ -47,9 +47,21 @@ class EventStore(Protocol):
     def count(self, **where: Any) -> int: ...
 
 
-TOKEN_SHAPE = r"(?i)(?<=t=)[0-9a-f]{64}|(?<=t%3d)[0-9a-f]{64}|(?<=t%253d)[0-9a-f]{64}"
-"""A per-job URL token as echoed: after ``t=`` as sent, percent-encoded once (fal-client puts the webhook URL
-in a query parameter) or twice."""
+TOKEN_SHAPE = (r"(?i)(?:(?<=[?&]t=)|(?<=%3ft%3d)|(?<=%26t%3d)|(?<=%253ft%253d)|(?<=%2526t%253d))"
+               r"[0-9a-f]{64}")
+"""A per-job URL token as echoed: the ``t`` query parameter as sent, percent-encoded once (fal-client puts the
+webhook URL in a query parameter) or twice. Only a parameter named exactly ``t``: a vendor's clip URL with,
+say, ``?digest=<64 hex>`` must reach the journal intact."""
+
+_TRACKED = 10_000
+"""Most jobs (and pushed clips) a box remembers: a job that ends without a final status seen here (deadline,
+lease lost, cancel) or a push for a clip followed elsewhere must not grow a long-running server forever."""
+
+
+def _remember(entries: dict[str, None], key: str) -> None:
+    entries[key] = None
+    if len(entries) > _TRACKED:
+        del entries[next(iter(entries))]  # the oldest: its job has long ended or moved on
 
 
 PUSH_FALLBACK_S = 90.0
@@ -76,7 +88,7 @@ class PushBox:
         """First status check of a job that asked for a push, at the earliest (seconds after the submit)."""
         self.missed: set[str] = set()
         """Vendors whose last job ended without the push it asked for: their jobs poll at the usual pace."""
-        self._hinted: set[str] = set()
+        self._hinted: dict[str, None] = {}
         secrets.register(secret)  # the token key may come from a caller, not only webhook_secret()
         secrets.register_shape(TOKEN_SHAPE)
         self.secret = secret
@@ -105,19 +117,19 @@ class PushBox:
 
     def wake(self, clip: str) -> None:
         """A push for ``clip`` arrived: end its follower's current wait."""
-        self._hinted.add(clip)
+        _remember(self._hinted, clip)
         self.waker(clip).set()
 
     def hinted(self, clip: str | None) -> bool:
         """Whether a push (signed or a bare hint) for ``clip`` has arrived since the last ask; clears it."""
         if clip is None or clip not in self._hinted:
             return False
-        self._hinted.discard(clip)
+        del self._hinted[clip]
         return True
 
     def forget(self, clip: str) -> None:
         self._wakers.pop(clip, None)
-        self._hinted.discard(clip)
+        self._hinted.pop(clip, None)
 
 
 class PushedProvider:
@@ -127,7 +139,7 @@ class PushedProvider:
         self._inner = inner
         self._box = box
         self._outputs: dict[str, ProviderOutput] = {}
-        self._expecting: set[str] = set()
+        self._expecting: dict[str, None] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -141,7 +153,7 @@ class PushedProvider:
             ctx = dataclasses.replace(ctx, webhook_url=self._box.url(self._inner.name, clip, ctx.idempotency_key))
         handle: JobHandle = await self._inner.submit(request, ctx)
         if ctx.webhook_url is not None:
-            self._expecting.add(handle.job_id)
+            _remember(self._expecting, handle.job_id)
         return handle
 
     def push_fallback(self, handle: JobHandle) -> float:
@@ -163,13 +175,13 @@ class PushedProvider:
         if event is not None:
             self._box.pushed_answers += 1
             self._box.missed.discard(self._inner.name)
-            self._expecting.discard(handle.job_id)
+            self._expecting.pop(handle.job_id, None)
             if event.output is not None:
                 self._outputs[handle.job_id] = event.output
             return event.status
         status: JobStatus = await self._inner.status(handle)
         if status.state.final and handle.job_id in self._expecting:
-            self._expecting.discard(handle.job_id)
+            self._expecting.pop(handle.job_id, None)
             if hinted:  # an unsigned push (Runware) woke us: pushes arrive
                 self._box.missed.discard(self._inner.name)
             else:  # the job ended and no push came: poll this vendor at the usual pace until one does

@@ -229,7 +229,9 @@ class Runner:
             wait = (self.poll.next_wait(name, elapsed, checks, floor) if errors_in_row == 0
                     else max(self.poll.interval, floor, self._backoff(errors_in_row, last_error)))
             if checks == 0 and errors_in_row == 0 and (fallback := getattr(job.provider, "push_fallback", None)):
-                wait = max(wait, fallback(handle) - elapsed)  # a push is expected: polling is the slow fallback
+                later = fallback(handle) - elapsed  # a push is expected: polling is the slow fallback ...
+                if job.deadline_at is None or self.clock.now() + later + wait <= job.deadline_at:
+                    wait = max(wait, later)  # ... unless it would leave no check before the caller's deadline
             await self.clock.sleep(await self._remaining(job.deadline_at, wait, name, job))
             await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
             await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)

@@ -48,9 +48,9 @@ def _calls(emulator: Emulator, vendor: str, operation: str) -> int:
     return sum(1 for v, op, _ in emulator.ledger.requests if v == vendor and op == operation)
 
 
-async def _run(http, clock, provider: str) -> dict:
+async def _run(http, clock, provider: str, **fields) -> dict:
     answer = await http.post("/v1/videos", json={"prompt": PROMPT, "input_reference": "https://example.com/k.png",
-                                                 "provider": provider})
+                                                 "provider": provider, **fields})
     assert answer.status_code == 200, answer.text
     video_id = answer.json()["id"]
     for _ in range(100):
@@ -105,6 +105,18 @@ async def test_a_job_that_asked_for_a_push_is_not_polled_before_it(setup, vendor
     started = clock.now()
     third = await _run(http, clock, vendor)  # polled at the plan's pace: found before the 90 s fallback
     assert third["finished_at"] - started < 80.0 and _calls(emulator, vendor, "status") > before
+    await http.aclose()
+
+
+async def test_the_slow_fallback_leaves_a_check_before_the_callers_deadline(setup) -> None:
+    # A 70 s deadline is shorter than the 90 s fallback: the job (60 s) whose push never comes is polled on the
+    # usual plan and found before the deadline, not failed with DeadlineExceeded at its first check.
+    clock, emulator, _gateway, _app, _sender, http = setup({"fal": ["never"]}, job_time=60.0)
+    done = await _run(http, clock, "fal", deadline=70)
+    # Found by the plan's checks (from 45 s, every 5 s), not at the deadline itself with no time left for
+    # the status call (virtual time lets a zero-time call succeed; a real one would be cut off).
+    assert done["status"] == "completed" and done["finished_at"] < 68.0, done
+    assert _calls(emulator, "fal", "status") >= 1
     await http.aclose()
 
 
