@@ -26,16 +26,9 @@ API_KEY_A = "sk-caller-a-5b1d9e"
 API_KEY_B = "sk-caller-b-77c0aa"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def backend(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "store.sqlite3")
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
-async def store(backend: str):
-    s = open_store(backend)
+async def store(journal_target: str):
+    s = open_store(journal_target)
     yield s
     await s.aclose()
 
@@ -94,8 +87,8 @@ async def test_each_scope_has_its_own_cap_and_running_total(store: SqlStore) -> 
 
 
 @pytest.mark.slow
-def test_twenty_sessions_racing_per_scope_never_overspend(backend: str) -> None:
-    setup = Journal(backend)
+def test_twenty_sessions_racing_per_scope_never_overspend(journal_target: str) -> None:
+    setup = Journal(journal_target)
     setup.open_clip("c", REQ, request_hash(REQ))
     setup.close()
     budgets = [Budget(limit_usd="0.60", per_caller=True), Budget(limit_usd="5.00")]
@@ -106,7 +99,7 @@ def test_twenty_sessions_racing_per_scope_never_overspend(backend: str) -> None:
     def racer(n: int) -> None:
         caller = API_KEY_A if n % 2 else API_KEY_B
         checks, tags = budget_holds(budgets, scope_id(caller))
-        journal = Journal(backend)  # its own connection: its own database session
+        journal = Journal(journal_target)  # its own connection: its own database session
         barrier.wait()
         for i in range(3):
             try:
@@ -124,17 +117,17 @@ def test_twenty_sessions_racing_per_scope_never_overspend(backend: str) -> None:
     for t in threads:
         t.join()
     assert granted == {API_KEY_A: 4, API_KEY_B: 4}  # 4 × 0.15 fits each caller's 0.60; a 5th would not
-    with Journal(backend) as journal:
+    with Journal(journal_target) as journal:
         day = budgets[0].since()
         for caller in (API_KEY_A, API_KEY_B):
             assert journal.reserved_and_spent(since=day, scope=budgets[0].scope_for(caller)) == Decimal("0.60")
         assert journal.reserved_and_spent(since=day) == Decimal("1.20")
 
 
-async def test_a_gateway_caps_each_caller_and_never_stores_the_key(backend: str) -> None:
+async def test_a_gateway_caps_each_caller_and_never_stores_the_key(journal_target: str) -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=4)
-    gateway = Gateway(emulator=emulator, clock=clock, journal=backend, jitter_seed=4,
+    gateway = Gateway(emulator=emulator, clock=clock, journal=journal_target, jitter_seed=4,
                       budget=[Budget(limit_usd="0.20", period="month", per_caller=True)])
     request = OviRequest(prompt="A knight. <S>Hold.<E>", image="https://example.com/k.png")
     await gateway.agenerate(request, provider="runware", budget_scope=API_KEY_A)

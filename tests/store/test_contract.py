@@ -30,16 +30,9 @@ class Wall:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def backend(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "store.sqlite3")
-    return request.getfixturevalue("pg_url")
-
-
 @pytest.fixture
-async def store(backend: str):
-    s = open_store(backend)
+async def store(journal_target: str):
+    s = open_store(journal_target)
     s.wall = Wall()
     yield s
     await s.aclose()
@@ -138,12 +131,12 @@ async def test_running_totals_match_a_rescan(store: SqlStore) -> None:
     assert total == scanned == Decimal("0.28")
 
 
-async def test_breakers_are_shared_with_wall_clock_times(store: SqlStore, backend: str) -> None:
+async def test_breakers_are_shared_with_wall_clock_times(store: SqlStore, journal_target: str) -> None:
     record = BreakerRecord("fal", failures=3, opened=1, open_until=store.wall() + 30, probe_until=None,
                            last_error="ProviderUnavailable: 503")
     await store.save_breaker(record)  # BATCHED: other processes see it once committed
     await store.drain()
-    other = open_store(backend)
+    other = open_store(journal_target)
     try:
         assert (await other.load_breakers())["fal"] == record
     finally:
@@ -194,9 +187,9 @@ async def test_images_and_prune(store: SqlStore) -> None:
     assert [s.submit_key for s in await store.unfinished()] == ["s-open"]
 
 
-async def test_emulated_rows_never_feed_real_spend(backend: str) -> None:
-    fake = open_store(backend, emulator_instance="emu-1")
-    real = open_store(backend)
+async def test_emulated_rows_never_feed_real_spend(journal_target: str) -> None:
+    fake = open_store(journal_target, emulator_instance="emu-1")
+    real = open_store(journal_target)
     try:
         await fake.open_clip("e", REQ, request_hash(REQ))
         await fake.intent(clip_key="e", submit_key="se", provider="fal", quote_usd=Decimal("0.2"))

@@ -3,31 +3,22 @@ on SQLite and PostgreSQL (slow tier). Two ``Health`` objects on one store stand 
 
 from __future__ import annotations
 
-import pytest
-
 from gateway.clock import VirtualClock
 from gateway.errors import ProviderUnavailable
 from gateway.routing.health import PROBE_TTL_S, Health
 from gateway.store.journal import Journal
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def backend(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "journal.sqlite3")
-    return request.getfixturevalue("pg_url")
-
-
-def _process(backend: str, clock: VirtualClock) -> tuple[Health, Journal]:
-    journal = Journal(backend, wall=clock.now)
+def _process(journal_target: str, clock: VirtualClock) -> tuple[Health, Journal]:
+    journal = Journal(journal_target, wall=clock.now)
     health = Health(clock, threshold=1, cooldown=30.0)
     health.attach(journal, wall=clock.now, refresh=0.0)
     return health, journal
 
 
-def test_only_one_process_probes_a_cooling_vendor(backend: str) -> None:
+def test_only_one_process_probes_a_cooling_vendor(journal_target: str) -> None:
     clock = VirtualClock()
-    (one, j1), (two, j2) = _process(backend, clock), _process(backend, clock)
+    (one, j1), (two, j2) = _process(journal_target, clock), _process(journal_target, clock)
     one["fal"].failure(ProviderUnavailable("503", provider="fal"))  # opens it for every process
     assert not two["fal"].allow()  # open: nobody calls
     clock.advance(31.0)  # half-open for both
@@ -45,9 +36,9 @@ def test_only_one_process_probes_a_cooling_vendor(backend: str) -> None:
     j2.close()
 
 
-def test_a_failed_probe_reopens_the_vendor_for_everyone(backend: str) -> None:
+def test_a_failed_probe_reopens_the_vendor_for_everyone(journal_target: str) -> None:
     clock = VirtualClock()
-    (one, j1), (two, j2) = _process(backend, clock), _process(backend, clock)
+    (one, j1), (two, j2) = _process(journal_target, clock), _process(journal_target, clock)
     one["wavespeed"].failure(ProviderUnavailable("503", provider="wavespeed"))
     clock.advance(31.0)
     assert two["wavespeed"].allow()

@@ -23,13 +23,6 @@ DATA_URI = "data:image/png;base64," + base64.b64encode(PNG_BYTES).decode()
 SHA = hashlib.sha256(PNG_BYTES).hexdigest()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def backend(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "journal.sqlite3")
-    return request.getfixturevalue("pg_url")
-
-
 def test_a_stored_request_round_trips_every_image_kind(png_file) -> None:
     store: dict[str, bytes] = {}
     for image in (DATA_URI, base64.b64encode(PNG_BYTES).decode(), png_file, "https://example.com/a.png"):
@@ -47,12 +40,12 @@ def test_a_stored_request_round_trips_every_image_kind(png_file) -> None:
         load_request(kept, {SHA: b"other bytes"}.get)
 
 
-async def test_a_clip_row_refers_to_its_image_and_a_worker_elsewhere_rebuilds_it(backend: str, tmp_path) -> None:
+async def test_a_clip_row_refers_to_its_image_and_a_worker_elsewhere_rebuilds_it(journal_target: str, tmp_path) -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=6, job_time=lambda rng: 60.0)
     picture = tmp_path / "only-here.png"
     picture.write_bytes(PNG_BYTES)
-    first = Gateway(emulator=emulator, clock=clock, journal=backend)
+    first = Gateway(emulator=emulator, clock=clock, journal=journal_target)
     for key in ("a", "b"):  # two clips of one image: its bytes are stored once
         await first.submit(OviRequest(prompt=f"A cat {key}. <S>Hi.<E>", image=picture), provider="fal",
                            idempotency_key=key)
@@ -62,7 +55,7 @@ async def test_a_clip_row_refers_to_its_image_and_a_worker_elsewhere_rebuilds_it
     assert [r[1] for r in rows] == [SHA, SHA] and all("iVBOR" not in r[0] for r in rows)
     assert first.journal._query("SELECT COUNT(*) FROM images")[0][0] == 1
     picture.unlink()  # "another machine": the file is not there
-    worker = Gateway(emulator=emulator, clock=clock, journal=backend)
+    worker = Gateway(emulator=emulator, clock=clock, journal=journal_target)
     resumed = worker.aresume()
     await clock.sleep(120.0)
     outcomes = await resumed
@@ -77,14 +70,14 @@ async def test_a_clip_row_refers_to_its_image_and_a_worker_elsewhere_rebuilds_it
     await worker.aclose()
 
 
-async def test_a_reattached_job_keeps_the_callers_route(backend: str) -> None:
+async def test_a_reattached_job_keeps_the_callers_route(journal_target: str) -> None:
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=9, faults="runware.job=fail", job_time=lambda rng: 60.0)
     request = OviRequest(prompt="A knight. <S>Hold the line.<E>", image="https://example.com/k.png")
-    first = Gateway(emulator=emulator, clock=clock, journal=backend)
+    first = Gateway(emulator=emulator, clock=clock, journal=journal_target)
     await first.submit(request, route=Route(provider="runware", job_retries=0), idempotency_key="pinned")
     await first.aclose()  # the follower stops; the Runware job stays open
-    second = Gateway(emulator=emulator, clock=clock, journal=backend)  # a new process, default route
+    second = Gateway(emulator=emulator, clock=clock, journal=journal_target)  # a new process, default route
     waiting = second.job("pinned").wait()
     with pytest.raises(GatewayError) as caught:
         await waiting
@@ -95,12 +88,12 @@ async def test_a_reattached_job_keeps_the_callers_route(backend: str) -> None:
     await second.aclose()
 
 
-async def test_the_async_store_keeps_images_options_probes_and_lease_holders(backend: str) -> None:
+async def test_the_async_store_keeps_images_options_probes_and_lease_holders(journal_target: str) -> None:
     from gateway.store import open_store
     from gateway.store.intake import CallOptions
     from gateway.store.records import BreakerRecord
 
-    store = open_store(backend)
+    store = open_store(journal_target)
     wall = [1_000_000.0]
     store.wall = lambda: wall[0]
     try:
