@@ -1,4 +1,4 @@
-"""Run the ovi-gateway benchmarks against the in-process emulator; print four tables, write JSON.
+"""Run the ovi-gateway benchmarks against the emulator; print their tables, write JSON and the README's results.
 
     .venv/bin/python -m benchmarks.run              # full run (about 2-3 minutes on 2 cores)
     .venv/bin/python -m benchmarks.run --quick      # smaller sizes, a smoke run
@@ -7,6 +7,9 @@
 Full runs write ``benchmarks/results.json``; ``--quick`` and ``--only`` runs write
 ``benchmarks/results.partial.json`` instead (so they never overwrite the full results), unless
 ``--out`` says otherwise. ``--only concurrency --jobs N [--jobs M]`` picks the in-flight sizes.
+A full run also rewrites the generated parts of ``benchmarks/README.md`` (between the ``<!-- results -->``
+and ``<!-- targets -->`` markers): the printed tables, the commit and the machine's load, and the targets
+table judged from the same results (``benchmarks/targets.py``); ``--no-readme`` leaves the README alone.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", action="append", type=int, metavar="N",
                         help="concurrency: jobs in flight per size (repeatable; default 1000 and 10000)")
     parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    parser.add_argument("--readme-from", type=Path, metavar="JSON",
+                        help="rewrite benchmarks/README.md's results from a full run's JSON, running nothing")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not rewrite benchmarks/README.md's results (full runs rewrite it)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one concurrency size, in-process
     parser.add_argument("--idle", choices=("imported", "built"), help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="gateway", help=argparse.SUPPRESS)  # concurrency child: what runs
@@ -92,23 +101,87 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": common.machine(), "command": command,
                               "quick": args.quick, "benchmarks": {}, "seconds": {}}
     began = time.perf_counter()
+    printed: list[str] = []
+    if args.readme_from:
+        return _readme_from(args.readme_from)
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         result = _run_one(name, args.quick, args.jobs)
         report["seconds"][name] = round(time.perf_counter() - started, 1)
         report["benchmarks"][name] = result
+        shown = _shown_table(report, name)
+        printed.append(shown)
         print()
-        print(common.table(TITLES[name], *_rows(name, result)))
-        print(f"  ({report['seconds'][name]:.0f} s)", flush=True)
+        print(shown, flush=True)
     report["seconds"]["total"] = round(time.perf_counter() - began, 1)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    m = report["machine"]
-    print(f"\n{m['cores']} cores, Python {m['python']}, {m['platform']}, {m['date_utc']}; load average "
-          f"{m['load_average_1_5_15']} at start, {report['load_average_at_end']} at end; "
-          f"total {report['seconds']['total']:.0f} s; results in {_shown(out)}")
+    report["commit"] = _commit()
+    facts = _facts(report)
+    print(f"\n{facts}; results in {_shown(out)}")
     out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    if not partial and not args.no_readme:
+        readme = HERE / "README.md"
+        readme.write_text(write_results(readme.read_text(encoding="utf-8"), report, printed, facts),
+                          encoding="utf-8")
+        print(f"tables and targets written into {_shown(readme)}")
     return 0
+
+
+def _shown_table(report: dict[str, Any], name: str) -> str:
+    """One benchmark's printed table, rebuilt from the report (so the README can be rebuilt from the JSON)."""
+    return common.table(TITLES[name], *_rows(name, report["benchmarks"][name])) + \
+        f"\n  ({report['seconds'][name]:.0f} s)"
+
+
+def _facts(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    return (f"{m['cores']} cores, Python {m['python']}, {m['platform']}, {m['date_utc']}; load average "
+            f"{m['load_average_1_5_15']} at start, {report['load_average_at_end']} at end; "
+            f"total {report['seconds']['total']:.0f} s")
+
+
+def _readme_from(path: Path) -> int:
+    report = json.loads(path.read_text(encoding="utf-8"))
+    if report.get("quick") or set(report["benchmarks"]) != set(NAMES):
+        raise SystemExit(f"{_shown(path)} is not a full run (all of {', '.join(NAMES)}, without --quick)")
+    report.setdefault("commit", "unknown")
+    printed = [_shown_table(report, name) for name in NAMES]
+    readme = HERE / "README.md"
+    readme.write_text(write_results(readme.read_text(encoding="utf-8"), report, printed, _facts(report)),
+                      encoding="utf-8")
+    print(f"tables and targets written into {_shown(readme)} from {_shown(path)}")
+    return 0
+
+
+def _commit() -> str:
+    """The commit benchmarked, with ``+ local changes`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if not line.endswith(("results.json", "README.md"))]
+    return head + (" + local changes" if changed else "")
+
+
+def _between(text: str, marker: str, body: str) -> str:
+    """``text`` with what lies between ``<!-- marker -->`` and ``<!-- /marker -->`` replaced by ``body``."""
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(\n<!-- /{marker} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"benchmarks/README.md has no <!-- {marker} --> ... <!-- /{marker} --> block")
+    return pattern.sub(lambda match: match.group(1) + body + match.group(2), text, count=1)
+
+
+def write_results(text: str, report: dict[str, Any], printed: list[str], facts: str) -> str:
+    """The README ``text`` with its generated blocks (results, targets) rewritten from one run."""
+    from benchmarks import targets
+
+    results = (f"Written by `{report['command']}` at commit {report['commit']}. Machine and load: {facts} "
+               "(1-, 5- and 15-minute load averages; on 2 cores, a load above 2 means the benchmarks shared the "
+               "CPU with other work).\n\n```\n" + "\n\n".join(printed) + "\n```")
+    return _between(_between(text, "results", results), "targets", targets.markdown(targets.judge(report)))
 
 
 if __name__ == "__main__":
