@@ -23,7 +23,7 @@ import contextvars
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -93,7 +93,10 @@ class PushBox:
         secrets.register_shape(TOKEN_SHAPE)
         self.secret = secret
         self.events = events
-        self._wakers: dict[str, asyncio.Event] = {}
+        self._wakers: dict[str, set[asyncio.Event]] = {}
+        """The followers sleeping right now, by clip (each sleep removes its own entry when it ends)."""
+        self._woken: dict[str, None] = {}
+        """Clips a push arrived for while no follower here slept: the next sleep ends at once (bounded)."""
         self.pushed_answers = 0
         """Status checks answered from a push instead of the vendor (for metrics and tests)."""
 
@@ -109,16 +112,40 @@ class PushBox:
         return (f"{self.public_url}/webhooks/{quote(provider, safe='')}/{quote(clip, safe='')}/"
                 f"{quote(submit, safe='')}?t={self.token(provider, clip, submit)}")
 
-    def waker(self, clip: str) -> asyncio.Event:
-        found = self._wakers.get(clip)
-        if found is None:
-            found = self._wakers[clip] = asyncio.Event()
-        return found
-
     def wake(self, clip: str) -> None:
-        """A push for ``clip`` arrived: end its follower's current wait."""
+        """A push for ``clip`` arrived: end its follower's current wait (or, if none sleeps here now, its next)."""
         _remember(self._hinted, clip)
-        self.waker(clip).set()
+        sleeping = self._wakers.get(clip)
+        if sleeping:
+            for event in sleeping:
+                event.set()
+        else:  # the push came between two sleeps, or for a clip followed elsewhere: bounded
+            _remember(self._woken, clip)
+
+    def woken(self, clip: str) -> bool:
+        """Whether a push for ``clip`` came while no follower here slept; clears it."""
+        if clip not in self._woken:
+            return False
+        del self._woken[clip]
+        return True
+
+    async def wait(self, clip: str, sleep: Awaitable[None]) -> None:
+        """Await ``sleep`` (a clock's), ending early when a push for ``clip`` arrives. The follower's
+        entry lives only while it sleeps, so a job that ends without a push leaves nothing behind."""
+        event = asyncio.Event()
+        self._wakers.setdefault(clip, set()).add(event)
+        sleeping = asyncio.ensure_future(sleep)
+        woken = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, woken):
+                task.cancel()
+            waiting = self._wakers.get(clip)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._wakers[clip]
 
     def hinted(self, clip: str | None) -> bool:
         """Whether a push (signed or a bare hint) for ``clip`` has arrived since the last ask; clears it."""
@@ -128,7 +155,7 @@ class PushBox:
         return True
 
     def forget(self, clip: str) -> None:
-        self._wakers.pop(clip, None)
+        self._woken.pop(clip, None)
         self._hinted.pop(clip, None)
 
 
@@ -216,18 +243,9 @@ class WakeableClock:
         clip = CURRENT_CLIP.get()
         if clip is None:
             return await self._inner.sleep(seconds)
-        waker = self._box.waker(clip)
-        if waker.is_set():
-            waker.clear()
+        if self._box.woken(clip):
             return None
-        sleeping = asyncio.ensure_future(self._inner.sleep(seconds))
-        woken = asyncio.ensure_future(waker.wait())
-        try:
-            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeping, woken):
-                task.cancel()
-        waker.clear()
+        await self._box.wait(clip, self._inner.sleep(seconds))
         return None
 
 
