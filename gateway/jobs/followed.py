@@ -58,6 +58,8 @@ class FollowedJob:
     """Journal writes a storage failure refused, retried before every check (``gateway.jobs.writes``)."""
     pending: list[asyncio.Future[Any]] = field(default_factory=list)
     """Batched writes queued for a group commit and not waited for; settled before the next check."""
+    refused: tuple[str, Exception] | None = None
+    """A batched write the journal itself refused (what, why): raised by the next flush (``gateway.jobs.writes``)."""
 
     @property
     def name(self) -> str:

@@ -7,6 +7,11 @@ delivered or the vendor ended the job (issue 9 item 6). Before this, the call ga
 with the handle only in the error text; a vendor without lookup (fal, WaveSpeed) then left ``resume()``
 nothing to find, the submit was abandoned and the same key paid again. A write the outcome depends on
 (the result, the end) that still fails raises ``JobUnresolved`` naming the vendor job and how to resume.
+
+A write the journal itself refuses (``KeyError``/``ValueError``: a state change after another process
+ended the submit, say) is not storage trouble and is never retried: it raises ``JobUnresolved`` naming
+the vendor job, with ``held_by`` set so the runner neither fails over nor records anything more — the
+journal's end for that submit was written by whoever ended it, and paying again could double-bill.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["JOURNAL_WRITE_TRIES", "flush", "write_paid"]
 
 _log = logging.getLogger("gateway.jobs.runner")
+
+REFUSED_BY = "another process (the journal refused this call's write)"
+"""``JobUnresolved.held_by`` of a follower stopped by a write the journal refused (see the module docstring)."""
 
 JOURNAL_WRITE_TRIES = 4
 """Tries (with backoff 0.5, 1, 2 s, capped) of one journal write before it is kept for later or raised."""
@@ -61,7 +69,10 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
     if keep and job.unwritten:
         job.unwritten.append((what, write, args))
         return
-    problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES, cap)
+    try:
+        problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES, cap)
+    except (KeyError, ValueError) as refusal:
+        raise _refused(job, what, refusal) from refusal
     if isinstance(problem, asyncio.Future):
         problem.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
         job.pending.append(problem)
@@ -89,9 +100,15 @@ async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 
     if settle and job.pending:
         await asyncio.wait(job.pending)
         job.pending.clear()
+    if job.refused is not None:
+        what, refusal = job.refused
+        raise _refused(job, what, refusal) from refusal
     while job.unwritten:
         what, write, args = job.unwritten[0]
-        outcome = await _attempt(clock, write, args, tries, cap)
+        try:
+            outcome = await _attempt(clock, write, args, tries, cap)
+        except (KeyError, ValueError) as refusal:
+            raise _refused(job, what, refusal) from refusal
         if isinstance(outcome, Exception):
             return
         job.unwritten.pop(0)
@@ -100,11 +117,25 @@ async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 
             job.pending.append(outcome)
 
 
+def _refused(job: FollowedJob, what: str, refusal: Exception) -> JobUnresolved:
+    return JobUnresolved(
+        f"stopped following job {job.handle.job_id or '(no id yet)'} on {job.name}: the journal refused to record "
+        f"its {what} ({type(refusal).__name__}: {refusal}), so another process has ended or taken this submit; "
+        f"the job is {job.handle.to_json()} and may be billed (no verdict, failover or new submit was made "
+        "here; look the clip up in the journal, e.g. `ovi-gateway jobs`)",
+        provider=job.name, job=job.handle, held_by=REFUSED_BY)
+
+
 def _kept_if_failed(job: FollowedJob, what: str, write: Callable[..., Any], args: tuple[Any, ...],
                     done: asyncio.Future[Any]) -> None:
     """A batched write (only ever a ``keep`` one: progress the job can be followed without) that its
     group commit refused: kept on the job like any refused write, tried again before the next check."""
     if done.cancelled() or done.exception() is None:
+        return
+    problem = done.exception()
+    if isinstance(problem, (KeyError, ValueError)):  # the journal's refusal: retrying cannot help
+        if job.refused is None:
+            job.refused = (what, problem)
         return
     _log.warning("%s job %s: the journal could not record its %s (%s); trying again before the next check",
                  job.name, job.handle.job_id, what, type(done.exception()).__name__,
