@@ -168,6 +168,10 @@ def plan_checks(durations: Sequence[float], *, target_median: float, target_p90:
     target_median = min(target_median, max(grid, _RELATIVE[0] * middle))
     target_p90 = min(target_p90, max(2 * grid, _RELATIVE[1] * middle))
     grid = max(grid, (end - start) / _MAX_POINTS)  # bounds the planning cost whatever the job times
+    if floor > grid:
+        # The floor in whole grid steps, rounded down: a 5 s floor on a 0.54 s grid would otherwise space
+        # every check 5.4 s apart (8 % more delay than the vendor asks for).
+        grid = floor / math.floor(floor / grid)
     steps = max(2, math.ceil((end - start) / grid))
     times = [start + i * grid for i in range(steps + 1)]
     # A share of uniform mass over the whole span keeps checks where few jobs have ended yet: with few

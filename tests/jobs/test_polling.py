@@ -75,6 +75,18 @@ def test_a_vendor_floor_is_never_undercut_and_the_plan_adapts_to_it():
     assert p50 <= 0.55 * 5.0 + 0.5 and calls <= 12  # what a 5 s floor allows, not the densest schedule
 
 
+def test_a_floor_bound_plan_checks_at_the_floor_itself_not_a_grid_step_above_it():
+    # A wide spread makes the planning grid coarser than 0.5 s (0.54 s here); a 5 s floor rounded up to
+    # whole steps spaced every check 5.4 s apart, and WaveSpeed's median delay grew past what 5 s allows.
+    rng = random.Random(5)
+    samples = [rng.uniform(20, 120) for _ in range(200)]
+    plan = plan_checks(samples, target_median=1.8, target_p90=5.6, floor=5.0)
+    gaps = [b - a for a, b in itertools.pairwise(plan[:-1])]
+    assert min(gaps) >= 5.0 - 1e-3 and min(gaps) <= 5.0 + 1e-3, sorted(gaps)[:3]
+    calls, p50, p90 = measure(plan, [rng.uniform(20, 120) for _ in range(2000)])
+    assert p50 <= 0.55 * 5.0 + 0.25 and p90 <= 6.0 and calls <= 12, (calls, p50, p90)
+
+
 def test_observed_times_are_taken_inside_the_censoring_interval():
     policy = PollPolicy()
     policy.observe("v", 64.0, lower=60.0)  # last seen running at 60 s, done at 64 s
