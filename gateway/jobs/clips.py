@@ -111,7 +111,7 @@ class ClipsMixin:
         judged_in_real_time = getattr(self.journal, "wall", time.time) is time.time
         sleep = asyncio.sleep if judged_in_real_time else self.clock.sleep
         return Heartbeat(lambda: store.renew_clip(clip_key, owner, heartbeat=self.lease_heartbeat),
-                         sleep, self.lease_heartbeat).start()
+                         sleep, self.lease_heartbeat, wall=store.wall).start()
 
     # ---- resuming ---------------------------------------------------------------------------
     async def _resume_all(self) -> list[ResumeOutcome]:

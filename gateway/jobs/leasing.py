@@ -5,13 +5,18 @@ live but starved process) leaves two calls following one job. The loser must ste
 verdict, fails over nowhere and submits nothing new — the holder does all of that now — and ends with
 ``JobUnresolved`` carrying the vendor job id and the new holder (the job may be billed; it is not lost:
 the holder follows it). ``ClipLease`` is what the runner checks: cheaply before every poll (the
-heartbeat's own finding) and by a renewal right before anything that acts on the clip (a verdict, a
-result, a new submit), so the window between a takeover and the next beat cannot slip a verdict in.
+heartbeat's own finding) and right before anything that acts on the clip (a verdict, a result, a new
+submit) by a renewal — unless this call's last beat (its claim, a heartbeat or an earlier renewal) is
+younger than ``FRESH_BEATS`` of a heartbeat in the store's wall time. A takeover needs ``STALE_BEATS``
+(3) missed beats, so a beat that fresh leaves the lease at least 2.5 beats of life: no other call can
+hold the clip yet, and the renewal would only cost a transaction (it did, twice per job). The window
+between a takeover and the next beat still cannot slip a verdict in.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +26,10 @@ if TYPE_CHECKING:
     from gateway.jobs.followed import FollowedJob
     from gateway.store.lease import Heartbeat
 
-__all__ = ["ClipLease", "check_lease"]
+__all__ = ["FRESH_BEATS", "ClipLease", "check_lease"]
+
+FRESH_BEATS = 0.5
+"""A beat younger than this many heartbeat intervals is trusted before a verdict or a new submit."""
 
 
 async def _value(result: Any) -> Any:
@@ -30,23 +38,50 @@ async def _value(result: Any) -> Any:
 
 class ClipLease:
     """This call's lease on clip ``key`` as ``owner``. ``renew()`` is one heartbeat (False: lost);
-    ``holder()`` reads who holds the clip now; ``heartbeat`` sets ``lost`` when a beat found it lost."""
+    ``holder()`` reads who holds the clip now; ``heartbeat`` sets ``lost`` when a beat found it lost.
+    ``wall`` and ``interval`` (the store's epoch seconds, the heartbeat in seconds): with both, a
+    confirming check trusts a beat younger than ``FRESH_BEATS`` intervals; the lease counts as beaten
+    when this object is made (right after its claim)."""
 
     def __init__(self, key: str, owner: str, renew: Callable[[], bool | Awaitable[bool]],
-                 holder: Callable[[], str | Awaitable[str | None] | None], heartbeat: Heartbeat | None = None) -> None:
+                 holder: Callable[[], str | Awaitable[str | None] | None], heartbeat: Heartbeat | None = None, *,
+                 wall: Callable[[], float] | None = None, interval: float | None = None) -> None:
         self.key = key
         self.owner = owner
         self._renew = renew
         self._holder = holder
         self.heartbeat = heartbeat
+        self._wall = wall
+        self._fresh_s = None if interval is None else FRESH_BEATS * interval
+        self.beat_at: float | None = None if wall is None else wall()
+        """Wall time of this call's last known beat (claim or confirming renewal; see ``_last_beat``)."""
+        self.renewals = 0
+        """Confirming renewals made (a fresh beat spares one)."""
         self.lost_to: str | None = None
         """Who took the clip over, once this call knows it lost the lease."""
 
     @classmethod
     def on_journal(cls, journal: Any, key: str, owner: str, heartbeat: Heartbeat, interval: float) -> ClipLease:
-        """The lease ``owner`` holds on ``key`` in ``journal``, beaten every ``interval`` seconds by ``heartbeat``."""
+        """The lease ``owner`` holds on ``key`` in ``journal`` (just claimed), beaten every ``interval``
+        seconds by ``heartbeat``, judged on the journal's wall clock."""
         return cls(key, owner, lambda: journal.renew_clip(key, owner, heartbeat=interval),
-                   lambda: journal.lease_holder(key), heartbeat)
+                   lambda: journal.lease_holder(key), heartbeat, wall=getattr(journal, "wall", time.time),
+                   interval=interval)
+
+    def _fresh(self) -> bool:
+        if self._wall is None or self._fresh_s is None:
+            return False
+        beats = [t for t in (self.beat_at, None if self.heartbeat is None else self.heartbeat.beat_at)
+                 if t is not None]
+        return bool(beats) and self._wall() - max(beats) < self._fresh_s
+
+    async def _confirm(self) -> bool:
+        sent = None if self._wall is None else self._wall()
+        kept = bool(await _value(self._renew()))
+        self.renewals += 1
+        if kept and sent is not None:
+            self.beat_at = sent
+        return kept
 
     async def _lost(self) -> str:
         self.lost_to = await _value(self._holder()) or "no one (the lease went stale and was released)"
@@ -54,12 +89,13 @@ class ClipLease:
 
     async def check(self, *, confirm: bool) -> str | None:
         """The new holder if the lease is lost, else None. ``confirm``: renew now rather than trust
-        the last heartbeat (before a verdict or a new submit)."""
+        the last heartbeat (before a verdict or a new submit), unless the last beat is fresh (module
+        docstring)."""
         if self.lost_to is not None:
             return self.lost_to
         if self.heartbeat is not None and self.heartbeat.lost:
             return await self._lost()
-        if confirm and not await _value(self._renew()):
+        if confirm and not self._fresh() and not await self._confirm():
             return await self._lost()
         return None
 

@@ -12,10 +12,20 @@ most once per ``refresh`` seconds (LiteLLM shares cooldowns the same way, with a
 process's failures cool the vendor for all, and only one process at a time sends the half-open probe
 (a short probe lease in the store, ``Queries.take_probe``). An emulator's gateway shares only
 emulated breakers.
+
+The breakers live in memory; a call never waits for the store to read them. On an event loop, once
+``refresh`` seconds have passed, the next look at a breaker starts ONE background read through the
+journal's async store and goes on with what is in memory; the read adopts what it finds when it
+returns. Staleness bound: another process's change is seen here at most ``refresh`` seconds (gateway
+clock) plus one store read after it is committed (a batched write commits within
+``gateway.store.sqlite.BATCH_DELAY_S``); the call that starts the read still plans on the older state.
+Without an event loop (the CLI, sync code) the read is made at once, as before. Changes made here are
+written in the background on a loop (a ``BATCHED`` write: never awaited).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +158,11 @@ class Health:
         self.refresh = 1.0
         self._seen: dict[str, BreakerRecord] = {}
         self._loaded_at: float | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._changes: dict[str, int] = {}
+        """Changes made here per vendor: a background read started before one must not undo it."""
+        self.reads = 0
+        """Breaker reads made from the store (sync and background)."""
         self.holder = lease_owner()
         """Names this process's half-open probes in the store."""
         self.probe_ttl = PROBE_TTL_S
@@ -176,12 +191,44 @@ class Health:
 
     # ---- sharing ------------------------------------------------------------------------------
     def _maybe_load(self) -> None:
-        if self.store is not None and (self._loaded_at is None or self.clock.now() - self._loaded_at >= self.refresh):
+        if self.store is None:
+            return
+        now = self.clock.now()
+        if self._loaded_at is not None and now - self._loaded_at < self.refresh:
+            return
+        face, loop = self._async_face()
+        if face is None or loop is None:
             self._load()
+            return
+        if self._reading is None or self._reading.done():  # one background read at a time
+            self._loaded_at = now
+            self._reading = loop.create_task(self._read(face, dict(self._changes)))
+
+    def _async_face(self) -> tuple[Any, asyncio.AbstractEventLoop | None]:
+        """The journal's async store (once made) and this thread's running loop, if any."""
+        face = getattr(self.store, "async_store", None)
+        try:
+            return face, asyncio.get_running_loop()
+        except RuntimeError:
+            return face, None
+
+    async def _read(self, face: Any, changes: dict[str, int]) -> None:
+        """Read the stored breakers; ``changes``: this process's change counts when the read was asked for."""
+        try:
+            records = await face.load_breakers()
+        except Exception:  # a breaker is advice: a failed read keeps what is in memory
+            return
+        # a vendor changed here while the read was out keeps its newer state (the read may predate it)
+        self._adopt({name: record for name, record in records.items()
+                     if self._changes.get(name) == changes.get(name)})
 
     def _load(self) -> None:
         self._loaded_at = self.clock.now()
-        for name, record in self.store.load_breakers().items():
+        self._adopt(self.store.load_breakers())
+
+    def _adopt(self, records: dict[str, BreakerRecord]) -> None:
+        self.reads += 1
+        for name, record in records.items():
             if self._seen.get(name) == record:
                 continue  # nothing new since this process last wrote or read it
             self._seen[name] = record
@@ -196,8 +243,13 @@ class Health:
         until = None if breaker.open_until is None else self.wall() + (breaker.open_until - self.clock.now())
         record = BreakerRecord(breaker.provider, breaker.failures, breaker.opened, until, None, breaker.last_error)
         self._seen[breaker.provider] = record
+        self._changes[breaker.provider] = self._changes.get(breaker.provider, 0) + 1
+        face, loop = self._async_face()
         try:
-            self.store.save_breaker(record)
+            if face is not None and loop is not None:
+                loop.create_task(_quietly(face.save_breaker(record)))
+            else:
+                self.store.save_breaker(record)
         except Exception:  # a breaker is advice: failing to share it must not fail the call
             pass
 
@@ -219,3 +271,10 @@ class Health:
 
     def snapshot(self) -> list[BreakerState]:
         return [b.snapshot() for b in self.breakers.values()]
+
+
+async def _quietly(write: Any) -> None:
+    try:
+        await write
+    except Exception:  # a breaker is advice: failing to share it must not fail the call
+        pass

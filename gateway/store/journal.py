@@ -129,6 +129,11 @@ class Journal(MediaJournal, ServerRowsJournal):
                                             emulator_instance=self.emulator_instance)
         return self._store
 
+    @property
+    def async_store(self) -> SqlStore | None:
+        """The async storage interface made by ``store()`` over this journal, or None before that."""
+        return self._store
+
     def close(self) -> None:
         """Close the connection (after the writer thread, if any, committed what it holds)."""
         if self._store is not None:

@@ -70,15 +70,19 @@ class Heartbeat:
 
     ``renew()`` returns False when the lease was lost (it went stale and another call took it); the
     heartbeat then stops and ``lost`` is set — the call's paid job stays in the journal either way.
+    ``wall``: the clock the lease is judged by (the store's epoch seconds); with it, ``beat_at`` is the
+    wall time at which the last successful beat was sent (None before the first).
     """
 
     def __init__(self, renew: Callable[[], Awaitable[bool] | bool], sleep: Callable[[float], Awaitable[None]],
-                 interval: float) -> None:
+                 interval: float, *, wall: Callable[[], float] | None = None) -> None:
         self._renew = renew
         self._sleep = sleep
         self.interval = interval
+        self.wall = wall
         self.lost = False
         self.beats = 0
+        self.beat_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> Heartbeat:
@@ -88,6 +92,7 @@ class Heartbeat:
     async def _run(self) -> None:
         while True:
             await self._sleep(self.interval)
+            sent = None if self.wall is None else self.wall()  # before the renewal: never later than its own
             try:
                 result = self._renew()
                 kept = await result if not isinstance(result, bool) else result
@@ -95,6 +100,8 @@ class Heartbeat:
                 _log.warning("lease heartbeat failed: %s", error)
                 continue
             self.beats += 1
+            if kept and sent is not None:
+                self.beat_at = sent
             if not kept:
                 self.lost = True
                 _log.warning("lease lost: another call took this clip over after missed heartbeats")

@@ -2,18 +2,31 @@
 
 ``SqliteEngine`` is the connection: WAL, ``synchronous = NORMAL`` (a commit is visible to every other
 process at once, and survives a killed process, but is not flushed), ``BEGIN IMMEDIATE`` for every
-write. A ``Durability.FLUSHED`` write is made durable against power loss by ``fsync`` of the WAL file
-after its commit — explicit, so a test can count it (``_fsync`` is the seam).
+write. A ``Durability.FLUSHED`` write is made durable against power loss by ``fdatasync`` of the WAL
+file after its commit (what SQLite itself uses on Linux: the data and the size needed to read it back)
+— explicit, so a test can count it (``_fsync`` is the seam).
 
-``SqliteStore`` is the async interface over it. Its writer thread takes every queued operation,
-runs them in ONE transaction (each under a savepoint, so one failure spoils no other), commits once
-and flushes once if any of them asked for it: ten thousand jobs in flight pay one commit per batch,
-not one per write, and the event loop never waits on the disk. ``BATCHED`` writes are not awaited
-(the queue keeps their order, so this process reads its own writes): the caller gets a future, and
+``SqliteStore`` is the async interface over it. Operations made on an event loop are gathered until
+the end of that loop iteration and handed over together (``_kick``):
+
+- when the writer thread is idle and none of them asks for a flush, they run at once on the loop's
+  thread, in ONE transaction: a commit that is not flushed costs microseconds, less than a thread hop,
+  so one job at a time pays no hop for them. This never waits on the disk or on another process: the
+  write lock is only tried (``busy_timeout`` 0), and when another process holds it the operations go
+  to the writer thread instead;
+- otherwise (a flush is asked for, or the writer is busy, i.e. many jobs are in flight) the writer
+  thread takes everything queued, runs it in ONE transaction, commits once and flushes once if any
+  operation asked for it: ten thousand jobs in flight pay one commit per batch, not one per write,
+  and fsync never runs on the event loop.
+
+Each operation of a transaction runs under a savepoint (when there are several), so one failure spoils
+no other. ``BATCHED`` writes are not awaited: they wait (at most ``BATCH_DELAY_S``) for the next
+operation to ride with, in order (so this process reads its own writes); the caller gets a future, and
 their errors are logged and kept (``deferred_errors``). The ``Journal`` face of the same file shares
-the engine and, while the writer runs, queues its own calls behind the writer's (``call``): one
-connection and one writer per file and process, and sync reads see every earlier async write.
-With ``offload=False`` (virtual clocks in tests) operations run inline instead, for determinism.
+the engine and takes this thread's unsent operations first, then runs behind the writer while it is
+busy (``call``): one connection and one writer per file and process, and sync reads see every earlier
+async write. With ``offload=False`` (virtual clocks in tests) operations run inline at once instead,
+for determinism.
 """
 
 from __future__ import annotations
@@ -38,13 +51,19 @@ from gateway.store.migrate import migrate_sqlite
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
 
-__all__ = ["BUSY_TIMEOUT_MS", "SqliteEngine", "SqliteStore"]
+__all__ = ["BATCH_DELAY_S", "BUSY_TIMEOUT_MS", "SqliteEngine", "SqliteStore"]
 
 _T = TypeVar("_T")
 BUSY_TIMEOUT_MS = 5000
 _BATCH_MAX = 512
+CHECKPOINT_OPS = 300
+"""Operations committed between two checkpoints of the WAL into the database file (about 1,000-2,000
+pages, SQLite's own default is 1,000), run by the writer thread or a synchronous caller."""
+BATCH_DELAY_S = 0.05
+"""Seconds a ``BATCHED`` write may wait on its event loop for another operation to share a commit with."""
 _log = logging.getLogger("gateway.store")
-_fsync = os.fsync  # the durability seam: tests count calls
+_fsync = getattr(os, "fdatasync", os.fsync)  # the durability seam: tests count calls
+_Op = tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 class _Tx:
@@ -77,6 +96,9 @@ class SqliteEngine:
         self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                   check_same_thread=False)
         self.flushes = 0
+        self.checkpoints = 0
+        self._since_checkpoint = 0
+        """Operations committed since the last checkpoint (``CHECKPOINT_OPS``)."""
         try:
             self._setup()
         except BaseException:
@@ -100,6 +122,10 @@ class SqliteEngine:
                     time.sleep(0.05)
             # Commits are not flushed by SQLite itself: FLUSHED writes fsync the WAL explicitly.
             db.execute("PRAGMA synchronous = NORMAL")
+            # SQLite would checkpoint (copy the WAL into the file, and fsync it) inside whichever commit
+            # crosses 1000 pages — on the event loop for an inline commit. This connection checkpoints
+            # itself instead, where waiting is allowed (``checkpoint_due``).
+            db.execute("PRAGMA wal_autocheckpoint = 0")
         with self.lock:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -113,21 +139,52 @@ class SqliteEngine:
     def execute(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> _T:
         """Run one operation in its own transaction (inline callers and reads)."""
-        [(value, error)] = self.batch([(durability, fn, args, kwargs)])
+        [(value, error)] = self.batch([(durability, fn, args, kwargs)]) or [(None, None)]
         if error is not None:
             raise error
         return cast(_T, value)
 
-    def batch(self, ops: list[tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
-              ) -> list[tuple[Any, BaseException | None]]:
-        """Run ``ops`` in one transaction, each under its own savepoint; commit once, flush once if any
-        succeeded op is ``FLUSHED``. Returns (value, error) per op."""
+    def batch(self, ops: list[_Op], *, wait: bool = True,
+              checkpoint: bool = True) -> list[tuple[Any, BaseException | None]] | None:
+        """Run ``ops`` in one transaction, each under its own savepoint when there are several; commit
+        once, flush once if any succeeded op is ``FLUSHED``. Returns (value, error) per op.
+        ``wait=False``: only try the connection and the file's write lock, never wait for them (the
+        event loop's thread): ``None`` when either is taken, and nothing was run. A due checkpoint
+        follows the commit unless ``wait=False`` or ``checkpoint=False``."""
+        if not self.lock.acquire(blocking=wait):
+            return None
+        try:
+            if not wait:
+                self.db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError:  # another process writes: the writer thread waits for it
+                    return None
+                finally:
+                    self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            else:
+                self.db.execute("BEGIN IMMEDIATE")
+            out = self._in_transaction(ops)
+            if wait and checkpoint and self.checkpoint_due:  # after the commit: this caller waits anyway
+                self.checkpoint()
+            return out
+        finally:
+            self.lock.release()
+
+    def _in_transaction(self, ops: list[_Op]) -> list[tuple[Any, BaseException | None]]:
         out: list[tuple[Any, BaseException | None]] = []
         flush = False
-        with self.lock:
-            tx = _Tx(self.db)
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+        tx = _Tx(self.db)
+        try:
+            if len(ops) == 1:  # alone in its transaction: its failure rolls back only itself
+                durability, fn, args, kwargs = ops[0]
+                try:
+                    out.append((fn(self.queries, tx, *args, **kwargs), None))
+                except Exception as error:  # that op's own failure, reported to its caller
+                    self.db.execute("ROLLBACK")
+                    return [(None, error)]
+                flush = durability is Durability.FLUSHED
+            else:
                 for durability, fn, args, kwargs in ops:
                     self.db.execute("SAVEPOINT op")
                     try:
@@ -140,13 +197,26 @@ class SqliteEngine:
                     self.db.execute("RELEASE op")
                     out.append((value, None))
                     flush = flush or durability is Durability.FLUSHED
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-            if flush:
-                self.flush()
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self._since_checkpoint += len(ops)
+        if flush:
+            self.flush()
         return out
+
+    @property
+    def checkpoint_due(self) -> bool:
+        """``CHECKPOINT_OPS`` operations were committed since the last checkpoint."""
+        return self._since_checkpoint >= CHECKPOINT_OPS and self.path != ":memory:"
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL frames into the database file (``PASSIVE``: never waits for readers)."""
+        with self.lock:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._since_checkpoint = 0
+            self.checkpoints += 1
 
     @contextmanager
     def raw(self) -> Iterator[sqlite3.Connection]:
@@ -177,10 +247,10 @@ class SqliteEngine:
 
 
 class SqliteStore(SqlStore):
-    """The async store on one SQLite file. ``path``: a file or ``":memory:"``; ``offload``: run SQL on
-    the writer thread (default) or inline on the caller's thread; ``wall``: epoch seconds (a seam);
-    ``engine``: an open ``SqliteEngine`` to share (the ``Journal`` face of the same file), so one
-    process has one connection and one writer per file."""
+    """The async store on one SQLite file. ``path``: a file or ``":memory:"``; ``offload``: hand SQL to
+    the writer thread as the module docstring says (default) or run it inline at once on the caller's
+    thread; ``wall``: epoch seconds (a seam); ``engine``: an open ``SqliteEngine`` to share (the
+    ``Journal`` face of the same file), so one process has one connection and one writer per file."""
 
     dialect = "sqlite"
 
@@ -192,31 +262,87 @@ class SqliteStore(SqlStore):
         self.path = self.engine.path
         self.where = self.path
         self.offload = offload
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
+        """Guards the writer's start and stop, the unsent operations and ``_outstanding``."""
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        """Operations made on each event loop and not yet handed over (``_kick``)."""
+        self._soon: set[asyncio.AbstractEventLoop] = set()
+        self._late: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+        self._outstanding = 0
+        """Batches handed to the writer thread and not yet committed."""
         self.deferred_errors: list[BaseException] = []
+        self.inline_commits = 0
+        """Transactions run on an event loop's thread (not flushed; the writer was idle)."""
 
     @property
     def schema_version(self) -> int:
         return self.engine.schema_version
 
-    def _enqueue(self, item: tuple[Any, ...]) -> None:
-        """Queue one operation for the writer (started on first use). Under the start lock, so a stop
-        (which queues the end marker under it) never strands an operation behind the marker."""
+    def _enqueue(self, items: list[_Item]) -> None:
+        """Hand ``items`` to the writer (started on first use) as one batch. Under the start lock, so a
+        stop (which queues the end marker under it) never strands an operation behind the marker."""
         with self._start:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._writer, name="ovi-store-writer", daemon=True)
-                self._thread.start()
+            self._hand(items)
+
+    def _hand(self, items: list[_Item]) -> None:  # the start lock is held
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer, name="ovi-store-writer", daemon=True)
+            self._thread.start()
+            _LIVE.add(self)
+        self._outstanding += 1
+        self._queue.put(items)
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, item: _Item) -> None:
+        """Keep ``item`` until this loop iteration ends (``BATCHED``: at most ``BATCH_DELAY_S``)."""
+        with self._start:
+            pending = self._pending.get(loop)
+            if pending is None:
+                pending = self._pending[loop] = []
                 _LIVE.add(self)
-            self._queue.put(item)
+            pending.append(item)
+            if item[0] is Durability.BATCHED:
+                if loop not in self._soon and loop not in self._late:
+                    self._late[loop] = loop.call_later(BATCH_DELAY_S, self._kick, loop)
+            elif loop not in self._soon:
+                self._soon.add(loop)
+                loop.call_soon(self._kick, loop)
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand over what this loop gathered: inline in one transaction when the writer is idle and no
+        flush is asked for, else to the writer thread as one batch (see the module docstring)."""
+        with self._start:
+            self._soon.discard(loop)
+            late = self._late.pop(loop, None)
+            items = self._pending.pop(loop, None)
+            if not items:
+                return
+            inline = self._outstanding == 0 and all(item[0] is not Durability.FLUSHED for item in items)
+            if not inline:
+                self._hand(items)
+        if late is not None:
+            late.cancel()
+        if not inline:
+            return
+        try:
+            results = self.engine.batch([item[:4] for item in items], wait=False)
+        except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
+            results = [(None, failure)] * len(items)
+        if results is None:  # another thread or process holds the write lock: the writer waits for it
+            self._enqueue(items)
+            return
+        self.inline_commits += 1
+        self._settle_all(items, results)
+        if self.engine.checkpoint_due:  # the writer thread checkpoints: never the loop
+            self._enqueue([(Durability.BATCHED, Queries.noop, (), {}, None, concurrent.futures.Future())])
 
     async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if not self.offload:
             return self.engine.execute(durability, fn, args, kwargs)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._enqueue((durability, fn, args, kwargs, loop, future))
+        self._submit(loop, (durability, fn, args, kwargs, loop, future))
         return await future
 
     async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
@@ -226,55 +352,87 @@ class SqliteStore(SqlStore):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(_retrieved)  # its failure is logged and kept; never "never retrieved"
-        self._enqueue((Durability.BATCHED, fn, args, kwargs, loop, future))
+        self._submit(loop, (Durability.BATCHED, fn, args, kwargs, loop, future))
         return future
 
     def call(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> _T:
-        """Run one operation for synchronous code (the ``Journal`` face), after every operation queued
-        before it (so it reads this process's batched writes); inline when no writer runs."""
+        """Run one operation for synchronous code (the ``Journal`` face), after every operation made
+        before it on this thread's event loop and every one handed to the writer (so it reads this
+        process's batched writes): inline when the writer is idle, else behind it. A flush asked for
+        on an event loop's thread goes to the writer thread even then (fsync never runs on a loop)."""
+        loop = _running_loop()
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        item: _Item = (durability, fn, args, kwargs, None, done)
         with self._start:
-            thread = self._thread
-            if thread is not None and threading.current_thread() is not thread:
-                done: concurrent.futures.Future[_T] = concurrent.futures.Future()
-                self._queue.put((durability, fn, args, kwargs, None, done))
-        if thread is None or threading.current_thread() is thread:
-            return self.engine.execute(durability, fn, args, kwargs)
+            items = self._pending.pop(loop, []) if loop is not None else []
+            items.append(item)
+            writer = self._thread is not None and threading.current_thread() is self._thread
+            behind = not writer and (self._outstanding > 0 or (
+                self.offload and loop is not None and any(i[0] is Durability.FLUSHED for i in items)))
+            if behind:
+                self._hand(items)
+        if behind:
+            return done.result()
+        try:
+            results = self.engine.batch([i[:4] for i in items], checkpoint=loop is None)
+        except BaseException as failure:
+            results = [(None, failure)] * len(items)
+        self._settle_all(items, results or [])
         return done.result()
+
+    def _settle_all(self, items: list[_Item], results: list[tuple[Any, BaseException | None]]) -> None:
+        """Answer every operation: futures of the running loop at once, other loops' in one callback
+        each, synchronous callers' directly. Errors of ``BATCHED`` writes are logged and kept."""
+        here = _running_loop()
+        elsewhere: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+        for (durability, fn, _, _, loop, future), (value, error) in zip(items, results, strict=True):
+            if error is not None and durability is Durability.BATCHED:
+                self.deferred_errors.append(error)
+                _log.error("batched journal write %s failed: %s", fn.__name__, error)
+            if loop is None:
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+            elif loop is here:
+                _settle(future, value, error)
+            else:
+                elsewhere.setdefault(loop, []).append((future, value, error))
+        for loop, answers in elsewhere.items():
+            try:
+                loop.call_soon_threadsafe(_settle_many, answers)
+            except RuntimeError:  # that event loop is closed: nobody waits for these answers any more
+                pass
 
     def _writer(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            items = [first]
+            items, taken = list(first), 1
             while len(items) < _BATCH_MAX:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     self._queue.put(None)  # stop after this batch
                     break
-                items.append(item)
+                items += more
+                taken += 1
             try:
-                results = self.engine.batch([(d, fn, a, k) for d, fn, a, k, _, _ in items])
+                results = self.engine.batch([item[:4] for item in items], checkpoint=False) or []
             except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
                 results = [(None, failure)] * len(items)
-            for (durability, fn, _, _, loop, future), (value, error) in zip(items, results, strict=True):
-                if error is not None and durability is Durability.BATCHED:
-                    self.deferred_errors.append(error)
-                    _log.error("batched journal write %s failed: %s", fn.__name__, error)
-                if loop is None:
-                    if error is not None:
-                        future.set_exception(error)
-                    else:
-                        future.set_result(value)
-                    continue
+            with self._start:
+                self._outstanding -= taken
+            self._settle_all(items, results)
+            if self.engine.checkpoint_due:  # after the answers: nobody waits for it
                 try:
-                    loop.call_soon_threadsafe(_settle, future, value, error)
-                except RuntimeError:  # that event loop is closed: nobody waits for this answer any more
-                    pass
+                    self.engine.checkpoint()
+                except sqlite3.Error as error:  # the next one will try again
+                    _log.warning("journal checkpoint failed: %s", error)
 
     def _stop(self) -> None:
         with self._start:
@@ -283,11 +441,24 @@ class SqliteStore(SqlStore):
                 self._queue.put(None)
         if thread is not None:
             thread.join()
+        with self._start:  # operations still gathered on a loop (it may be closed): commit them too
+            items = [item for pending in self._pending.values() for item in pending]
+            self._pending.clear()
+            self._soon.clear()
+            for late in self._late.values():
+                late.cancel()
+            self._late.clear()
+        if items:
+            try:
+                results = self.engine.batch([item[:4] for item in items]) or []
+            except BaseException as failure:
+                results = [(None, failure)] * len(items)
+            self._settle_all(items, results)
         _LIVE.discard(self)
 
     async def drain(self) -> None:
-        """Wait until every write queued so far is committed (visible to other processes)."""
-        if self.offload and self._thread is not None:
+        """Wait until every write made so far is committed (visible to other processes)."""
+        if self.offload:
             await self._run(Durability.COMMITTED, Queries.noop)
 
     async def aclose(self) -> None:
@@ -298,6 +469,11 @@ class SqliteStore(SqlStore):
     def close(self) -> None:
         self._stop()
         self.engine.close()
+
+
+_Item = tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any], Any, Any]
+"""One operation and who waits for it: its event loop and asyncio future, or ``None`` and a
+``concurrent.futures.Future`` (a synchronous caller)."""
 
 
 _LIVE: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
@@ -313,6 +489,18 @@ def _drain_at_exit() -> None:
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _settle_many(answers: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, value, error in answers:
+        _settle(future, value, error)
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

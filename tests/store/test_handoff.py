@@ -1,0 +1,174 @@
+"""How the SQLite store hands operations over (``gateway.store.sqlite``): a commit that needs no flush
+runs at once on the loop's thread while the writer is idle (no thread hop for one job at a time);
+a flush, or a busy writer, goes to the writer thread as one batch (group commit); a BATCHED write
+rides with the next operation, or commits on its own within ``BATCH_DELAY_S``; and the loop never
+waits for another process's write lock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gateway.store.sqlite as sqlite_backend
+from gateway.store.journal import Journal
+from gateway.store.queries import Queries
+from gateway.store.records import Durability, request_hash
+from gateway.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.anyio
+REQ = json.dumps({"prompt": "a cat <S>hello<E>", "seed": 0})
+
+
+class Transactions:
+    """Counts the engine's transactions and names the thread each ran on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[tuple[str, list[str]]] = []
+        original = sqlite_backend.SqliteEngine.batch
+
+        def batch(engine: Any, ops: list[Any], **kw: Any) -> Any:
+            out = original(engine, ops, **kw)
+            if out is not None:
+                self.seen.append((threading.current_thread().name, [op[1].__name__ for op in ops]))
+            return out
+
+        monkeypatch.setattr(sqlite_backend.SqliteEngine, "batch", batch)
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    face = Journal(str(tmp_path / "journal.sqlite3"))
+    yield face
+    face.close()
+
+
+def _thread_name(queries: Queries, tx: Any) -> str:
+    return threading.current_thread().name
+
+
+async def _submit(store: SqliteStore, key: str = "c1") -> None:
+    await store.open_clip(key, REQ, request_hash(REQ))
+    await store.intent(clip_key=key, submit_key=f"{key}-s", provider="fal", quote_usd=Decimal("0.2"))
+
+
+async def test_an_unflushed_commit_runs_on_the_loop_while_the_writer_is_idle(journal: Journal, monkeypatch) -> None:
+    seen = Transactions(monkeypatch)
+    store = journal.store(offload=True)
+    here = threading.current_thread().name
+    assert await store._run(Durability.COMMITTED, _thread_name) == here
+    assert store._thread is None and store.inline_commits == 1  # no writer thread was needed at all
+    await _submit(store)  # the intent is FLUSHED: fsync on the writer thread, never the loop
+    assert seen.seen[-1] == ("ovi-store-writer", ["intent"])
+    assert await store._run(Durability.COMMITTED, _thread_name) == here  # idle again: inline again
+
+
+async def test_operations_of_one_loop_iteration_share_one_transaction(journal: Journal, monkeypatch) -> None:
+    store = journal.store(offload=True)
+    await store.open_clip("c1", REQ, request_hash(REQ))
+    seen = Transactions(monkeypatch)
+    found = await asyncio.gather(*(store.get_clip("c1") for _ in range(20)))
+    assert all(f is not None and f.key == "c1" for f in found)
+    assert len(seen.seen) == 1 and len(seen.seen[0][1]) == 20
+
+
+async def test_a_busy_writer_takes_everything_as_one_group_commit(journal: Journal, monkeypatch) -> None:
+    store = journal.store(offload=True)
+    for i in range(10):
+        await store.open_clip(f"c{i}", REQ, request_hash(REQ))
+    seen = Transactions(monkeypatch)
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(queries: Queries, tx: Any) -> None:
+        entered.set()
+        gate.wait(5)
+
+    first = asyncio.ensure_future(store._run(Durability.FLUSHED, held))  # occupies the writer
+    assert await asyncio.to_thread(entered.wait, 5)
+    rest = asyncio.gather(*(store.intent(clip_key=f"c{i}", submit_key=f"s{i}", provider="fal",
+                                         quote_usd=Decimal("0.2")) for i in range(10)),
+                          store.get_clip("c0"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gate.set()
+    await first
+    await rest
+    assert [names for _, names in seen.seen] == [["held"], ["intent"] * 10 + ["get_clip"]]
+    assert {thread for thread, _ in seen.seen} == {"ovi-store-writer"}
+
+
+async def test_a_batched_write_rides_with_the_next_operation(journal: Journal, monkeypatch) -> None:
+    store = journal.store(offload=True)
+    await _submit(store)
+    seen = Transactions(monkeypatch)
+    written = await store.state("c1-s", "running")
+    assert written is not None and not written.done()  # not waited for, not yet written
+    [record] = await store.submits("c1")  # the next operation carries it, in order
+    assert record.state == "running" and written.done()
+    assert [names for _, names in seen.seen] == [["submit_to", "submits"]]
+
+
+async def test_a_lone_batched_write_commits_within_the_batch_delay(journal: Journal, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 0.0)
+    store = journal.store(offload=True)
+    await _submit(store)
+    written = await store.state("c1-s", "running")
+    assert written is not None
+    await asyncio.wait_for(written, 5)
+    with sqlite3.connect(journal.path) as other:  # what another process sees
+        assert other.execute("SELECT state FROM submits").fetchall() == [("running",)]
+
+
+async def test_the_sync_face_reads_this_loops_unsent_writes(journal: Journal) -> None:
+    store = journal.store(offload=True)
+    await _submit(store)
+    written = await store.state("c1-s", "running")
+    assert written is not None and not written.done()
+    assert [s.state for s in journal.submits("c1")] == ["running"]  # taken along, in order
+    await asyncio.sleep(0)
+    assert written.done() and written.exception() is None
+
+
+async def test_the_loop_never_waits_for_another_processs_write_lock(journal: Journal) -> None:
+    store = journal.store(offload=True)
+    await store.open_clip("c1", REQ, request_hash(REQ))
+    other = sqlite3.connect(journal.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        pending = asyncio.ensure_future(store._run(Durability.COMMITTED, _thread_name))
+        ticks = 0
+        while not pending.done() and ticks < 20:  # the loop keeps turning meanwhile
+            await asyncio.sleep(0)
+            ticks += 1
+        assert not pending.done() and ticks == 20
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert await asyncio.wait_for(pending, 10) == "ovi-store-writer"  # the writer thread waited for it
+
+
+async def test_checkpoints_run_on_the_writer_thread_never_the_loop(journal: Journal, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_OPS", 3)
+    threads: list[str] = []
+    original = sqlite_backend.SqliteEngine.checkpoint
+
+    def spied(engine: Any) -> None:
+        threads.append(threading.current_thread().name)
+        original(engine)
+
+    monkeypatch.setattr(sqlite_backend.SqliteEngine, "checkpoint", spied)
+    store = journal.store(offload=True)
+    for i in range(6):  # inline commits, one operation each
+        await store.open_clip(f"c{i}", REQ, request_hash(REQ))
+    await store.drain()
+    await asyncio.to_thread(lambda: None)
+    store._stop()  # the writer finished whatever it was asked
+    assert threads and set(threads) == {"ovi-store-writer"} and store.inline_commits >= 3
+    with sqlite3.connect(journal.path) as other:  # the WAL was copied into the database file
+        assert other.execute("SELECT COUNT(*) FROM clips").fetchone() == (6,)
