@@ -13,7 +13,9 @@ exporter decide where they go, as the API intends (no provider is configured her
 
 Without the package every call is a no-op: it is imported at the first span, not with ``gateway``, so
 ``import gateway`` never pays for OpenTelemetry (``python -X importtime``), and a failed import is
-remembered. Every string
+remembered. With the package but no tracer provider set (the API's own default, whose spans record
+nothing), every call is a no-op too: no span, context switch or attribute is made for a span nobody
+records (``live``), so every job does not pay for them. Every string
 attribute goes through ``gateway.secrets.redact``: an API key never reaches an exporter.
 """
 
@@ -25,16 +27,18 @@ from typing import Any, TypeVar
 
 import gateway.secrets as secrets
 
-__all__ = ["attempt", "clip", "note"]
+__all__ = ["attempt", "clip", "live", "note"]
 
 T = TypeVar("T")
 _TRACER_NAME = "ovi-gateway"
 _trace: Any = None
 """``opentelemetry.trace`` once looked up; ``False`` when it is not installed."""
+_silent: tuple[type, ...] = ()
+"""The API's tracer providers whose spans record nothing (the default proxy, the no-op one)."""
 
 
 def _api() -> Any:
-    global _trace
+    global _trace, _silent
     if _trace is None:
         try:
             import opentelemetry.trace as trace
@@ -42,7 +46,18 @@ def _api() -> Any:
             _trace = False
         else:
             _trace = trace
+            _silent = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
     return _trace
+
+
+def live() -> Any:
+    """``opentelemetry.trace`` when spans are recorded: the API is installed and a tracer provider is set
+    (the API's default, a proxy until one is, records nothing); else ``None``. Asked at every span, so a
+    provider set later is used from then on."""
+    trace = _api()
+    if not trace or isinstance(trace.get_tracer_provider(), _silent):
+        return None
+    return trace
 
 
 def _value(value: Any) -> Any:
@@ -59,8 +74,8 @@ def _set(span: Any, attributes: dict[str, Any]) -> None:
 
 @contextmanager
 def _span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
-    trace = _api()
-    if not trace:
+    trace = live()
+    if trace is None:
         yield None
         return
     tracer = trace.get_tracer(_TRACER_NAME)
@@ -87,6 +102,8 @@ def _finished(span: Any, result: Any) -> None:
 
 async def clip(work: Awaitable[T], *, idempotency_key: str | None = None) -> T:
     """Await ``work`` (making one clip) inside an ``ovi.clip`` span."""
+    if live() is None:
+        return await work
     with _span("ovi.clip", {"idempotency_key": idempotency_key}) as span:
         result = await work
         _finished(span, result)
@@ -96,6 +113,8 @@ async def clip(work: Awaitable[T], *, idempotency_key: str | None = None) -> T:
 async def attempt(work: Awaitable[T], *, vendor: str, clip_key: str) -> T:
     """Await ``work`` (one vendor's try at a clip) inside an ``ovi.attempt`` span, a child of the clip's
     (which learns the clip's key here when the caller gave none)."""
+    if live() is None:
+        return await work
     note(idempotency_key=clip_key)
     with _span("ovi.attempt", {"vendor": vendor, "clip_key": clip_key}) as span:
         result = await work
@@ -105,8 +124,8 @@ async def attempt(work: Awaitable[T], *, vendor: str, clip_key: str) -> T:
 
 def note(**attributes: Any) -> None:
     """Add ``ovi.<name>`` attributes to the current span (no-op without OpenTelemetry or a span)."""
-    trace = _api()
-    if trace:
+    trace = live()
+    if trace is not None:
         span = trace.get_current_span()
         if span.is_recording():
             _set(span, attributes)

@@ -101,6 +101,27 @@ async def test_note_redacts_a_registered_value(spans) -> None:
     assert span.attributes["ovi.job_id"] == "job-***" and span.attributes["ovi.outcome"] == "skipped"
 
 
+async def test_with_the_api_but_no_tracer_provider_no_span_is_made(spans, monkeypatch) -> None:
+    """The API's default provider (a proxy until one is set) records nothing, so no span, context or
+    attribute is made for it on the hot path; a provider set afterwards is used from the next call on."""
+    clock = VirtualClock()
+    async with Gateway(emulator=Emulator(clock=clock, seed=1), clock=clock, journal=None) as gw:
+        with monkeypatch.context() as unset:
+            unset.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+
+            def no_tracer(*args, **kwargs):
+                raise AssertionError("a tracer was asked for while no provider is set")
+
+            unset.setattr(trace, "get_tracer", no_tracer)
+            unset.setattr(trace, "get_current_span", no_tracer)
+            assert telemetry.live() is None
+            await gw.agenerate(_request(), provider="wavespeed")
+            assert spans.get_finished_spans() == ()
+        assert telemetry.live() is trace  # the SDK provider of this test's fixture
+        await gw.agenerate(_request(), provider="wavespeed")
+    assert sorted(s.name for s in spans.get_finished_spans()) == ["ovi.attempt", "ovi.clip"]
+
+
 async def test_without_opentelemetry_nothing_is_recorded(spans, monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if the package were not installed
     clock = VirtualClock()

@@ -1,10 +1,9 @@
-"""A vendor job being followed (``FollowedJob``), and the store of a gateway without one (``NullJournal``)."""
+"""A vendor job being followed (``FollowedJob``)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from gateway.contract import JobHandle, Provider
@@ -14,23 +13,7 @@ from gateway.routing.planner import Candidate
 if TYPE_CHECKING:
     from gateway.jobs.writes import Write
 
-__all__ = ["FollowedJob", "NullJournal"]
-
-
-class NullJournal:
-    """Records nothing: the store of gateways built with ``journal=None`` (no durability, no idempotency
-    keys). Async, like ``gateway.store.base.SqlStore``, whose write methods it mirrors."""
-
-    async def intent(self, **fields: Any) -> None: ...
-    async def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None: ...
-    async def state(self, submit_key: str, state: str) -> None: ...
-    async def finished(self, submit_key: str, *, cost_usd: Decimal | None, cost_source: str) -> None: ...
-    async def finish(self, clip_key: str, result_json: str, submit_key: str, *, cost_usd: Decimal | None,
-                     cost_source: str) -> None: ...
-    async def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None: ...
-    async def unknown(self, submit_key: str, *, error: str) -> None: ...
-    async def expired(self, submit_key: str, error: str) -> None: ...
-    async def finish_clip(self, key: str, result_json: str) -> None: ...
+__all__ = ["FollowedJob"]
 
 
 @dataclass

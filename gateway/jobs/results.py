@@ -96,12 +96,14 @@ async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_
                         inference_s=output.inference_s),
         dropped=sorted(job.candidate.dropped), attempts=list(job.attempts),
         idempotency_key=job.clip_key, raw=output.raw, **(extra or {}))
-    # Batched progress still in flight is superseded by the end written next (same queue, in order).
-    await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap, settle=False)
-    # The clip's result and its submit's end are one transaction (``SqlStore.finish``): never an open
-    # clip whose submit is closed, nor a finished submit whose clip has no result.
-    await runner._write(job, "result", lambda: runner.store.finish(job.clip_key, result.model_dump_json(),
-                                                                    job.submit_key, cost_usd=cost, cost_source=source))
+    store = runner.store
+    if store is not None:  # journal=None: nothing to record (and the result is not serialized for nobody)
+        # Batched progress still in flight is superseded by the end written next (same queue, in order).
+        await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap, settle=False)
+        # The clip's result and its submit's end are one transaction (``SqlStore.finish``): never an open
+        # clip whose submit is closed, nor a finished submit whose clip has no result.
+        await runner._write(job, "result", lambda: store.finish(job.clip_key, result.model_dump_json(),
+                                                                job.submit_key, cost_usd=cost, cost_source=source))
     _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
               job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
                                                    "idempotency_key": job.submit_key, "clip_key": job.clip_key})

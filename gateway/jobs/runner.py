@@ -38,7 +38,7 @@ from gateway.jobs import fate
 from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
 from gateway.jobs.events import Event, EventKind
 from gateway.jobs.fate import Answer, Fate, Phase
-from gateway.jobs.followed import FollowedJob, NullJournal
+from gateway.jobs.followed import FollowedJob
 from gateway.jobs.leasing import ClipLease, check_lease
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.results import fetch_result, finish
@@ -55,7 +55,7 @@ _log = logging.getLogger(__name__)
 # INFO lines carry vendor, job id and keys, never a prompt, image or API key (gateway.logs); error texts
 # (which may quote what was sent) only at DEBUG.
 
-__all__ = ["Event", "EventKind", "FollowedJob", "NullJournal", "PollPolicy", "Runner"]
+__all__ = ["Event", "EventKind", "FollowedJob", "PollPolicy", "Runner"]
 
 
 class Runner:
@@ -65,7 +65,8 @@ class Runner:
         providers: the loaded adapters by name.
         clock: the source of time and sleep.
         health: per-vendor breakers.
-        store: the async store (``gateway.store.base.SqlStore``) recording every paid submit, or ``None``;
+        store: the async store (``gateway.store.base.SqlStore``) recording every paid submit, or ``None``
+            (``journal=None``: nothing is recorded, and no store call, coroutine or task is made for it);
             no call blocks the event loop on the database.
         poll: the polling policy.
         rng: jitter source (seeded in tests).
@@ -95,7 +96,7 @@ class Runner:
         self.providers: Mapping[str, Provider] = providers
         self.clock: Clock = clock
         self.health: Health = health
-        self.store: Any = store if store is not None else NullJournal()
+        self.store: Any = store
         self.poll: PollPolicy = poll or PollPolicy()
         self.rng: random.Random = rng or random.Random()
         self.new_key: Callable[[], str] = new_key or (lambda: str(uuid.uuid4()))
@@ -144,9 +145,9 @@ class Runner:
                 self.on_event(Event(kind, candidate.provider, self.clock.now() - started, message=f"after {why}"))
             previous = candidate.provider
             try:
-                result = await telemetry.attempt(self._on_vendor(request, candidate, route, clip_key, started,
-                                                                 deadline_at, attempts), vendor=candidate.provider,
-                                                 clip_key=clip_key)
+                work = self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
+                result = await (work if telemetry.live() is None else  # no span nobody records: no wrapper
+                                telemetry.attempt(work, vendor=candidate.provider, clip_key=clip_key))
             except GatewayError as error:
                 why = f"{type(error).__name__}: {error.message}"
                 if isinstance(error, GenerationFailed) and resubmitted.get(candidate.provider, 0) < route.job_retries:
@@ -166,19 +167,23 @@ class Runner:
                          started: float, deadline_at: float | None, attempts: list[Attempt]) -> OviResult | None:
         name = candidate.provider
         provider = self.providers[name]
-        await check_lease(self.lease, None, name, confirm=True)  # a call that lost the clip submits nothing
+        if self.lease is not None:
+            await check_lease(self.lease, None, name, confirm=True)  # a call that lost the clip submits nothing
         breaker = self.health[name]
         if not breaker.allow():
             attempts.append(Attempt(provider=name, outcome="skipped", error=breaker.reason()))
             return None
         try:
-            await self._remaining(deadline_at, 0.0, name)
+            if self._left(deadline_at, 0.0) is None:
+                await self._remaining(deadline_at, 0.0, name)  # raises DeadlineExceeded
             ctx = SubmitContext(idempotency_key=self.new_key(),
                                 dropped=frozenset(candidate.dropped) if candidate.dropped else _NOTHING)
-            checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
-            await self.store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
-                                    quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
-                                    dropped=ctx.dropped, budget=checks or None, scopes=scopes)
+            store = self.store
+            if store is not None:
+                checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
+                await store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
+                                   quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
+                                   dropped=ctx.dropped, budget=checks or None, scopes=scopes)
             job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
                               self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
             try:
@@ -186,8 +191,9 @@ class Runner:
             except GatewayError as error:
                 await self._record_failure(job, error)
                 raise
-            await self._write(job, "accepted", self.store.accepted, ctx.idempotency_key, job.handle.to_json(),
-                              keep=True)
+            if store is not None:
+                await self._write(job, "accepted", store.accepted, ctx.idempotency_key, job.handle.to_json(),
+                                  keep=True)
             telemetry.note(job_id=job.handle.job_id, idempotency_key=ctx.idempotency_key)
             _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
                       ctx.idempotency_key, clip_key,
@@ -232,9 +238,14 @@ class Runner:
                 later = fallback(handle) - elapsed  # a push is expected: polling is the slow fallback ...
                 if job.deadline_at is None or self.clock.now() + later + wait <= job.deadline_at:
                     wait = max(wait, later)  # ... unless it would leave no check before the caller's deadline
-            await self.clock.sleep(await self._remaining(job.deadline_at, wait, name, job))
-            await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
-            await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
+            left = self._left(job.deadline_at, wait)
+            if left is None:
+                left = await self._remaining(job.deadline_at, wait, name, job)  # raises DeadlineExceeded
+            await self.clock.sleep(left)
+            if self.lease is not None:
+                await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
+            if job.unwritten or job.pending:
+                await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
             checks += 1
             try:
                 async with self._bounded(job.deadline_at, name, "status check"):
@@ -245,7 +256,8 @@ class Runner:
                     errors_in_row, last_error = errors_in_row + 1, error
                     self.on_event(Event("retry", name, self.clock.now() - job.started, message=str(error)))
                     continue
-                await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
+                if self.lease is not None:
+                    await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
                 await self._record_failure(job, error)
                 raise
             errors_in_row = 0
@@ -261,8 +273,9 @@ class Runner:
                 continue
             if not running_seen:
                 running_seen = True
-                await self._write(job, "running", self.store.state, job.submit_key, "running", keep=True)
-            if status.state.final:
+                if self.store is not None:
+                    await self._write(job, "running", self.store.state, job.submit_key, "running", keep=True)
+            if status.state.final and self.lease is not None:
                 await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict
             if status.state == JobState.FAILED:
                 failure = status.error or GenerationFailed(f"job {handle.job_id} failed", provider=name)
@@ -329,6 +342,8 @@ class Runner:
                                     may_be_billed=error.may_be_billed, job_id=job.handle.job_id or None))
         if not isinstance(error, DeadlineExceeded):
             self.health[job.name].failure(error)
+        if self.store is None:
+            return
         if isinstance(error, SubmitOutcomeUnknown):
             await self.store.unknown(job.submit_key, error=str(error))
         elif not alive:
@@ -352,6 +367,14 @@ class Runner:
 
     def _past(self, deadline_at: float | None, upcoming: float | None) -> bool:
         return deadline_at is not None and self.clock.now() + (upcoming or 0.0) > deadline_at
+
+    def _left(self, deadline_at: float | None, wait: float) -> float | None:
+        """``wait``, shortened to end at the deadline, while the deadline is still ahead (else ``None``:
+        ``_remaining`` raises). Plain, not a coroutine: it runs before every check of every job."""
+        if deadline_at is None:
+            return wait
+        left = deadline_at - self.clock.now()
+        return min(wait, left) if left > 0 else None
 
     async def _remaining(self, deadline_at: float | None, wait: float, name: str,
                          job: FollowedJob | None = None) -> float:
