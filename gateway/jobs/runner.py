@@ -244,7 +244,7 @@ class Runner:
             await self.clock.sleep(left)
             if self.lease is not None:
                 await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
-            if job.unwritten or job.pending:
+            if job.unwritten or job.pending or job.refused is not None:  # only a journal leaves any
                 await flush(self.clock, job)  # writes a full disk refused earlier (the handle is in memory)
             checks += 1
             try:
