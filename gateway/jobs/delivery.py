@@ -10,12 +10,14 @@ without one, so a defective clip can move the runner to the next vendor instead 
 A download that fails (network, size) is not a verdict on the clip: the result is returned without
 ``media`` and the clip stays listed as not downloaded (``ovi-gateway jobs``). A defective clip raises
 ``DefectiveClip``; the runner records the paid attempt and fails over only when the route says so.
-Every download's facts go into the journal (``Journal.record_download``).
+Every download's facts go into the journal through its async store (``SqlStore.record_download``, off
+the event loop), or the sync ``Journal.record_download`` where no async store exists.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import tempfile
@@ -34,6 +36,11 @@ from gateway.request import OviRequest
 from gateway.result import defective_path
 
 __all__ = ["Delivery", "clip_file_name", "expires_at"]
+
+
+async def _value(result: Any) -> Any:
+    """A store call's value: awaited on the async store, as is from a sync journal."""
+    return await result if inspect.isawaitable(result) else result
 
 _EXTENSIONS = (".mp4", ".webm", ".mov")
 
@@ -85,7 +92,7 @@ class Delivery:
 
     async def __call__(self, job: Any, output: ProviderOutput) -> dict[str, Any]:
         fps, fmt = ((self.request.fps, self.request.output_format) if self.request is not None
-                    else self._journaled_request(job.clip_key))
+                    else await self._journaled_request(job.clip_key))
         fields: dict[str, Any] = {"expires_at": expires_at(job.provider), "fps": fps}
         if self.emulated:
             fields["emulated"] = True
@@ -106,24 +113,31 @@ class Delivery:
                     kept = defective_path(saved)
                     os.replace(saved, kept)
                     error.saved_to = str(kept)
-                self.record(job.clip_key, job.name, job.handle.job_id, url, kept, error.facts)
+                await self.record(job.clip_key, job.name, job.handle.job_id, url, kept, error.facts)
                 raise
-        self.record(job.clip_key, job.name, job.handle.job_id, url, kept, facts)
+        await self.record(job.clip_key, job.name, job.handle.job_id, url, kept, facts)
         return {**fields, "media": facts, "saved_to": None if kept is None else str(kept)}
 
-    def record(self, clip_key: str, provider: str, job_id: str, url: str, saved: Path | None,
-               facts: MediaFacts | None) -> None:
-        """Put one download's facts in the journal (if there is one and it keeps media facts)."""
-        recorder = getattr(self.journal, "record_download", None)
-        if recorder is not None and facts is not None:
-            recorder(clip_key=clip_key, provider=provider, job_id=job_id, video_url=url,
-                     saved_to=None if saved is None else str(saved), facts=facts)
+    async def record(self, clip_key: str, provider: str, job_id: str, url: str, saved: Path | None,
+                     facts: MediaFacts | None) -> None:
+        """Put one download's facts in the journal (if there is one and it keeps media facts), through its
+        async store when it has one."""
+        if facts is None:
+            return
+        recorder = getattr(self._store(), "record_download", None) or getattr(self.journal, "record_download", None)
+        if recorder is not None:
+            await _value(recorder(clip_key=clip_key, provider=provider, job_id=job_id, video_url=url,
+                                  saved_to=None if saved is None else str(saved), facts=facts))
 
-    def _journaled_request(self, clip_key: str) -> tuple[int | None, str | None]:
+    def _store(self) -> Any:
+        """The journal's async store (``Journal.async_store``), if it has one."""
+        return getattr(self.journal, "async_store", None)
+
+    async def _journaled_request(self, clip_key: str) -> tuple[int | None, str | None]:
         """The journaled request's ``fps`` and ``output_format`` (read as JSON, not re-validated: a local
         image file named there may be gone by the time a job is resumed)."""
-        getter = getattr(self.journal, "get_clip", None)
-        clip = getter(clip_key) if getter is not None else None
+        getter = getattr(self._store(), "get_clip", None) or getattr(self.journal, "get_clip", None)
+        clip = await _value(getter(clip_key)) if getter is not None else None
         try:
             data = json.loads(clip.request_json) if clip is not None else {}
         except ValueError:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from gateway.store.media import record_download
 from gateway.store.queries import BudgetChecks, Queries, _money
 from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
 from gateway.store.server_rows import ServerRowsStore
@@ -116,6 +117,13 @@ class SqlStore(ServerRowsStore):
     async def record_media(self, key: str, facts: dict[str, Any]) -> None:
         """Merge facts about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
         await self._run(C, Queries.record_media, key, facts)
+
+    async def record_download(self, *, clip_key: str, provider: str, job_id: str, video_url: str,
+                              saved_to: str | None, facts: Any) -> bool:
+        """COMMITTED: one download's ``MediaFacts`` (``gateway.store.media.record_download``); False when
+        the clip is not in this store."""
+        return bool(await self._run(C, record_download, clip_key=clip_key, provider=provider, job_id=job_id,
+                                    video_url=video_url, saved_to=saved_to, facts=facts))
 
     async def finish_clip(self, key: str, result_json: str) -> None:
         """Mark the clip "succeeded" with its OviResult JSON (a succeeded clip is final)."""

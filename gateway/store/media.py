@@ -17,7 +17,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["MediaJournal", "MediaRecord", "PendingClip"]
+from gateway.store.records import Durability
+
+__all__ = ["MediaJournal", "MediaRecord", "PendingClip", "record_download"]
+
+
+def record_download(queries: Any, tx: Any, *, clip_key: str, provider: str, job_id: str, video_url: str,
+                    saved_to: str | None, facts: Any) -> bool:
+    """The store operation behind ``record_download`` (both faces, both backends): the ``media`` row
+    and, for a saved clip that is not defective, ``clips.media_json`` — in one transaction."""
+    verdict = "defective" if facts.problems else ("ok" if facts.verified else "unverified")
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    if not tx.run(
+            "INSERT INTO media (clip_key, provider, job_id, video_url, saved_to, verdict, size_bytes, sha256,"
+            " duration_s, facts_json, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " WHERE EXISTS (SELECT 1 FROM clips WHERE key = ?)",
+            (clip_key, provider, job_id, video_url, saved_to, verdict, facts.size_bytes, facts.sha256,
+             facts.duration_s, facts.model_dump_json(), now, clip_key)):
+        return False
+    if saved_to is not None and verdict != "defective":
+        queries.record_media(tx, clip_key, {
+            "sha256": facts.sha256, "size": facts.size_bytes, "path": saved_to, "verified": facts.verified,
+            "duration_s": facts.duration_s, "job_id": job_id})
+    return True
 
 
 @dataclass(frozen=True)
@@ -57,23 +79,10 @@ class MediaJournal:
                         saved_to: str | None, facts: Any) -> bool:
         """Record one download's ``MediaFacts``; a clip that is not defective and was saved also becomes
         the clip's file (``clips.media_json``). ``False`` (nothing written) when the clip is not in this
-        journal (a result from elsewhere downloaded through this gateway)."""
-        verdict = "defective" if facts.problems else ("ok" if facts.verified else "unverified")
-        now = datetime.now(UTC).isoformat(timespec="microseconds")
-        with self._tx() as tx:  # type: ignore[attr-defined]
-            cursor = tx.execute(
-                "INSERT INTO media (clip_key, provider, job_id, video_url, saved_to, verdict, size_bytes, sha256,"
-                " duration_s, facts_json, created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-                " WHERE EXISTS (SELECT 1 FROM clips WHERE key = ?)",
-                (clip_key, provider, job_id, video_url, saved_to, verdict, facts.size_bytes, facts.sha256,
-                 facts.duration_s, facts.model_dump_json(), now, clip_key))
-            if not cursor.rowcount:
-                return False
-        if saved_to is not None and verdict != "defective":
-            self.record_media(clip_key, {  # type: ignore[attr-defined]
-                "sha256": facts.sha256, "size": facts.size_bytes, "path": saved_to, "verified": facts.verified,
-                "duration_s": facts.duration_s, "job_id": job_id})
-        return True
+        journal (a result from elsewhere downloaded through this gateway). One committed transaction
+        (``record_download``; the async store's ``SqlStore.record_download`` runs the same)."""
+        return bool(self._do(Durability.COMMITTED, record_download, clip_key=clip_key,  # type: ignore[attr-defined]
+                             provider=provider, job_id=job_id, video_url=video_url, saved_to=saved_to, facts=facts))
 
     def downloads(self, clip_key: str) -> list[MediaRecord]:
         """Every recorded download of the clip, oldest first."""

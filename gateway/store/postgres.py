@@ -1,10 +1,13 @@
 """The shared backend: PostgreSQL through psycopg 3 and a psycopg_pool connection pool.
 
 Every operation of ``Queries`` runs in one transaction on a pooled connection, on a worker thread
-(``asyncio.to_thread``), so the event loop never waits on the network. Write classes map to
-PostgreSQL's own durability switch: ``FLUSHED`` commits with ``synchronous_commit = on`` (the WAL is
-flushed before the commit returns); ``COMMITTED`` and ``BATCHED`` set ``synchronous_commit = off`` for
-their transaction (visible to every replica at once; the server flushes within a few hundred ms).
+(``asyncio.to_thread``), so the event loop never waits on the network. ``BATCHED`` writes are not
+awaited: they ride in the transaction of the same loop's next operation (saving a round trip each), or
+go alone after ``BATCH_DELAY_S``; an operation waits for batched writes already in a transaction, so
+this process's writes commit in the order it made them. Write classes map to
+PostgreSQL's own durability switch: ``FLUSHED`` commits with ``SET LOCAL synchronous_commit = on`` (the
+WAL is flushed before the commit returns); ``COMMITTED`` and ``BATCHED`` commit with the pool's session
+setting, ``synchronous_commit = off`` (visible to every replica at once; the server flushes within a few hundred ms).
 Row locks (``FOR UPDATE``) order writers on the rows they change; resume workers claim clips with
 ``FOR UPDATE SKIP LOCKED``. Deadlocks and serialization failures are retried (each operation is one
 transaction, safe to run again). Migrations take an advisory lock (``migrate.migrate_postgres``).
@@ -15,22 +18,33 @@ Install with the ``postgres`` extra: ``pip install 'ovi-gateway[postgres]'``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from gateway.errors import ConfigurationError, StoreUnavailable
 from gateway.store.base import SqlStore
 from gateway.store.migrate import migrate_postgres
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
+from gateway.store.sqlite import BATCH_DELAY_S, _retrieved
 from gateway.store.url import redact, register_password
 
 __all__ = ["PostgresEngine", "PostgresStore"]
 
 _T = TypeVar("_T")
 _RETRIES = 8
+_log = logging.getLogger("gateway.store")
+_FLUSHED = "SET LOCAL synchronous_commit = on"
+
+
+def _unflushed_by_default(conn: Any) -> None:
+    """Pooled connections commit without waiting for the WAL flush unless a transaction asks
+    (``_FLUSHED``): most transactions are not FLUSHED, and each saves a round trip this way."""
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
 
 
 class _Tx:
@@ -84,7 +98,7 @@ class PostgresEngine:
                                    "submitted") from None
         self.pool = psycopg_pool.ConnectionPool(url, min_size=1, max_size=max_size, open=False,
                                                 kwargs={"connect_timeout": max(1, int(connect_timeout))},
-                                                name="ovi-gateway")
+                                                configure=_unflushed_by_default, name="ovi-gateway")
         try:
             self.pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
@@ -106,8 +120,8 @@ class PostgresEngine:
         for attempt in range(_RETRIES):
             try:
                 with self.pool.connection() as conn, conn.transaction():
-                    if durability is not Durability.FLUSHED:
-                        conn.execute("SET LOCAL synchronous_commit = off")
+                    if durability is Durability.FLUSHED:
+                        conn.execute(_FLUSHED)
                     value = fn(self.queries, _Tx(conn), *args, **kwargs)
                 if durability is Durability.FLUSHED:
                     self.flushes += 1
@@ -122,10 +136,45 @@ class PostgresEngine:
                 raise StoreUnavailable(f"database {self.where}: {exc}") from None
         raise AssertionError("unreachable")
 
+    def batch(self, ops: list[tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+              ) -> list[tuple[Any, BaseException | None]]:
+        """Run ``ops`` in ONE transaction, each under a savepoint (one failure spoils no other), flushed
+        if any is ``FLUSHED``; retried whole on deadlocks and serialization failures. (value, error) per op."""
+        errors = self._errors.errors
+        flushed = any(op[0] is Durability.FLUSHED for op in ops)
+        for attempt in range(_RETRIES):
+            out: list[tuple[Any, BaseException | None]] = []
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    if flushed:
+                        conn.execute(_FLUSHED)
+                    tx = _Tx(conn)
+                    for _, fn, args, kwargs in ops:
+                        try:
+                            with conn.transaction():  # a savepoint
+                                out.append((fn(self.queries, tx, *args, **kwargs), None))
+                        except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
+                            raise
+                        except self._errors.OperationalError:
+                            raise
+                        except Exception as error:  # that op's own failure, reported to its caller
+                            out.append((None, error))
+                if flushed:
+                    self.flushes += 1
+                return out
+            except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+            except self._errors.OperationalError as exc:
+                raise StoreUnavailable(f"database {self.where} failed: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
+
     @contextmanager
     def raw(self) -> Iterator[Any]:
         """One transaction whose ``execute(sql, args)`` takes ``?`` placeholders (for mixins' own SQL)."""
         with self.pool.connection() as conn, conn.transaction():
+            conn.execute(_FLUSHED)  # mixins' own SQL keeps the server's default durability
             yield _Raw(conn)
 
     def close(self) -> None:
@@ -147,6 +196,13 @@ class PostgresStore(SqlStore):
         self.engine = engine if engine is not None else PostgresEngine(
             url, queries or Queries(), max_size=max_size, connect_timeout=connect_timeout)
         self.where = self.engine.where
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Callable[..., Any], tuple[Any, ...],
+                                                                  dict[str, Any], asyncio.Future[Any]]]] = {}
+        """This loop's BATCHED writes not yet sent (they ride with its next operation)."""
+        self._timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+        self._carried: dict[asyncio.AbstractEventLoop, set[asyncio.Future[Any]]] = {}
+        """BATCHED writes in a transaction now: later operations of the loop wait for them."""
+        self.deferred_errors: list[BaseException] = []
 
     @property
     def schema_version(self) -> int:
@@ -158,10 +214,91 @@ class PostgresStore(SqlStore):
     async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if not self.offload:  # inline on the caller's thread (virtual clocks: time must not jump meanwhile)
             return self.engine.execute(durability, fn, args, kwargs)
-        return await asyncio.to_thread(self.engine.execute, durability, fn, args, kwargs)
+        loop = asyncio.get_running_loop()
+        carried = self._carried.get(loop)
+        if carried:  # batched writes made earlier are in a transaction now: they commit first (their order)
+            await asyncio.wait(list(carried))
+        taken = self._take(loop)
+        if not taken:
+            return await asyncio.to_thread(self.engine.execute, durability, fn, args, kwargs)
+        results = await self._carry(loop, taken, (durability, fn, args, kwargs))
+        value, error = results[-1]
+        if error is not None:
+            raise error
+        return cast(_T, value)
+
+    async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
+        """A ``BATCHED`` write: rides in the transaction of this loop's next operation, or goes alone
+        after ``BATCH_DELAY_S``; the returned future ends when it is committed (or with its error)."""
+        if not self.offload:
+            self.engine.execute(Durability.BATCHED, fn, args, kwargs)
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(_retrieved)
+        self._pending.setdefault(loop, []).append((fn, args, kwargs, future))
+        if loop not in self._timers:
+            self._timers[loop] = loop.call_later(BATCH_DELAY_S, self._send_alone, loop)
+        return future
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> list[tuple[Callable[..., Any], tuple[Any, ...],
+                                                                   dict[str, Any], asyncio.Future[Any]]]:
+        timer = self._timers.pop(loop, None)
+        if timer is not None:
+            timer.cancel()
+        return self._pending.pop(loop, [])
+
+    def _send_alone(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timers.pop(loop, None)
+        taken = self._take(loop)
+        if taken:
+            task = loop.create_task(self._carry(loop, taken, None))
+            task.add_done_callback(_retrieved)
+
+    async def _carry(self, loop: asyncio.AbstractEventLoop,
+                     taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]],
+                     op: tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
+                     ) -> list[tuple[Any, BaseException | None]]:
+        """Commit ``taken`` batched writes (and ``op`` last) in one transaction; answer their futures."""
+        futures = [future for *_, future in taken]
+        carried = self._carried.setdefault(loop, set())
+        carried.update(futures)
+        ops = [(Durability.BATCHED, fn, args, kwargs) for fn, args, kwargs, _ in taken]
+        try:
+            try:
+                results = await asyncio.to_thread(self.engine.batch, ops + ([] if op is None else [op]))
+            except Exception as failure:  # the transaction itself failed: every op fails
+                results = [(None, failure)] * (len(ops) + (op is not None))
+            for future, (value, error) in zip(futures, results, strict=False):
+                if error is not None:
+                    self.deferred_errors.append(error)
+                    _log.error("batched journal write failed: %s", error)
+                if not future.done():
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
+            return results
+        finally:
+            carried.difference_update(futures)
+
+    async def drain(self) -> None:
+        """Wait until every BATCHED write made so far on this loop is committed."""
+        await self._run(Durability.COMMITTED, Queries.noop)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.engine.close)
+        if self._pending or any(self._carried.values()):
+            await self.drain()
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
+        """Commit BATCHED writes still waiting on any loop (it may be closed), then close the pool."""
+        for loop in list(self._pending):
+            taken = self._take(loop)
+            if not taken:
+                continue
+            try:
+                self.engine.batch([(Durability.BATCHED, fn, args, kwargs) for fn, args, kwargs, _ in taken])
+            except Exception as error:  # the database is gone: nothing more can be written
+                _log.error("batched journal writes lost at close: %s", error)
         self.engine.close()
