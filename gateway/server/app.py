@@ -35,6 +35,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -54,6 +55,7 @@ from gateway.jobs.handles import CannotCancel, JobView
 from gateway.media.verify import verify
 from gateway.server.callbacks import Callbacks, check_callback_url, parse_secret
 from gateway.server.forms import BadField, CreateBody, check_vendors, nest, parse_create
+from gateway.server.limits import BodyLimit
 from gateway.server.openapi import openapi_document
 from gateway.server.store import VideoRow, VideoStore
 from gateway.store.lease import lease_owner
@@ -77,7 +79,7 @@ class ServerConfig:
         poll_after_ms: the ``openai-poll-after-ms`` hint on unfinished videos (milliseconds).
         retry_window: seconds within which an SDK-retried create (no ``Idempotency-Key``) with the same
             body returns the same video.
-        max_body_bytes: larger create bodies are refused with 413.
+        max_body_bytes: larger request bodies (by ``Content-Length`` or as streamed) are refused with 413.
         emulator: vendors are the built-in emulator (loopback callback URLs allowed).
         wall: Unix seconds now (for ``expires_at`` and refusing expired content; tests inject one).
         lose_create_answers: test fault: this many creates answer 502 *after* the intent, without
@@ -190,9 +192,6 @@ class VideoServer:
         if self.draining:
             return error(503, "the server is shutting down; send the request to another replica",
                          type="server_error", code="shutting_down")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.config.max_body_bytes:
-            return error(413, f"request body over {self.config.max_body_bytes} bytes", code="body_too_large")
         try:
             body = parse_create(await _fields(request))
             check_vendors(body.route, self.gateway.classes)
@@ -564,7 +563,9 @@ def build_app(gateway: Any, config: ServerConfig) -> Starlette:
         code = {404: "not_found", 405: "method_not_allowed"}.get(failure.status_code)
         return error(failure.status_code, str(failure.detail), code=code, headers=dict(failure.headers or {}))
 
+    middleware = [metrics.middleware()] if metrics is not None else []
+    middleware.append(Middleware(BodyLimit, max_bytes=config.max_body_bytes))  # inside: metrics sees its 413s
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: crashed, HTTPException: refused},
-                    middleware=[metrics.middleware()] if metrics is not None else None)
+                    middleware=middleware)
     app.state.server = server
     return app
