@@ -33,8 +33,8 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -102,6 +102,21 @@ def sign(key: bytes, event_id: str, timestamp: int, body: str) -> dict[str, str]
             "webhook-signature": "v1," + base64.b64encode(mac).decode(), "content-type": "application/json"}
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One callback POST: the URL to connect to, extra headers (``Host``) and httpx extensions (SNI)."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    """``host``'s addresses from the system resolver (``OSError`` when it has none)."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(address[0]) for *_, address in found]
+
+
 class Callbacks:
     """The outbox's producer and drainer in one server process.
 
@@ -113,12 +128,15 @@ class Callbacks:
         sleep: the server clock's sleep (virtual in tests); ``interval``: seconds between rounds.
         transport: how callbacks leave (default: real HTTP).
         attempts: tries before giving up.
+        resolve: a host's addresses (default: the system resolver); each delivery resolves once and
+            connects to the address it checked.
     """
 
     def __init__(self, journal: Any, key: bytes, event: Callable[[str, str], Awaitable[_Event | None]],
                  *, owner: str, sleep: Callable[[float], Awaitable[None]], interval: float = 1.0,
                  transport: httpx.AsyncBaseTransport | None = None, attempts: int = ATTEMPTS,
-                 timeout: float = 10.0, allow_local: bool = False) -> None:
+                 timeout: float = 10.0, allow_local: bool = False,
+                 resolve: Callable[[str, int], Awaitable[list[str]]] | None = None) -> None:
         self.journal = journal
         self.key = key
         self.event = event
@@ -127,7 +145,11 @@ class Callbacks:
         self.interval = interval
         self.attempts = attempts
         self.allow_local = allow_local
-        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+        self._resolve = resolve or _resolve
+        # No kept-alive connections: a pooled one is keyed by address, so a second name pinned to the
+        # same address would reuse a TLS session whose certificate was checked for the first name.
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
+                                       limits=httpx.Limits(max_keepalive_connections=0))
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.failed = 0
@@ -159,35 +181,55 @@ class Callbacks:
         await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _resolves_public(self, url: str) -> str | None:
-        """Why ``url``'s host must not be called (it resolves to a private address), or ``None``. The name
-        was checked as written at create; this catches a public name pointing inside (no POST is made)."""
-        if self.allow_local:
-            return None
-        parts = urlsplit(url)
+    async def _target(self, url: str) -> _Target | str:
+        """Where to POST ``url``: its host resolved once, every address checked public, and the POST sent to
+        the first of them (``_Target``); or why it must never be called (a non-public address). Connecting
+        to the checked address closes the DNS-rebinding window that a second lookup at connect time would
+        open (a name answering public to the check, then private to the connect). ``OSError``: unresolvable
+        now (retried later, nothing sent)."""
+        if self.allow_local:  # the emulator's loopback receivers: nothing to protect, nothing pinned
+            return _Target(url, {}, {})
+        parts = httpx.URL(url)
+        host = parts.host
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
-                                                                 type=socket.SOCK_STREAM)
-            for *_, address in found:
-                check_public_address(ipaddress.ip_address(str(address[0]).split("%")[0]))
+            literal = ipaddress.ip_address(host)
+        except ValueError:  # a name: resolved below
+            literal = None
+        if literal is not None:  # an address as written: no lookup, nothing to rebind
+            try:
+                check_public_address(literal)
+            except UnsafeURL as unsafe:
+                return f"refused: {host} is not a public address ({unsafe})"
+            return _Target(url, {}, {})
+        addresses = await self._resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+        if not addresses:
+            raise OSError(f"{host} resolves to no address")
+        try:
+            for address in addresses:
+                check_public_address(ipaddress.ip_address(address.split("%")[0]))
         except UnsafeURL as unsafe:
-            return f"refused: {parts.hostname} resolves to a non-public address ({unsafe})"
-        except OSError:
-            return None  # unresolvable now: the POST fails and is retried
-        return None
+            return f"refused: {host} resolves to a non-public address ({unsafe})"
+        # The Host header names the site as written, and TLS uses the name for SNI and for checking the
+        # certificate (httpcore's sni_hostname becomes ssl's server_hostname), while the socket goes to
+        # the address checked above.
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return _Target(str(parts.copy_with(host=addresses[0])), {"host": parts.netloc.decode("ascii")}, extensions)
 
     async def _deliver(self, row: OutboxRow) -> None:
-        refusal = await self._resolves_public(row.url)
-        if refusal is not None:  # never sent there, now or later
-            self.failed += 1
-            self.journal.outbox_retry(row.id, self.owner, error=refusal, next_at=None)
-            return
         headers = sign(self.key, row.event_id, int(self.journal.wall()), row.body)
         try:
-            answer = await self._http.post(row.url, content=row.body.encode(), headers=headers)
+            target = await self._target(row.url)
+            if isinstance(target, str):  # never sent there, now or later
+                self.failed += 1
+                self.journal.outbox_retry(row.id, self.owner, error=target, next_at=None)
+                return
+            answer = await self._http.post(target.url, content=row.body.encode(), headers={**headers, **target.headers},
+                                           extensions=target.extensions)
             problem = None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
         except httpx.HTTPError as failure:
             problem = f"{type(failure).__name__}: {secrets.redact(str(failure))}"
+        except OSError as failure:  # the name does not resolve now: nothing was sent, retried later
+            problem = f"DNS: {secrets.redact(str(failure))}"
         if problem is None:
             self.delivered += 1
             self.journal.outbox_delivered(row.id, self.owner)

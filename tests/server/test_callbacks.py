@@ -147,6 +147,8 @@ async def test_a_name_resolving_inside_is_never_called(tmp_path) -> None:
         return None
 
     drainer = Callbacks(None, parse_secret(SECRET), no_event, owner="t", sleep=no_sleep)
-    assert "non-public" in (await drainer._resolves_public("https://localhost/hook") or "")  # /etc/hosts: loopback
-    assert await drainer._resolves_public("https://93.184.216.34/hook") is None
+    assert "non-public" in str(await drainer._target("https://localhost/hook"))  # /etc/hosts: loopback
+    assert "not a public address" in str(await drainer._target("https://[::ffff:127.0.0.1]/hook"))
+    target = await drainer._target("https://93.184.216.34/hook")
+    assert not isinstance(target, str) and target.url == "https://93.184.216.34/hook"
     await drainer._http.aclose()
