@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 __all__ = ["ROOTS", "configure_cli_logging", "level_for"]
 
@@ -36,10 +37,13 @@ def level_for(verbose: int, quiet: int) -> int:
 _CLI_HANDLER_NAME = "ovi-gateway-cli"
 
 
-def configure_cli_logging(verbose: int, quiet: int) -> None:
+def configure_cli_logging(verbose: int, quiet: int) -> Callable[[], None]:
     """For the command line only (a library never configures logging): records of the library's loggers
-    at the chosen level go to stderr, one line each."""
+    at the chosen level go to stderr, one line each. Returns the undo — the roots' levels and handlers as
+    they were — which the CLI runs when its command ends, so a command run in-process (tests, a script
+    calling ``cli.main``) leaves the library's logging as it found it."""
     level = level_for(verbose, quiet)
+    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in ROOTS}
     for name in ROOTS:
         root = logging.getLogger(name)
         root.setLevel(level)
@@ -49,3 +53,11 @@ def configure_cli_logging(verbose: int, quiet: int) -> None:
         handler.set_name(_CLI_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+
+    def restore() -> None:
+        for name, (before, handlers) in saved.items():
+            root = logging.getLogger(name)
+            root.setLevel(before)
+            root.handlers[:] = handlers
+
+    return restore

@@ -79,7 +79,8 @@ class LazyGroup(click.Group):
 def cli(verbose: int, quiet: int) -> None:
     """Make Ovi clips on the cheapest healthy vendor (Runware, fal.ai, WaveSpeed), with failover
     that never pays twice. With no API keys set, runs offline against the built-in emulator."""
-    configure_cli_logging(verbose, quiet)
+    # undone when the command ends: the CLI leaves the library's global logging as it found it
+    click.get_current_context().call_on_close(configure_cli_logging(verbose, quiet))
 
 
 def main() -> None:

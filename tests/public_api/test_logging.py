@@ -7,6 +7,7 @@ import base64
 import logging
 from collections.abc import Iterator
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -79,21 +80,44 @@ def test_cli_levels(verbose: int, quiet: int, level: int) -> None:
     assert level_for(verbose, quiet) == level
 
 
+def _state() -> dict[str, tuple[int, list[logging.Handler]]]:
+    return {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in ROOTS}
+
+
 @pytest.fixture
-def restore_loggers() -> Iterator[None]:
-    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers)) for name in ROOTS}
-    yield
-    for name, (level, handlers) in saved.items():
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.handlers[:] = handlers
+def spy() -> Iterator[dict[str, object]]:
+    """A subcommand that notes the library's logging while a CLI command runs."""
+    seen: dict[str, object] = {}
+
+    @click.command("log-spy")
+    def log_spy() -> None:
+        seen["levels"] = [logging.getLogger(name).level for name in ROOTS]
+        seen["handlers"] = [h.get_name() for h in logging.getLogger("gateway").handlers]
+
+    commands.cli.add_command(log_spy)
+    yield seen
+    commands.cli.commands.pop("log-spy")
 
 
 @pytest.mark.parametrize(("flags", "level"), [(["-vv"], logging.DEBUG), (["-v"], logging.INFO),
                                               (["-q"], logging.ERROR), ([], logging.WARNING)])
-def test_cli_verbose_and_quiet_flags(restore_loggers: None, flags: list[str], level: int) -> None:
-    result = CliRunner().invoke(commands.cli, [*flags, "providers", "--help"], catch_exceptions=False)
+def test_cli_verbose_and_quiet_flags_hold_while_the_command_runs_and_are_undone_after(
+        spy: dict[str, object], flags: list[str], level: int) -> None:
+    before = _state()
+    result = CliRunner().invoke(commands.cli, [*flags, "log-spy"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert logging.getLogger("gateway").level == level and logging.getLogger("providers").level == level
-    handlers = [h for h in logging.getLogger("gateway").handlers if h.get_name() == "ovi-gateway-cli"]
-    assert len(handlers) == 1
+    assert spy["levels"] == [level, level]
+    assert spy["handlers"].count("ovi-gateway-cli") == 1  # type: ignore[attr-defined]
+    # the CLI run in this process leaves the library's logging as it was: a later test (or a script's
+    # own logging) sees no level or stderr handler of the command (it failed a following test before)
+    assert _state() == before
+
+
+async def test_job_steps_log_at_info_after_a_cli_run_in_the_same_process(caplog: pytest.LogCaptureFixture) -> None:
+    assert CliRunner().invoke(commands.cli, ["providers", "--help"]).exit_code == 0  # the CLI's default: WARNING
+    caplog.set_level(logging.INFO)  # the root's level only, as an application would set it
+    clock = VirtualClock()
+    gateway = Gateway(emulator=Emulator(clock=clock), clock=clock, journal=None)
+    await gateway.agenerate(OviRequest(prompt=CANARY_PROMPT, image="https://example.com/k.png"), provider="fal")
+    await gateway.aclose()
+    assert any("accepted job" in r.getMessage() for r in _records(caplog, logging.INFO))
