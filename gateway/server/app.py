@@ -5,6 +5,10 @@ Routes: ``POST/GET /v1/videos``, ``GET/DELETE /v1/videos/{id}``, ``GET /v1/video
 routes when ``gateway.webhooks`` is configured). Errors are ``{"error": {message, type, param, code}}``
 with the status the openai SDK maps to its exception classes [openai@3.57.0 _client.py:635-668].
 
+Split by responsibility: this module holds the routes' handlers and the app; ``config`` how it runs,
+``shapes`` what it answers (the ``Video`` object, the error envelope), ``content`` the clip download,
+``forms`` the create body, ``limits`` the body cap, ``callbacks`` client callbacks.
+
 Money-safety rules of the create route:
 * it answers only once the first paid submit's intent is in the journal (``Gateway.submit``);
 * an ``Idempotency-Key`` header (per API key) returns the video made under it;
@@ -18,112 +22,38 @@ Money-safety rules of the create route:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
-import json
 import math
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import gateway.secrets as secrets
-from gateway.errors import (
-    BudgetExceeded,
-    ClipInProgress,
-    ConfigurationError,
-    DefectiveClip,
-    DownloadFailed,
-    GatewayError,
-    InvalidRequest,
-    NoRoute,
-)
+from gateway.errors import ClipInProgress, ConfigurationError, GatewayError
 from gateway.jobs.handles import CannotCancel, JobView
-from gateway.media.verify import verify
 from gateway.server.callbacks import Callbacks, check_callback_url, parse_secret
-from gateway.server.forms import BadField, CreateBody, check_vendors, nest, parse_create
+from gateway.server.config import ServerConfig, owner_of
+from gateway.server.content import ContentRoutes
+from gateway.server.forms import BadField, CreateBody, check_vendors, parse_create, read_fields
 from gateway.server.limits import BodyLimit
 from gateway.server.openapi import openapi_document
+from gateway.server.shapes import error, not_found, refusal_of, reused_key, video_json
 from gateway.server.store import VideoRow, VideoStore
 from gateway.store.lease import lease_owner
 
 __all__ = ["ServerConfig", "build_app", "owner_of"]
 
-_STATUS = {"submitting": "queued", "queued": "queued", "running": "in_progress", "unknown": "in_progress",
-           "succeeded": "completed", "failed": "failed", "cancelled": "failed"}
-_FAILURE_CODES = {"ResultExpired": "expired", "ContentRejected": "content_rejected"}
-"""``error.code`` of a failed video by the gateway error class its journal text starts with."""
-_PROGRESS = {"queued": 0, "in_progress": 50, "completed": 100, "failed": 100}
 
-
-@dataclass
-class ServerConfig:
-    """How the server runs.
-
-    Args:
-        api_keys: the bearer keys clients may use; each key sees only its own videos.
-        media_dir: where finished clips are stored for ``/content`` (a shared volume for replicas).
-        poll_after_ms: the ``openai-poll-after-ms`` hint on unfinished videos (milliseconds).
-        retry_window: seconds within which an SDK-retried create (no ``Idempotency-Key``) with the same
-            body returns the same video.
-        max_body_bytes: larger request bodies (by ``Content-Length`` or as streamed) are refused with 413.
-        emulator: vendors are the built-in emulator (loopback callback URLs allowed).
-        wall: Unix seconds now (for ``expires_at`` and refusing expired content; tests inject one).
-        lose_create_answers: test fault: this many creates answer 502 *after* the intent, without
-            ``x-should-retry`` (as a proxy that lost the answer would), to prove SDK retries bill once.
-    """
-
-    api_keys: tuple[str, ...]
-    media_dir: Path
-    poll_after_ms: int = 5000
-    retry_window: float = 120.0
-    max_body_bytes: int = 25 * 1024 * 1024
-    emulator: bool = False
-    lose_create_answers: int = 0
-    wall: Callable[[], float] = time.time
-    routes: list[Route] = field(default_factory=list)
-    """Extra routes (the vendor webhook intake) mounted beside the API."""
-    intake: Any = None
-    """The webhook ``Intake`` (its delivery counters appear in ``/metrics``)."""
-    callback_secret: str | None = None
-    """``whsec_<base64 key>``: signs client callbacks (Standard Webhooks); without it ``callback_url`` is refused."""
-    callback_transport: Any = None
-    """How callbacks leave (an httpx transport; default real HTTP)."""
-    callback_interval: float = 1.0
-    """Seconds between outbox rounds."""
-    rate_limit: float | None = None
-    """Requests per second each API key may make (a token bucket in the store, shared by every replica);
-    past it: 429 with ``Retry-After``. ``None``: no limit."""
-    rate_burst: float | None = None
-    """Requests a key may make at once before the rate applies (default: one second's worth, at least 1)."""
-
-
-def owner_of(api_key: str) -> str:
-    """The owner id stored for an API key: a SHA-256 digest, so the journal never holds the key."""
-    return hashlib.sha256(b"ovi-gateway/api-key\0" + api_key.encode("utf-8")).hexdigest()[:32]
-
-
-def error(status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-          code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The OpenAI error envelope."""
-    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}},
-                        status_code=status, headers=headers)
-
-
-class VideoServer:
+class VideoServer(ContentRoutes):
     """The route handlers, over one ``Gateway`` (its journal shared with any other replica)."""
 
     def __init__(self, gateway: Any, config: ServerConfig) -> None:
@@ -193,7 +123,7 @@ class VideoServer:
             return error(503, "the server is shutting down; send the request to another replica",
                          type="server_error", code="shutting_down")
         try:
-            body = parse_create(await _fields(request))
+            body = parse_create(await read_fields(request))
             check_vendors(body.route, self.gateway.classes)
             if body.callback_url is not None:
                 if self.callbacks is None:
@@ -215,14 +145,14 @@ class VideoServer:
             route_json=None if body.route is None else body.route.model_dump_json(), callback_url=body.callback_url,
             created_at=time.time(), deleted_at=None))
         if row.fingerprint != body.fingerprint:  # lost a race for the same Idempotency-Key
-            return _reused_key()
+            return reused_key()
         try:
             await self.gateway.submit(body.request, route=body.route, idempotency_key=row.id, budget_scope=owner)
         except GatewayError as failure:
             if self._may_hold_job(row.id):
                 return self._after_intent(row, failure)
             self.store.remove(row.id)  # nothing was sent: a retry may make it anew
-            return _refused(failure)
+            return refusal_of(failure)
         except Exception as failure:  # must answer with x-should-retry: false when a job may exist
             if self._may_hold_job(row.id):
                 return self._after_intent(row, failure)
@@ -237,7 +167,7 @@ class VideoServer:
         if idem is not None:
             found = self.store.by_idempotency_key(owner, idem)
             if found is not None and found.fingerprint != body.fingerprint:
-                return _reused_key()
+                return reused_key()
             return found
         retried = retry_count.isdigit() and int(retry_count) > 0
         if retried:
@@ -308,7 +238,7 @@ class VideoServer:
 
     async def retrieve(self, request: Request, owner: str) -> Response:
         row = self.store.get(owner, request.path_params["video_id"])
-        return _not_found(request) if row is None else await self._answer(row)
+        return not_found(request) if row is None else await self._answer(row)
 
     async def list(self, request: Request, owner: str) -> Response:
         query = request.query_params
@@ -326,73 +256,11 @@ class VideoServer:
         return JSONResponse({"object": "list", "data": data, "has_more": more,
                              "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
-    async def content(self, request: Request, owner: str) -> Response:
-        row = self.store.get(owner, request.path_params["video_id"])
-        if row is None:
-            return _not_found(request)
-        variant = request.query_params.get("variant", "video")
-        if variant != "video":
-            return error(400, f"variant {variant!r} is not available: Ovi clips have only the video",
-                         param="variant", code="unsupported_value")
-        view = await self._view(row)
-        if view is None or view.state != "succeeded" or view.result is None:
-            state = view.state if view else "unknown"
-            return error(409, f"video {row.id} is {state}; its content exists once it is completed",
-                         code="video_not_ready")
-        path = self._stored(row)
-        if not path.exists():  # no stored copy: fetch the vendor's while its URL lives, verify, keep it
-            expires = self._expires_at(row, view)
-            if expires is not None and self.config.wall() >= expires:
-                return _expired(row, f"its vendor's copy expired at {expires} (Unix s)")
-            try:
-                await self._fetch(view.result.video_url, path, provider=view.provider, job_id=view.vendor_job_id)
-            except DefectiveClip as defect:
-                return error(502, defect.message, type="server_error", code="defective_clip",
-                             headers={"x-should-retry": "false"})
-            except DownloadFailed as failure:
-                if failure.reason == "http" and failure.status_code in (403, 404, 410):
-                    return _expired(row, f"its vendor no longer serves it (HTTP {failure.status_code})")
-                return error(502, f"the vendor's copy of video {row.id} could not be fetched now "
-                             f"({failure.reason}); try again", type="server_error", code="content_unavailable")
-        return FileResponse(path, media_type="video/mp4")
-
-    def _stored(self, row: VideoRow) -> Path:
-        return self.config.media_dir / f"{row.id}.mp4"
-
-    def _expires_at(self, row: VideoRow, view: JobView | None) -> int | None:
-        """When the clip stops being downloadable (Unix s): ``None`` while this server holds a copy (kept
-        until DELETE) or when the vendor documents no lifetime for its clip URLs (the provider's
-        ``media_url_lifetime_s``); else the video's creation plus that lifetime — counted from our
-        create, before the vendor's, so it never claims a clip is alive when the vendor's has gone."""
-        if view is None or view.result is None or self._stored(row).exists():
-            return None
-        lifetime = getattr(self.gateway.classes.get(view.result.provider), "media_url_lifetime_s", None)
-        return None if lifetime is None else int(row.created_at + float(lifetime))
-
-    async def _fetch(self, url: str, path: Path, *, provider: str | None, job_id: str | None) -> None:
-        """Copy the vendor's clip into the media directory through the safe downloader (https and public
-        addresses only, every redirect re-checked, size and decompression bounded, video magic required,
-        bounded on the gateway's clock) to a temporary name, probe it with ``gateway.media.verify``, then
-        rename it into place: a defective clip is never served."""
-        from gateway.media.download import afetch
-
-        part = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-        try:
-            async with httpx.AsyncClient(transport=self.gateway.transport,
-                                         timeout=httpx.Timeout(120.0, connect=10.0)) as http:
-                await afetch(url, part, client=http, clock=self.gateway.clock,
-                             allow_local=self.gateway.allow_local_media)
-            await asyncio.to_thread(verify, part, url=url, provider=provider, job_id=job_id)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
-        os.replace(part, path)
-
     # ---- ending -------------------------------------------------------------------------------
     async def delete(self, request: Request, owner: str) -> Response:
         row = self.store.get(owner, request.path_params["video_id"])
         if row is None:
-            return _not_found(request)
+            return not_found(request)
         view = await self._view(row)
         if view is not None and not view.final:
             try:
@@ -407,7 +275,7 @@ class VideoServer:
     async def cancel(self, request: Request, owner: str) -> Response:
         row = self.store.get(owner, request.path_params["video_id"])
         if row is None:
-            return _not_found(request)
+            return not_found(request)
         try:
             await self.gateway.job(row.id).cancel()
         except (CannotCancel, ClipInProgress) as refusal:
@@ -433,77 +301,6 @@ class VideoServer:
     async def ledger(self, request: Request, owner: str) -> Response:
         """The emulator's billing ledger (emulator mode only), for tests in other processes."""
         return JSONResponse(self.gateway.emulator.ledger_json())
-
-
-def video_json(row: VideoRow, view: JobView | None, expires_at: int | None = None) -> dict[str, Any]:
-    """The OpenAI ``Video`` object, plus ``ovi`` (the gateway's full state) and ``usage.cost`` (USD);
-    ``expires_at`` (Unix s) is when its content stops being downloadable (``VideoServer._expires_at``)."""
-    state = view.state if view is not None else "submitting"
-    status = _STATUS[state]
-    result = view.result if view is not None else None
-    problem = None
-    if state == "cancelled":
-        problem = {"code": "cancelled", "message": view.error if view else "cancelled"}
-    elif state == "failed":
-        text = (view.error if view else None) or "the video failed"
-        problem = {"code": _FAILURE_CODES.get(text.partition(":")[0], "generation_failed"), "message": text}
-    completed_at = int(row.created_at + result.timings.total_s) if result is not None else None
-    cost = None if view is None or view.cost_usd is None else str(view.cost_usd)
-    return {
-        "id": row.id, "object": "video", "created_at": int(row.created_at), "completed_at": completed_at,
-        "expires_at": expires_at, "model": row.model, "progress": _PROGRESS[status], "prompt": row.prompt,
-        "remixed_from_video_id": None, "seconds": row.seconds, "size": row.size, "status": status, "error": problem,
-        "usage": {"cost": cost, "cost_source": view.cost_source if view else None},
-        "ovi": {"state": state, "provider": view.provider if view else None,
-                "vendor_job_id": view.vendor_job_id if view else None,
-                "attempts": list(view.attempts) if view else [],
-                "dropped": list(result.dropped) if result is not None else []},
-    }
-
-
-async def _fields(request: Request) -> dict[str, Any]:
-    kind = request.headers.get("content-type", "")
-    if kind.startswith("application/json"):
-        try:
-            value = json.loads(await request.body())
-        except ValueError:
-            raise BadField("the body is not valid JSON") from None
-        if not isinstance(value, dict):
-            raise BadField("the body must be a JSON object")
-        return value
-    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
-        items = []
-        for key, value in form.multi_items():
-            items.append((key, await value.read() if isinstance(value, UploadFile) else value))
-        return nest(items)
-    raise BadField("send application/json or multipart/form-data", param=None)
-
-
-def _not_found(request: Request) -> Response:
-    return error(404, f"no video {request.path_params['video_id']!r}", code="not_found")
-
-
-def _expired(row: VideoRow, why: str) -> Response:
-    return error(410, f"video {row.id} has no stored copy and {why}; its content is gone", code="video_expired",
-                 headers={"x-should-retry": "false"})
-
-
-def _reused_key() -> Response:
-    return error(409, "this Idempotency-Key was used for a different request; use a new key",
-                 param="Idempotency-Key", code="idempotency_key_reused")
-
-
-def _refused(failure: GatewayError) -> Response:
-    if isinstance(failure, NoRoute):
-        return error(400, failure.message, code="no_route")
-    if isinstance(failure, InvalidRequest):
-        return error(400, failure.message, code="invalid_request")
-    if isinstance(failure, BudgetExceeded):
-        return error(402, failure.message, code="budget_exceeded")
-    if isinstance(failure, ConfigurationError):
-        return error(503, failure.message, type="server_error", code="not_configured")
-    return error(502, f"no vendor took the video: {failure.message}", type="server_error", code="vendor_error")
 
 
 def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 
 from gateway.request import ImageInput, OviRequest, sniff_image
 from gateway.routing.planner import Route
 
-__all__ = ["MODELS", "BadField", "CreateBody", "check_vendors", "nest", "parse_create"]
+__all__ = ["MODELS", "BadField", "CreateBody", "check_vendors", "nest", "parse_create", "read_fields"]
 
 MODELS = {
     "ovi": "Ovi, image-to-video with an input_reference, text-to-video without",
@@ -221,3 +223,24 @@ def check_vendors(route: Route | None, enabled: Iterable[str]) -> None:
         if name not in names:
             raise BadField(f"{field}: no vendor {name!r} here; this server runs {', '.join(names) or 'none'}",
                            param=field, code="unknown_provider")
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    """A create request's fields: its JSON object, or its form keys (multipart with the image file, or
+    urlencoded) nested by ``nest``; ``BadField`` for any other body."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        try:
+            value = json.loads(await request.body())
+        except ValueError:
+            raise BadField("the body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise BadField("the body must be a JSON object")
+        return value
+    if kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        items = []
+        for key, value in form.multi_items():
+            items.append((key, await value.read() if isinstance(value, UploadFile) else value))
+        return nest(items)
+    raise BadField("send application/json or multipart/form-data", param=None)
