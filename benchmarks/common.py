@@ -84,7 +84,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "packages": {name: version(name) for name in ("ovi-gateway", "httpx", "fal-client", "pydantic", "tenacity")},
+        "packages": {name: version(name) for name in ("ovi-gateway", "httpx", "fal-client", "pydantic")},
     }
 
 
