@@ -20,7 +20,8 @@ Outcome = Literal["succeeded", "failed", "retried", "skipped", "unknown"]
 class Attempt(BaseModel):
     """One try on one vendor: what happened, how long it took, and whether it may have been billed."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     provider: str
     outcome: Outcome

@@ -94,7 +94,8 @@ class ImageInput(BaseModel):
     image by its content, not its path.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     kind: Literal["url", "data_uri", "base64", "file"]
     value: str = Field(repr=False)
@@ -191,7 +192,8 @@ class OviRequest(BaseModel):
     vendors only; routing sends the request where every set field is honored.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=False,
+                                                    defer_build=True)
 
     prompt: str = Field(description="Scene text with <S>speech<E> and one <AUDCAP>sound<ENDAUDCAP> "
                                     "(an ``OviPrompt`` is accepted and stored as its text).")

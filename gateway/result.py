@@ -23,7 +23,8 @@ class Timings(BaseModel):
     acknowledgement to the last poll that saw the job queued (``None`` if none did); ``running_s`` from
     then to the poll that saw it finished. ``inference_s`` is the vendor's own figure."""
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     total_s: float
     queued_s: float | None = None
@@ -47,7 +48,7 @@ class OviResult(BaseModel):
     downloaded yet).
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     provider: str
     job_id: str

@@ -42,7 +42,8 @@ class MediaFacts(BaseModel):
     defective), ``warnings`` notes that do not fail it.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     verified: bool
     size_bytes: int

@@ -47,7 +47,8 @@ class Route(BaseModel):
             clip is downloaded).
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     provider: str | None = Field(default=None, description="Run on this vendor only (no failover).")
     order: list[str] | None = Field(default=None, description=(

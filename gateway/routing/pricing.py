@@ -45,7 +45,8 @@ def to_money(value: object, field: str) -> object:
 
 
 class _Rule(BaseModel):
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     as_of: str
     source: str
@@ -96,7 +97,7 @@ class Compute(_Rule):
 
 PriceRule = Annotated[PerClip | PerSecond | Compute, Field(discriminator="rule")]
 _RULES: TypeAdapter[dict[str, dict[str, PerClip | PerSecond | Compute]]] = TypeAdapter(
-    dict[str, dict[str, PriceRule]])
+    dict[str, dict[str, PriceRule]], config=ConfigDict(defer_build=True))
 
 
 class Quote(BaseModel):
@@ -107,7 +108,7 @@ class Quote(BaseModel):
     if the route allows degrading.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True)
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, defer_build=True)
 
     provider: str
     price_usd: Decimal | None
@@ -201,7 +202,7 @@ class Budget(BaseModel):
     ``journal.reserved_and_spent(since=b.since(), scope=b.scope_for(api_key))``.
     """
 
-    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid")
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     limit_usd: Decimal = Field(ge=0, description="The cap in USD for one period (a Decimal, str or int).")
     period: Literal["day", "month", "total"] = Field(

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class SubmitAck(_Wire):

@@ -25,7 +25,8 @@ __all__ = [
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class RunwareInputs(_Request):
@@ -79,7 +80,7 @@ class RunwareImageUploadTask(_Request):
 
 
 class _Answer(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class RunwareError(_Answer):

@@ -32,13 +32,14 @@ too (client.py L357-360). Any other status string is read and means "keep pollin
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # defer_build: the validator is built on first use, once, not at import (start-up, issue 14)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class ImageToVideoInput(_Wire):
     """The I2V submit body: ``image`` and ``prompt`` required, ``seed`` −1…2147483647 (−1 = random)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     image: str
     prompt: str
@@ -48,7 +49,7 @@ class ImageToVideoInput(_Wire):
 class TextToVideoInput(_Wire):
     """The T2V submit body: ``prompt`` required, ``size`` ``"960*540"`` (default) or ``"540*960"``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     prompt: str
     size: Literal["960*540", "540*960"] = "960*540"
