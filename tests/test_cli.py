@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import commands as cli
-from gateway.store.journal import Journal, request_hash
+from gateway.cli import common
+from gateway.offline import offline_journal_path
+from gateway.store.journal import Journal, default_path, request_hash
 
 KEY_VARIABLES = ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY")
 PROMPT = "A knight in the rain. <S>I will defend this land.<E> <AUDCAP>Thunder, war drums.<ENDAUDCAP>"
@@ -79,6 +81,54 @@ def test_quote_reads_a_request_file_and_flags_override_it(tmp_path: Path) -> Non
     request_file.write_text(json.dumps({"prompt": PROMPT, "image": "https://example.com/k.png", "steps": 80}))
     data = json.loads(run("quote", "--request", str(request_file), "--steps", "40", "--json").stdout)
     assert all(q["feasible"] for q in data["quotes"] if q["provider"] != "wavespeed")
+
+
+def _runware_costs(path: Path, *, emulator_instance: str | None, reported: str) -> None:
+    """One finished Runware submit at the default steps that reported ``reported`` USD."""
+    journal = Journal(path, emulator_instance=emulator_instance)
+    request_json = json.dumps({"prompt": PROMPT, "writer": emulator_instance})
+    key = f"clip-{emulator_instance}"
+    journal.open_clip(key, request_json, request_hash(request_json))
+    journal.intent(clip_key=key, submit_key=f"submit-{emulator_instance}", provider="runware",
+                   quote_usd=Decimal("0.1171"), steps=30)
+    journal.finished(f"submit-{emulator_instance}", cost_usd=Decimal(reported), cost_source="reported")
+    journal.close()
+
+
+def runware_price(*args: str) -> Decimal:
+    result = run("quote", *REQUEST, "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    return Decimal(next(q for q in json.loads(result.stdout)["quotes"] if q["provider"] == "runware")["price_usd"])
+
+
+def test_quote_calibrates_from_an_existing_journal_and_never_creates_one(tmp_path: Path) -> None:
+    """A quote opens no journal for itself (Gateway(journal=None): start-up, issue 14), but the reported
+    costs of one that exists still calibrate Runware's compute-billed estimate, as the gateway's would:
+    an emulated quote reads the emulated rows only."""
+    path = tmp_path / "offline-journal.sqlite3"
+    assert runware_price("--journal", str(path)) == Decimal("0.1171")
+    assert not path.exists()
+    _runware_costs(path, emulator_instance="emu-gone", reported="0.1288")
+    _runware_costs(path, emulator_instance=None, reported="0.20")  # a real vendor's bill: not for the emulator
+    assert runware_price("--journal", str(path)) == Decimal("0.1288")
+    default = common.default_journal_path().with_name("offline-journal.sqlite3")
+    assert runware_price() == Decimal("0.1171") and not default.exists()
+    default.parent.mkdir(parents=True)
+    path.rename(default)
+    assert runware_price() == Decimal("0.1288")  # the offline journal, found at its default place
+
+
+def test_quote_with_a_key_calibrates_from_the_real_rows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RUNWARE_API_KEY", "sk-canary-123")
+    path = tmp_path / "journal.sqlite3"
+    _runware_costs(path, emulator_instance="emu-gone", reported="0.1288")
+    _runware_costs(path, emulator_instance=None, reported="0.1230")
+    assert runware_price("--journal", str(path)) == Decimal("0.1230")
+
+
+def test_the_quote_default_journal_path_is_the_stores() -> None:
+    assert common.default_journal_path() == default_path()
+    assert common.default_journal_path().with_name("offline-journal.sqlite3") == offline_journal_path()
 
 
 def test_invalid_prompt_exits_2_and_names_the_position() -> None:

@@ -11,6 +11,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -25,12 +26,13 @@ VENDOR_SDKS = ("fal_client", "runware", "wavespeed", "av", "uvicorn", "starlette
 """Not needed to make a gateway that has sent nothing yet."""
 
 
-def loaded_after(code: str) -> set[str]:
+def loaded_after(code: str, **env_extra: str) -> set[str]:
     """The top-level packages and ``gateway.*`` modules in ``sys.modules`` after ``code`` runs in a fresh
-    interpreter (a ``SystemExit`` from click is caught)."""
+    interpreter (a ``SystemExit`` from click is caught), with ``env_extra`` set."""
     probe = (f"import sys, json\ntry:\n    exec({code!r})\nexcept SystemExit:\n    pass\n"
              "print('\\n@@' + json.dumps(sorted(sys.modules)))")
     env = {k: v for k, v in os.environ.items() if k not in ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY")}
+    env.update(env_extra)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
                           env=env)
     names = json.loads(done.stdout.rpartition("\n@@")[2])
@@ -62,10 +64,50 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
 
 
-def test_quote_loads_neither_the_server_nor_the_batch_runner() -> None:
-    loaded = loaded_after("import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. <S>Hold.<E>']; "
-                          "from gateway.cli import main; main()")
-    assert heavy_in(loaded, (*VENDOR_SDKS, "gateway.server", "gateway.cli.batch", "gateway.cli.serve")) == []
+QUOTE = "import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. <S>Hold.<E>']; " \
+        "from gateway.cli import main; main()"
+NOT_FOR_A_QUOTE = (*VENDOR_SDKS, "gateway.server", "gateway.cli.batch", "gateway.cli.serve", "sqlite3",
+                   "gateway.store.journal", "gateway.jobs.runner", "gateway.jobs.recovery", "gateway.emulator")
+"""A quote sends nothing and, with no journal to calibrate from, opens none: no emulator, no SQLite, no
+runner or recovery (``gateway.cli.common.quote_gateway``)."""
+
+
+def test_quote_loads_neither_the_server_nor_the_batch_runner_nor_a_journal(tmp_path: Path) -> None:
+    loaded = loaded_after(QUOTE, XDG_DATA_HOME=str(tmp_path))  # no journal there yet
+    assert heavy_in(loaded, NOT_FOR_A_QUOTE) == []
+    assert "providers.fal" in loaded and list(tmp_path.iterdir()) == []  # priced every vendor, created nothing
+
+
+BUILT = """
+from pydantic import BaseModel
+def every(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from every(sub)
+built = sorted({c.__module__ + "." + c.__qualname__ for c in every(BaseModel)
+                if c.__module__.startswith(("gateway", "providers")) and c.__pydantic_complete__})
+print("\\n@@" + json.dumps(built))
+"""
+
+
+def built_after(code: str, tmp_path: Path) -> list[str]:
+    """The gateway's and adapters' pydantic models whose validators exist after ``code`` runs in a fresh
+    interpreter (with ``defer_build`` a model is built on its first use)."""
+    probe = f"import json\ntry:\n    exec({code!r})\nexcept SystemExit:\n    pass\n{BUILT}"
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNWARE_API_KEY", "FAL_KEY", "WAVESPEED_API_KEY")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
+                          env={**env, "XDG_DATA_HOME": str(tmp_path)})
+    return list(json.loads(done.stdout.rpartition("\n@@")[2]))
+
+
+def test_start_up_builds_only_the_models_it_uses(tmp_path: Path) -> None:
+    """No wire schema or result model is built until a vendor answers: a new gateway builds its default
+    route (the price rules are built inside the price book's own adapter); a quote adds the request it
+    validates and the quotes it makes."""
+    assert built_after("from gateway import Gateway, OviRequest, Route; Gateway(journal=None)", tmp_path) == [
+        "gateway.routing.planner.Route"]
+    assert built_after(QUOTE, tmp_path) == [
+        "gateway.request.OviRequest", "gateway.routing.planner.Route", "gateway.routing.pricing.Quote"]
 
 
 # ---- the table behind --help ----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from gateway.cli.common import (
     make_emulator,
     open_gateway,
     open_journal,
+    quote_gateway,
     reports_errors,
     request_options,
 )
@@ -50,7 +51,9 @@ __all__ += ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "build_request", "cheapest_usa
 @click.command()
 @request_options
 @emulator_option
-@journal_option
+@click.option("--journal", "journal", metavar="PATH",
+              help="Job journal whose recent reported costs calibrate estimated prices (read only, and only "
+                   "if it exists). Default: the gateway's journal file; with the emulator the offline journal.")
 @json_option
 @reports_errors
 def quote(request_file: Path | None, emulator: bool, journal: str | None, as_json: bool, **flags: Any) -> None:
@@ -59,11 +62,12 @@ def quote(request_file: Path | None, emulator: bool, journal: str | None, as_jso
     Shows each vendor's price, whether it is estimated (compute-billed) or fixed, and whether the
     vendor can honor the request or why not."""
     request = build_request(request_file, **flags)
-    gw = open_gateway(emulator=emulator, journal=journal)
-    quotes, unusable = gw.quote(request), blocked(gw)
+    gw, emulated = quote_gateway(emulator=emulator, journal=journal)
+    quotes = gw.quote(request)
+    unusable: dict[str, str | None] = dict.fromkeys(gw.classes) if emulated else blocked(gw)
     best = cheapest_usable(quotes, unusable)
     if as_json:
-        echo_json({"emulated": gw.emulator is not None, "cheapest": best and best.provider,
+        echo_json({"emulated": emulated, "cheapest": best and best.provider,
                     "quotes": [q.model_dump(mode="json") | {"usable": not unusable.get(q.provider)}
                                for q in quotes]})
         return

@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -33,10 +32,13 @@ from gateway.offline import EMULATOR_URL_ENV
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.routing.pricing import PriceBook, Quote
-from gateway.store.journal import Journal
+
+if TYPE_CHECKING:  # the store (and SQLite) loads where a journal opens: a quote usually opens none
+    from gateway.store.journal import Journal
 
 __all__ = ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "Interrupted", "build_request", "cheapest_usable", "echo_json",
-           "fail", "open_gateway", "open_journal", "reports_errors", "request_options", "run_options"]
+           "fail", "open_gateway", "open_journal", "quote_gateway", "reports_errors", "request_options",
+           "run_options"]
 
 EMULATOR_NOTICE = "no vendor API keys set: using the built-in emulator (offline); nothing is billed"
 JOB_SECONDS_ENV = "OVI_GATEWAY_EMULATOR_JOB_SECONDS"
@@ -172,6 +174,10 @@ def _keyed_vendors(registry: Registry) -> list[str]:
 def open_journal(path: str | None, *, emulator_instance: str | None = None) -> Journal:
     """The journal at ``path`` (default file when ``None``); a path that cannot hold one is a one-line
     configuration error naming ``--journal``."""
+    import sqlite3
+
+    from gateway.store.journal import Journal
+
     try:
         return Journal(path, emulator_instance=emulator_instance)
     except (OSError, sqlite3.Error) as error:
@@ -237,6 +243,60 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
     click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
                "vendors without a key are not used", err=True)
     return Gateway(registry=registry, prices=book, journal=open_journal(journal), keep_dir=keep_dir)
+
+
+def quote_gateway(*, emulator: bool, journal: str | None) -> tuple[Gateway, bool]:
+    """The gateway ``quote`` prices with, and whether it stands for the built-in emulator (says which on
+    stderr, as ``open_gateway`` does).
+
+    A quote sends nothing and shows no breaker: of the journal it needs only the recent reported costs
+    that calibrate compute-billed estimates. So it is ``Gateway(journal=None)`` (no emulator, no
+    recovery, no runner), calibrated from the journal only when one exists already: a missing file
+    holds no costs, and a quote must not create one. An emulated quote reads the offline journal's
+    emulated rows, as the emulated gateway it stands for would."""
+    registry = Registry.load()
+    book = _price_book()
+    keyed = _keyed_vendors(registry)
+    emulated = emulator or not keyed
+    if emulated:
+        click.echo(EMULATOR_NOTICE if not keyed else "--emulator: using the built-in emulator (offline); nothing "
+                   "is billed", err=True)
+        click.get_current_context().meta["ovi.emulated"] = True
+    else:
+        click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
+                   "vendors without a key are not used", err=True)
+    gw = Gateway(registry=registry, prices=book, journal=None)
+    target = _existing_journal(journal, emulated)
+    if target is not None:
+        with open_journal(target, emulator_instance="quote" if emulated else None) as opened:
+            gw._calibrate_from_journal(opened)
+    return gw, emulated
+
+
+def _existing_journal(journal: str | None, emulated: bool) -> str | None:
+    """Where a quote's journal is, if there is one to read: ``--journal``, else (real vendors)
+    ``$OVI_GATEWAY_DATABASE_URL`` or the default journal file, (emulated) the offline journal file —
+    a file only when it exists. The default paths are ``gateway.store.journal.default_path()`` and
+    ``gateway.offline.offline_journal_path()``, spelled here so a quote with no journal imports
+    neither SQLite nor the store (``tests/test_cli.py`` keeps them equal)."""
+    from gateway.store.url import from_env, is_postgres
+
+    if journal is not None:
+        target = journal
+    elif emulated:
+        target = str(default_journal_path().with_name("offline-journal.sqlite3"))
+    else:
+        target = from_env() or str(default_journal_path())
+    if target == ":memory:":
+        return None  # a new, empty journal: no costs to read
+    return target if is_postgres(target) or Path(target).is_file() else None
+
+
+def default_journal_path() -> Path:
+    """``gateway.store.journal.default_path()``, without importing the store."""
+    import platformdirs
+
+    return platformdirs.user_data_path("ovi-gateway") / "journal.sqlite3"
 
 
 def _journal_for_offline(journal: str | None, url: str) -> Journal:

@@ -22,18 +22,18 @@ from rich.text import Text
 
 from gateway.contract import Capabilities, Limit, Provider
 from gateway.errors import AllProvidersFailed, GatewayError
-from gateway.jobs.runner import Event
 from gateway.media.verify import MediaFacts
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState
 from gateway.routing.planner import Route
 from gateway.routing.pricing import Compute, PriceBook, Quote
-from gateway.store.journal import SpendRow, SubmitRecord
-from gateway.store.media import PendingClip
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the runner and the store load where a command uses them
     from gateway.client import Gateway
+    from gateway.jobs.events import Event
+    from gateway.store.media import PendingClip
+    from gateway.store.records import SpendRow, SubmitRecord
 
 __all__ = ["GenerationInterrupted", "RunDisplay", "attempt_lines", "attempts_table", "capabilities_json",
            "capabilities_text", "emulator_banner", "error_line", "generate_with_progress", "jobs_table", "money",

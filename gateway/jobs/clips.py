@@ -167,12 +167,13 @@ class ClipsMixin:
         for mode in self.classes[provider].capabilities.modes:
             self.book.calibrate(provider, mode, observations)
 
-    def _calibrate_from_journal(self) -> None:
-        """At start: each vendor's window from the journal (every process's reported costs so far)."""
-        if self.journal is None:
+    def _calibrate_from_journal(self, journal: Journal | None = None) -> None:
+        """At start: each vendor's window from the journal (every process's reported costs so far);
+        ``journal``: another one to read them from (``ovi-gateway quote``, whose gateway has none)."""
+        journal = journal or self.journal
+        if journal is None:
             return
         for name in self.classes:
             window = self._window(name)
-            window.extend((cost, steps) for cost, _quote, steps in self.journal.reported_costs(name,
-                                                                                           _CALIBRATION_WINDOW))
+            window.extend((cost, steps) for cost, _quote, steps in journal.reported_costs(name, _CALIBRATION_WINDOW))
             self._calibrate_with(name)
