@@ -23,7 +23,7 @@ import contextvars
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -97,6 +97,9 @@ class PushBox:
         """The followers sleeping right now, by clip (each sleep removes its own entry when it ends)."""
         self._woken: dict[str, None] = {}
         """Clips a push arrived for while no follower here slept: the next sleep ends at once (bounded)."""
+        self.relay: Callable[[str], None] | None = None
+        """Tells the other replicas of a push no follower here sleeps on (``gateway.store.notify``: PostgreSQL
+        ``NOTIFY``, set by the server); ``None``: this process alone."""
         self.pushed_answers = 0
         """Status checks answered from a push instead of the vendor (for metrics and tests)."""
 
@@ -113,14 +116,22 @@ class PushBox:
                 f"{quote(submit, safe='')}?t={self.token(provider, clip, submit)}")
 
     def wake(self, clip: str) -> None:
-        """A push for ``clip`` arrived: end its follower's current wait (or, if none sleeps here now, its next)."""
+        """A push for ``clip`` arrived here: end its follower's current wait (or, if none sleeps here now, its
+        next), and when none sleeps here, tell the other replicas (``relay``): one of them may follow it."""
+        if not self.wake_here(clip) and self.relay is not None:
+            self.relay(clip)
+
+    def wake_here(self, clip: str) -> bool:
+        """``wake`` in this process only (for a notice from another replica, never relayed back); whether
+        a follower here was sleeping on ``clip``."""
         _remember(self._hinted, clip)
         sleeping = self._wakers.get(clip)
         if sleeping:
             for event in sleeping:
                 event.set()
-        else:  # the push came between two sleeps, or for a clip followed elsewhere: bounded
-            _remember(self._woken, clip)
+            return True
+        _remember(self._woken, clip)  # the push came between two sleeps, or for a clip followed elsewhere
+        return False
 
     def woken(self, clip: str) -> bool:
         """Whether a push for ``clip`` came while no follower here slept; clears it."""

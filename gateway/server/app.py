@@ -49,6 +49,7 @@ from gateway.server.openapi import openapi_document
 from gateway.server.shapes import error, not_found, refusal_of, reused_key, video_json
 from gateway.server.store import VideoRow, VideoStore
 from gateway.store.lease import lease_owner
+from gateway.store.notify import relay_for
 
 __all__ = ["ServerConfig", "build_app", "owner_of"]
 
@@ -314,15 +315,23 @@ def _by_method(**handlers: Callable[[Request], Awaitable[Response]]) -> Callable
 def build_app(gateway: Any, config: ServerConfig) -> Starlette:
     """The Starlette app for ``gateway``; its shutdown stops the followers (leases released)."""
     server = VideoServer(gateway, config)
+    box = gateway.push
+    relay = relay_for(gateway.journal) if box is not None else None  # replicas on PostgreSQL wake each other
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if server.callbacks is not None:
             server.callbacks.start()
+        if relay is not None:
+            box.relay = relay.notify
+            relay.start(box.wake_here)
         try:
             yield
         finally:
             server.draining = True
+            if relay is not None:
+                box.relay = None
+                await relay.close()
             if server.callbacks is not None:
                 await server.callbacks.close()  # claims handed back: another replica delivers them
             await gateway.aclose()  # lets submits on the wire finish, then hands the jobs back

@@ -1,6 +1,7 @@
 """Two ``ovi-gateway serve`` replicas, real processes on loopback, sharing one PostgreSQL journal and one
 loopback emulator (in this process, delivering signed webhooks): a job created on replica A whose vendor
-pushes to replica B completes a wait on A and on B without A polling the vendor; SIGTERM drains A (no new
+pushes to replica B completes a wait on A and on B without A polling the vendor — and, through PostgreSQL
+LISTEN/NOTIFY, finishes on A with nobody asking for the video at all; SIGTERM drains A (no new
 jobs, its lease released) and B finishes the job A handed back."""
 
 from __future__ import annotations
@@ -129,6 +130,26 @@ def test_a_push_to_one_replica_completes_the_wait_on_the_other(cluster) -> None:
     assert stored == 1
     assert b.video(video_id)["status"] == "completed"  # B sees the same job, finished
 
+
+def _states(pg_url: str, clip: str) -> list[str]:
+    with psycopg.connect(pg_url) as conn:
+        return [r[0] for r in conn.execute("SELECT state FROM submits WHERE clip_key = %s ORDER BY seq", (clip,))]
+
+
+def test_a_push_to_one_replica_wakes_the_follower_on_the_other_without_any_get(cluster) -> None:
+    """B stores fal's push and NOTIFYs; A's follower (first check planned ~30 s out, the push fallback
+    90 s) wakes on its LISTEN and finishes the job from the stored delivery: nobody GETs the video."""
+    a, _b, emulator, pg_url = cluster
+    answer = a.create()
+    assert answer.status_code == 200, answer.text
+    video_id = answer.json()["id"]
+    started = time.monotonic()
+    while _states(pg_url, video_id) != ["succeeded"]:
+        assert time.monotonic() - started < 20.0, f"not finished by its push: {_states(pg_url, video_id)}"
+        time.sleep(0.2)
+    [job] = [job for job in emulator.ledger.jobs if job.vendor == "fal"]
+    assert _status_calls(emulator, job.job_id) == 0  # the push was the vendor's word, read from the shared table
+    assert a.video(video_id)["status"] == "completed"
 
 def test_sigterm_drains_and_the_other_replica_finishes_the_job(cluster) -> None:
     a, b, emulator, pg_url = cluster

@@ -70,3 +70,18 @@ async def test_a_push_still_ends_the_current_wait_and_one_between_waits_ends_the
     assert inner.now() == 0.0
     await _sleep_as("c", clock, 1.0)  # consumed: the one after sleeps its full wait
     assert inner.now() == 1.0
+
+
+async def test_a_push_no_follower_here_sleeps_on_is_relayed_and_a_relayed_one_never_echoes() -> None:
+    box, inner = _box(), VirtualClock()
+    relayed: list[str] = []
+    box.relay = relayed.append
+    clock = WakeableClock(inner, box)
+    sleeper = asyncio.create_task(_sleep_as("here", clock, 60.0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    box.wake("here")  # its follower sleeps here: woken, nobody else told
+    await sleeper
+    box.wake("elsewhere")  # followed by another replica, perhaps: told
+    assert not box.wake_here("from-another-replica")  # a notice received: woken here only, never relayed
+    assert relayed == ["elsewhere"] and box.woken("from-another-replica")
