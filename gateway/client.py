@@ -17,6 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 import gateway.telemetry as telemetry
+from gateway.client_media import MediaMixin
 from gateway.client_setup import UNSET, check_base_urls, keys_for, random_key, recovery_for
 from gateway.clock import Clock, RealClock
 from gateway.contract import Provider, ProviderContext
@@ -31,11 +32,8 @@ from gateway.errors import (
 from gateway.http import USER_AGENT, ClientTransport
 from gateway.jobs.clips import ClipsMixin
 from gateway.jobs.events import Event
-from gateway.jobs.limits import LimitedProvider, VendorLimits
-from gateway.jobs.many import ManyOutcome, run_many
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.submitting import HandlesMixin
-from gateway.media.verify import MediaFacts
 from gateway.offline import GatewayOptions, open_journal
 from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
@@ -46,12 +44,13 @@ from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.records import HEARTBEAT_S
 
-# Runner, recovery and journal load on first use: Gateway(journal=None) needs neither (start-up, issue 14).
+# Runner, recovery, journal, limits and many load on first use: Gateway(journal=None) needs none (issue 14).
 if TYPE_CHECKING:
     from gateway.emulator import Emulator
+    from gateway.jobs.limits import VendorLimits
+    from gateway.jobs.many import ManyOutcome
     from gateway.jobs.recovery import Recovery, ResumeOutcome
     from gateway.jobs.runner import Runner
-    from gateway.media.download import Downloaded
     from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
 
@@ -67,7 +66,7 @@ def __getattr__(name: str) -> Any:  # ``gateway.client.ResumeOutcome``, loaded o
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Gateway(ClipsMixin, HandlesMixin):
+class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
     """Runs Ovi clips on Runware, fal.ai or WaveSpeed, choosing and failing over per ``Route``.
 
     Args:
@@ -190,13 +189,6 @@ class Gateway(ClipsMixin, HandlesMixin):
     def __repr__(self) -> str:
         keyed = sorted(self._keys)
         return f"Gateway(providers={sorted(self.classes)}, keys_set={keyed}, emulated={self.emulated})"
-
-    @property
-    def allow_local_media(self) -> bool:
-        """Whether ``download`` may fetch ``http://`` and loopback/private URLs: only when every vendor is
-        emulated, or ``Gateway(allow_local_media=True)`` was passed (a loopback emulator) — never inferred
-        from a URL, so ``http://127.0.0.1`` stays refused for real vendors."""
-        return self._allow_local_media or self.emulated
 
     # ---- offline ----------------------------------------------------------------------------
     @classmethod
@@ -365,34 +357,6 @@ class Gateway(ClipsMixin, HandlesMixin):
         wait = max(0.0, min(waits))
         return wait if route.deadline is None or wait < route.deadline else None
 
-    def download(self, result: OviResult, path: str | os.PathLike[str], *, max_bytes: int | None = None,
-                 timeout: float | None = None) -> Path:
-        """``result.download(path)`` over this gateway's transport (so emulated clips download offline);
-        ``http://`` and loopback media only when this gateway is emulated or ``allow_local_media``."""
-        options: dict[str, Any] = {"allow_local": self.allow_local_media, "max_bytes": max_bytes, "timeout": timeout}
-        if self.transport is None or (self.emulated and not isinstance(self.transport, httpx.BaseTransport)):
-            return result.download(path, **options)  # a loopback emulator's clip URLs point at loopback already
-        if not isinstance(self.transport, httpx.BaseTransport):
-            raise ConfigurationError("this gateway's transport is async-only; call await gateway.adownload()")
-        with httpx.Client(transport=self.transport) as client:
-            return result.download(path, client=client, **options)
-
-    @scrubbing
-    async def adownload(self, result: OviResult, path: str | os.PathLike[str], *, max_bytes: int | None = None,
-                        timeout: float | None = None) -> Downloaded:
-        """Fetch the clip to ``path`` over this gateway's transport, bounded on its clock (see
-        ``gateway.media.download``), verified like ``result.download`` (``result.media``; raises
-        ``DefectiveClip``); returns the ``Downloaded`` facts (path, sha256, size, container)."""
-        from gateway.media.download import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, afetch
-
-        async with httpx.AsyncClient(transport=self.transport) as client:
-            fetched = await afetch(result.video_url, path, client=client, clock=self.clock,
-                                   allow_local=self.allow_local_media or result.emulated,
-                                   max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
-                                   timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
-        await asyncio.to_thread(result.on_media(self._record_media).check, fetched.path)
-        return fetched
-
     # ---- many at once -----------------------------------------------------------------------
     def agenerate_many(self, requests: Iterable[OviRequest], *, concurrency: int = 8,
                        keys: Iterable[str | None] | None = None, provider: str | None = None,
@@ -408,6 +372,8 @@ class Gateway(ClipsMixin, HandlesMixin):
         async def one(request: OviRequest, key: str | None) -> OviResult:
             return await self.agenerate(request, provider=provider, route=route, idempotency_key=key,
                                         on_event=on_event, budget_scope=budget_scope)
+
+        from gateway.jobs.many import run_many
 
         return run_many(one, requests, keys=keys, concurrency=concurrency)
 
@@ -440,24 +406,11 @@ class Gateway(ClipsMixin, HandlesMixin):
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
                       backoff_base=self.backoff_base, new_key=self._new_key, deliver=delivery)
 
-    async def _fetch_clip(self, url: str, path: Path) -> Path:
-        """Download a finished clip for ``keep_dir`` / ``failover_on_defective`` (``jobs.delivery``)."""
-        from gateway.media.download import adownload
-
-        async with httpx.AsyncClient(transport=self.transport) as client:
-            return await adownload(url, path, client=client, clock=self.clock, allow_local=self.allow_local_media)
-
-    def _record_media(self, result: OviResult, saved: Path, facts: MediaFacts) -> None:
-        """Journal one download of ``result``'s clip (``result.download`` calls this)."""
-        if self.journal is not None and result.idempotency_key:
-            self.journal.record_download(clip_key=result.idempotency_key, provider=result.provider,
-                                      job_id=result.job_id, video_url=result.video_url, saved_to=str(saved),
-                                      facts=facts)
-
     def _limited(self, providers: Mapping[str, Any]) -> dict[str, Any]:
         """The adapters, each vendor call gated by its ``VendorLimits`` (shared through the journal)."""
         if not self.limits:
             return dict(providers)
+        from gateway.jobs.limits import LimitedProvider
         return {name: LimitedProvider(p, self.limits[name], self.store, self.clock) if name in self.limits else p
                 for name, p in providers.items()}
 

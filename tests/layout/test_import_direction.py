@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.contract", "gateway.registry", "gateway.store", "gateway.routing"),
     ("gateway.jobs",),
     ("gateway.emulator",),  # below the client: Gateway.offline() builds one (it imports only the clock)
-    ("gateway.offline", "gateway.client_setup"),
+    ("gateway.offline", "gateway.client_setup", "gateway.client_media"),
     ("gateway.client",),
     ("gateway.server", "gateway.webhooks"),
     ("gateway.cli", "gateway.__main__", "gateway"),
