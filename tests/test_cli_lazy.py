@@ -61,6 +61,9 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     # and, with no journal, neither SQLite nor the runner (they load when a clip runs or a journal opens)
     assert heavy_in(loaded, ("sqlite3", "tenacity", "gateway.jobs.runner", "gateway.jobs.recovery",
                              "gateway.store.journal")) == []
+    # nor the job handles, webhooks, vendor limits or many-at-once (they load on first use)
+    assert heavy_in(loaded, ("gateway.jobs.handles", "gateway.jobs.push", "gateway.jobs.limits",
+                             "gateway.jobs.many")) == []
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
 
 

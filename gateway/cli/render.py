@@ -42,13 +42,15 @@ __all__ = ["GenerationInterrupted", "RunDisplay", "attempt_lines", "attempts_tab
 
 
 def stdout_console() -> Console:
-    """A console on the current ``sys.stdout`` (looked up when printing, so test runners can capture it)."""
-    return Console(highlight=False)
+    """A console on the current ``sys.stdout`` (looked up when printing, so test runners can capture it).
+    No ``:name:`` emoji codes: vendor and user text is printed as it is (and rich's emoji table, ~2 ms,
+    never loads)."""
+    return Console(highlight=False, emoji=False)
 
 
 def stderr_console() -> Console:
-    """A console on the current ``sys.stderr``: progress and notices, never results."""
-    return Console(stderr=True, highlight=False)
+    """A console on the current ``sys.stderr``: progress and notices, never results (no emoji codes)."""
+    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def money(amount: Decimal | None) -> str:

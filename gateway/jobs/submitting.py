@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ClipInProgress, ConfigurationError, GatewayError, InvalidRequest
 from gateway.jobs.events import Event
-from gateway.jobs.handles import BackgroundLoop, Followers, Job, JobCancelled, alive_error
-from gateway.jobs.push import CURRENT_CLIP, PushBox, WakeableClock
-from gateway.jobs.push import wrap as push_wrap
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
 from gateway.secrets import scrubbing
 from gateway.store.intake import load_request
 from gateway.store.records import request_hash
 
+# The handles and webhook modules load when a handle, a follower or a push is first used:
+# Gateway(journal=None) needs neither (start-up, issue 14).
 if TYPE_CHECKING:
+    from gateway.jobs.handles import BackgroundLoop, Followers, Job
+    from gateway.jobs.push import PushBox
     from gateway.routing.planner import Route
 
 __all__ = ["HandlesMixin"]
@@ -45,12 +46,22 @@ class HandlesMixin:
     """Webhook settings and state (set by the server when vendors can reach it); ``None``: polling only."""
 
     def _pushing(self, providers: Mapping[str, Any]) -> dict[str, Any]:
-        return push_wrap(providers, self.push)
+        if self.push is None:  # as ``push.wrap`` does, without loading it
+            return dict(providers)
+        from gateway.jobs.push import wrap
+
+        return wrap(providers, self.push)
 
     def _waking(self, clock: Any) -> Any:
-        return clock if self.push is None else WakeableClock(clock, self.push)
+        if self.push is None:
+            return clock
+        from gateway.jobs.push import WakeableClock
+
+        return WakeableClock(clock, self.push)
 
     def _followers_here(self) -> Followers:
+        from gateway.jobs.handles import Followers
+
         loop = asyncio.get_running_loop()
         table: dict[asyncio.AbstractEventLoop, Followers] = self.__dict__.setdefault("_followers_by_loop", {})
         for stale in [old for old in table if old.is_closed()]:
@@ -104,11 +115,16 @@ class HandlesMixin:
         if self.journal is None:
             raise ConfigurationError("job handles need the journal; do not pass journal=None")
         followers = self._followers_here()
+        from gateway.jobs.handles import Job
+
         return Job(job_id, followers, lambda: self._follow(job_id), lambda: self._start_follower(job_id),
                    lambda: self._claimable(job_id), loop=asyncio.get_running_loop())
 
     async def _followed(self, followers: Followers, key: str, generation: Any) -> OviResult:
         """The follower's body: the generation, and a cancel's verdict recorded as ``cancelled``."""
+        from gateway.jobs.handles import JobCancelled, alive_error
+        from gateway.jobs.push import CURRENT_CLIP
+
         CURRENT_CLIP.set(key)  # this task's context only: webhook URLs and wake-ups name the clip
         try:
             result: OviResult = await generation
@@ -147,6 +163,8 @@ class HandlesMixin:
     async def _follow(self, key: str) -> OviResult:
         """Wait for clip ``key``: on this process's follower, else on a new one here, else (another live
         process holds the clip) by reading the journal every ``follow_watch_interval`` seconds."""
+        from gateway.jobs.handles import JobCancelled, alive_error
+
         followers = self._followers_here()
         while True:
             tracked = followers.tracked.get(key)
@@ -187,6 +205,8 @@ class HandlesMixin:
 
     # ---- for sync callers ----------------------------------------------------------------------
     def _background(self) -> BackgroundLoop:
+        from gateway.jobs.handles import BackgroundLoop
+
         loop: BackgroundLoop | None = self.__dict__.get("_background_loop")
         if loop is None:
             loop = self.__dict__["_background_loop"] = BackgroundLoop()
