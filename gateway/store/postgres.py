@@ -29,7 +29,7 @@ from gateway.store.base import SqlStore
 from gateway.store.migrate import migrate_postgres
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
-from gateway.store.sqlite import BATCH_DELAY_S, _retrieved
+from gateway.store.sqlite import BATCH_DELAY_S, Batched, _retrieved
 from gateway.store.url import redact, register_password
 
 __all__ = ["PostgresEngine", "PostgresStore"]
@@ -229,13 +229,13 @@ class PostgresStore(SqlStore):
 
     async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
         """A ``BATCHED`` write: rides in the transaction of this loop's next operation, or goes alone
-        after ``BATCH_DELAY_S``; the returned future ends when it is committed (or with its error)."""
+        after ``BATCH_DELAY_S`` (at once when someone waits for it: ``Batched``); the returned future
+        ends when it is committed (or with its error)."""
         if not self.offload:
             self.engine.execute(Durability.BATCHED, fn, args, kwargs)
             return None
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        future.add_done_callback(_retrieved)
+        future = Batched(loop, lambda: loop.call_soon(self._send_alone, loop))  # awaited: sent at once
         self._pending.setdefault(loop, []).append((fn, args, kwargs, future))
         if loop not in self._timers:
             self._timers[loop] = loop.call_later(BATCH_DELAY_S, self._send_alone, loop)

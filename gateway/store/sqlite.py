@@ -20,8 +20,9 @@ the end of that loop iteration and handed over together (``_kick``):
   and fsync never runs on the event loop.
 
 Each operation of a transaction runs under a savepoint (when there are several), so one failure spoils
-no other. ``BATCHED`` writes are not awaited: they wait (at most ``BATCH_DELAY_S``) for the next
-operation to ride with, in order (so this process reads its own writes); the caller gets a future, and
+no other. ``BATCHED`` writes are not awaited: they wait (at most ``BATCH_DELAY_S``, and not at all
+once someone waits for them: ``Batched``) for the next operation to ride with, in order (so this
+process reads its own writes); the caller gets a future, and
 their errors are logged and kept (``deferred_errors``). The ``Journal`` face of the same file shares
 the engine and takes this thread's unsent operations first, then runs behind the writer while it is
 busy (``call``): one connection and one writer per file and process, and sync reads see every earlier
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextvars
 import logging
 import os
 import queue
@@ -51,7 +53,7 @@ from gateway.store.migrate import migrate_sqlite
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
 
-__all__ = ["BATCH_DELAY_S", "BUSY_TIMEOUT_MS", "SqliteEngine", "SqliteStore"]
+__all__ = ["BATCH_DELAY_S", "BUSY_TIMEOUT_MS", "Batched", "SqliteEngine", "SqliteStore"]
 
 _T = TypeVar("_T")
 BUSY_TIMEOUT_MS = 5000
@@ -350,10 +352,16 @@ class SqliteStore(SqlStore):
             self.engine.execute(Durability.BATCHED, fn, args, kwargs)
             return None
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        future.add_done_callback(_retrieved)  # its failure is logged and kept; never "never retrieved"
+        future = Batched(loop, lambda: self._hurry(loop))
         self._submit(loop, (Durability.BATCHED, fn, args, kwargs, loop, future))
         return future
+
+    def _hurry(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Someone waits for a batched write of ``loop``: send what it gathered at the end of this turn."""
+        with self._start:
+            if loop in self._pending and loop not in self._soon:
+                self._soon.add(loop)
+                loop.call_soon(self._kick, loop)
 
     def call(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> _T:
@@ -484,6 +492,25 @@ def _drain_at_exit() -> None:
     """Batched writes still queued at interpreter exit are committed, not dropped with the daemon thread."""
     for store in list(_LIVE):
         store._stop()
+
+
+class Batched(asyncio.Future[Any]):
+    """The future of a ``BATCHED`` write. It is sent with the next operation or after ``BATCH_DELAY_S``
+    — unless someone waits for it (``await``, ``asyncio.wait``: anything that adds a done callback),
+    which sends it at the end of the current loop turn: nobody waits for the delay. Its failure is
+    logged and kept by the store, so it is never "never retrieved"."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hurry: Callable[[], object]) -> None:
+        super().__init__(loop=loop)
+        super().add_done_callback(_retrieved)
+        self._hurry: Callable[[], object] | None = hurry
+
+    def add_done_callback(self, fn: Callable[[Batched], object], *,
+                          context: contextvars.Context | None = None) -> None:
+        hurry, self._hurry = self._hurry, None
+        if hurry is not None and not self.done():
+            hurry()
+        super().add_done_callback(fn, context=context)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

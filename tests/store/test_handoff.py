@@ -172,3 +172,18 @@ async def test_checkpoints_run_on_the_writer_thread_never_the_loop(journal: Jour
     assert threads and set(threads) == {"ovi-store-writer"} and store.inline_commits >= 3
     with sqlite3.connect(journal.path) as other:  # the WAL was copied into the database file
         assert other.execute("SELECT COUNT(*) FROM clips").fetchone() == (6,)
+
+
+async def test_a_batched_write_someone_waits_for_is_sent_at_once(journal: Journal, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # it would otherwise wait an hour
+    store = journal.store(offload=True)
+    await _submit(store)
+    written = await store.state("c1-s", "running")
+    assert written is not None
+    await asyncio.wait_for(asyncio.wait([written]), 5)  # what the runner does before its next check
+    assert written.done() and written.exception() is None
+    with sqlite3.connect(journal.path) as other:
+        assert other.execute("SELECT state FROM submits").fetchall() == [("running",)]
+    again = await store.state("c1-s", "queued")
+    assert again is not None
+    await asyncio.wait_for(again, 5)  # a plain await too

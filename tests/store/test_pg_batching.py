@@ -81,3 +81,16 @@ async def test_a_lone_batched_write_commits_within_the_delay_and_close_commits_t
         await store.aclose()  # commits the write still waiting
     assert [s.state for s in other.submits("c1")] == ["queued"]
     other.close()
+
+
+async def test_a_batched_write_someone_waits_for_is_sent_at_once(pg_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(pg, "BATCH_DELAY_S", 3600.0)
+    store = PostgresStore(pg_url)
+    try:
+        await _submit(store)
+        written = await store.state("s1", "running")
+        assert written is not None
+        await asyncio.wait_for(asyncio.wait([written]), 10)
+        assert written.done() and written.exception() is None
+    finally:
+        await store.aclose()
