@@ -40,8 +40,9 @@ class ClipLease:
     """This call's lease on clip ``key`` as ``owner``. ``renew()`` is one heartbeat (False: lost);
     ``holder()`` reads who holds the clip now; ``heartbeat`` sets ``lost`` when a beat found it lost.
     ``wall`` and ``interval`` (the store's epoch seconds, the heartbeat in seconds): with both, a
-    confirming check trusts a beat younger than ``FRESH_BEATS`` intervals; the lease counts as beaten
-    when this object is made (right after its claim)."""
+    confirming check trusts a beat younger than ``FRESH_BEATS`` intervals; ``beat_at`` starts as the
+    claim's own wall time when the store knows it (``SqlStore.claimed_at``) — never the time the claim
+    returned, which can be long after the lease's life began counting."""
 
     def __init__(self, key: str, owner: str, renew: Callable[[], bool | Awaitable[bool]],
                  holder: Callable[[], str | Awaitable[str | None] | None], heartbeat: Heartbeat | None = None, *,
@@ -53,8 +54,8 @@ class ClipLease:
         self.heartbeat = heartbeat
         self._wall = wall
         self._fresh_s = None if interval is None else FRESH_BEATS * interval
-        self.beat_at: float | None = None if wall is None else wall()
-        """Wall time of this call's last known beat (claim or confirming renewal; see ``_last_beat``)."""
+        self.beat_at: float | None = None
+        """Wall time of this call's last known beat (its claim, or a confirming renewal); None: none known."""
         self.renewals = 0
         """Confirming renewals made (a fresh beat spares one)."""
         self.lost_to: str | None = None
@@ -64,9 +65,12 @@ class ClipLease:
     def on_journal(cls, journal: Any, key: str, owner: str, heartbeat: Heartbeat, interval: float) -> ClipLease:
         """The lease ``owner`` holds on ``key`` in ``journal`` (just claimed), beaten every ``interval``
         seconds by ``heartbeat``, judged on the journal's wall clock."""
-        return cls(key, owner, lambda: journal.renew_clip(key, owner, heartbeat=interval),
-                   lambda: journal.lease_holder(key), heartbeat, wall=getattr(journal, "wall", time.time),
-                   interval=interval)
+        lease = cls(key, owner, lambda: journal.renew_clip(key, owner, heartbeat=interval),
+                    lambda: journal.lease_holder(key), heartbeat, wall=getattr(journal, "wall", time.time),
+                    interval=interval)
+        claimed_at = getattr(journal, "claimed_at", None)
+        lease.beat_at = claimed_at(key, owner) if claimed_at is not None else None
+        return lease
 
     def _fresh(self) -> bool:
         if self._wall is None or self._fresh_s is None:

@@ -34,6 +34,8 @@ __all__ = ["SqlStore", "Store"]
 
 _T = TypeVar("_T")
 F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
+_CLAIMS_KEPT = 10_000
+"""Claim times kept for ``claimed_at`` (the oldest go first: a forgotten one only costs a renewal)."""
 
 
 class SqlStore(ServerRowsStore):
@@ -49,6 +51,8 @@ class SqlStore(ServerRowsStore):
     def __init__(self, *, wall: Callable[[], float] = time.time, emulator_instance: str | None = None) -> None:
         self.wall = wall
         self.emulator_instance = emulator_instance
+        self._claims: dict[tuple[str, str], float] = {}
+        """Wall time of each lease this store took, until ``claimed_at`` reads it."""
 
 
     @property
@@ -86,7 +90,11 @@ class SqlStore(ServerRowsStore):
         """Take the clip's lease for ``owner``: None when taken, else the holder of a live lease.
         The holder must ``renew_clip`` every ``heartbeat`` seconds; 3 missed beats make it stale.
         ``alive(holder)`` may declare a holder dead before its lease runs out (one transaction)."""
-        return await self._run(C, _claim, key, owner, wall=self.wall(), heartbeat=heartbeat, alive=alive)
+        wall = self.wall()
+        holder = await self._run(C, _claim, key, owner, wall=wall, heartbeat=heartbeat, alive=alive)
+        if holder is None:
+            self._claimed(key, owner, wall)
+        return holder
 
     async def open_and_claim(self, key: str, request_json: str, request_hash: str, owner: str, *,
                              heartbeat: float = HEARTBEAT_S, alive: Callable[[str], bool] | None = None,
@@ -94,9 +102,24 @@ class SqlStore(ServerRowsStore):
                              ) -> tuple[ClipRecord, str | None, list[SubmitRecord]]:
         """``open_clip``, then (unless it already succeeded) ``claim_clip`` and the clip's submits, in
         ONE committed transaction: the hot path of a generation pays one round trip, not three."""
-        return await self._run(C, _open_and_claim, key, request_json, request_hash, owner, wall=self.wall(),
-                               heartbeat=heartbeat, alive=alive, emulator_instance=self.emulator_instance,
-                               tenant=tenant, image=image, options_json=options_json)
+        wall = self.wall()
+        found = await self._run(C, _open_and_claim, key, request_json, request_hash, owner, wall=wall,
+                                heartbeat=heartbeat, alive=alive, emulator_instance=self.emulator_instance,
+                                tenant=tenant, image=image, options_json=options_json)
+        if found[1] is None and not (found[0].state == "succeeded" and found[0].result_json):
+            self._claimed(key, owner, wall)
+        return found
+
+    def _claimed(self, key: str, owner: str, wall: float) -> None:
+        if len(self._claims) >= _CLAIMS_KEPT:  # claims nobody asks about (a claim released at once)
+            self._claims.pop(next(iter(self._claims)))
+        self._claims[(key, owner)] = wall
+
+    def claimed_at(self, key: str, owner: str) -> float | None:
+        """The wall time (epoch seconds) ``owner``'s lease on ``key`` was taken with by this store — the
+        time its life counts from, however long the claim waited for the database — once (it is
+        forgotten when read). None when unknown."""
+        return self._claims.pop((key, owner), None)
 
     async def renew_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> bool:
         """One heartbeat; False when ``owner`` no longer holds the lease (it went stale and was taken)."""

@@ -221,6 +221,7 @@ class PostgresStore(SqlStore):
         taken = self._take(loop)
         if not taken:
             return await asyncio.to_thread(self.engine.execute, durability, fn, args, kwargs)
+        self._mark(loop, taken)
         results = await self._carry(loop, taken, (durability, fn, args, kwargs))
         value, error = results[-1]
         if error is not None:
@@ -252,8 +253,13 @@ class PostgresStore(SqlStore):
         self._timers.pop(loop, None)
         taken = self._take(loop)
         if taken:
+            self._mark(loop, taken)  # before the task starts: an operation made meanwhile waits for them
             task = loop.create_task(self._carry(loop, taken, None))
             task.add_done_callback(_retrieved)
+
+    def _mark(self, loop: asyncio.AbstractEventLoop,
+              taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
+        self._carried.setdefault(loop, set()).update(future for *_, future in taken)
 
     async def _carry(self, loop: asyncio.AbstractEventLoop,
                      taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]],
@@ -261,8 +267,7 @@ class PostgresStore(SqlStore):
                      ) -> list[tuple[Any, BaseException | None]]:
         """Commit ``taken`` batched writes (and ``op`` last) in one transaction; answer their futures."""
         futures = [future for *_, future in taken]
-        carried = self._carried.setdefault(loop, set())
-        carried.update(futures)
+        carried = self._carried.setdefault(loop, set())  # ``_mark``-ed by the caller
         ops = [(Durability.BATCHED, fn, args, kwargs) for fn, args, kwargs, _ in taken]
         try:
             try:

@@ -33,7 +33,9 @@ def _lease(wall: Wall, answers: list[bool], heartbeat: Heartbeat | None = None) 
         renewed.append(wall.now)
         return answers.pop(0)
 
-    return ClipLease("k", "me", renew, lambda: "them", heartbeat, wall=wall, interval=10.0), renewed
+    lease = ClipLease("k", "me", renew, lambda: "them", heartbeat, wall=wall, interval=10.0)
+    lease.beat_at = wall.now  # claimed now
+    return lease, renewed
 
 
 async def test_a_fresh_beat_spares_the_renewal_and_an_old_one_does_not() -> None:
@@ -59,6 +61,21 @@ async def test_a_heartbeat_counts_as_a_fresh_beat() -> None:
     assert await lease.check(confirm=True) is None and renewed == []
 
 
+async def test_the_claims_own_time_counts_not_when_the_claim_returned(tmp_path) -> None:
+    wall = Wall()
+    journal = Journal(str(tmp_path / "journal.sqlite3"), wall=wall)
+    store = journal.store(offload=False)
+    await store.open_clip("k", "{}", "h")
+    assert await store.claim_clip("k", "me", heartbeat=10.0) is None  # the lease's life counts from 1000
+    wall.now += 4.9  # the claim's answer came late (a busy database): the lease is older than it looks
+    lease = ClipLease.on_journal(store, "k", "me", Heartbeat(lambda: True, sleep=None, interval=10.0),  # type: ignore[arg-type]
+                                 10.0)
+    assert lease.beat_at == 1000.0 and store.claimed_at("k", "me") is None  # read once
+    wall.now += 0.2  # 5.1 s after the claim: not fresh any more, whatever the wait
+    assert await lease.check(confirm=True) is None and lease.renewals == 1
+    journal.close()
+
+
 async def test_without_a_wall_every_confirming_check_renews() -> None:
     renewed: list[int] = []
     lease = ClipLease("k", "me", lambda: renewed.append(1) is None, lambda: None)
@@ -82,3 +99,17 @@ async def test_a_quick_job_makes_no_renewal(monkeypatch: pytest.MonkeyPatch) -> 
                                     provider="runware")
     await gateway.aclose()
     assert result.provider == "runware" and calls == []  # the claim was fresh at the submit and the verdict
+
+
+async def test_claim_times_nobody_reads_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.store.base as base
+
+    monkeypatch.setattr(base, "_CLAIMS_KEPT", 3)
+    journal = Journal(":memory:")
+    store = journal.store(offload=False)
+    for i in range(5):
+        await store.open_clip(f"k{i}", "{}", "h")
+        assert await store.claim_clip(f"k{i}", "me") is None
+    assert store.claimed_at("k0", "me") is None and store.claimed_at("k4", "me") is not None
+    assert len(store._claims) == 2
+    journal.close()
