@@ -292,8 +292,10 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
             GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
         """
         self._close_stale_emulated()
-        return self._deliver(await telemetry.clip(self._agenerate(request, provider=provider, route=route, caller=(
-            budget_scope), idempotency_key=idempotency_key, on_event=on_event), idempotency_key=idempotency_key))
+        work = self._agenerate(request, provider=provider, route=route, caller=budget_scope,
+                               idempotency_key=idempotency_key, on_event=on_event)  # no span recorded: no wrapper
+        return self._deliver(await (work if telemetry.live() is None else telemetry.clip(work, idempotency_key=(
+            idempotency_key))))
 
     async def _agenerate(self, request: OviRequest, *, provider: str | None, route: Route | None,
                          idempotency_key: str | None, on_event: Callable[[Event], None] | None,

@@ -12,9 +12,9 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Clock", "RealClock", "VirtualClock", "bounded"]
 
@@ -45,8 +45,9 @@ class RealClock:
     def now(self) -> float:
         return time.monotonic()
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+    def sleep(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """``asyncio.sleep`` itself, not a coroutine around it: a job in flight keeps one frame less."""
+        return asyncio.sleep(max(0.0, seconds))
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
         """``asyncio.timeout``: raises ``TimeoutError`` when the body runs past ``seconds``."""

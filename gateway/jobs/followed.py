@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["FollowedJob"]
 
 
-@dataclass
+@dataclass(slots=True)  # one per job in flight: no per-instance __dict__ (10,000 in flight, one process)
 class FollowedJob:
     """One vendor job being followed to its end, and where its outcome is recorded.
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gateway.contract import JobState, JobStatus, ProviderOutput
 from gateway.errors import ContentRejected, GatewayError, GenerationFailed
 from gateway.jobs import fate
-from gateway.jobs.events import Event
+from gateway.jobs.events import Event, no_event
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.writes import JOURNAL_WRITE_TRIES, flush
 from gateway.result import Attempt, OviResult, Timings
@@ -107,5 +107,6 @@ async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_
     _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
               job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
                                                    "idempotency_key": job.submit_key, "clip_key": job.clip_key})
-    runner.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
+    if runner.on_event is not no_event:
+        runner.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
     return result

@@ -36,7 +36,7 @@ from gateway.errors import (
 )
 from gateway.jobs import fate
 from gateway.jobs.bounds import CALL_TIMEOUT, bounded_call
-from gateway.jobs.events import Event, EventKind
+from gateway.jobs.events import Event, EventKind, no_event
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.followed import FollowedJob
 from gateway.jobs.leasing import ClipLease, check_lease
@@ -100,7 +100,7 @@ class Runner:
         self.poll: PollPolicy = poll or PollPolicy()
         self.rng: random.Random = rng or random.Random()
         self.new_key: Callable[[], str] = new_key or (lambda: str(uuid.uuid4()))
-        self.on_event: Callable[[Event], None] = on_event or _no_event
+        self.on_event: Callable[[Event], None] = on_event or no_event
         self.backoff_base: float = backoff_base
         self.backoff_cap: float = backoff_cap
         self.budget: Budget | Sequence[Budget] | None = budget
@@ -199,7 +199,8 @@ class Runner:
                       ctx.idempotency_key, clip_key,
                       extra={"vendor": name, "job_id": job.handle.job_id, "idempotency_key": ctx.idempotency_key,
                              "clip_key": clip_key})
-            self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
+            if self.on_event is not no_event:
+                self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
             return await self.follow(job)
         finally:
             breaker.release()  # a half-open probe that ended without a verdict must not block the vendor
@@ -263,8 +264,9 @@ class Runner:
             errors_in_row = 0
             _log.debug("%s job %s: %s", name, handle.job_id, status.state.value,
                        extra={"vendor": name, "job_id": handle.job_id, "idempotency_key": job.submit_key})
-            self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
-                                queue_position=status.queue_position))
+            if self.on_event is not no_event:
+                self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
+                                    queue_position=status.queue_position))
             if not status.state.final:  # the poll policy learns job times from when a job was last unfinished
                 job.seen_unfinished_at = self.clock.now() - job.vendor_started
                 fate.decide(Phase.FOLLOW, Answer.PENDING)
@@ -393,10 +395,6 @@ class Runner:
 
 
 _NOTHING: frozenset[str] = frozenset()
-
-
-def _no_event(event: Event) -> None:
-    """The ``on_event`` of a runner given none (one function, not a lambda per runner)."""
 
 
 def _fails_over(error: GatewayError, route: Route) -> bool:

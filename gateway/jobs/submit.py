@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from gateway.contract import JobHandle, Provider, SubmitContext
 from gateway.errors import GatewayError, RateLimited
 from gateway.jobs import fate
-from gateway.jobs.events import Event
+from gateway.jobs.events import Event, no_event
 from gateway.jobs.fate import Answer, Fate, Phase
 from gateway.jobs.settle import acked, settle
 from gateway.request import OviRequest
@@ -42,7 +42,8 @@ async def submit(runner: Runner, provider: Provider, request: OviRequest, ctx: S
         tries += 1
         _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key, tries,
                   extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
-        runner.on_event(Event("submit", name, runner.clock.now() - started))
+        if runner.on_event is not no_event:
+            runner.on_event(Event("submit", name, runner.clock.now() - started))
         try:
             async with runner._bounded(deadline_at, name, "submit", submit=ctx):
                 handle = await provider.submit(request, ctx)

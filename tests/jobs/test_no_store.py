@@ -83,3 +83,32 @@ async def test_the_attempts_are_still_recorded_on_the_error(no_store_work: list[
     (attempt,) = caught.value.attempts
     assert attempt.provider == "fal" and attempt.outcome == "failed" and attempt.job_id
     assert gw.health_state["fal"].snapshot().consecutive_failures == 1
+
+
+async def test_nobody_listening_builds_no_event_and_a_job_in_flight_keeps_no_wrapper_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``on_event`` no ``Event`` is built; without a recording tracer no telemetry coroutine wraps
+    the job. Both cost every job; the frames stay alive for as long as the job is in flight."""
+    import asyncio
+
+    import gateway.jobs.submit as submit
+
+    def built(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an Event was built with nobody listening")
+
+    for module in (runner, submit, results):
+        monkeypatch.setattr(module, "Event", built)
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, seed=4, job_time=lambda rng: 20.0)
+    async with Gateway(emulator=emulator, clock=clock, journal=None) as gw:
+        task = asyncio.ensure_future(gw.agenerate(_request(), provider="wavespeed"))
+        while not emulator["wavespeed"].jobs:  # submitted: now sleeping until its first check
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        chain, coroutine = [], task.get_coro()
+        while coroutine is not None and hasattr(coroutine, "cr_code"):
+            chain.append(coroutine.cr_code.co_qualname)
+            coroutine = coroutine.cr_await
+        result = await task
+    assert "Runner.follow" in chain and not {"clip", "attempt"} & set(chain), chain
+    assert result.provider == "wavespeed"
