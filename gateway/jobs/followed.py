@@ -37,9 +37,10 @@ class FollowedJob:
     resumed: bool = False
     seen_unfinished_at: float | None = None
     """Age (s after the vendor took the job) at the last check that saw it unfinished."""
-    unwritten: list[Write] = field(default_factory=list)
-    """Journal writes a storage failure refused, retried before every check (``gateway.jobs.writes``)."""
-    pending: list[asyncio.Future[Any]] = field(default_factory=list)
+    unwritten: list[Write] | None = None
+    """Journal writes a storage failure refused, retried before every check (``gateway.jobs.writes``); made
+    at the first (a job without a journal never has a list: one fewer object per job in flight)."""
+    pending: list[asyncio.Future[Any]] | None = None
     """Batched writes queued for a group commit and not waited for; settled before the next check."""
     refused: tuple[str, Exception] | None = None
     """A batched write the journal itself refused (what, why): raised by the next flush (``gateway.jobs.writes``)."""

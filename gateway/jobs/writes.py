@@ -67,7 +67,7 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
     """Write ``what`` about ``job``. ``keep``: on lasting failure keep it for ``flush`` (the job goes on);
     else raise ``JobUnresolved``. A kept write queues every later kept write behind it (order matters)."""
     if keep and job.unwritten:
-        job.unwritten.append((what, write, args))
+        _unwritten(job).append((what, write, args))
         return
     try:
         problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES, cap)
@@ -75,7 +75,7 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
         raise _refused(job, what, refusal) from refusal
     if isinstance(problem, asyncio.Future):
         problem.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
-        job.pending.append(problem)
+        _pending(job).append(problem)
         return
     if problem is None:
         return
@@ -84,7 +84,7 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
                      "memory and trying again before every check", job.name, job.handle.job_id, what,
                      type(problem).__name__, extra={"vendor": job.name, "job_id": job.handle.job_id,
                                                     "idempotency_key": job.submit_key})
-        job.unwritten.append((what, write, args))
+        _unwritten(job).append((what, write, args))
         return
     raise JobUnresolved(
         f"job {job.handle.job_id or '(no id yet)'} on {job.name} is paid for, but the journal could not "
@@ -114,7 +114,19 @@ async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 
         job.unwritten.pop(0)
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
-            job.pending.append(outcome)
+            _pending(job).append(outcome)
+
+
+def _unwritten(job: FollowedJob) -> list[Write]:
+    if job.unwritten is None:
+        job.unwritten = []
+    return job.unwritten
+
+
+def _pending(job: FollowedJob) -> list[asyncio.Future[Any]]:
+    if job.pending is None:
+        job.pending = []
+    return job.pending
 
 
 def _refused(job: FollowedJob, what: str, refusal: Exception) -> JobUnresolved:
@@ -140,4 +152,4 @@ def _kept_if_failed(job: FollowedJob, what: str, write: Callable[..., Any], args
     _log.warning("%s job %s: the journal could not record its %s (%s); trying again before the next check",
                  job.name, job.handle.job_id, what, type(done.exception()).__name__,
                  extra={"vendor": job.name, "job_id": job.handle.job_id, "idempotency_key": job.submit_key})
-    job.unwritten.append((what, write, args))
+    _unwritten(job).append((what, write, args))
