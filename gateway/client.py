@@ -9,7 +9,6 @@ import random
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -41,6 +40,7 @@ from gateway.result import Attempt, OviResult
 from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Plan, Route, pinned, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
+from gateway.routing.quoting import quotes_for, ranked
 from gateway.secrets import register_api_key, scrubbing
 from gateway.store.records import HEARTBEAT_S
 
@@ -239,21 +239,10 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
     # ---- quotes -----------------------------------------------------------------------------
     def quote(self, request: OviRequest) -> list[Quote]:
         """One ``Quote`` per installed provider: feasible ones cheapest first, then the rest."""
-        quotes = list(self._quotes(request).values())
-        return sorted(quotes, key=lambda q: (not q.feasible, q.price_usd is None, q.price_usd or Decimal(0)))
+        return ranked(self._quotes(request).values())
 
     def _quotes(self, request: OviRequest, only: str | None = None) -> dict[str, Quote]:
-        quotes = {}
-        for name, cls in self.classes.items() if only is None else [(only, self.classes[only])]:  # pinned: it alone
-            violations = cls.capabilities.violations(request)
-            price, estimated, source = self.book.price(name, request)
-            reasons = [str(v) for v in violations]
-            if price is None:
-                reasons.append("no price known")
-            quotes[name] = Quote(provider=name, price_usd=price, estimated=estimated, feasible=not violations,
-                                 reasons=reasons, source=source,
-                                 dropped=[v.field for v in violations if v.field != "image"])
-        return quotes
+        return quotes_for(self.classes, self.book, request, only)
 
     def health(self) -> list[BreakerState]:
         """Each vendor's breaker: closed, open (and until when) or half-open."""

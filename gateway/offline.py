@@ -23,17 +23,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack
 
 import httpx
 
-from gateway.client_setup import UNSET
-from gateway.clock import Clock, RealClock
 from gateway.errors import ConfigurationError
-from gateway.jobs.polling import PollPolicy
-from gateway.store.records import OPEN
 
-# The journal and recovery modules load where a journal is opened or closed (they pull in SQLite and the
-# runner): Gateway(journal=None) needs neither (start-up time, issue 14).
+# What an offline gateway needs loads where it is used: the journal and recovery (SQLite, the runner) where
+# a journal opens or closes, the clock, polling and client set-up (asyncio) where a gateway is built; so
+# reading EMULATOR_URL_ENV (every CLI command's options) loads none of them (start-up time, issue 14).
 if TYPE_CHECKING:
+    from gateway.clock import Clock
     from gateway.emulator import Emulator
     from gateway.jobs.limits import VendorLimits
+    from gateway.jobs.polling import PollPolicy
     from gateway.registry import Registry
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, PriceBook
@@ -94,6 +93,8 @@ JOB_SECONDS: tuple[float, float] = (1.0, 3.0)
 
 def default_clock() -> Clock:
     """The clock an offline gateway and its emulator share when none is given (tests swap in virtual time)."""
+    from gateway.clock import RealClock
+
     return RealClock()
 
 
@@ -111,6 +112,8 @@ def offline_journal_path() -> Path:
 def offline_poll(expected: float | None = None) -> PollPolicy:
     """Polling for emulated jobs of about ``expected`` seconds (default: the middle of ``JOB_SECONDS``):
     no vendor floors, sub-second checks, and a stuck job given up after a minute, not 15."""
+    from gateway.jobs.polling import PollPolicy
+
     expected = max(0.01, (sum(JOB_SECONDS) / 2) if expected is None else expected)
     return PollPolicy(expected=expected, interval=min(0.25, expected), max_interval=1.0,
                       max_wait=max(60.0, 20 * expected), min_interval={})
@@ -148,6 +151,7 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
     neither finish nor bill. Rows of real vendors are never touched (``unfinished()`` of an emulated
     journal lists emulated rows only)."""
     from gateway.jobs.recovery import lease_owner, owner_alive
+    from gateway.store.records import OPEN
 
     stale: dict[str, list[str]] = {}
     for record in journal.unfinished():
@@ -211,6 +215,7 @@ def open_journal(journal: Any, emulator_instance: str | None = None) -> Journal 
     journal it writes marks its rows with the emulator instance (so they never count as real spend)."""
     if journal is None:
         return None
+    from gateway.client_setup import UNSET
     from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
 

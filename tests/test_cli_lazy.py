@@ -70,9 +70,10 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
 QUOTE = "import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. <S>Hold.<E>']; " \
         "from gateway.cli import main; main()"
 NOT_FOR_A_QUOTE = (*VENDOR_SDKS, "gateway.server", "gateway.cli.batch", "gateway.cli.serve", "sqlite3",
-                   "gateway.store.journal", "gateway.jobs.runner", "gateway.jobs.recovery", "gateway.emulator")
-"""A quote sends nothing and, with no journal to calibrate from, opens none: no emulator, no SQLite, no
-runner or recovery (``gateway.cli.common.quote_gateway``)."""
+                   "gateway.store.journal", "gateway.jobs.runner", "gateway.jobs.recovery", "gateway.emulator",
+                   "gateway.client", "asyncio")
+"""A quote sends nothing and, with no journal to calibrate from, opens none: it makes no gateway (no client,
+event loop, emulator, SQLite, runner or recovery: ``gateway.cli.common.quote_setup``)."""
 
 
 def test_quote_loads_neither_the_server_nor_the_batch_runner_nor_a_journal(tmp_path: Path) -> None:
@@ -105,12 +106,11 @@ def built_after(code: str, tmp_path: Path) -> list[str]:
 
 def test_start_up_builds_only_the_models_it_uses(tmp_path: Path) -> None:
     """No wire schema or result model is built until a vendor answers: a new gateway builds its default
-    route (the price rules are built inside the price book's own adapter); a quote adds the request it
-    validates and the quotes it makes."""
+    route (the price rules are built inside the price book's own adapter); a quote builds the request it
+    validates and the quotes it makes (it makes no gateway, so no default route)."""
     assert built_after("from gateway import Gateway, OviRequest, Route; Gateway(journal=None)", tmp_path) == [
         "gateway.routing.planner.Route"]
-    assert built_after(QUOTE, tmp_path) == [
-        "gateway.request.OviRequest", "gateway.routing.planner.Route", "gateway.routing.pricing.Quote"]
+    assert built_after(QUOTE, tmp_path) == ["gateway.request.OviRequest", "gateway.routing.pricing.Quote"]
 
 
 # ---- the table behind --help ----------------------------------------------------------------------

@@ -22,7 +22,6 @@ from gateway.cli import cli, main, render
 from gateway.cli.common import (
     EMULATOR_NOTICE,
     JOB_SECONDS_ENV,
-    blocked,
     build_request,
     cheapest_usable,
     echo_json,
@@ -34,12 +33,12 @@ from gateway.cli.common import (
     make_emulator,
     open_gateway,
     open_journal,
-    quote_gateway,
+    quote_setup,
     reports_errors,
     request_options,
 )
-from gateway.client import Gateway
 from gateway.registry import Registry
+from gateway.routing.quoting import quotes_for, ranked
 
 __all__ = ["cli", "emulate", "jobs", "main", "providers", "quote", "spend"]
 
@@ -62,12 +61,11 @@ def quote(request_file: Path | None, emulator: bool, journal: str | None, as_jso
     Shows each vendor's price, whether it is estimated (compute-billed) or fixed, and whether the
     vendor can honor the request or why not."""
     request = build_request(request_file, **flags)
-    gw, emulated = quote_gateway(emulator=emulator, journal=journal)
-    quotes = gw.quote(request)
-    unusable: dict[str, str | None] = dict.fromkeys(gw.classes) if emulated else blocked(gw)
+    setup = quote_setup(emulator=emulator, journal=journal)
+    quotes, unusable = ranked(quotes_for(setup.classes, setup.book, request).values()), setup.unusable
     best = cheapest_usable(quotes, unusable)
     if as_json:
-        echo_json({"emulated": emulated, "cheapest": best and best.provider,
+        echo_json({"emulated": setup.emulated, "cheapest": best and best.provider,
                     "quotes": [q.model_dump(mode="json") | {"usable": not unusable.get(q.provider)}
                                for q in quotes]})
         return
@@ -86,6 +84,8 @@ def providers(as_json: bool) -> None:
 
     Whether each vendor's API key is set (never the key), the modes and fields it honors with their
     limits, its breaker state, and any vendor that failed to load."""
+    from gateway.client import Gateway
+
     gw = Gateway(registry=Registry.load(), journal=None)
     keys = gw.configured()
     health = {state.provider: state for state in gw.health()}
@@ -181,6 +181,8 @@ def resume(ctx: click.Context, journal: str | None, emulator_url: str | None, as
     if emulator_url:
         gw = open_gateway(emulator=True, journal=path, emulator_url=emulator_url)
     else:
+        from gateway.client import Gateway
+
         gw = Gateway(registry=Registry.load(), journal=open_journal(path))
     outcomes = gw.resume()
     if as_json or parent.get("as_json"):

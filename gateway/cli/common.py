@@ -11,6 +11,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -18,7 +19,6 @@ import click
 from pydantic import ValidationError
 
 from gateway.cli import render
-from gateway.client import Gateway
 from gateway.errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -28,17 +28,34 @@ from gateway.errors import (
     NoRoute,
     SubmitOutcomeUnknown,
 )
-from gateway.offline import EMULATOR_URL_ENV
 from gateway.registry import Registry
 from gateway.request import OviRequest
 from gateway.routing.pricing import PriceBook, Quote
+from gateway.routing.quoting import calibrate_from
 
-if TYPE_CHECKING:  # the store (and SQLite) loads where a journal opens: a quote usually opens none
+# The client (with the runner's modules and asyncio) loads where a command makes a gateway, the store (and
+# SQLite) where a journal opens: a quote needs neither (start-up, issue 14).
+if TYPE_CHECKING:
+    from gateway.client import Gateway
+    from gateway.contract import Provider
     from gateway.store.journal import Journal
 
-__all__ = ["EMULATOR_NOTICE", "JOB_SECONDS_ENV", "Interrupted", "build_request", "cheapest_usable", "echo_json",
-           "fail", "open_gateway", "open_journal", "quote_gateway", "reports_errors", "request_options",
-           "run_options"]
+__all__ = [
+    "EMULATOR_NOTICE",
+    "JOB_SECONDS_ENV",
+    "Interrupted",
+    "QuoteSetup",
+    "build_request",
+    "cheapest_usable",
+    "echo_json",
+    "fail",
+    "open_gateway",
+    "open_journal",
+    "quote_setup",
+    "reports_errors",
+    "request_options",
+    "run_options",
+]
 
 EMULATOR_NOTICE = "no vendor API keys set: using the built-in emulator (offline); nothing is billed"
 JOB_SECONDS_ENV = "OVI_GATEWAY_EMULATOR_JOB_SECONDS"
@@ -197,6 +214,8 @@ def _price_book() -> PriceBook:
 
 
 def emulator_url_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    from gateway.offline import EMULATOR_URL_ENV
+
     return click.option("--emulator-url", metavar="URL", envvar=EMULATOR_URL_ENV,
                         help=f"A loopback emulator (`ovi-gateway emulate`), e.g. http://127.0.0.1:8765 "
                              f"(or ${EMULATOR_URL_ENV}).")(command)
@@ -210,6 +229,8 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
     nothing); never mixes the two. Both emulators' default journal is the offline one (never the real
     journal), so a rerun finds what an earlier run made. ``keep_dir``: every finished clip is
     downloaded there at once (``Gateway(keep_dir=...)``)."""
+    from gateway.client import Gateway
+
     registry = Registry.load()
     ctx = click.get_current_context()
     book = _price_book()
@@ -245,15 +266,26 @@ def open_gateway(*, emulator: bool, journal: str | None, faults: str | None = No
     return Gateway(registry=registry, prices=book, journal=open_journal(journal), keep_dir=keep_dir)
 
 
-def quote_gateway(*, emulator: bool, journal: str | None) -> tuple[Gateway, bool]:
-    """The gateway ``quote`` prices with, and whether it stands for the built-in emulator (says which on
-    stderr, as ``open_gateway`` does).
+@dataclass(frozen=True)
+class QuoteSetup:
+    """What ``quote`` prices with: the vendor classes, the (calibrated) price book, whether it stands for
+    the built-in emulator, and why each vendor cannot be used at all (no key), or ``None``."""
 
-    A quote sends nothing and shows no breaker: of the journal it needs only the recent reported costs
-    that calibrate compute-billed estimates. So it is ``Gateway(journal=None)`` (no emulator, no
-    recovery, no runner), calibrated from the journal only when one exists already: a missing file
-    holds no costs, and a quote must not create one. An emulated quote reads the offline journal's
-    emulated rows, as the emulated gateway it stands for would."""
+    classes: dict[str, type[Provider]]
+    book: PriceBook
+    emulated: bool
+    unusable: dict[str, str | None]
+
+
+def quote_setup(*, emulator: bool, journal: str | None) -> QuoteSetup:
+    """The vendors and prices ``quote`` uses (says which vendors on stderr, as ``open_gateway`` does).
+
+    A quote sends nothing and shows no breaker: it needs the adapters' classes (capabilities), the price
+    book, the keys set, and of the journal only the recent reported costs that calibrate compute-billed
+    estimates. So it makes no gateway (no client, runner, event loop, emulator or recovery) and reads
+    those costs only from a journal that exists already: a missing file holds no costs, and a quote must
+    not create one. An emulated quote reads the offline journal's emulated rows, as the emulated gateway
+    it stands for would."""
     registry = Registry.load()
     book = _price_book()
     keyed = _keyed_vendors(registry)
@@ -265,12 +297,13 @@ def quote_gateway(*, emulator: bool, journal: str | None) -> tuple[Gateway, bool
     else:
         click.echo(f"using the real vendors with API keys: {', '.join(keyed)} (billed); "
                    "vendors without a key are not used", err=True)
-    gw = Gateway(registry=registry, prices=book, journal=None)
     target = _existing_journal(journal, emulated)
     if target is not None:
         with open_journal(target, emulator_instance="quote" if emulated else None) as opened:
-            gw._calibrate_from_journal(opened)
-    return gw, emulated
+            calibrate_from(opened, registry.classes, book)
+    unusable = {name: None if emulated or name in keyed else f"no API key (set {cls.env_key})"
+                for name, cls in registry.classes.items()}
+    return QuoteSetup(dict(registry.classes), book, emulated, unusable)
 
 
 def _existing_journal(journal: str | None, emulated: bool) -> str | None:

@@ -24,6 +24,7 @@ from gateway.jobs.leasing import ClipLease
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Route
+from gateway.routing.quoting import CALIBRATION_WINDOW
 from gateway.store.intake import CallOptions, stored_request
 from gateway.store.lease import Heartbeat, alive, lease_owner
 from gateway.store.records import request_hash
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClipsMixin"]
 
-_CALIBRATION_WINDOW = 20
+_CALIBRATION_WINDOW = CALIBRATION_WINDOW
 """Newest reported costs per vendor a compute-billed estimate is calibrated from (``Journal.reported_costs``)."""
 
 
@@ -167,13 +168,12 @@ class ClipsMixin:
         for mode in self.classes[provider].capabilities.modes:
             self.book.calibrate(provider, mode, observations)
 
-    def _calibrate_from_journal(self, journal: Journal | None = None) -> None:
-        """At start: each vendor's window from the journal (every process's reported costs so far);
-        ``journal``: another one to read them from (``ovi-gateway quote``, whose gateway has none)."""
-        journal = journal or self.journal
-        if journal is None:
+    def _calibrate_from_journal(self) -> None:
+        """At start: each vendor's window from the journal (every process's reported costs so far)."""
+        if self.journal is None:
             return
         for name in self.classes:
             window = self._window(name)
-            window.extend((cost, steps) for cost, _quote, steps in journal.reported_costs(name, _CALIBRATION_WINDOW))
+            window.extend((cost, steps) for cost, _quote, steps in self.journal.reported_costs(name,
+                                                                                           _CALIBRATION_WINDOW))
             self._calibrate_with(name)
