@@ -71,7 +71,7 @@ QUOTE = "import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. 
         "from gateway.cli import main; main()"
 NOT_FOR_A_QUOTE = (*VENDOR_SDKS, "gateway.server", "gateway.cli.batch", "gateway.cli.serve", "sqlite3",
                    "gateway.store.journal", "gateway.jobs.runner", "gateway.jobs.recovery", "gateway.emulator",
-                   "gateway.client", "asyncio")
+                   "gateway.client", "asyncio", "gateway.result", "gateway.routing.planner")
 """A quote sends nothing and, with no journal to calibrate from, opens none: it makes no gateway (no client,
 event loop, emulator, SQLite, runner or recovery: ``gateway.cli.common.quote_setup``)."""
 

@@ -22,16 +22,16 @@ from rich.text import Text
 
 from gateway.contract import Capabilities, Limit, Provider
 from gateway.errors import AllProvidersFailed, GatewayError
-from gateway.media.verify import MediaFacts
 from gateway.request import OviRequest
-from gateway.result import Attempt, OviResult
-from gateway.routing.planner import Route
 from gateway.routing.pricing import Compute, PriceBook, Quote
 
 if TYPE_CHECKING:  # annotations only: the runner and the store load where a command uses them
     from gateway.client import Gateway
     from gateway.jobs.events import Event
+    from gateway.media.verify import MediaFacts
+    from gateway.result import Attempt, OviResult
     from gateway.routing.health import BreakerState
+    from gateway.routing.planner import Route
     from gateway.store.media import PendingClip
     from gateway.store.records import SpendRow, SubmitRecord
 
