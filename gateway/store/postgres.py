@@ -116,14 +116,43 @@ class PostgresEngine:
     def execute(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> _T:
         """Run one operation in its own transaction, retrying deadlocks and serialization failures."""
+        return self._transaction(durability is Durability.FLUSHED,
+                                 lambda conn: fn(self.queries, _Tx(conn), *args, **kwargs))
+
+    def batch(self, ops: list[tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+              ) -> list[tuple[Any, BaseException | None]]:
+        """Run ``ops`` in ONE transaction, each under a savepoint (one failure spoils no other), flushed
+        if any is ``FLUSHED``; retried whole on deadlocks and serialization failures. (value, error) per op."""
+        errors = self._errors.errors
+
+        def run_all(conn: Any) -> list[tuple[Any, BaseException | None]]:
+            out: list[tuple[Any, BaseException | None]] = []
+            tx = _Tx(conn)
+            for _, fn, args, kwargs in ops:
+                try:
+                    with conn.transaction():  # a savepoint
+                        out.append((fn(self.queries, tx, *args, **kwargs), None))
+                except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
+                    raise
+                except self._errors.OperationalError:
+                    raise
+                except Exception as error:  # that op's own failure, reported to its caller
+                    out.append((None, error))
+            return out
+
+        return self._transaction(any(op[0] is Durability.FLUSHED for op in ops), run_all)
+
+    def _transaction(self, flushed: bool, body: Callable[[Any], _T]) -> _T:
+        """``body(connection)`` in one transaction (synchronous_commit on when ``flushed``), retried whole
+        on deadlocks, serialization failures and unique-key races; a lost database is ``StoreUnavailable``."""
         errors = self._errors.errors
         for attempt in range(_RETRIES):
             try:
                 with self.pool.connection() as conn, conn.transaction():
-                    if durability is Durability.FLUSHED:
+                    if flushed:
                         conn.execute(_FLUSHED)
-                    value = fn(self.queries, _Tx(conn), *args, **kwargs)
-                if durability is Durability.FLUSHED:
+                    value = body(conn)
+                if flushed:
                     self.flushes += 1
                 return value
             except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
@@ -134,40 +163,6 @@ class PostgresEngine:
                 raise StoreUnavailable(f"database {self.where} failed: {type(exc).__name__}") from None
             except self._errors.errors.ConnectionTimeout as exc:  # pragma: no cover - pool exhaustion
                 raise StoreUnavailable(f"database {self.where}: {exc}") from None
-        raise AssertionError("unreachable")
-
-    def batch(self, ops: list[tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
-              ) -> list[tuple[Any, BaseException | None]]:
-        """Run ``ops`` in ONE transaction, each under a savepoint (one failure spoils no other), flushed
-        if any is ``FLUSHED``; retried whole on deadlocks and serialization failures. (value, error) per op."""
-        errors = self._errors.errors
-        flushed = any(op[0] is Durability.FLUSHED for op in ops)
-        for attempt in range(_RETRIES):
-            out: list[tuple[Any, BaseException | None]] = []
-            try:
-                with self.pool.connection() as conn, conn.transaction():
-                    if flushed:
-                        conn.execute(_FLUSHED)
-                    tx = _Tx(conn)
-                    for _, fn, args, kwargs in ops:
-                        try:
-                            with conn.transaction():  # a savepoint
-                                out.append((fn(self.queries, tx, *args, **kwargs), None))
-                        except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
-                            raise
-                        except self._errors.OperationalError:
-                            raise
-                        except Exception as error:  # that op's own failure, reported to its caller
-                            out.append((None, error))
-                if flushed:
-                    self.flushes += 1
-                return out
-            except (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation):
-                if attempt == _RETRIES - 1:
-                    raise
-                time.sleep(0.005 * (attempt + 1))
-            except self._errors.OperationalError as exc:
-                raise StoreUnavailable(f"database {self.where} failed: {type(exc).__name__}") from None
         raise AssertionError("unreachable")
 
     @contextmanager
