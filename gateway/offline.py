@@ -150,7 +150,7 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
     Safe because an emulator's jobs live only in its process: a job of an instance that is gone can
     neither finish nor bill. Rows of real vendors are never touched (``unfinished()`` of an emulated
     journal lists emulated rows only)."""
-    from gateway.jobs.recovery import lease_owner, owner_alive
+    from gateway.store.lease import alive, lease_owner
     from gateway.store.records import OPEN
 
     stale: dict[str, list[str]] = {}
@@ -161,7 +161,7 @@ def close_stale(journal: Journal, instance: str) -> list[str]:
     for clip_key, submit_keys in stale.items():
         owner = lease_owner()
         # A clip another live call holds is that call's business (it may run on its own emulator).
-        if journal.claim_clip(clip_key, owner, seconds=60.0, alive=owner_alive) is not None:
+        if journal.claim_clip(clip_key, owner, seconds=60.0, alive=alive) is not None:
             continue
         try:
             for record in journal.submits(clip_key):

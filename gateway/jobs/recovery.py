@@ -9,9 +9,6 @@ whose earlier job is still unsettled unless the caller accepts a possible second
 from __future__ import annotations
 
 import json
-import os
-import socket
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +33,7 @@ from gateway.routing.pricing import Quote
 from gateway.store.intake import load_request
 from gateway.store.journal import OPEN, SubmitRecord
 
-__all__ = ["Recovery", "ResumeOutcome", "lease_owner", "owner_alive"]
+__all__ = ["Recovery", "ResumeOutcome"]
 
 
 @dataclass(frozen=True)
@@ -49,27 +46,6 @@ class ResumeOutcome:
     outcome: str
     result: OviResult | None = None
     error: str | None = None
-
-
-def lease_owner() -> str:
-    """A name for this call: host, process and a random part (``host:pid:hex``)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the call that holds a clip may still run: its process is alive on this host (a lease
-    held from another host counts as alive until it expires)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Recovery:

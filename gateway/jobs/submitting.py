@@ -152,10 +152,13 @@ class HandlesMixin:
 
     async def _claimable(self, key: str) -> bool:
         """Whether no live process other than this one holds the clip's lease."""
-        from gateway.jobs.recovery import lease_owner, owner_alive  # on use: it loads the runner (start-up)
+        from gateway.store.lease import alive, lease_owner
 
         owner = lease_owner()
-        if await self.store.claim_clip(key, owner, heartbeat=1.0 / 3, alive=owner_alive) is not None:
+        # ``alive`` is the one rule every claim uses: a holder is dead early only when it provably is (this
+        # boot and PID namespace, PID gone); a hostname and PID alone would take a live lease from a process
+        # in another container that shares the hostname, while it still trusts a fresh beat.
+        if await self.store.claim_clip(key, owner, heartbeat=1.0 / 3, alive=alive) is not None:
             return False
         await self.store.release_clip(key, owner)
         return True
