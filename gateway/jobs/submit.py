@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, RateLimited
 from gateway.jobs import fate
 from gateway.jobs.events import Event, no_event
 from gateway.jobs.fate import Answer, Fate, Phase
+from gateway.jobs.leasing import check_lease
 from gateway.jobs.settle import acked, settle
 from gateway.request import OviRequest
 from gateway.result import Attempt
@@ -68,6 +69,10 @@ async def submit(runner: Runner, provider: Provider, request: OviRequest, ctx: S
             runner.health[name].failure(error)
             runner.on_event(Event("retry", name, runner.clock.now() - started, message=str(error)))
             await runner.clock.sleep(wait)
+            if runner.lease is not None:
+                # A retry is a new POST: like the first, only while this call still holds the clip (lost
+                # during the backoff, another call may be submitting for it now).
+                await check_lease(runner.lease, None, name, confirm=True)
             continue
         return acked(provider, handle, ctx, sent)
 

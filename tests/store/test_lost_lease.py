@@ -11,7 +11,7 @@ import pytest
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
-from gateway.errors import JobUnresolved
+from gateway.errors import ClipInProgress, JobUnresolved
 from gateway.store.journal import Journal
 
 pytestmark = pytest.mark.anyio
@@ -65,5 +65,23 @@ async def test_a_verdict_seen_after_the_takeover_is_left_to_the_holder(path: str
     [submit] = other.submits("k")
     assert submit.state in ("accepted", "running") and submit.job_id == lost.value.job.job_id  # no verdict
     assert other.get_clip("k").state == "open"  # the clip was not failed either: the holder decides
+    other.close()
+    await slow.aclose()
+
+
+async def test_a_submit_retry_after_the_lease_was_lost_is_not_sent(path: str) -> None:
+    # Review finding (session 3): the submit's retry loop POSTed again after each backoff without asking
+    # whether this call still held the clip; taken over meanwhile, two calls could each submit a job.
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, seed=4, faults="wavespeed.submit=refuse")
+    slow = Gateway(emulator=emulator, clock=clock, journal=Journal(path, wall=clock.now), lease_heartbeat=10.0,
+                   backoff_base=16.0)  # the first retry waits 8-16 s: the claim's beat is no longer fresh
+    first = asyncio.ensure_future(slow.agenerate(REQUEST, provider="wavespeed", idempotency_key="k"))
+    await clock.sleep(6.0)  # the first submit was refused (connection refused: nothing sent); the call is backing off
+    other = Journal(path, wall=lambda: clock.now() + 200.0)
+    assert other.claim_clip("k", "elsewhere:77:boot.ns:cafe") is None  # a stale-takeover by another process
+    with pytest.raises(ClipInProgress):
+        await first
+    assert emulator.ledger.calls("wavespeed", "submit") == 1  # the retry was never sent
     other.close()
     await slow.aclose()
