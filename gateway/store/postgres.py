@@ -210,8 +210,10 @@ class PostgresStore(SqlStore):
         if not self.offload:  # inline on the caller's thread (virtual clocks: time must not jump meanwhile)
             return self.engine.execute(durability, fn, args, kwargs)
         loop = asyncio.get_running_loop()
-        carried = self._carried.get(loop)
-        if carried:  # batched writes made earlier are in a transaction now: they commit first (their order)
+        # Batched writes made earlier and in a transaction now commit first (their order). While this
+        # waits, writes still pending may be sent alone too (their timer, or someone waiting for them):
+        # wait again until none is in flight, so no later write commits before an earlier one.
+        while carried := self._carried.get(loop):
             await asyncio.wait(list(carried))
         taken = self._take(loop)
         if not taken:
@@ -248,23 +250,31 @@ class PostgresStore(SqlStore):
         self._timers.pop(loop, None)
         taken = self._take(loop)
         if taken:
-            self._mark(loop, taken)  # before the task starts: an operation made meanwhile waits for them
-            task = loop.create_task(self._carry(loop, taken, None))
+            earlier = self._mark(loop, taken)  # before the task starts: an operation made meanwhile waits
+            task = loop.create_task(self._carry(loop, taken, None, after=earlier))
             task.add_done_callback(_retrieved)
 
     def _mark(self, loop: asyncio.AbstractEventLoop,
-              taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
-        self._carried.setdefault(loop, set()).update(future for *_, future in taken)
+              taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]
+              ) -> list[asyncio.Future[Any]]:
+        """Mark ``taken`` as in a transaction; returns the batched writes that were in flight before them."""
+        carried = self._carried.setdefault(loop, set())
+        earlier = list(carried)
+        carried.update(future for *_, future in taken)
+        return earlier
 
     async def _carry(self, loop: asyncio.AbstractEventLoop,
                      taken: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]],
-                     op: tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
-                     ) -> list[tuple[Any, BaseException | None]]:
-        """Commit ``taken`` batched writes (and ``op`` last) in one transaction; answer their futures."""
+                     op: tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None,
+                     *, after: list[asyncio.Future[Any]] | None = None) -> list[tuple[Any, BaseException | None]]:
+        """Commit ``taken`` batched writes (and ``op`` last) in one transaction, once the batches in flight
+        before them (``after``) have committed; answer their futures."""
         futures = [future for *_, future in taken]
         carried = self._carried.setdefault(loop, set())  # ``_mark``-ed by the caller
         ops = [(Durability.BATCHED, fn, args, kwargs) for fn, args, kwargs, _ in taken]
         try:
+            if after:  # two batches sent alone commit in the order they were sent
+                await asyncio.wait(after)
             try:
                 results = await asyncio.to_thread(self.engine.batch, ops + ([] if op is None else [op]))
             except Exception as failure:  # the transaction itself failed: every op fails

@@ -94,3 +94,59 @@ async def test_a_batched_write_someone_waits_for_is_sent_at_once(pg_url: str, mo
         assert written.done() and written.exception() is None
     finally:
         await store.aclose()
+
+
+class _GatedEngine:
+    """A stand-in engine whose transactions record their ops' names at commit, each batch or statement
+    waiting for its gate first (so a test decides which transaction is slow)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.order: list[str] = []
+        self.gates: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _commit(self, names: list[str]) -> None:
+        gate = self.gates.get(names[0])
+        if gate is not None:
+            assert gate.wait(10)
+        with self._lock:
+            self.order.extend(names)
+
+    def batch(self, ops: list[Any]) -> list[tuple[Any, None]]:
+        self._commit([op[1].__name__ for op in ops])
+        return [(None, None)] * len(ops)
+
+    def execute(self, durability: Durability, fn: Any, args: Any, kwargs: Any) -> None:
+        self._commit([fn.__name__])
+
+
+def op0(queries: Queries, tx: Any) -> None: ...
+def running_a(queries: Queries, tx: Any) -> None: ...
+def finish_a(queries: Queries, tx: Any) -> None: ...
+
+
+async def test_batched_writes_sent_alone_and_a_later_write_commit_in_order() -> None:
+    # Review finding (session 3): a later write could commit before an earlier batched one. A batch sent
+    # alone did not wait for the batch in flight before it, and an operation waited for one snapshot of
+    # the in-flight batches only, so a write sent alone during that wait was overtaken.
+    import threading
+
+    engine = _GatedEngine()
+    engine.gates = {"op0": threading.Event()}
+    store = PostgresStore.__new__(PostgresStore)  # the engine stands in for a database; nothing else is used
+    store.offload, store.engine, store.deferred_errors = True, engine, []  # type: ignore[assignment]
+    store._pending, store._timers, store._carried = {}, {}, {}
+    loop = asyncio.get_running_loop()
+    first = await store._later(op0)
+    store._send_alone(loop)  # in flight, held at its gate
+    second = await store._later(running_a)  # job A's batched write, still pending
+    later = asyncio.ensure_future(store._run(Durability.COMMITTED, finish_a))  # job A's next write waits
+    await asyncio.sleep(0.05)
+    store._send_alone(loop)  # the batched write goes alone (its timer), while op0 is still in flight
+    await asyncio.sleep(0.1)  # time for an unordered batch to commit ahead of op0
+    engine.gates["op0"].set()
+    await asyncio.wait_for(later, 10)
+    await asyncio.wait([first, second])  # type: ignore[list-item]
+    assert engine.order == ["op0", "running_a", "finish_a"]
