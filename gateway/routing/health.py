@@ -161,6 +161,8 @@ class Health:
         self._reading: asyncio.Task[None] | None = None
         self._changes: dict[str, int] = {}
         """Changes made here per vendor: a background read started before one must not undo it."""
+        self._saving: dict[str, int] = {}
+        """Saves of this process in flight per vendor: a read may run beside one and miss it."""
         self.reads = 0
         """Breaker reads made from the store (sync and background)."""
         self.holder = lease_owner()
@@ -202,7 +204,8 @@ class Health:
             return
         if self._reading is None or self._reading.done():  # one background read at a time
             self._loaded_at = now
-            self._reading = loop.create_task(self._read(face, dict(self._changes)))
+            busy = {name for name, count in self._saving.items() if count}
+            self._reading = loop.create_task(self._read(face, dict(self._changes), busy))
 
     def _async_face(self) -> tuple[Any, asyncio.AbstractEventLoop | None]:
         """The journal's async store (once made) and this thread's running loop, if any."""
@@ -212,15 +215,19 @@ class Health:
         except RuntimeError:
             return face, None
 
-    async def _read(self, face: Any, changes: dict[str, int]) -> None:
-        """Read the stored breakers; ``changes``: this process's change counts when the read was asked for."""
+    async def _read(self, face: Any, changes: dict[str, int], busy: set[str]) -> None:
+        """Read the stored breakers; ``changes``: this process's change counts when the read was asked for;
+        ``busy``: vendors with a save of this process in flight then."""
         try:
             records = await face.load_breakers()
         except Exception:  # a breaker is advice: a failed read keeps what is in memory
             return
-        # a vendor changed here while the read was out keeps its newer state (the read may predate it)
+        # A vendor changed here while the read was out keeps its newer state (the read may predate it), and
+        # so does one whose save was in flight at any time during the read: on PostgreSQL the read runs on
+        # another connection and may not see that save yet.
         self._adopt({name: record for name, record in records.items()
-                     if self._changes.get(name) == changes.get(name)})
+                     if self._changes.get(name) == changes.get(name) and name not in busy
+                     and not self._saving.get(name)})
 
     def _load(self) -> None:
         self._loaded_at = self.clock.now()
@@ -247,7 +254,10 @@ class Health:
         face, loop = self._async_face()
         try:
             if face is not None and loop is not None:
-                loop.create_task(_quietly(face.save_breaker(record)))
+                name = breaker.provider
+                self._saving[name] = self._saving.get(name, 0) + 1
+                task = loop.create_task(_quietly(face.save_breaker(record)))
+                task.add_done_callback(lambda _task: self._saving.__setitem__(name, self._saving[name] - 1))
             else:
                 self.store.save_breaker(record)
         except Exception:  # a breaker is advice: failing to share it must not fail the call

@@ -14,6 +14,7 @@ from gateway.clock import VirtualClock
 from gateway.errors import ProviderUnavailable
 from gateway.routing.health import Health
 from gateway.store.journal import Journal
+from gateway.store.records import BreakerRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +72,48 @@ def test_without_an_event_loop_the_read_is_made_at_once(tmp_path: Path) -> None:
     assert set(here.unhealthy()) == {"fal"}  # the CLI and sync code read before answering
     for journal in journals:
         journal.close()
+
+
+
+class _SlowFace:
+    """An async store whose breaker save is held in flight while a read returns the row as it was before
+    the save, as a PostgreSQL read on another pooled connection can."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.saved: list[BreakerRecord] = []
+
+    async def load_breakers(self) -> dict[str, BreakerRecord]:
+        return {"fal": BreakerRecord("fal", 0, 0, None, None, None)}  # closed: the save has not landed
+
+    async def save_breaker(self, record: BreakerRecord) -> None:
+        await self.release.wait()
+        self.saved.append(record)
+
+
+class _Journal:
+    """The journal face ``Health.attach`` uses, with ``_SlowFace`` as its async store."""
+
+    def __init__(self, face: _SlowFace) -> None:
+        self.async_store = face
+
+    def load_breakers(self) -> dict[str, BreakerRecord]:
+        return {}
+
+
+async def test_a_read_beside_a_save_in_flight_does_not_undo_it() -> None:
+    # Review finding (session 3): a read asked for after a save started (so the change counts agreed) ran
+    # beside it and returned the row from before the save; adopted, it closed a breaker opened here.
+    clock = VirtualClock()
+    face = _SlowFace()
+    here = Health(clock, threshold=1, cooldown=30.0)
+    here.attach(_Journal(face), wall=clock.now, refresh=1.0)
+    here["fal"].failure(ProviderUnavailable("503", provider="fal"))  # opens fal here; its save is held
+    assert here["fal"].state == "open"
+    clock.advance(1.0)
+    here.unhealthy()  # a background read is asked for while the save is in flight
+    await _turns()
+    assert here["fal"].state == "open" and set(here.unhealthy()) == {"fal"}
+    face.release.set()
+    await _turns()
+    assert [r.provider for r in face.saved] == ["fal"]
