@@ -50,7 +50,16 @@ class PushRelay:
 
     def notify(self, clip: str) -> None:
         """Tell every replica a push for ``clip`` was stored (after its commit). Best effort: a failure
-        is logged, never raised — the webhook was stored, and the fallbacks still find it."""
+        is logged, never raised — the webhook was stored, and the fallbacks still find it. On an event
+        loop the notice goes from a worker thread: a pool with no free connection must not hold the loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._notify(clip)
+            return
+        loop.run_in_executor(None, self._notify, clip)
+
+    def _notify(self, clip: str) -> None:
         try:
             with self._pool.connection() as conn:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, clip))
