@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
-__all__ = ["Clock", "RealClock", "VirtualClock", "bounded"]
+__all__ = ["Clock", "RealClock", "VirtualClock", "bounded", "cancel_and_wait"]
 
 
 class Clock(Protocol):
@@ -162,3 +162,15 @@ async def _settle(loop: asyncio.AbstractEventLoop, rounds: int = 1000) -> None:
         ready = getattr(loop, "_ready", None)
         if ready is not None and len(ready) == 0:
             return
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (a background loop: heartbeat, drainer, listener) and wait until it has ended;
+    its own cancellation is not raised here. ``None``: nothing to stop."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

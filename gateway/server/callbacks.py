@@ -40,6 +40,7 @@ import httpx
 
 import gateway.secrets as secrets
 from gateway.addresses import UnsafeURL, check_public_address, check_url
+from gateway.clock import cancel_and_wait
 from gateway.errors import ConfigurationError
 from gateway.server.forms import BadField
 from gateway.store.server_rows import OutboxRow
@@ -242,13 +243,8 @@ class Callbacks:
 
     async def close(self) -> None:
         """Stop draining and hand this process's claims back (due at once for another replica)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         await self._http.aclose()
         try:
             self.journal.outbox_release(self.owner)

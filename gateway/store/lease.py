@@ -19,6 +19,8 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
+from gateway.clock import cancel_and_wait
+
 __all__ = ["Heartbeat", "alive", "lease_owner", "owner_dead"]
 
 _log = logging.getLogger("gateway.store")
@@ -108,10 +110,5 @@ class Heartbeat:
                 return
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)

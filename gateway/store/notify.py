@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gateway.secrets as secrets
+from gateway.clock import cancel_and_wait
 
 __all__ = ["CHANNEL", "PushRelay", "relay_for"]
 
@@ -98,13 +99,7 @@ class PushRelay:
     async def close(self) -> None:
         """Stop listening (closes the listening connection)."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(task)
         self.listening.clear()
 
 
