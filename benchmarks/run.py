@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{facts}; results in {_shown(out)}")
     out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     if not partial and not args.no_readme:
-        readme = HERE / "README.md"
-        readme.write_text(write_results(readme.read_text(encoding="utf-8"), report, printed, facts),
-                          encoding="utf-8")
-        print(f"tables and targets written into {_shown(readme)}")
+        _write_readme(report, printed, facts, "")
     return 0
 
 
@@ -147,11 +144,14 @@ def _readme_from(path: Path) -> int:
         raise SystemExit(f"{_shown(path)} is not a full run (all of {', '.join(NAMES)}, without --quick)")
     report.setdefault("commit", "unknown")
     printed = [_shown_table(report, name) for name in NAMES]
-    readme = HERE / "README.md"
-    readme.write_text(write_results(readme.read_text(encoding="utf-8"), report, printed, _facts(report)),
-                      encoding="utf-8")
-    print(f"tables and targets written into {_shown(readme)} from {_shown(path)}")
+    _write_readme(report, printed, _facts(report), f" from {_shown(path)}")
     return 0
+
+
+def _write_readme(report: dict[str, Any], printed: list[str], facts: str, source: str) -> None:
+    readme = HERE / "README.md"
+    readme.write_text(write_results(readme.read_text(encoding="utf-8"), report, printed, facts), encoding="utf-8")
+    print(f"tables and targets written into {_shown(readme)}{source}")
 
 
 def _commit() -> str:
