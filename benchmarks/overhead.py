@@ -7,15 +7,22 @@ retry bookkeeping, the runner's loop, and (for the gateway) one poll sleep on a 
 (virtual time, so it costs no wall time — only the clock's scheduling). The raw sequence is what a
 hand-written client must do at minimum: submit, one immediate status call, read the result.
 
+Two gateway configurations run beside the raw sequence, each named on its row: the lean one
+(``journal=None``) and the default a user gets (the SQLite journal in a file, its SQL on the store's
+writer thread as on a real clock: ``Journal(path, offload=True)``). Both use the default learning
+``PollPolicy()``, so re-planning the poll schedule from the zero job times seen is in both.
+
 Each round builds a fresh emulator per vendor (its job tables grow, and fal's submit scans them) and
-alternates gateway and raw jobs one by one, so both sides meet the same emulator state; the time
-spent inside the emulator's handler is summed per side, so client-side work can be compared alone.
+alternates the three sides job by job, so all meet the same emulator state; the time spent inside
+the emulator's handler is summed per side, so client-side work can be compared alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,8 +34,10 @@ from benchmarks.common import IMAGE, median, prompt
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
+from gateway.store.journal import Journal
 
 VENDORS = ("runware", "fal", "wavespeed")
+CONFIGS = {"lean": "gateway, journal=None", "default": "gateway, default SQLite journal"}
 KEY = "emulator-key"
 
 
@@ -79,10 +88,11 @@ RAW: dict[str, Callable[[httpx.AsyncClient, int], Awaitable[str]]] = {
 
 # ---- timing -------------------------------------------------------------------------------------
 class _Setup:
-    """One emulator, a gateway on it (VirtualClock, no journal) and a raw httpx client on the same
-    transport; the emulator's own time per request is summed in ``in_emulator``."""
+    """One emulator, two gateways on it (VirtualClock; no journal, and a fresh SQLite journal in
+    ``folder``) and a raw httpx client on the same transport; the emulator's own time per request is
+    summed in ``in_emulator``."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, folder: str) -> None:
         self.clock = VirtualClock()
         self.emulator = Emulator(clock=self.clock, job_time=lambda rng: 0.0, seed=seed)
         serve = self.emulator.handle
@@ -96,29 +106,38 @@ class _Setup:
                 self.in_emulator += time.perf_counter() - began
 
         self.emulator.handle = timed_handle  # type: ignore[method-assign]  (before transport() is taken)
-        self.gateway = Gateway(emulator=self.emulator, clock=self.clock, journal=None, jitter_seed=seed)
+        self.journal = Journal(os.path.join(folder, f"journal-{seed}.sqlite3"), offload=True)
+        self.gateways = {"lean": Gateway(emulator=self.emulator, clock=self.clock, journal=None, jitter_seed=seed),
+                         "default": Gateway(emulator=self.emulator, clock=self.clock, journal=self.journal,
+                                            jitter_seed=seed)}
         self.http = httpx.AsyncClient(transport=self.emulator.transport())
 
     async def aclose(self) -> None:
         await self.http.aclose()
-        await self.gateway.aclose()
+        for gateway in self.gateways.values():
+            await gateway.aclose()
+        self.journal.close()
 
 
-async def _round(vendor: str, jobs: int, warmup: int, seed: int,
-                 requests: list[OviRequest]) -> dict[str, tuple[float, float]]:
-    """``jobs`` gateway jobs and ``jobs`` raw jobs on a fresh emulator, alternating one by one (so both
-    sides see the same emulator state); per side: (wall s/job, emulator s/job)."""
-    setup = _Setup(seed)
+async def _round(vendor: str, jobs: int, warmup: int, seed: int, requests: list[OviRequest],
+                 folder: str) -> dict[str, Any]:
+    """``jobs`` jobs per side (each gateway configuration, and raw) on a fresh emulator, alternating
+    job by job in a rotating order (so every side meets the same emulator state and runs after each
+    other side equally often); per side: (wall s/job, emulator s/job)."""
+    setup = _Setup(seed, folder)
     raw = RAW[vendor]
 
-    async def gateway_job(i: int) -> None:
-        result = await setup.gateway.agenerate(requests[i % len(requests)], provider=vendor)
-        assert result.provider == vendor
+    def gateway_job(config: str) -> Callable[[int], Awaitable[None]]:
+        async def job(i: int) -> None:
+            result = await setup.gateways[config].agenerate(requests[i % len(requests)], provider=vendor)
+            assert result.provider == vendor
+        return job
 
     async def raw_job(i: int) -> None:
         await raw(setup.http, i)
 
-    sides = {"gateway": gateway_job, "raw": raw_job}
+    sides = {**{config: gateway_job(config) for config in CONFIGS}, "raw": raw_job}
+    order = list(sides)
     wall = dict.fromkeys(sides, 0.0)
     emulated = dict.fromkeys(sides, 0.0)
     try:
@@ -127,7 +146,8 @@ async def _round(vendor: str, jobs: int, warmup: int, seed: int,
                 await one(i)
         gc.collect()
         for i in range(jobs):
-            for side in (("gateway", "raw") if i % 2 == 0 else ("raw", "gateway")):
+            shift = i % len(order)
+            for side in order[shift:] + order[:shift]:
                 before, began = setup.in_emulator, time.perf_counter()
                 await sides[side](i)
                 wall[side] += time.perf_counter() - began
@@ -135,33 +155,36 @@ async def _round(vendor: str, jobs: int, warmup: int, seed: int,
         calls = {op: setup.emulator.ledger.calls(vendor, op) for op in ("submit", "status", "result")}
     finally:
         await setup.aclose()
-    out = {side: (wall[side] / jobs, emulated[side] / jobs) for side in sides}
-    out["calls_per_job"] = {op: n / (2 * (jobs + warmup)) for op, n in calls.items()}  # type: ignore[assignment]
+    out: dict[str, Any] = {side: (wall[side] / jobs, emulated[side] / jobs) for side in sides}
+    out["calls_per_job"] = {op: n / (len(sides) * (jobs + warmup)) for op, n in calls.items()}
     return out
 
 
 async def _measure(jobs: int, rounds: int, warmup: int) -> dict[str, Any]:
     # One request object per clip, built before timing (a caller builds its request either way).
     requests = [OviRequest(prompt=prompt(i), image=IMAGE) for i in range(1000)]
-    for vendor in VENDORS:  # process warm-up: imports, caches, first-use paths, pydantic schemas
-        await _round(vendor, warmup, 0, seed=1, requests=requests)
-    per_round: dict[str, list[dict[str, Any]]] = {v: [] for v in VENDORS}
-    for r in range(rounds):
-        for vendor in VENDORS:  # interleaved: every round runs every vendor
-            per_round[vendor].append(await _round(vendor, jobs, 5, seed=100 + r, requests=requests))
+    with tempfile.TemporaryDirectory() as folder:
+        for vendor in VENDORS:  # process warm-up: imports, caches, first-use paths, pydantic schemas
+            await _round(vendor, warmup, 0, seed=1, requests=requests, folder=folder)
+        per_round: dict[str, list[dict[str, Any]]] = {v: [] for v in VENDORS}
+        for r in range(rounds):
+            for vendor in VENDORS:  # interleaved: every round runs every vendor
+                per_round[vendor].append(await _round(vendor, jobs, 5, seed=100 + r, requests=requests,
+                                                      folder=folder))
     figures: dict[str, Any] = {}
     for vendor in VENDORS:
         rs = per_round[vendor]
-        gw, raw = (median([x[s][0] for x in rs]) for s in ("gateway", "raw"))
-        emu_gw, emu_raw = (median([x[s][1] for x in rs]) for s in ("gateway", "raw"))
-        figures[vendor] = {
-            "gateway_us_per_job": gw * 1e6, "raw_us_per_job": raw * 1e6,
-            "added_us_per_job": (gw - raw) * 1e6, "ratio": gw / raw,
-            "emulator_us_per_job": {"gateway": emu_gw * 1e6, "raw": emu_raw * 1e6},
-            "ratio_excluding_emulator": (gw - emu_gw) / (raw - emu_raw),
-            "rounds_us_per_job": {s: [x[s][0] * 1e6 for x in rs] for s in ("gateway", "raw")},
-            "calls_per_job": rs[-1]["calls_per_job"],
-        }
+        raw, emu_raw = (median([x["raw"][k] for x in rs]) for k in (0, 1))
+        figures[vendor] = {"raw_us_per_job": raw * 1e6, "raw_emulator_us_per_job": emu_raw * 1e6,
+                           "calls_per_job": rs[-1]["calls_per_job"], "configs": {}}
+        for config in CONFIGS:
+            gw, emu_gw = (median([x[config][k] for x in rs]) for k in (0, 1))
+            figures[vendor]["configs"][config] = {
+                "gateway_us_per_job": gw * 1e6, "added_us_per_job": (gw - raw) * 1e6, "ratio": gw / raw,
+                "emulator_us_per_job": emu_gw * 1e6,
+                "ratio_excluding_emulator": (gw - emu_gw) / (raw - emu_raw),
+                "rounds_us_per_job": [x[config][0] * 1e6 for x in rs]}
+        figures[vendor]["rounds_raw_us_per_job"] = [x["raw"][0] * 1e6 for x in rs]
     return figures
 
 
@@ -172,19 +195,24 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
-    headers = ["vendor", "gateway µs/job", "raw httpx µs/job", "added µs/job", "ratio",
+    headers = ["vendor", "configuration", "gateway µs/job", "raw httpx µs/job", "added µs/job", "ratio",
                "in emulator µs (gw/raw)", "ratio excl. emulator", "calls/job submit/status/result"]
     body = []
     for vendor, f in result["vendors"].items():
         c = f["calls_per_job"]
-        body.append([vendor + (" (via fal-client)" if vendor == "fal" else ""), f["gateway_us_per_job"],
-                     f["raw_us_per_job"], f["added_us_per_job"], f"{f['ratio']:.2f}x",
-                     f"{f['emulator_us_per_job']['gateway']:.0f} / {f['emulator_us_per_job']['raw']:.0f}",
-                     f"{f['ratio_excluding_emulator']:.2f}x",
-                     f"{c['submit']:g}/{c['status']:g}/{c['result']:g}"])
-    notes = [f"Per round and vendor: a fresh emulator, then {result['jobs_per_round']} gateway and "
-             f"{result['jobs_per_round']} raw jobs, alternating one by one, sequential; median of {result['rounds']} "
-             f"rounds (vendors interleaved); {result['warmup_jobs']} warm-up jobs per side first; zero job time.",
+        for config, label in CONFIGS.items():
+            g = f["configs"][config]
+            body.append([vendor + (" (via fal-client)" if vendor == "fal" else ""), label, g["gateway_us_per_job"],
+                         f["raw_us_per_job"], g["added_us_per_job"], f"{g['ratio']:.2f}x",
+                         f"{g['emulator_us_per_job']:.0f} / {f['raw_emulator_us_per_job']:.0f}",
+                         f"{g['ratio_excluding_emulator']:.2f}x",
+                         f"{c['submit']:g}/{c['status']:g}/{c['result']:g}"])
+    notes = [f"Per round and vendor: a fresh emulator, then {result['jobs_per_round']} jobs per side (both gateway "
+             "configurations and raw), alternating job by job in a rotating order, sequential; median of "
+             f"{result['rounds']} rounds (vendors interleaved); {result['warmup_jobs']} warm-up jobs per side first; "
+             "zero job time.",
+             "Both gateway rows use the default learning PollPolicy(); the default journal is a fresh SQLite file "
+             "per round with its SQL on the writer thread (as on a real clock).",
              "Both sides include the emulator's handling of each request (in-process); 'in emulator' is that share per "
              "side, and 'ratio excl. emulator' compares client-side work only."]
     return headers, body, notes
