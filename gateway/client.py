@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-import httpx
 from pydantic import SecretStr
 
 import gateway.telemetry as telemetry
@@ -28,11 +27,12 @@ from gateway.errors import (
     InvalidRequest,
     NoRoute,
 )
-from gateway.http import USER_AGENT, ClientTransport
+from gateway.http import USER_AGENT
 from gateway.jobs.clips import ClipsMixin
 from gateway.jobs.events import Event
 from gateway.jobs.polling import PollPolicy
 from gateway.jobs.submitting import HandlesMixin
+from gateway.lazy import LazyModule
 from gateway.offline import GatewayOptions, open_journal
 from gateway.registry import Registry
 from gateway.request import OviRequest, check_idempotency_key
@@ -46,6 +46,8 @@ from gateway.store.records import HEARTBEAT_S
 
 # Runner, recovery, journal, limits and many load on first use: Gateway(journal=None) needs none (issue 14).
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.emulator import Emulator
     from gateway.jobs.limits import VendorLimits
     from gateway.jobs.many import ManyOutcome
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
     from gateway.jobs.runner import Runner
     from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
+else:  # httpx loads on first use, not with the module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = ["Gateway", "GatewayOptions", "ResumeOutcome"]
 
@@ -423,6 +427,8 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
                 timeout=self._timeout or httpx.Timeout(60.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
             # Adapters that build their own client (fal-client) reach the caller's client through a transport.
+            from gateway.transports import ClientTransport
+
             transport = self.transport if owned else ClientTransport(http)
             providers: dict[str, Provider] = {}
             for name, cls in self.classes.items():

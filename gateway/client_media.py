@@ -8,17 +8,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gateway.errors import ConfigurationError
+from gateway.lazy import LazyModule
 from gateway.secrets import scrubbing
 
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.clock import Clock
     from gateway.media.download import Downloaded
     from gateway.media.verify import MediaFacts
     from gateway.result import OviResult
     from gateway.store.journal import Journal
+else:  # httpx loads on first use, not with the module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = ["MediaMixin"]
 

@@ -11,14 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
 from pydantic import SecretStr
 
 from gateway.addresses import UnsafeURL, check_result_url
 from gateway.errors import GatewayError, MalformedResponse, UnsupportedByProvider
+from gateway.lazy import LazyModule
 from gateway.request import Mode, OviRequest
+
+if TYPE_CHECKING:
+    import httpx
+else:  # annotations only (resolvable, e.g. by get_type_hints): the contract loads without httpx (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -31,6 +36,7 @@ __all__ = [
     "Provider",
     "ProviderContext",
     "ProviderOutput",
+    "StepTimeout",
     "SubmitContext",
     "Violation",
     "WebhookEvent",
@@ -236,6 +242,11 @@ class ProviderOutput:
                                     may_be_billed=True) from None
 
 
+StepTimeout = tuple[float | None, float | None, float | None, float | None]
+"""An adapter's default timeout for one step in httpx's tuple form: (connect, read, write, pool) seconds.
+Adapters' modules spell their defaults this way so that importing them imports no httpx."""
+
+
 @dataclass(frozen=True)
 class ProviderContext:
     """What the gateway hands an adapter when it builds it. No I/O happens at construction.
@@ -255,8 +266,9 @@ class ProviderContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     timeout: httpx.Timeout | None = None
 
-    def timeout_or(self, default: httpx.Timeout) -> httpx.Timeout:
-        """The caller's timeout when one was set, else the adapter's ``default`` for this step."""
+    def timeout_or(self, default: httpx.Timeout | StepTimeout) -> httpx.Timeout | StepTimeout:
+        """The caller's timeout when one was set, else the adapter's ``default`` for this step (either is
+        what httpx takes as a request's ``timeout``)."""
         return self.timeout if self.timeout is not None else default
 
 

@@ -1,5 +1,9 @@
 """HTTP plumbing the adapters share: the generic status mapping, transport-error phases, redaction.
 
+Pure helpers only: this module imports no httpx (it loads when ``classify_transport`` is handed an httpx
+error), so the adapters' modules, which the registry imports for every gateway and quote, stay light. The
+transports built on httpx are in ``gateway.transports``.
+
 Vendor refinements (error codes, body shapes) live in each adapter's ``translate.classify_*``; this
 module only holds what is the same for every vendor.
 """
@@ -11,9 +15,8 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from gateway.errors import (
@@ -31,46 +34,16 @@ from gateway.errors import (
 from gateway.secrets import redact as redact_registered
 from gateway.secrets import register_api_key
 
-__all__ = ["USER_AGENT", "BaseURLTransport", "ClientTransport", "classify_status", "classify_transport", "decode",
-           "redact", "require_key", "retry_after"]
+if TYPE_CHECKING:
+    import httpx
+else:
+    from gateway.lazy import LazyModule
+
+    httpx = LazyModule("httpx", globals())  # only classify_transport reads it, given an httpx error
+
+__all__ = ["USER_AGENT", "classify_status", "classify_transport", "decode", "redact", "require_key", "retry_after"]
 
 USER_AGENT = "ovi-gateway/0.1 (+python httpx)"
-
-PRE_DISPATCH = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-"""Transport errors raised before any byte of the body left: the vendor cannot have the job."""
-
-
-class ClientTransport(httpx.AsyncBaseTransport):
-    """Sends every request through a caller's ``httpx.AsyncClient`` (its proxies, mounts, certificates
-    and hooks), for adapters that build their own client on a transport (fal-client). Never closes it."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._client.send(request, stream=True)
-
-
-class BaseURLTransport(httpx.AsyncBaseTransport):
-    """Sends every request to ``base_url`` instead of its own host, keeping the path (under the base's
-    path) and query: for adapters whose vendor SDK has its hosts built in (fal's queue, REST and CDN)."""
-
-    def __init__(self, base_url: str, inner: httpx.AsyncBaseTransport, *, owns_inner: bool) -> None:
-        self._base = httpx.URL(base_url)
-        self._inner = inner
-        self._owns_inner = owns_inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        prefix = self._base.path.rstrip("/")
-        request.url = request.url.copy_with(scheme=self._base.scheme, host=self._base.host, port=self._base.port,
-                                            path=prefix + request.url.path)
-        request.headers["host"] = request.url.netloc.decode("ascii")
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        if self._owns_inner:
-            await self._inner.aclose()
-
 
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
@@ -114,12 +87,17 @@ def classify_transport(provider: str, exc: httpx.TransportError | httpx.Decoding
     ``SubmitOutcomeUnknown``; a status or result call is simply retried.
     """
     detail = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, PRE_DISPATCH):
+    if isinstance(exc, pre_dispatch_errors()):
         return ProviderUnavailable(f"not sent ({detail})", provider=provider)
     if submitting:
         return SubmitOutcomeUnknown(f"submit sent but no answer came ({detail})", provider=provider,
                                     job_hint=dict(job_hint or {}))
     return ProviderUnavailable(detail, provider=provider)
+
+
+def pre_dispatch_errors() -> tuple[type[httpx.TransportError], ...]:
+    """Transport errors raised before any byte of the body left: the vendor cannot have the job."""
+    return (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), *, limit: int = 500) -> str:

@@ -21,14 +21,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, Unpack
 
-import httpx
-
 from gateway.errors import ConfigurationError
+from gateway.lazy import LazyModule
 
 # What an offline gateway needs loads where it is used: the journal and recovery (SQLite, the runner) where
 # a journal opens or closes, the clock, polling and client set-up (asyncio) where a gateway is built; so
 # reading EMULATOR_URL_ENV (every CLI command's options) loads none of them (start-up time, issue 14).
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.clock import Clock
     from gateway.emulator import Emulator
     from gateway.jobs.limits import VendorLimits
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from gateway.routing.planner import Route
     from gateway.routing.pricing import Budget, PriceBook
     from gateway.store.journal import Journal
+else:  # httpx loads on first use, not with the module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 
 class GatewayOptions(TypedDict, total=False):

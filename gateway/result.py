@@ -7,14 +7,22 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from gateway.attempts import Attempt, Outcome
 from gateway.errors import DefectiveClip
+from gateway.lazy import LazyModule
 from gateway.media.verify import MediaFacts
+
+if TYPE_CHECKING:
+    import httpx
+
+    _Transport = httpx.BaseTransport | None
+else:  # httpx loads on first use, not with the module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
+    _Transport = Any  # pydantic reads private attributes' annotations when it makes the class: not httpx's
 
 __all__ = ["Attempt", "MediaFacts", "Outcome", "OviResult", "Timings", "defective_path"]
 
@@ -69,7 +77,7 @@ class OviResult(BaseModel):
     media: MediaFacts | None = None
     saved_to: str | None = None
     raw: Any = Field(default=None, repr=False)
-    _transport: httpx.BaseTransport | None = PrivateAttr(default=None)
+    _transport: _Transport = PrivateAttr(default=None)
     """Where ``download()`` fetches from when no client is given: the in-process emulator for an
     emulated clip (its URLs name vendor hosts that must never be looked up), else the network."""
     _on_media: Callable[[OviResult, Path, MediaFacts], None] | None = PrivateAttr(default=None)

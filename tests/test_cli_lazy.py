@@ -64,6 +64,8 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     # nor the job handles, webhooks, vendor limits or many-at-once (they load on first use)
     assert heavy_in(loaded, ("gateway.jobs.handles", "gateway.jobs.push", "gateway.jobs.limits",
                              "gateway.jobs.many")) == []
+    # nor httpx: its client is made on the first call, and the adapters' modules load it lazily (gateway.lazy)
+    assert heavy_in(loaded, ("httpx", "httpcore")) == []
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
 
 
@@ -71,9 +73,10 @@ QUOTE = "import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. 
         "from gateway.cli import main; main()"
 NOT_FOR_A_QUOTE = (*VENDOR_SDKS, "gateway.server", "gateway.cli.batch", "gateway.cli.serve", "sqlite3",
                    "gateway.store.journal", "gateway.jobs.runner", "gateway.jobs.recovery", "gateway.emulator",
-                   "gateway.client", "asyncio", "gateway.result", "gateway.routing.planner")
+                   "gateway.client", "asyncio", "gateway.result", "gateway.routing.planner", "httpx", "ssl")
 """A quote sends nothing and, with no journal to calibrate from, opens none: it makes no gateway (no client,
-event loop, emulator, SQLite, runner or recovery: ``gateway.cli.common.quote_setup``)."""
+event loop, emulator, SQLite, runner or recovery: ``gateway.cli.common.quote_setup``), and the adapters'
+modules it loads for their capabilities import httpx only when they send (``gateway.lazy``)."""
 
 
 def test_quote_loads_neither_the_server_nor_the_batch_runner_nor_a_journal(tmp_path: Path) -> None:

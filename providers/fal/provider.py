@@ -11,8 +11,6 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from gateway.contract import (
     CONTRACT_VERSION,
     JobHandle,
@@ -30,13 +28,18 @@ from gateway.errors import (
     SubmitOutcomeUnknown,
 )
 from gateway.http import classify_transport, redact, require_key
+from gateway.lazy import LazyModule
 from gateway.request import ImageInput, OviRequest
 from providers.fal import translate, webhooks
 from providers.fal.schemas import SubmitAck
 from providers.fal.translate import Phase
 
 if TYPE_CHECKING:
+    import httpx
+
     from providers.fal.queue import FalCallError, FalQueueClient, FalRequest
+else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 # fal-client (and ``providers.fal.queue``, built on it) is imported by the methods that call fal, not
 # here: the registry imports this module for the class's capabilities whenever a gateway starts, and

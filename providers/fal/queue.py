@@ -27,7 +27,7 @@ from asyncstdlib import cached_property as async_cached_property
 from fal_client import AsyncClient, AsyncRequestHandle
 from fal_client import client as fal_impl
 
-from gateway.http import BaseURLTransport
+from gateway.transports import BaseURLTransport
 
 __all__ = ["FalCallError", "FalQueueClient", "FalRequest", "SingleShotTransport"]
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from gateway.contract import (
     CONTRACT_VERSION,
@@ -20,21 +18,29 @@ from gateway.contract import (
     JobStatus,
     ProviderContext,
     ProviderOutput,
+    StepTimeout,
     SubmitContext,
     WebhookEvent,
 )
 from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
+from gateway.lazy import LazyModule
 from gateway.request import OviRequest
 from providers.runware import translate
+
+if TYPE_CHECKING:
+    import httpx
+else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = ["RunwareProvider"]
 
 _log = logging.getLogger("providers.runware")
 
-SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# (connect, read, write, pool) seconds, httpx's tuple form, so importing this module imports no httpx
+SUBMIT_TIMEOUT: StepTimeout = (10.0, 60.0, 60.0, 60.0)
+STATUS_TIMEOUT: StepTimeout = (10.0, 30.0, 30.0, 30.0)
+UPLOAD_TIMEOUT: StepTimeout = (10.0, 120.0, 120.0, 120.0)
 
 
 class RunwareProvider:
@@ -155,7 +161,7 @@ class RunwareProvider:
         return translate.uploaded_image(response.status_code, response.headers, response.content,
                                         task_uuid=task_uuid, secrets=[key])
 
-    async def _post(self, payload: list[dict[str, Any]], key: str, timeout: httpx.Timeout, *,
+    async def _post(self, payload: list[dict[str, Any]], key: str, timeout: StepTimeout, *,
                     submitting: bool = False, job_hint: dict[str, Any] | None = None) -> httpx.Response:
         if self._auth is None or self._auth[0] != key:  # built once per key: httpx copies them per request
             self._auth = (key, {"authorization": f"Bearer {key}", **self._extra_headers})

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import ValidationError
 
 from gateway.contract import (
@@ -40,6 +39,7 @@ from gateway.errors import (
 )
 from gateway.http import classify_status, classify_transport, decode, redact, retry_after
 from gateway.jobs.fate import as_verdict
+from gateway.lazy import LazyModule
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.runware.schemas import (
     RunwareAdvancedFeatures,
@@ -52,6 +52,11 @@ from providers.runware.schemas import (
     RunwareUploadItem,
     RunwareVideoTask,
 )
+
+if TYPE_CHECKING:
+    import httpx
+else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = [
     "API_URL", "CAPABILITIES", "ENDPOINT", "INLINE_IMAGE_LIMIT", "PROVIDER",

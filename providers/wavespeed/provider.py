@@ -11,9 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 import gateway.secrets as secrets
 from gateway.contract import (
@@ -22,21 +20,29 @@ from gateway.contract import (
     JobStatus,
     ProviderContext,
     ProviderOutput,
+    StepTimeout,
     SubmitContext,
     WebhookEvent,
 )
 from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
+from gateway.lazy import LazyModule
 from gateway.request import ImageInput, OviRequest
 from providers.wavespeed import translate, webhooks
+
+if TYPE_CHECKING:
+    import httpx
+else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+    httpx = LazyModule("httpx", globals())
 
 __all__ = ["WaveSpeedProvider"]
 
 _log = logging.getLogger("providers.wavespeed")
 
-SUBMIT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-STATUS_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-UPLOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# (connect, read, write, pool) seconds, httpx's tuple form, so importing this module imports no httpx
+SUBMIT_TIMEOUT: StepTimeout = (10.0, 60.0, 60.0, 60.0)
+STATUS_TIMEOUT: StepTimeout = (10.0, 30.0, 30.0, 30.0)
+UPLOAD_TIMEOUT: StepTimeout = (10.0, 120.0, 120.0, 120.0)
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
                "image/bmp": "bmp"}
 

@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Lowest first. A module may import its own layer or any layer before it, never one after it.
 LAYERS: list[tuple[str, ...]] = [
+    ("gateway.lazy",),
     ("gateway.secrets", "gateway.attempts", "gateway.errors", "gateway.clock", "gateway._moved", "gateway.addresses",
      "gateway.prompt", "gateway.result", "gateway.media"),
-    ("gateway.images", "gateway.request", "gateway.http", "gateway.telemetry"),
+    ("gateway.images", "gateway.request", "gateway.http", "gateway.transports", "gateway.telemetry"),
     ("gateway.contract", "gateway.registry", "gateway.store", "gateway.routing"),
     ("gateway.jobs",),
     ("gateway.emulator",),  # below the client: Gateway.offline() builds one (it imports only the clock)
