@@ -14,115 +14,51 @@ transaction, in sorted order (so two PostgreSQL transactions never lock them in 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import BudgetExceeded, InvalidRequest
-from gateway.secrets import redact
 from gateway.store.records import (
     FINAL,
-    OPEN,
     STALE_BEATS,
     STATES,
-    BreakerRecord,
     ClipRecord,
     SpendRow,
     SubmitRecord,
 )
 from gateway.store.server_rows import ServerQueries
+from gateway.store.shared_queries import SharedQueries
+from gateway.store.values import (
+    _OPEN_SQL,
+    BudgetChecks,
+    Tx,
+    _checks,
+    _dec,
+    _instance_filter,
+    _iso,
+    _money,
+    _periods,
+    _redacted,
+    held,
+)
 
 if TYPE_CHECKING:
     from gateway.store.intake import StoredImage
 
-__all__ = ["Queries", "Tx"]
+__all__ = ["BudgetChecks", "Queries", "Tx", "_iso", "_money", "held"]
 
 _SUBMIT_COLUMNS = (
     "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
     " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
     " c.request_json, s.emulator_instance"
 )
-_FOREVER = 1e18
-_OPEN_SQL = "(" + ", ".join(f"'{state}'" for state in OPEN) + ")"
 
 
-class Tx(Protocol):
-    """One open transaction of a backend."""
-
-    lock: str
-    """`` FOR UPDATE`` where the engine has row locks, else empty."""
-    skip_locked: str
-    """`` FOR UPDATE OF c SKIP LOCKED`` where the engine has it, else empty."""
-
-    def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None: ...
-    def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
-    def run(self, sql: str, args: tuple[Any, ...] = ()) -> int: ...
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:  # naive datetimes are taken as UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _money(value: Decimal | None) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Decimal | int) or isinstance(value, bool):
-        raise TypeError(f"money must be Decimal, not {type(value).__name__}")
-    value = Decimal(value)
-    if not value.is_finite():
-        raise ValueError(f"money must be finite, got {value}")
-    return str(value)
-
-
-def _dec(text: Any) -> Decimal | None:
-    return None if text is None else Decimal(str(text))
-
-
-def held(state: str, quote: Any, reserved: Any, cost: Any, source: str | None, billed: Any) -> Decimal:
-    """USD a submit holds against spend: the reported cost when known; nothing for a failure known to be
-    unbilled; else its reservation, quote or estimated cost."""
-    if source == "reported" and cost is not None:
-        return Decimal(str(cost))
-    if state == "failed" and not billed:
-        return Decimal(0)
-    value = next((v for v in (reserved, quote, cost) if v is not None), None)
-    return _dec(value) or Decimal(0)
-
-
-def _redacted(columns: dict[str, Any]) -> dict[str, Any]:
-    """Texts that may quote a vendor's answer (errors, the result with its raw body) are written only
-    with every registered secret redacted (``gateway.secrets``)."""
-    return {name: redact(value) if name in ("error", "result_json") and isinstance(value, str) else value
-            for name, value in columns.items()}
-
-
-def _instance_filter(table: str, emulated: bool | None) -> str:
-    if emulated is None:
-        return ""
-    return f" AND {table}.emulator_instance IS {'NOT ' if emulated else ''}NULL"
-
-
-BudgetChecks = tuple[Decimal, str, str] | Sequence[tuple[Decimal, str, str]] | None
-"""One (limit USD, period, scope) budget check, several, or none."""
-
-
-def _checks(budget: BudgetChecks) -> list[tuple[Decimal, str, str]]:
-    if budget is None:
-        return []
-    if len(budget) == 3 and isinstance(budget[0], Decimal | int):
-        return [budget]  # type: ignore[list-item]
-    return list(budget)  # type: ignore[arg-type]
-
-
-def _periods(created_at: str) -> list[tuple[str, str]]:
-    return [("day", created_at[:10]), ("month", created_at[:7]), ("total", "")]
-
-
-class Queries(ServerQueries):
-    """Every read and write of the store (the server's tables: ``ServerQueries``). ``utcnow`` gives
+class Queries(ServerQueries, SharedQueries):
+    """Every read and write of the store (the server's tables: ``ServerQueries``; breakers, caps, rates,
+    images and retention: ``SharedQueries``). ``utcnow`` gives
     wall-clock UTC (a seam for tests)."""
 
     def __init__(self, utcnow: Callable[[], datetime] | None = None) -> None:
@@ -465,111 +401,3 @@ class Queries(ServerQueries):
                       " cost_source = 'reported' AND cost_usd IS NOT NULL"
                       " ORDER BY updated_at DESC, seq DESC LIMIT ?", (provider, limit))
         return [(Decimal(str(cost)), _dec(quote), steps) for cost, quote, steps in rows]
-
-    # -- breakers, caps and rates --------------------------------------------------------------
-    def load_breakers(self, tx: Tx, emulated: bool) -> dict[str, BreakerRecord]:
-        rows = tx.all("SELECT provider, failures, opened, open_until, probe_until, last_error FROM breakers"
-                      " WHERE emulated = ?", (int(emulated),))
-        return {r[0]: BreakerRecord(*r) for r in rows}
-
-    def save_breaker(self, tx: Tx, record: BreakerRecord, emulated: bool, wall: float) -> None:
-        tx.run("INSERT INTO breakers (provider, emulated, failures, opened, open_until, probe_until, last_error,"
-               " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, emulated) DO UPDATE SET"
-               " failures = excluded.failures, opened = excluded.opened, open_until = excluded.open_until,"
-               " probe_until = excluded.probe_until, probe_holder = NULL, last_error = excluded.last_error,"
-               " updated_at = excluded.updated_at",
-               (record.provider, int(emulated), record.failures, record.opened, record.open_until,
-                record.probe_until, record.last_error, wall))
-
-    def take_probe(self, tx: Tx, provider: str, holder: str, *, wall: float, ttl: float, emulated: bool) -> bool:
-        """May ``holder`` send the half-open probe to ``provider`` now? True while the stored breaker is
-        closed (or unknown), or when it is half-open and no other holder's probe lease (until
-        ``probe_until``, wall-clock seconds) is live — then the lease is ``holder``'s for ``ttl`` seconds.
-        False while it is open, or another process probes: one process probes a cooling vendor at a time."""
-        row = tx.one(f"SELECT open_until, probe_until, probe_holder FROM breakers WHERE provider = ? AND emulated = ?"
-                     f"{tx.lock}", (provider, int(emulated)))
-        if row is None or row[0] is None:
-            return True
-        open_until, probe_until, probe_holder = row
-        if float(open_until) > wall:
-            return False
-        if probe_until is not None and float(probe_until) > wall and probe_holder != holder:
-            return False
-        tx.run("UPDATE breakers SET probe_until = ?, probe_holder = ? WHERE provider = ? AND emulated = ?",
-               (wall + ttl, holder, provider, int(emulated)))
-        return True
-
-    def end_probe(self, tx: Tx, provider: str, holder: str, emulated: bool) -> None:
-        """``holder``'s probe ended without a verdict: the next process may probe at once."""
-        tx.run("UPDATE breakers SET probe_until = NULL, probe_holder = NULL WHERE provider = ? AND emulated = ?"
-               " AND probe_holder = ?", (provider, int(emulated), holder))
-
-    def take_slot(self, tx: Tx, provider: str, holder: str, *, cap: int, wall: float, ttl: float,
-                  emulated: bool) -> bool:
-        """Take one of ``cap`` concurrent slots on ``provider`` (slots of dead holders expire after ``ttl``)."""
-        # A sentinel row per vendor serializes slot takers on PostgreSQL (row lock); it never expires.
-        tx.run("INSERT INTO vendor_slots (provider, emulated, holder, until) VALUES (?, ?, '#lock', ?)"
-               " ON CONFLICT DO NOTHING", (provider, int(emulated), _FOREVER))
-        tx.one(f"SELECT 1 FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder = '#lock'{tx.lock}",
-               (provider, int(emulated)))
-        tx.run("DELETE FROM vendor_slots WHERE provider = ? AND emulated = ? AND until <= ?",
-               (provider, int(emulated), wall))
-        used = tx.one("SELECT COUNT(*) FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder != ?"
-                      " AND holder != '#lock'", (provider, int(emulated), holder))
-        if used is not None and int(used[0]) >= cap:
-            return False
-        tx.run("INSERT INTO vendor_slots (provider, emulated, holder, until) VALUES (?, ?, ?, ?)"
-               " ON CONFLICT (provider, emulated, holder) DO UPDATE SET until = excluded.until",
-               (provider, int(emulated), holder, wall + ttl))
-        return True
-
-    def free_slot(self, tx: Tx, provider: str, holder: str, emulated: bool) -> None:
-        tx.run("DELETE FROM vendor_slots WHERE provider = ? AND emulated = ? AND holder = ?",
-               (provider, int(emulated), holder))
-
-    def take_token(self, tx: Tx, provider: str, *, per_second: float, burst: float, wall: float,
-                   emulated: bool) -> float:
-        """A token bucket shared by every process: 0.0 when a request may go now (a token is taken), else
-        the seconds until the next token."""
-        tx.run("INSERT INTO rate_buckets (provider, emulated, tokens, stamp) VALUES (?, ?, ?, ?)"
-               " ON CONFLICT DO NOTHING", (provider, int(emulated), burst, wall))
-        row = tx.one(f"SELECT tokens, stamp FROM rate_buckets WHERE provider = ? AND emulated = ?{tx.lock}",
-                     (provider, int(emulated)))
-        assert row is not None
-        tokens = min(burst, float(row[0]) + max(0.0, wall - float(row[1])) * per_second)
-        if tokens < 1.0:
-            tx.run("UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE provider = ? AND emulated = ?",
-                   (tokens, wall, provider, int(emulated)))
-            return (1.0 - tokens) / per_second
-        tx.run("UPDATE rate_buckets SET tokens = ?, stamp = ? WHERE provider = ? AND emulated = ?",
-               (tokens - 1.0, wall, provider, int(emulated)))
-        return 0.0
-
-    # -- intake, images, retention -------------------------------------------------------------
-    def put_image(self, tx: Tx, sha256: str, data: bytes, mime: str | None) -> None:
-        now = self._now()
-        tx.run("INSERT INTO images (sha256, mime, bytes, created_at, used_at) VALUES (?, ?, ?, ?, ?)"
-               " ON CONFLICT (sha256) DO UPDATE SET used_at = excluded.used_at", (sha256, mime, data, now, now))
-
-    def get_image(self, tx: Tx, sha256: str) -> bytes | None:
-        row = tx.one("SELECT bytes FROM images WHERE sha256 = ?", (sha256,))
-        return None if row is None else bytes(row[0])
-
-    def prune(self, tx: Tx, older_than: timedelta, *, wall: float) -> dict[str, int]:
-        """Delete finished clips (with their submits and media facts) last changed before ``older_than`` ago,
-        and images unused since then. A clip with an open submit — a job that may be paid and unfinished
-        — or a live lease is never deleted."""
-        cutoff = _iso(self.utcnow() - older_than)
-        doomed = "(SELECT c.key FROM clips c WHERE c.state != 'open' AND c.updated_at < ?" \
-                 " AND (c.lease_owner IS NULL OR c.lease_until <= ?)" \
-                 f" AND NOT EXISTS (SELECT 1 FROM submits s WHERE s.clip_key = c.key AND s.state IN {_OPEN_SQL}))"
-        tx.run(f"DELETE FROM media WHERE clip_key IN {doomed}", (cutoff, wall))  # download facts (0007)
-        counts = {"submits": tx.run(f"DELETE FROM submits WHERE clip_key IN {doomed}", (cutoff, wall))}
-        counts["clips"] = tx.run("DELETE FROM clips WHERE state != 'open' AND updated_at < ? AND (lease_owner IS"
-                                 " NULL OR lease_until <= ?) AND NOT EXISTS (SELECT 1 FROM submits s WHERE"
-                                 " s.clip_key = clips.key)", (cutoff, wall))
-        counts["images"] = tx.run("DELETE FROM images WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE"
-                                  " c.image_sha256 = images.sha256) AND used_at < ?", (cutoff,))
-        tx.run("DELETE FROM webhook_events WHERE received_at < ?", (wall - older_than.total_seconds(),))
-        tx.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,))
-        return counts
