@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.store.media import record_download
 from gateway.store.queries import BudgetChecks, Queries, _money
-from gateway.store.records import HEARTBEAT_S, BreakerRecord, ClipRecord, Durability, SpendRow, SubmitRecord
+from gateway.store.records import (
+    HEARTBEAT_S,
+    STALE_BEATS,
+    BreakerRecord,
+    ClipRecord,
+    Durability,
+    SpendRow,
+    SubmitRecord,
+)
 from gateway.store.server_rows import ServerRowsStore
 
 if TYPE_CHECKING:
@@ -300,8 +308,11 @@ def _open_and_claim(queries: Queries, tx: Any, key: str, request_json: str, requ
                     wall: float, heartbeat: float, alive: Callable[[str], bool] | None,
                     emulator_instance: str | None, tenant: str, image: StoredImage | None,
                     options_json: str | None) -> tuple[ClipRecord, str | None, list[SubmitRecord]]:
-    clip = queries.open_clip(tx, key, request_json, request_hash, emulator_instance=emulator_instance, tenant=tenant,
-                             image=image, options_json=options_json)
+    clip, created = queries.open_new(tx, key, request_json, request_hash, emulator_instance=emulator_instance,
+                                     tenant=tenant, image=image, options_json=options_json,
+                                     lease=(owner, wall + STALE_BEATS * heartbeat, wall))
+    if created:  # a new clip: created leased to ``owner``, and it has no submits yet
+        return clip, None, []
     if clip.state == "succeeded" and clip.result_json:
         return clip, None, []
     holder = _claim(queries, tx, key, owner, wall=wall, heartbeat=heartbeat, alive=alive)

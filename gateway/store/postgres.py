@@ -26,10 +26,11 @@ from typing import Any, TypeVar, cast
 
 from gateway.errors import ConfigurationError, StoreUnavailable
 from gateway.store.base import SqlStore
+from gateway.store.futures import Batched, _retrieved
 from gateway.store.migrate import migrate_postgres
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
-from gateway.store.sqlite import BATCH_DELAY_S, Batched, _retrieved
+from gateway.store.sqlite import BATCH_DELAY_S
 from gateway.store.url import redact, register_password
 
 __all__ = ["PostgresEngine", "PostgresStore"]

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetChecks", "Queries", "Tx", "_iso", "_money", "held"]
 
+_FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(FINAL)) + ")"
 _SUBMIT_COLUMNS = (
     "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
     " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
@@ -77,17 +78,31 @@ class Queries(ServerQueries, SharedQueries):
         """Create the clip (state "open"), or return it when it exists for the same request hash.
         ``image``: the request's image, stored once by content hash in this transaction (the row
         refers to it); ``options_json``: the call's options, kept from the clip's first call."""
+        return self.open_new(tx, key, request_json, request_hash, emulator_instance=emulator_instance,
+                             tenant=tenant, image=image, options_json=options_json)[0]
+
+    def open_new(self, tx: Tx, key: str, request_json: str, request_hash: str, *,
+                 emulator_instance: str | None = None, tenant: str = "", image: StoredImage | None = None,
+                 options_json: str | None = None,
+                 lease: tuple[str, float, float] | None = None) -> tuple[ClipRecord, bool]:
+        """``open_clip``, and whether this call created the clip. A created clip is answered from what
+        was just written (no read back) and, with ``lease`` = (owner, until, beat), is created leased
+        to that owner (the lease rule needs no check: nobody held a clip that did not exist)."""
         if not isinstance(key, str) or not key:
             raise InvalidRequest("idempotency key must be a non-empty string")
         now = self._now()
         if image is not None:
             self.put_image(tx, image.sha256, image.data, image.mime)
+        sha256 = None if image is None else image.sha256
         created = tx.run("INSERT INTO clips (key, request_json, request_hash, state, created_at, updated_at,"
-                         " emulator_instance, tenant, image_sha256, options_json) VALUES (?, ?, ?, 'open', ?, ?, ?, ?,"
-                         " ?, ?) ON CONFLICT DO NOTHING",
-                         (key, request_json, request_hash, now, now, emulator_instance, tenant,
-                          None if image is None else image.sha256, options_json))
-        if not created:
+                         " emulator_instance, tenant, image_sha256, options_json, lease_owner, lease_until,"
+                         " lease_beat) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (key, request_json, request_hash, now, now, emulator_instance, tenant, sha256,
+                          options_json, *(lease or (None, None, None))))
+        if created:
+            return ClipRecord(key, request_json, request_hash, "open", None, None, now, media=None,
+                              options_json=options_json, image_sha256=sha256), True
+        else:
             row = tx.one("SELECT request_hash FROM clips WHERE key = ?", (key,))
             if row is not None and row[0] != request_hash:
                 raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
@@ -97,7 +112,7 @@ class Queries(ServerQueries, SharedQueries):
                        (options_json, key))
         clip = self.get_clip(tx, key)
         assert clip is not None
-        return clip
+        return clip, False
 
     def get_clip(self, tx: Tx, key: str) -> ClipRecord | None:
         row = tx.one("SELECT key, request_json, request_hash, state, result_json, error, created_at, media_json,"
@@ -146,15 +161,15 @@ class Queries(ServerQueries, SharedQueries):
                " WHERE key = ? AND lease_owner = ?", (key, owner))
 
     def clip_to(self, tx: Tx, key: str, state: str, **columns: Any) -> None:
-        row = tx.one(f"SELECT state FROM clips WHERE key = ?{tx.lock}", (key,))
-        if row is None:
-            raise KeyError(f"no clip {key!r} in the journal")
-        if row[0] == "succeeded":
-            raise ValueError(f"clip {key!r} already succeeded; cannot mark it {state}")
+        """Move the clip to ``state`` (never out of "succeeded"): one UPDATE, read only when it refuses."""
         columns = _redacted(columns)
-        sets = ", ".join(f"{name} = ?" for name in columns)
-        tx.run(f"UPDATE clips SET state = ?, {sets}, updated_at = ? WHERE key = ?",
-               (state, *columns.values(), self._now(), key))
+        sets = "".join(f", {name} = ?" for name in columns)
+        if tx.run(f"UPDATE clips SET state = ?{sets}, updated_at = ? WHERE key = ? AND state != 'succeeded'",
+                  (state, *columns.values(), self._now(), key)):
+            return
+        if tx.one("SELECT state FROM clips WHERE key = ?", (key,)) is None:
+            raise KeyError(f"no clip {key!r} in the journal")
+        raise ValueError(f"clip {key!r} already succeeded; cannot mark it {state}")
 
     def claim_unfinished(self, tx: Tx, owner: str, *, wall: float, heartbeat: float, limit: int,
                          emulated: bool | None = None) -> list[str]:
@@ -185,10 +200,12 @@ class Queries(ServerQueries, SharedQueries):
         record). ``scopes``: further scopes the submit counts under (a caller's own). Each scope's
         running totals move in this transaction; the row locks make it atomic on PostgreSQL."""
         now = self._now()
-        if tx.one("SELECT 1 FROM clips WHERE key = ?", (clip_key,)) is None:
+        found = tx.one("SELECT (SELECT 1 FROM clips WHERE key = ?), (SELECT 1 FROM submits WHERE submit_key = ?)",
+                       (clip_key, submit_key))
+        if found is None or found[0] is None:
             raise KeyError(f"no clip {clip_key!r} in the journal")
         emulated = int(emulator_instance is not None)
-        if tx.one("SELECT 1 FROM submits WHERE submit_key = ?", (submit_key,)):
+        if found[1] is not None:
             raise ValueError(f"submit {submit_key!r} is already in the journal")
         checks = _checks(budget)
         tags = sorted({*scopes, *(scope for _, _, scope in checks if scope)})
@@ -225,17 +242,29 @@ class Queries(ServerQueries, SharedQueries):
         return None
 
     def submit_to(self, tx: Tx, submit_key: str, state: str, **columns: Any) -> None:
-        """Move a submit to ``state`` (never out of a final one), keeping the budget totals true."""
+        """Move a submit to ``state`` (never out of a final one), keeping the budget totals true: one
+        UPDATE returning what the held USD is judged from (the row's new values, its old ``held_usd``);
+        a second write only when that changes, a read only when the UPDATE refused."""
         if state not in STATES:
             raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
-        row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
-                     f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
-                     (submit_key,))
-        if row is None:
-            raise KeyError(f"no submit {submit_key!r} in the journal")
-        if row[0] in FINAL:
+        columns = _redacted(columns)
+        sets = "".join(f", {name} = ?" for name in columns)
+        rows = tx.all(f"UPDATE submits SET state = ?, updated_at = ?{sets} WHERE submit_key = ? AND state NOT IN"
+                      f" {_FINAL_SQL} RETURNING quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed,"
+                      " held_usd, created_at, emulator_instance, budget_scope",
+                      (state, self._now(), *columns.values(), submit_key))
+        if not rows:
+            row = tx.one("SELECT state FROM submits WHERE submit_key = ?", (submit_key,))
+            if row is None:
+                raise KeyError(f"no submit {submit_key!r} in the journal")
             raise ValueError(f"submit {submit_key!r} is already {row[0]}; cannot move it to {state}")
-        self._update_submit(tx, submit_key, row, state, columns)
+        quote, reserved, cost, source, billed, before, created_at, instance, scope = rows[0]
+        hold = held(state, quote, reserved, cost, source, billed)
+        was = _dec(before)
+        if was is None or hold != was:
+            tx.run("UPDATE submits SET held_usd = ? WHERE submit_key = ?", (str(hold), submit_key))
+            self._move_totals(tx, self._lock_totals(tx, scope, int(instance is not None), created_at),
+                              hold - (was or Decimal(0)))
 
     def reserve(self, tx: Tx, submit_key: str, amount: Decimal) -> None:
         row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
@@ -263,24 +292,36 @@ class Queries(ServerQueries, SharedQueries):
     def _lock_totals(self, tx: Tx, scopes: str, emulated: int, created_at: str) -> dict[tuple[str, ...], Decimal]:
         """Lock (creating) the total rows a submit counts in: all spend ("") and each of its ``scopes``
         (space-separated, as stored in ``submits.budget_scope``), per day, month and all time."""
-        keys = sorted({(s, str(emulated), p, start) for s in {"", *scopes.split()}
-                       for p, start in _periods(created_at)})
-        out: dict[tuple[str, ...], Decimal] = {}
-        for s, e, p, start in keys:
-            args = (s, int(e), p, start)
-            tx.run("INSERT INTO budget_totals (scope, emulated, period, start, held_usd) VALUES (?, ?, ?, ?, '0')"
-                   " ON CONFLICT DO NOTHING", args)
-            found = tx.one("SELECT held_usd FROM budget_totals WHERE scope = ? AND emulated = ? AND period = ?"
-                           f" AND start = ?{tx.lock}", args)
-            out[(s, e, p, start)] = Decimal(str(found[0])) if found else Decimal(0)
-        return out
+        names = sorted({"", *scopes.split()})
+        periods = _periods(created_at)
+        where = (f"emulated = ? AND scope IN ({', '.join('?' * len(names))}) AND ("
+                 + " OR ".join("(period = ? AND start = ?)" for _ in periods) + ")")
+        args = (emulated, *names, *(value for pair in periods for value in pair))
+        select = (f"SELECT scope, period, start, held_usd FROM budget_totals WHERE {where}"
+                  f" ORDER BY scope, period{tx.lock}")
+        rows = tx.all(select, args)
+        if len(rows) < len(names) * len(periods):  # a new day, month or scope: its rows start at 0
+            missing = sorted({(s, p, start) for s in names for p, start in periods}
+                             - {(r[0], r[1], r[2]) for r in rows})
+            tx.run("INSERT INTO budget_totals (scope, emulated, period, start, held_usd) VALUES "
+                   + ", ".join("(?, ?, ?, ?, '0')" for _ in missing) + " ON CONFLICT DO NOTHING",
+                   tuple(value for s, p, start in missing for value in (s, emulated, p, start)))
+            rows = tx.all(select, args)
+        return {(s, str(emulated), p, start): Decimal(str(value)) for s, p, start, value in rows}
 
     def _move_totals(self, tx: Tx, totals: dict[tuple[str, ...], Decimal], delta: Decimal) -> None:
+        """Add ``delta`` to every row of ``totals``: one UPDATE per scope (its day, month and all time)."""
         if not delta:
             return
+        by_scope: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
         for (s, e, p, start), value in totals.items():
-            tx.run("UPDATE budget_totals SET held_usd = ? WHERE scope = ? AND emulated = ? AND period = ?"
-                   " AND start = ?", (str(value + delta), s, int(e), p, start))
+            by_scope.setdefault((s, e), []).append((p, start, str(value + delta)))
+        for (s, e), rows in by_scope.items():
+            tx.run("UPDATE budget_totals SET held_usd = CASE " + " ".join("WHEN period = ? THEN ?" for _ in rows)
+                   + " END WHERE scope = ? AND emulated = ? AND ("
+                   + " OR ".join("(period = ? AND start = ?)" for _ in rows) + ")",
+                   (*(v for p, _, total in rows for v in (p, total)), s, int(e),
+                    *(v for p, start, _ in rows for v in (p, start))))
 
     def backfill_held(self, tx: Tx) -> int:
         """Give submits written before running totals existed their held USD (once, at open)."""

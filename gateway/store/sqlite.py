@@ -19,11 +19,11 @@ the end of that loop iteration and handed over together (``_kick``):
   operation asked for it: ten thousand jobs in flight pay one commit per batch, not one per write,
   and fsync never runs on the event loop.
 
-Each operation of a transaction runs under a savepoint (when there are several), so one failure spoils
-no other. ``BATCHED`` writes are not awaited: they wait (at most ``BATCH_DELAY_S``, and not at all
-once someone waits for them: ``Batched``) for the next operation to ride with, in order (so this
-process reads its own writes); the caller gets a future, and
-their errors are logged and kept (``deferred_errors``). The ``Journal`` face of the same file shares
+The operations of a transaction run back to back; when one fails they run again, each under its own
+savepoint, so one failure spoils no other. ``BATCHED`` writes are not awaited: they wait (at most
+``BATCH_DELAY_S``, and not at all once someone waits for them: ``Batched``) for the next operation to
+ride with, in order (so this process reads its own writes); the caller gets a future, and their errors
+are logged and kept (``deferred_errors``). The ``Journal`` face of the same file shares
 the engine and takes this thread's unsent operations first, then runs behind the writer while it is
 busy (``call``): one connection and one writer per file and process, and sync reads see every earlier
 async write. With ``offload=False`` (virtual clocks in tests) operations run inline at once instead,
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import contextvars
 import logging
 import os
 import queue
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.store.base import SqlStore
+from gateway.store.futures import Batched, _running_loop, _settle, _settle_many
 from gateway.store.migrate import migrate_sqlite
 from gateway.store.queries import Queries
 from gateway.store.records import Durability
@@ -97,6 +97,8 @@ class SqliteEngine:
         self.lock = threading.RLock()
         self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                   check_same_thread=False)
+        self._tx = _Tx(self.db)
+        self._busy_ms = BUSY_TIMEOUT_MS
         self.flushes = 0
         self.checkpoints = 0
         self._since_checkpoint = 0
@@ -148,24 +150,21 @@ class SqliteEngine:
 
     def batch(self, ops: list[_Op], *, wait: bool = True,
               checkpoint: bool = True) -> list[tuple[Any, BaseException | None]] | None:
-        """Run ``ops`` in one transaction, each under its own savepoint when there are several; commit
-        once, flush once if any succeeded op is ``FLUSHED``. Returns (value, error) per op.
-        ``wait=False``: only try the connection and the file's write lock, never wait for them (the
-        event loop's thread): ``None`` when either is taken, and nothing was run. A due checkpoint
-        follows the commit unless ``wait=False`` or ``checkpoint=False``."""
+        """Run ``ops`` in one transaction (see ``_in_transaction``); commit once, flush once if any
+        succeeded op is ``FLUSHED``. Returns (value, error) per op. ``wait=False``: only try the
+        connection and the file's write lock, never wait for them (the event loop's thread): ``None``
+        when either is taken, and nothing was run. A due checkpoint follows the commit unless
+        ``wait=False`` or ``checkpoint=False``."""
         if not self.lock.acquire(blocking=wait):
             return None
         try:
-            if not wait:
-                self.db.execute("PRAGMA busy_timeout = 0")
-                try:
-                    self.db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError:  # another process writes: the writer thread waits for it
-                    return None
-                finally:
-                    self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            else:
+            self._busy(0 if not wait else BUSY_TIMEOUT_MS)
+            try:
                 self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                if wait:
+                    raise
+                return None  # another process writes: the writer thread waits for it
             out = self._in_transaction(ops)
             if wait and checkpoint and self.checkpoint_due:  # after the commit: this caller waits anyway
                 self.checkpoint()
@@ -173,40 +172,49 @@ class SqliteEngine:
         finally:
             self.lock.release()
 
+    def _busy(self, ms: int) -> None:
+        """Set how long SQLite waits for another process's write lock (changed only when it differs:
+        the loop's thread tries, the writer thread waits)."""
+        if self._busy_ms != ms:
+            self.db.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_ms = ms
+
     def _in_transaction(self, ops: list[_Op]) -> list[tuple[Any, BaseException | None]]:
-        out: list[tuple[Any, BaseException | None]] = []
-        flush = False
-        tx = _Tx(self.db)
+        """Run ``ops`` in the open transaction and commit. They run back to back first; when one fails
+        (its own error, reported to its caller alone), the transaction is rolled back and they run again
+        each under its own savepoint, so the failure spoils no other. An op is a function of the
+        transaction alone, so running it again is running it once (the first run was rolled back)."""
         try:
-            if len(ops) == 1:  # alone in its transaction: its failure rolls back only itself
-                durability, fn, args, kwargs = ops[0]
-                try:
-                    out.append((fn(self.queries, tx, *args, **kwargs), None))
-                except Exception as error:  # that op's own failure, reported to its caller
-                    self.db.execute("ROLLBACK")
+            out: list[tuple[Any, BaseException | None]]
+            try:
+                out = [(fn(self.queries, self._tx, *args, **kwargs), None) for _, fn, args, kwargs in ops]
+            except Exception as error:  # one op's own failure
+                self.db.execute("ROLLBACK")
+                if len(ops) == 1:
                     return [(None, error)]
-                flush = durability is Durability.FLUSHED
-            else:
-                for durability, fn, args, kwargs in ops:
-                    self.db.execute("SAVEPOINT op")
-                    try:
-                        value = fn(self.queries, tx, *args, **kwargs)
-                    except Exception as error:  # that op's own failure, reported to its caller
-                        self.db.execute("ROLLBACK TO op")
-                        self.db.execute("RELEASE op")
-                        out.append((None, error))
-                        continue
-                    self.db.execute("RELEASE op")
-                    out.append((value, None))
-                    flush = flush or durability is Durability.FLUSHED
+                self.db.execute("BEGIN IMMEDIATE")
+                out = [self._alone(op) for op in ops]
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
         self._since_checkpoint += len(ops)
-        if flush:
+        if any(op[0] is Durability.FLUSHED and result[1] is None for op, result in zip(ops, out, strict=True)):
             self.flush()
         return out
+
+    def _alone(self, op: _Op) -> tuple[Any, BaseException | None]:
+        _, fn, args, kwargs = op
+        self.db.execute("SAVEPOINT op")
+        try:
+            value = fn(self.queries, self._tx, *args, **kwargs)
+        except Exception as error:  # that op's own failure, reported to its caller
+            self.db.execute("ROLLBACK TO op")
+            self.db.execute("RELEASE op")
+            return None, error
+        self.db.execute("RELEASE op")
+        return value, None
 
     @property
     def checkpoint_due(self) -> bool:
@@ -224,6 +232,7 @@ class SqliteEngine:
     def raw(self) -> Iterator[sqlite3.Connection]:
         """The connection inside one ``BEGIN IMMEDIATE`` transaction (committed on leaving)."""
         with self.lock:
+            self._busy(BUSY_TIMEOUT_MS)
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
@@ -492,48 +501,3 @@ def _drain_at_exit() -> None:
     """Batched writes still queued at interpreter exit are committed, not dropped with the daemon thread."""
     for store in list(_LIVE):
         store._stop()
-
-
-class Batched(asyncio.Future[Any]):
-    """The future of a ``BATCHED`` write. It is sent with the next operation or after ``BATCH_DELAY_S``
-    — unless someone waits for it (``await``, ``asyncio.wait``: anything that adds a done callback),
-    which sends it at the end of the current loop turn: nobody waits for the delay. Its failure is
-    logged and kept by the store, so it is never "never retrieved"."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, hurry: Callable[[], object]) -> None:
-        super().__init__(loop=loop)
-        super().add_done_callback(_retrieved)
-        self._hurry: Callable[[], object] | None = hurry
-
-    def add_done_callback(self, fn: Callable[[Batched], object], *,
-                          context: contextvars.Context | None = None) -> None:
-        hurry, self._hurry = self._hurry, None
-        if hurry is not None and not self.done():
-            hurry()
-        super().add_done_callback(fn, context=context)
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _settle_many(answers: list[tuple[Any, Any, BaseException | None]]) -> None:
-    for future, value, error in answers:
-        _settle(future, value, error)
-
-
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)

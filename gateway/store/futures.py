@@ -1,0 +1,55 @@
+"""Futures of the stores' operations: ``Batched`` (a ``BATCHED`` write's, sent early once someone
+waits for it) and settling answers on whichever event loop waits for them (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Batched"]
+
+class Batched(asyncio.Future[Any]):
+    """The future of a ``BATCHED`` write. It is sent with the next operation or after ``BATCH_DELAY_S``
+    — unless someone waits for it (``await``, ``asyncio.wait``: anything that adds a done callback),
+    which sends it at the end of the current loop turn: nobody waits for the delay. Its failure is
+    logged and kept by the store, so it is never "never retrieved"."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hurry: Callable[[], object]) -> None:
+        super().__init__(loop=loop)
+        super().add_done_callback(_retrieved)
+        self._hurry: Callable[[], object] | None = hurry
+
+    def add_done_callback(self, fn: Callable[[Batched], object], *,
+                          context: contextvars.Context | None = None) -> None:
+        hurry, self._hurry = self._hurry, None
+        if hurry is not None and not self.done():
+            hurry()
+        super().add_done_callback(fn, context=context)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _settle_many(answers: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, value, error in answers:
+        _settle(future, value, error)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
