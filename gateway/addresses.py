@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from urllib.parse import SplitResult, urlsplit
 
 __all__ = ["UnsafeURL", "check_public_address", "check_public_host", "check_result_url", "check_url"]
@@ -71,6 +70,8 @@ def _as_address(host: str) -> IPAddress | None:
     except ValueError:
         pass
     if re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+        import socket  # here, not at the top: only these odd hosts need it (start-up, issue 14)
+
         try:  # shorthand, integer, octal and hex IPv4 forms that C resolvers accept (127.1, 0x7f.1)
             return ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:

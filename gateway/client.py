@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import os
 import random
@@ -46,6 +45,8 @@ from gateway.store.records import HEARTBEAT_S
 
 # Runner, recovery, journal, limits and many load on first use: Gateway(journal=None) needs none (issue 14).
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from gateway.emulator import Emulator
@@ -55,7 +56,8 @@ if TYPE_CHECKING:
     from gateway.jobs.runner import Runner
     from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
-else:  # httpx loads on first use, not with the module (gateway.lazy)
+else:  # asyncio and httpx load on first use, not with the module (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
     httpx = LazyModule("httpx", globals())
 
 __all__ = ["Gateway", "GatewayOptions", "ResumeOutcome"]

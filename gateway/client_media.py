@@ -3,7 +3,6 @@ a mixin, so ``gateway/client.py`` stays under the module size limit."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,8 @@ from gateway.lazy import LazyModule
 from gateway.secrets import scrubbing
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     from gateway.clock import Clock
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from gateway.media.verify import MediaFacts
     from gateway.result import OviResult
     from gateway.store.journal import Journal
-else:  # httpx loads on first use, not with the module (gateway.lazy)
+else:  # asyncio and httpx load on first use, not with the module (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
     httpx = LazyModule("httpx", globals())
 
 __all__ = ["MediaMixin"]

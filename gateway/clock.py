@@ -8,13 +8,19 @@ fails if the bound is removed. httpx's own timeouts stay as the real-time backst
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # asyncio loads on first use: a new gateway needs no event loop (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["Clock", "RealClock", "VirtualClock", "bounded", "cancel_and_wait"]
 

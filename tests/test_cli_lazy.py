@@ -64,8 +64,9 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     # nor the job handles, webhooks, vendor limits or many-at-once (they load on first use)
     assert heavy_in(loaded, ("gateway.jobs.handles", "gateway.jobs.push", "gateway.jobs.limits",
                              "gateway.jobs.many")) == []
-    # nor httpx: its client is made on the first call, and the adapters' modules load it lazily (gateway.lazy)
-    assert heavy_in(loaded, ("httpx", "httpcore")) == []
+    # nor httpx and asyncio: the client and the event loop are made on the first call, and the modules that
+    # use them load them on first use (gateway.lazy)
+    assert heavy_in(loaded, ("httpx", "httpcore", "asyncio", "ssl")) == []
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
 
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from rich.console import Console, Group
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -404,6 +403,8 @@ def generate_with_progress(gw: Gateway, request: OviRequest, *, provider: str | 
     console = stderr_console()
     display = RunDisplay(console.print)
     try:
+        from rich.live import Live  # only a generation's progress display needs it (start-up, issue 14)
+
         with Live(display, console=console, refresh_per_second=8, transient=False) as live:
             display.print_line = live.console.print
             return gw.generate(request, provider=provider, route=route, idempotency_key=idempotency_key,

@@ -10,7 +10,6 @@ the intent and the ack flushed, the result committed, and batched writes for the
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import ClipInProgress, GatewayError
 from gateway.jobs.events import Event
 from gateway.jobs.leasing import ClipLease
+from gateway.lazy import LazyModule
 from gateway.request import OviRequest
 from gateway.result import Attempt, OviResult
 from gateway.routing.planner import Route
@@ -30,6 +30,8 @@ from gateway.store.lease import Heartbeat, alive, lease_owner
 from gateway.store.records import request_hash
 
 if TYPE_CHECKING:
+    import asyncio
+
     from gateway.clock import Clock
     from gateway.contract import Provider
     from gateway.jobs.recovery import Recovery, ResumeOutcome
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from gateway.routing.pricing import PriceBook
     from gateway.store.base import SqlStore
     from gateway.store.journal import Journal
+else:  # asyncio loads on first use: a new gateway needs no event loop (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["ClipsMixin"]
 

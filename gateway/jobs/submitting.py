@@ -6,12 +6,12 @@ decides when to start a follower, when ``submit`` may return, and how a handle r
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ClipInProgress, ConfigurationError, GatewayError, InvalidRequest
 from gateway.jobs.events import Event
+from gateway.lazy import LazyModule
 from gateway.request import OviRequest, check_idempotency_key
 from gateway.result import OviResult
 from gateway.secrets import scrubbing
@@ -21,9 +21,13 @@ from gateway.store.records import request_hash
 # The handles and webhook modules load when a handle, a follower or a push is first used:
 # Gateway(journal=None) needs neither (start-up, issue 14).
 if TYPE_CHECKING:
+    import asyncio
+
     from gateway.jobs.handles import BackgroundLoop, Followers, Job
     from gateway.jobs.push import PushBox
     from gateway.routing.planner import Route
+else:  # asyncio loads on first use: a new gateway needs no event loop (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["HandlesMixin"]
 

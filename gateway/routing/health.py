@@ -25,11 +25,10 @@ written in the background on a loop (a ``BATCHED`` write: never awaited).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.clock import Clock
 from gateway.errors import (
@@ -42,8 +41,14 @@ from gateway.errors import (
     RateLimited,
     SubmitOutcomeUnknown,
 )
+from gateway.lazy import LazyModule
 from gateway.store.lease import lease_owner
 from gateway.store.records import BreakerRecord
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # asyncio loads on first use: a new gateway needs no event loop (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["Breaker", "BreakerState", "Health"]
 

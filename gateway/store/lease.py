@@ -12,14 +12,20 @@ waits for the missed beats.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from gateway.clock import cancel_and_wait
+from gateway.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import asyncio
+else:  # asyncio loads on first use: a new gateway needs no event loop (gateway.lazy)
+    asyncio = LazyModule("asyncio", globals())
 
 __all__ = ["Heartbeat", "alive", "lease_owner", "owner_dead"]
 
