@@ -397,8 +397,12 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         from gateway.jobs.runner import Runner
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir, emulated=self.emulated,
                             verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
-        # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives.
-        return Runner(self._limited(self._pushing(self._providers())), clock=self._waking(self.clock),
+        # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives. With
+        # neither pushes nor limits nothing wraps the adapters: the runner reads the session's own mapping
+        # (it never changes it) instead of a copy per call.
+        providers = self._providers()
+        wrapped = providers if self.push is None and not self.limits else self._limited(self._pushing(providers))
+        return Runner(wrapped, clock=self._waking(self.clock),
                       health=self.health_state, store=self.store,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
                       backoff_base=self.backoff_base, new_key=self._new_key, deliver=delivery)

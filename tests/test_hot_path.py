@@ -70,6 +70,109 @@ async def test_a_bound_passes_the_bodys_own_errors_and_maps_its_bare_timeout() -
     assert clock.now() == 1.0
 
 
+async def test_a_real_clock_bound_fires_as_the_taxonomy_and_leaves_no_cancel_behind() -> None:
+    """On ``RealClock`` the bound is one ``call_at`` (not ``asyncio.timeout``); a bound of 0 s fires on the
+    next loop turn, so no real time passes."""
+    import asyncio
+
+    from gateway.clock import RealClock
+
+    clock, task = RealClock(), asyncio.current_task()
+    assert task is not None
+    with pytest.raises(ProviderUnavailable, match="v did not finish answering the status check within 0 s"):
+        async with bounded_call(clock, None, provider="v", what="status check", cap=0.0):
+            await asyncio.Event().wait()
+    assert task.cancelling() == 0  # the bound's own cancel was taken back
+    ctx = SubmitContext(idempotency_key="0b6f3c1e-5d2a-4c8b-9e7f-123456789abc")
+    with pytest.raises(SubmitOutcomeUnknown, match="the submit may have reached it"):
+        async with bounded_call(clock, clock.now() - 1.0, provider="v", what="submit", submit=ctx):
+            await asyncio.Event().wait()
+    bound = bounded_call(clock, None, provider="v", what="result")
+    async with bound:
+        await asyncio.sleep(0)
+    assert bound._handle.cancelled()  # an answer in time leaves no timer that could cancel later work
+    with pytest.raises(ValueError, match="the body's own"):
+        async with bounded_call(clock, None, provider="v", what="result"):
+            raise ValueError("the body's own")
+
+
+async def test_a_real_clock_bound_never_turns_the_callers_cancel_into_a_timeout() -> None:
+    import asyncio
+
+    from gateway.clock import RealClock
+
+    entered = asyncio.Event()
+
+    async def body() -> None:
+        async with bounded_call(RealClock(), None, provider="v", what="status check"):
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(body())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+    async def both() -> None:  # the bound fires and the caller cancels too: still the caller's cancel
+        async with bounded_call(RealClock(), None, provider="v", what="status check", cap=0.0):
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+            await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(both())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_zero_wait_first_check_follows_the_submit_without_a_loop_turn(clock: VirtualClock) -> None:
+    """With nothing to wait for (a zero-wait ``PollPolicy``), the first status check follows the submit's
+    answer at once, as fal-client's own ``get`` does; every later check still yields to the loop."""
+    from gateway import Gateway
+    from gateway.emulator import Emulator
+    from gateway.jobs.polling import PollPolicy
+
+    sleeps: list[float] = []
+    real_sleep = clock.sleep
+
+    async def counted(seconds: float) -> None:
+        sleeps.append(seconds)
+        await real_sleep(seconds)
+
+    clock.sleep = counted  # type: ignore[method-assign]
+    zero = PollPolicy(expected=0.0, first_fraction=0.0, interval=0.0, learn=False)
+    done = Gateway(emulator=Emulator(clock=clock, job_time=lambda rng: 0.0, seed=3), clock=clock, journal=None,
+                   poll=zero)
+    result = await done.agenerate(OviRequest(prompt="a knight", image="https://example.com/a.png"), provider="fal")
+    assert result.provider == "fal" and sleeps == []
+    await done.aclose()
+    later = Gateway(emulator=Emulator(clock=clock, job_time=lambda rng: 2.0, seed=3), clock=clock, journal=None,
+                    poll=PollPolicy(expected=0.0, first_fraction=0.0, interval=1.0, learn=False))
+    result = await later.agenerate(OviRequest(prompt="a knight", image="https://example.com/a.png"), provider="fal")
+    assert result.provider == "fal" and sleeps and all(s > 0 for s in sleeps)  # checks after the first wait
+    await later.aclose()
+
+
+def test_without_pushes_or_limits_the_runner_reads_the_sessions_adapters(tmp_path: Any) -> None:
+    import asyncio
+
+    from gateway import Gateway
+    from gateway.emulator import Emulator
+    from gateway.jobs.limits import LimitedProvider, VendorLimits
+
+    async def main() -> None:
+        plain = Gateway(emulator=Emulator(seed=1), journal=None)
+        assert plain._runner(None).providers is plain._providers()  # no copy per call
+        limited = Gateway(emulator=Emulator(seed=1), journal=tmp_path / "j.sqlite3",
+                          limits={"fal": VendorLimits(rpm=60)})
+        wrapped = limited._runner(None).providers
+        assert isinstance(wrapped["fal"], LimitedProvider) and wrapped is not limited._providers()
+        await plain.aclose()
+        await limited.aclose()
+
+    asyncio.run(main())
+
+
 SUBMITTED = {"code": 200, "message": "success", "data": {"id": "pred-1", "status": "created",
                                                         "urls": {"get": "https://x/pred-1"}}}
 

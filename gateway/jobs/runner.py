@@ -242,7 +242,8 @@ class Runner:
             left = self._left(job.deadline_at, wait)
             if left is None:
                 left = await self._remaining(job.deadline_at, wait, name, job)  # raises DeadlineExceeded
-            await self.clock.sleep(left)
+            if left > 0 or checks:  # the first check with nothing to wait for follows the submit's answer at
+                await self.clock.sleep(left)  # once (as fal-client's does); later ones always yield to the loop
             if self.lease is not None:
                 await check_lease(self.lease, job, name, confirm=False)  # taken over: the holder follows it
             if job.unwritten or job.pending or job.refused is not None:  # only a journal leaves any
