@@ -247,8 +247,8 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         """One ``Quote`` per installed provider: feasible ones cheapest first, then the rest."""
         return ranked(self._quotes(request).values())
 
-    def _quotes(self, request: OviRequest, only: str | None = None) -> dict[str, Quote]:
-        return quotes_for(self.classes, self.book, request, only)
+    def _quotes(self, request: OviRequest, only: str | None = None, cached: bool = False) -> dict[str, Quote]:
+        return quotes_for(self.classes, self.book, request, only, cached=cached)
 
     def health(self) -> list[BreakerState]:
         """Each vendor's breaker: closed, open (and until when) or half-open."""
@@ -319,7 +319,7 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
                             started: float, earlier: list[Attempt] | None = None) -> OviResult:
         if route.deadline is not None:  # what resuming an earlier job used counts against the deadline
             route = route.model_copy(update={"deadline": max(1e-9, route.deadline - (self.clock.now() - started))})
-        quotes = self._quotes(request, only=route.provider)
+        quotes = self._quotes(request, only=route.provider, cached=True)  # per request shape (routing.quoting)
         chosen = plan(route, quotes, unhealthy=self.health_state.unhealthy(), unconfigured=self._unconfigured())
         wait = None if chosen.candidates else self._cooldown_wait(route, quotes)
         if wait is not None:

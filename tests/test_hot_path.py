@@ -243,8 +243,16 @@ async def test_a_job_in_flight_keeps_no_planning_leftovers(clock: VirtualClock, 
         await asyncio.sleep(0)
     await asyncio.sleep(0)
     gc.collect()
-    alive = [o.provider for o in gc.get_objects() if isinstance(o, Quote) and id(o) not in before]
-    assert alive == ["wavespeed"]  # the chosen candidate's quote (its price is the result's quoted_usd)
+    # Planning's quotes are cached per request shape (shared by every job of that shape, not per job):
+    # beside those, a job in flight keeps no quote, and no plan with the others' exclusion reasons.
+    from gateway.routing.planner import Plan
+
+    cached = {id(q) for q in gateway.book.quotes.values()}
+    alive = [o.provider for o in gc.get_objects() if isinstance(o, Quote) and id(o) not in before | cached]
+    assert alive == []
+    assert sorted(q.provider for q in gateway.book.quotes.values()) == (
+        ["wavespeed"] if how == "provider" else ["fal", "runware", "wavespeed"])
+    assert not [o for o in gc.get_objects() if isinstance(o, Plan) and o.excluded]
     result = await task
     assert result.provider == "wavespeed" and result.quoted_usd is not None
     await gateway.aclose()
@@ -297,3 +305,34 @@ async def test_the_loopback_transport_rewrites_only_urls_that_point_elsewhere() 
     other_port = httpx.Request("GET", "http://127.0.0.1:9999/x")
     await transport.handle_async_request(other_port)
     assert str(seen[2].url) == "http://127.0.0.1:8765/x" and seen[2].headers["host"] == "127.0.0.1:8765"
+
+
+def test_planning_quotes_are_reused_per_request_shape_and_follow_the_book() -> None:
+    """The runner's quotes are cached by vendor and request shape (mode and set fields); ``Gateway.quote``
+    makes fresh ones; a different shape, or a recalibrated rule, is quoted again."""
+    from decimal import Decimal
+
+    from gateway import Gateway
+    from gateway.request import Mode
+    from gateway.routing.quoting import quotes_for
+
+    gateway = Gateway(journal=None, keys={"runware": "k", "fal": "k", "wavespeed": "k"})
+    image = "https://example.com/a.png"
+    first = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="a knight", image=image, steps=30),
+                       cached=True)
+    again = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="another knight <S>Hi.<E>", image=image,
+                                                                 steps=30), cached=True)
+    assert all(again[name] is first[name] for name in first)  # the prompt is not part of the shape
+    more = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="a knight", image=image, steps=40),
+                      cached=True)
+    assert more["runware"].price_usd > first["runware"].price_usd  # steps price a compute-billed vendor
+    text = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="a knight", steps=30), cached=True)
+    assert text["fal"] is not first["fal"] and text["fal"].feasible  # the mode is part of the shape
+    fresh = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="a knight", image=image, steps=30))
+    assert fresh["runware"] is not first["runware"] and fresh["runware"] == first["runware"]
+    before = first["runware"].price_usd
+    gateway.book.calibrate("runware", Mode.IMAGE_TO_VIDEO, [(Decimal("0.2342"), 30)] * 3)
+    after = quotes_for(gateway.classes, gateway.book, OviRequest(prompt="a knight", image=image, steps=30),
+                       cached=True)
+    assert after["runware"].price_usd is not None and before is not None
+    assert after["runware"].price_usd > before  # the new scale is quoted, not the cached old price

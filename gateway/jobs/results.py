@@ -104,9 +104,10 @@ async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_
         # clip whose submit is closed, nor a finished submit whose clip has no result.
         await runner._write(job, "result", lambda: store.finish(job.clip_key, result.model_dump_json(),
                                                                 job.submit_key, cost_usd=cost, cost_source=source))
-    _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
-              job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
-                                                   "idempotency_key": job.submit_key, "clip_key": job.clip_key})
+    if _log.isEnabledFor(logging.INFO):  # the extra dict is not built for a line nobody writes
+        _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
+                  job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,
+                                                       "idempotency_key": job.submit_key, "clip_key": job.clip_key})
     if runner.on_event is not no_event:
         runner.on_event(Event("done", job.name, now - job.started, state="succeeded", message=output.video_url))
     return result

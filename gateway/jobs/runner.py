@@ -109,6 +109,7 @@ class Runner:
         self.deliver: Callable[[FollowedJob, ProviderOutput], Awaitable[dict[str, Any]]] | None = deliver
         self.lease: ClipLease | None = None
         """The call's lease on the clip (set by the gateway): lost, the runner stops (``jobs.leasing``)."""
+        self._traced = False  # whether the current attempt's span records (``run`` asks once per attempt)
         self.verdicts: list[GatewayError] = []
         """Verdicts on this clip's earlier jobs found when re-attaching (``Recovery``): ``run`` counts them
         as its own failures (the route's ``job_retries`` and failover rules), so none is paid for twice."""
@@ -146,7 +147,8 @@ class Runner:
             previous = candidate.provider
             try:
                 work = self._on_vendor(request, candidate, route, clip_key, started, deadline_at, attempts)
-                result = await (work if telemetry.live() is None else  # no span nobody records: no wrapper
+                self._traced = telemetry.live() is not None  # asked per attempt: a provider set later is used
+                result = await (work if not self._traced else  # no span nobody records: no wrapper
                                 telemetry.attempt(work, vendor=candidate.provider, clip_key=clip_key))
             except GatewayError as error:
                 why = f"{type(error).__name__}: {error.message}"
@@ -194,11 +196,13 @@ class Runner:
             if store is not None:
                 await self._write(job, "accepted", store.accepted, ctx.idempotency_key, job.handle.to_json(),
                                   keep=True)
-            telemetry.note(job_id=job.handle.job_id, idempotency_key=ctx.idempotency_key)
-            _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
-                      ctx.idempotency_key, clip_key,
-                      extra={"vendor": name, "job_id": job.handle.job_id, "idempotency_key": ctx.idempotency_key,
-                             "clip_key": clip_key})
+            if self._traced:
+                telemetry.note(job_id=job.handle.job_id, idempotency_key=ctx.idempotency_key)
+            if _log.isEnabledFor(logging.INFO):  # the extra dict is not built for a line nobody writes
+                _log.info("%s accepted job %s (idempotency key %s, clip %s)", name, job.handle.job_id,
+                          ctx.idempotency_key, clip_key, extra={"vendor": name, "job_id": job.handle.job_id,
+                                                                "idempotency_key": ctx.idempotency_key,
+                                                                "clip_key": clip_key})
             if self.on_event is not no_event:
                 self.on_event(Event("accepted", name, self.clock.now() - started, message=job.handle.job_id))
             return await self.follow(job)
@@ -263,8 +267,9 @@ class Runner:
                 await self._record_failure(job, error)
                 raise
             errors_in_row = 0
-            _log.debug("%s job %s: %s", name, handle.job_id, status.state.value,
-                       extra={"vendor": name, "job_id": handle.job_id, "idempotency_key": job.submit_key})
+            if _log.isEnabledFor(logging.DEBUG):  # every check of every job: no extra dict for nobody
+                _log.debug("%s job %s: %s", name, handle.job_id, status.state.value,
+                           extra={"vendor": name, "job_id": handle.job_id, "idempotency_key": job.submit_key})
             if self.on_event is not no_event:
                 self.on_event(Event("status", name, self.clock.now() - job.started, state=status.state,
                                     queue_position=status.queue_position))

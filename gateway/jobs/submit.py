@@ -41,8 +41,9 @@ async def submit(runner: Runner, provider: Provider, request: OviRequest, ctx: S
     tries = 0
     while True:
         tries += 1
-        _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key, tries,
-                  extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
+        if _log.isEnabledFor(logging.INFO):  # the extra dict is not built for a line nobody writes
+            _log.info("submitting to %s (idempotency key %s, try %d)", name, ctx.idempotency_key, tries,
+                      extra={"vendor": name, "idempotency_key": ctx.idempotency_key})
         if runner.on_event is not no_event:
             runner.on_event(Event("submit", name, runner.clock.now() - started))
         try:

@@ -134,6 +134,9 @@ class PriceBook:
 
     def __init__(self, entries: Mapping[str, Mapping[str, Any]]) -> None:
         self._rules = _RULES.validate_python({name: dict(modes) for name, modes in entries.items()})
+        self.quotes: dict[Any, Quote] = {}
+        """Quotes made for the runner by request shape (``routing.quoting.quotes_for(cached=True)``);
+        emptied whenever a rule changes (``calibrate``)."""
 
     @classmethod
     def load(cls, override: str | os.PathLike[str] | Mapping[str, Any] | None = None) -> PriceBook:
@@ -181,6 +184,7 @@ class PriceBook:
         ratios = [cost / rule.estimate_at(steps) for cost, steps in pairs]
         scale = min(Decimal(2), max(Decimal("0.5"), sum(ratios, Decimal(0)) / len(ratios)))
         self._rules[provider][str(mode)] = rule.model_copy(update={"scale": scale.quantize(Decimal("0.0001"))})
+        self.quotes.clear()  # a cached quote of this rule's old price must not be used again
         return scale
 
 

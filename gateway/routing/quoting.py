@@ -23,20 +23,41 @@ CALIBRATION_WINDOW = 20
 """Newest reported costs per vendor a compute-billed estimate is calibrated from (``Journal.reported_costs``)."""
 
 
+_CACHED_SHAPES = 256
+"""Request shapes whose quotes ``quotes_for(cached=True)`` keeps per book (then it starts over)."""
+
+
 def quotes_for(classes: Mapping[str, type[Provider]], book: PriceBook, request: OviRequest,
-               only: str | None = None) -> dict[str, Quote]:
-    """A ``Quote`` per vendor class (only ``only`` when pinned): feasible or why not, and the book's price."""
+               only: str | None = None, *, cached: bool = False) -> dict[str, Quote]:
+    """A ``Quote`` per vendor class (only ``only`` when pinned): feasible or why not, and the book's price.
+
+    ``cached`` (the runner's planning, never ``Gateway.quote``, whose caller may change the lists it gets):
+    a quote depends only on the vendor's class, the request's mode and set fields (``OviRequest.set_fields``:
+    steps, sizes, formats — what capabilities and price rules read; never the prompt or the image) and the
+    book's rules, so one made for the same shape is reused; ``PriceBook.calibrate`` empties the cache."""
     quotes = {}
+    shape = (request.mode, tuple(request.set_fields().items())) if cached else None
     for name, cls in classes.items() if only is None else [(only, classes[only])]:  # pinned: it alone
-        violations = cls.capabilities.violations(request)
-        price, estimated, source = book.price(name, request)
-        reasons = [str(v) for v in violations]
-        if price is None:
-            reasons.append("no price known")
-        quotes[name] = Quote(provider=name, price_usd=price, estimated=estimated, feasible=not violations,
-                             reasons=reasons, source=source,
-                             dropped=[v.field for v in violations if v.field != "image"])
+        key = (name, cls, shape)
+        quote = book.quotes.get(key) if cached else None
+        if quote is None:
+            quote = _quote(name, cls, book, request)
+            if cached:
+                if len(book.quotes) >= _CACHED_SHAPES:
+                    book.quotes.clear()
+                book.quotes[key] = quote
+        quotes[name] = quote
     return quotes
+
+
+def _quote(name: str, cls: type[Provider], book: PriceBook, request: OviRequest) -> Quote:
+    violations = cls.capabilities.violations(request)
+    price, estimated, source = book.price(name, request)
+    reasons = [str(v) for v in violations]
+    if price is None:
+        reasons.append("no price known")
+    return Quote(provider=name, price_usd=price, estimated=estimated, feasible=not violations, reasons=reasons,
+                 source=source, dropped=[v.field for v in violations if v.field != "image"])
 
 
 def ranked(quotes: Iterable[Quote]) -> list[Quote]:
