@@ -9,15 +9,17 @@ file after its commit (what SQLite itself uses on Linux: the data and the size n
 ``SqliteStore`` is the async interface over it. Operations made on an event loop are gathered until
 the end of that loop iteration and handed over together (``_kick``):
 
-- when the writer thread is idle and none of them asks for a flush, they run at once on the loop's
-  thread, in ONE transaction: a commit that is not flushed costs microseconds, less than a thread hop,
-  so one job at a time pays no hop for them. This never waits on the disk or on another process: the
-  write lock is only tried (``busy_timeout`` 0), and when another process holds it the operations go
-  to the writer thread instead;
-- otherwise (a flush is asked for, or the writer is busy, i.e. many jobs are in flight) the writer
-  thread takes everything queued, runs it in ONE transaction, commits once and flushes once if any
-  operation asked for it: ten thousand jobs in flight pay one commit per batch, not one per write,
-  and fsync never runs on the event loop.
+- when the writer thread is idle, they run at once on the loop's thread, in ONE transaction: a commit
+  costs microseconds, less than a thread hop, so one job at a time pays no hop for them. This never
+  waits on another process: the write lock is only tried (``busy_timeout`` 0), and when another
+  process holds it the operations go to the writer thread instead. A flush is made there too only
+  while this disk's flushes are measured quick (``quick_flush``: their recent average at most
+  ``FLUSH_ON_LOOP_S``): a hop each way costs more than such a flush, and the loop is then held for
+  no longer than a hop would take. Before the first measurement, or on a slow disk, a flush goes to
+  the writer thread: a slow fsync never holds the loop;
+- otherwise (the writer is busy, i.e. many jobs are in flight, or a flush is slow) the writer thread
+  takes everything queued, runs it in ONE transaction, commits once and flushes once if any operation
+  asked for it: ten thousand jobs in flight pay one commit per batch, not one per write.
 
 The operations of a transaction run back to back; when one fails they run again, each under its own
 savepoint, so one failure spoils no other. ``BATCHED`` writes are not awaited: they wait (at most
@@ -61,6 +63,9 @@ _BATCH_MAX = 512
 CHECKPOINT_OPS = 300
 """Operations committed between two checkpoints of the WAL into the database file (about 1,000-2,000
 pages, SQLite's own default is 1,000), run by the writer thread or a synchronous caller."""
+FLUSH_ON_LOOP_S = 0.001
+"""Seconds: a flush may run on an event loop's thread while the recent average flush of this file took
+at most this long (``SqliteEngine.quick_flush``), less than the two thread hops it saves."""
 BATCH_DELAY_S = 0.05
 """Seconds a ``BATCHED`` write may wait on its event loop for another operation to share a commit with."""
 _log = logging.getLogger("gateway.store")
@@ -100,6 +105,8 @@ class SqliteEngine:
         self._tx = _Tx(self.db)
         self._busy_ms = BUSY_TIMEOUT_MS
         self.flushes = 0
+        self.flush_s: float | None = None
+        """Seconds a flush of this file took, recent average (``quick_flush``); None before the first."""
         self.checkpoints = 0
         self._since_checkpoint = 0
         """Operations committed since the last checkpoint (``CHECKPOINT_OPS``)."""
@@ -245,12 +252,21 @@ class SqliteEngine:
         """Make every commit so far durable against power loss: fsync the WAL file."""
         if self.path == ":memory:":
             return
+        began = time.perf_counter()
         fd = os.open(self.path + "-wal", os.O_RDONLY)
         try:
             _fsync(fd)
         finally:
             os.close(fd)
+        took = time.perf_counter() - began
+        self.flush_s = took if self.flush_s is None else 0.75 * self.flush_s + 0.25 * took
         self.flushes += 1
+
+    @property
+    def quick_flush(self) -> bool:
+        """This file's recent flushes took ``FLUSH_ON_LOOP_S`` or less on average (False before the first;
+        an in-memory journal never flushes)."""
+        return self.path == ":memory:" or (self.flush_s is not None and self.flush_s <= FLUSH_ON_LOOP_S)
 
     def close(self) -> None:
         with self.lock:
@@ -321,15 +337,17 @@ class SqliteStore(SqlStore):
                 loop.call_soon(self._kick, loop)
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hand over what this loop gathered: inline in one transaction when the writer is idle and no
-        flush is asked for, else to the writer thread as one batch (see the module docstring)."""
+        """Hand over what this loop gathered: inline in one transaction when the writer is idle (and no
+        flush is asked for, or flushes are quick), else to the writer thread as one batch (see the
+        module docstring)."""
         with self._start:
             self._soon.discard(loop)
             late = self._late.pop(loop, None)
             items = self._pending.pop(loop, None)
             if not items:
                 return
-            inline = self._outstanding == 0 and all(item[0] is not Durability.FLUSHED for item in items)
+            inline = self._outstanding == 0 and (self.engine.quick_flush or all(
+                item[0] is not Durability.FLUSHED for item in items))
             if not inline:
                 self._hand(items)
         if late is not None:
@@ -474,7 +492,9 @@ class SqliteStore(SqlStore):
         _LIVE.discard(self)
 
     async def drain(self) -> None:
-        """Wait until every write made so far is committed (visible to other processes)."""
+        """Wait until every write made so far is committed (visible to other processes). Writes already
+        started on this loop in tasks that have not run yet (a breaker's save) are let in first."""
+        await asyncio.sleep(0)
         if self.offload:
             await self._run(Durability.COMMITTED, Queries.noop)
 

@@ -64,9 +64,23 @@ async def test_an_unflushed_commit_runs_on_the_loop_while_the_writer_is_idle(jou
     here = threading.current_thread().name
     assert await store._run(Durability.COMMITTED, _thread_name) == here
     assert store._thread is None and store.inline_commits == 1  # no writer thread was needed at all
-    await _submit(store)  # the intent is FLUSHED: fsync on the writer thread, never the loop
+    await _submit(store)  # the intent is FLUSHED, and no flush was measured yet: fsync on the writer thread
     assert seen.seen[-1] == ("ovi-store-writer", ["intent"])
     assert await store._run(Durability.COMMITTED, _thread_name) == here  # idle again: inline again
+
+
+async def test_a_flush_runs_on_the_loop_only_while_flushes_are_measured_quick(journal: Journal, monkeypatch) -> None:
+    seen = Transactions(monkeypatch)
+    store = journal.store(offload=True)
+    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush counts as quick
+    here = threading.current_thread().name
+    await _submit(store, "c1")  # unmeasured: the writer thread flushes (and measures) it
+    assert seen.seen[-1] == ("ovi-store-writer", ["intent"]) and journal._engine.quick_flush
+    await _submit(store, "c2")  # measured quick, the writer idle: committed and flushed on the loop
+    assert seen.seen[-1] == (here, ["intent"]) and journal._engine.flushes == 2
+    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # the disk turned slow: never on the loop
+    await _submit(store, "c3")
+    assert seen.seen[-1] == ("ovi-store-writer", ["intent"]) and journal._engine.flushes == 3
 
 
 async def test_operations_of_one_loop_iteration_share_one_transaction(journal: Journal, monkeypatch) -> None:
