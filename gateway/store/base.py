@@ -281,7 +281,9 @@ class SqlStore(ServerRowsStore):
         return await self._run(C, Queries.prune, older_than, wall=self.wall())
 
     async def drain(self) -> None:
-        """Wait until every BATCHED write made so far is committed (visible to other processes)."""
+        """Wait until every BATCHED write made so far is committed (visible to other processes); writes
+        started in tasks that have not run yet (a breaker's save) are let in first."""
+        await asyncio.sleep(0)
         await self._run(C, Queries.noop)
 
     async def aclose(self) -> None:

@@ -80,6 +80,11 @@ class Heartbeat:
     heartbeat then stops and ``lost`` is set — the call's paid job stays in the journal either way.
     ``wall``: the clock the lease is judged by (the store's epoch seconds); with it, ``beat_at`` is the
     wall time at which the last successful beat was sent (None before the first).
+
+    On real time (``sleep`` is ``asyncio.sleep``) the wait between beats is a loop timer, and a task is
+    made only for the renewal itself: ten thousand calls in flight keep ten thousand timers, not ten
+    thousand sleeping tasks (each a coroutine, a future and a cancellation to unwind at ``stop``).
+    Any other ``sleep`` (a virtual clock's) runs in one task, as it must to follow that clock.
     """
 
     def __init__(self, renew: Callable[[], Awaitable[bool] | bool], sleep: Callable[[float], Awaitable[None]],
@@ -92,29 +97,55 @@ class Heartbeat:
         self.beats = 0
         self.beat_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
 
     def start(self) -> Heartbeat:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        if self._sleep is asyncio.sleep:
+            self._timer = loop.call_later(self.interval, self._due, loop)
+        else:
+            self._task = loop.create_task(self._run())
         return self
+
+    def _due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = loop.create_task(self._timed_beat(loop))
+
+    async def _timed_beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        if await self._beat() and not self._stopped:
+            self._timer = loop.call_later(self.interval, self._due, loop)
 
     async def _run(self) -> None:
         while True:
             await self._sleep(self.interval)
-            sent = None if self.wall is None else self.wall()  # before the renewal: never later than its own
-            try:
-                result = self._renew()
-                kept = await result if not isinstance(result, bool) else result
-            except Exception as error:  # a failed beat is retried next time; 3 in a row lose the lease
-                _log.warning("lease heartbeat failed: %s", error)
-                continue
-            self.beats += 1
-            if kept and sent is not None:
-                self.beat_at = sent
-            if not kept:
-                self.lost = True
-                _log.warning("lease lost: another call took this clip over after missed heartbeats")
+            if not await self._beat():
                 return
 
+    async def _beat(self) -> bool:
+        """One renewal; False once the lease is lost (no more beats)."""
+        sent = None if self.wall is None else self.wall()  # before the renewal: never later than its own
+        try:
+            result = self._renew()
+            kept = await result if not isinstance(result, bool) else result
+        except Exception as error:  # a failed beat is retried next time; 3 in a row lose the lease
+            _log.warning("lease heartbeat failed: %s", error)
+            return True
+        self.beats += 1
+        if kept and sent is not None:
+            self.beat_at = sent
+        if not kept:
+            self.lost = True
+            _log.warning("lease lost: another call took this clip over after missed heartbeats")
+            return False
+        return True
+
     async def stop(self) -> None:
+        self._stopped = True
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         task, self._task = self._task, None
-        await cancel_and_wait(task)
+        if task is not None and not task.done():
+            await cancel_and_wait(task)

@@ -294,7 +294,9 @@ class PostgresStore(SqlStore):
             carried.difference_update(futures)
 
     async def drain(self) -> None:
-        """Wait until every BATCHED write made so far on this loop is committed."""
+        """Wait until every BATCHED write made so far on this loop is committed (writes started in tasks
+        that have not run yet, such as a breaker's save, are let in first)."""
+        await asyncio.sleep(0)
         await self._run(Durability.COMMITTED, Queries.noop)
 
     async def aclose(self) -> None:

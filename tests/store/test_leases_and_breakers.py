@@ -85,3 +85,32 @@ async def test_an_open_breaker_is_seen_by_the_next_gateway_on_the_journal(tmp_pa
     clock.advance(250)  # past the shared cooldown: half-open for every process
     third = Gateway(emulator=emulator, clock=clock, journal=path, breaker={"threshold": 1, "cooldown": 300})
     assert [b.state for b in third.health() if b.provider == "fal"] == ["half-open"]
+
+
+async def test_a_real_time_heartbeat_beats_on_timers_until_stopped_or_lost() -> None:
+    """On real time the heartbeat waits on loop timers (no sleeping task per lease): it beats every
+    interval, stops beating at ``stop``, and stops by itself once a renewal says the lease is lost."""
+    beats: list[float] = []
+
+    async def renew() -> bool:
+        beats.append(asyncio.get_running_loop().time())
+        return len(beats) < 5
+
+    beat = lease.Heartbeat(renew, asyncio.sleep, 0.01).start()
+    assert beat._task is None and beat._timer is not None  # a timer, not a sleeping task
+    for _ in range(500):
+        if beat.lost:
+            break
+        await asyncio.sleep(0.01)
+    assert beat.lost and len(beats) == 5 and beat.beats == 5
+    assert beat._timer is None  # lost: nothing more scheduled
+    await beat.stop()
+
+    kept: list[int] = []
+    steady = lease.Heartbeat(lambda: kept.append(1) is None, asyncio.sleep, 0.01).start()
+    while len(kept) < 2:
+        await asyncio.sleep(0.005)
+    await steady.stop()
+    stopped_at = len(kept)
+    await asyncio.sleep(0.05)
+    assert len(kept) == stopped_at and steady._timer is None  # no beat after stop
