@@ -68,6 +68,13 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     # use them load them on first use (gateway.lazy)
     assert heavy_in(loaded, ("httpx", "httpcore", "asyncio", "ssl")) == []
     assert "providers.fal" in loaded  # the adapters' classes are loaded (capabilities); fal-client is not
+    assert heavy_in(loaded, NOT_BEFORE_A_CALL) == []
+
+
+NOT_BEFORE_A_CALL = ("providers.runware.translate", "providers.runware.schemas", "providers.wavespeed.translate",
+                     "providers.wavespeed.schemas", "providers.fal.translate", "gateway.jobs.fate")
+"""The adapters' translation and wire schemas: the registry reads each class's capabilities from its
+``capabilities`` module; the rest loads on the adapter's first call (``gateway.lazy``)."""
 
 
 QUOTE = "import sys; sys.argv = ['ovi-gateway', 'quote', '--prompt', 'A knight. <S>Hold.<E>']; " \
@@ -84,6 +91,7 @@ def test_quote_loads_neither_the_server_nor_the_batch_runner_nor_a_journal(tmp_p
     loaded = loaded_after(QUOTE, XDG_DATA_HOME=str(tmp_path))  # no journal there yet
     assert heavy_in(loaded, NOT_FOR_A_QUOTE) == []
     assert "providers.fal" in loaded and list(tmp_path.iterdir()) == []  # priced every vendor, created nothing
+    assert heavy_in(loaded, NOT_BEFORE_A_CALL) == []
 
 
 BUILT = """

@@ -30,16 +30,19 @@ from gateway.errors import (
 from gateway.http import classify_transport, redact, require_key
 from gateway.lazy import LazyModule
 from gateway.request import ImageInput, OviRequest
-from providers.fal import translate, webhooks
+from providers.fal.capabilities import CAPABILITIES
 from providers.fal.schemas import SubmitAck
-from providers.fal.translate import Phase
 
 if TYPE_CHECKING:
     import httpx
 
+    from providers.fal import translate, webhooks
     from providers.fal.queue import FalCallError, FalQueueClient, FalRequest
-else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+    from providers.fal.translate import Phase
+else:  # httpx, translation and webhooks load on the first call, not when the registry reads the class (gateway.lazy)
     httpx = LazyModule("httpx", globals())
+    translate = LazyModule("providers.fal.translate", globals())
+    webhooks = LazyModule("providers.fal.webhooks", globals())
 
 # fal-client (and ``providers.fal.queue``, built on it) is imported by the methods that call fal, not
 # here: the registry imports this module for the class's capabilities whenever a gateway starts, and
@@ -64,7 +67,7 @@ class FalProvider:
     name = "fal"
     contract_version = CONTRACT_VERSION
     env_key = "FAL_KEY"
-    capabilities = translate.CAPABILITIES
+    capabilities = CAPABILITIES
     reconcilable = False
     accepted_options = frozenset({"base_url"})
     can_cancel = True

@@ -13,11 +13,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from gateway.contract import (
-    Capabilities,
     JobState,
     JobStatus,
-    Limit,
-    ModeCapabilities,
     ProviderOutput,
     SubmitContext,
 )
@@ -33,6 +30,7 @@ from gateway.errors import (
 from gateway.http import classify_status, decode, redact
 from gateway.jobs.fate import as_verdict
 from gateway.request import ImageInput, Mode, OviRequest
+from providers.fal.capabilities import CAPABILITIES, I2V_ENDPOINT, PROVIDER, RESOLUTIONS, T2V_ENDPOINT
 from providers.fal.schemas import ErrorBody, OviOutput, QueueStatus, SubmitAck
 
 __all__ = [
@@ -56,33 +54,8 @@ __all__ = [
     "phase_of",
 ]
 
-PROVIDER = "fal"
-I2V_ENDPOINT = "fal-ai/ovi/image-to-video"
-T2V_ENDPOINT = "fal-ai/ovi"
 PRICE_USD = Decimal("0.20")
 """fal's published price per Ovi video (both endpoints); fal reports no cost per request."""
-
-RESOLUTIONS = ("512x992", "992x512", "960x512", "512x960", "720x720", "448x1120", "1120x448")
-"""The ``resolution`` enum of ``fal-ai/ovi`` (W x H); canonical ``size`` maps to it 1:1."""
-
-# fal documents no seed range ("If None, a random seed is chosen"). Refusing anything beyond
-# uint32 is our conservative choice: it is what the Ovi pipeline draws, and a larger value could
-# be refused by the runner after the job was paid for.
-_SEED = Limit(minimum=0, maximum=2**32 - 1)
-_COMMON = {
-    "seed": _SEED,
-    "steps": Limit(minimum=1, maximum=50),
-    "negative_prompt": Limit(),
-    "audio_negative_prompt": Limit(),
-    "fps": Limit(fixed=24),
-    "output_format": Limit(fixed="MP4"),
-}
-
-CAPABILITIES = Capabilities(modes={
-    Mode.IMAGE_TO_VIDEO: ModeCapabilities(endpoint=I2V_ENDPOINT, fields=dict(_COMMON)),
-    Mode.TEXT_TO_VIDEO: ModeCapabilities(endpoint=T2V_ENDPOINT,
-                                         fields={**_COMMON, "size": Limit(choices=RESOLUTIONS)}),
-})
 
 _WIRE_NAMES = {
     "seed": "seed",

@@ -26,12 +26,15 @@ from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.lazy import LazyModule
 from gateway.request import OviRequest
-from providers.runware import translate
+from providers.runware.capabilities import CAPABILITIES, PROVIDER
 
 if TYPE_CHECKING:
     import httpx
-else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+
+    from providers.runware import translate
+else:  # translation and wire schemas load on the first call, not when the registry reads the class (gateway.lazy)
     httpx = LazyModule("httpx", globals())
+    translate = LazyModule("providers.runware.translate", globals())
 
 __all__ = ["RunwareProvider"]
 
@@ -51,10 +54,10 @@ class RunwareProvider:
     ``https://api.runware.ai/v1``.
     """
 
-    name = translate.PROVIDER
+    name = PROVIDER
     contract_version = CONTRACT_VERSION
     env_key = "RUNWARE_API_KEY"
-    capabilities = translate.CAPABILITIES
+    capabilities = CAPABILITIES
     reconcilable = True
     result_retention_s = None
     """Runware documents no lifetime for a generated video's URL (only uploaded images: 30 days after

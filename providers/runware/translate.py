@@ -15,12 +15,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from gateway.contract import (
-    Capabilities,
     JobHandle,
     JobState,
     JobStatus,
-    Limit,
-    ModeCapabilities,
     ProviderOutput,
     SubmitContext,
 )
@@ -40,7 +37,8 @@ from gateway.errors import (
 from gateway.http import classify_status, classify_transport, decode, redact, retry_after
 from gateway.jobs.fate import as_verdict
 from gateway.lazy import LazyModule
-from gateway.request import ImageInput, Mode, OviRequest
+from gateway.request import ImageInput, OviRequest
+from providers.runware.capabilities import CAPABILITIES, ENDPOINT, PROVIDER
 from providers.runware.schemas import (
     RunwareAdvancedFeatures,
     RunwareBody,
@@ -65,27 +63,9 @@ __all__ = [
     "status_from", "upload_payload", "uploaded_image", "with_image",
 ]
 
-PROVIDER = "runware"
-ENDPOINT = "runware:190@1"
 API_URL = "https://api.runware.ai/v1"
 INLINE_IMAGE_LIMIT = 5 * 1024 * 1024
 """A local image whose data URI is longer than this (characters) goes through ``imageUpload`` first."""
-
-CAPABILITIES = Capabilities(modes={
-    # Ovi on Runware requires inputs.image: image-to-video only.
-    Mode.IMAGE_TO_VIDEO: ModeCapabilities(endpoint=ENDPOINT, fields={
-        "seed": Limit(minimum=0, maximum=2**63 - 1),
-        "steps": Limit(minimum=1, maximum=100),
-        "negative_prompt": Limit(),
-        "audio_negative_prompt": Limit(),
-        "video_guidance": Limit(minimum=0, maximum=10),
-        "audio_guidance": Limit(minimum=0, maximum=10),
-        "slg_layer": Limit(minimum=0, maximum=30),
-        "fps": Limit(minimum=1, maximum=120),
-        "output_format": Limit(choices=("MP4", "WEBM", "MOV")),
-        "output_quality": Limit(minimum=20, maximum=99),
-    }),
-})
 
 _ADVANCED = {"negative_prompt": "videoNegativePrompt", "audio_negative_prompt": "audioNegativePrompt",
              "video_guidance": "videoCFGScale", "audio_guidance": "audioCFGScale", "slg_layer": "slgLayer"}

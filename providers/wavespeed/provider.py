@@ -28,12 +28,16 @@ from gateway.errors import GatewayError, MalformedResponse
 from gateway.http import USER_AGENT, classify_transport, require_key
 from gateway.lazy import LazyModule
 from gateway.request import ImageInput, OviRequest
-from providers.wavespeed import translate, webhooks
+from providers.wavespeed.capabilities import CAPABILITIES, NAME
 
 if TYPE_CHECKING:
     import httpx
-else:  # httpx loads on the first request or error, not when the registry imports this module (gateway.lazy)
+
+    from providers.wavespeed import translate, webhooks
+else:  # translation and wire schemas load on the first call, not when the registry reads the class (gateway.lazy)
     httpx = LazyModule("httpx", globals())
+    translate = LazyModule("providers.wavespeed.translate", globals())
+    webhooks = LazyModule("providers.wavespeed.webhooks", globals())
 
 __all__ = ["WaveSpeedProvider"]
 
@@ -56,10 +60,10 @@ class WaveSpeedProvider:
     ``ctx.options["base_url"]`` points the adapter at another API root (a loopback emulator).
     """
 
-    name = translate.NAME
+    name = NAME
     contract_version = CONTRACT_VERSION
     env_key = "WAVESPEED_API_KEY"
-    capabilities = translate.CAPABILITIES
+    capabilities = CAPABILITIES
     reconcilable = False
     accepted_options = frozenset({"base_url"})
     min_poll_interval = 5.0

@@ -11,12 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.contract import (
-    Capabilities,
     JobHandle,
     JobState,
     JobStatus,
-    Limit,
-    ModeCapabilities,
     ProviderOutput,
     SubmitContext,
 )
@@ -33,6 +30,8 @@ from gateway.errors import (
 from gateway.http import classify_status, decode, redact
 from gateway.jobs.fate import as_verdict
 from gateway.request import Mode, OviRequest
+from providers.wavespeed.capabilities import CAPABILITIES, I2V_MODEL, NAME, T2V_MODEL
+from providers.wavespeed.capabilities import WIRE_SIZES as _SIZES
 from providers.wavespeed.schemas import TERMINAL_FAILURES, Envelope, ErrorBody, PredictionData, UploadEnvelope
 
 __all__ = [
@@ -58,25 +57,10 @@ __all__ = [
     "upload_url",
 ]
 
-NAME = "wavespeed"
 API_BASE = "https://api.wavespeed.ai"
-I2V_MODEL = "character-ai/ovi/image-to-video"
-T2V_MODEL = "character-ai/ovi/text-to-video"
 UPLOAD_PATH = "/api/v3/media/upload/binary"
-SEED_MAX = 2_147_483_647
 RANDOM_SEED = -1
 """WaveSpeed's documented "random seed" value, sent when the caller set no seed."""
-
-_SIZES = {"960x540": "960*540", "540x960": "540*960"}
-_COMMON = {
-    "seed": Limit(0, SEED_MAX),
-    "fps": Limit(fixed=24),             # "5-second clips at 24 FPS"; not a parameter
-    "output_format": Limit(fixed="MP4"),
-}
-CAPABILITIES = Capabilities(modes={
-    Mode.IMAGE_TO_VIDEO: ModeCapabilities(I2V_MODEL, dict(_COMMON)),
-    Mode.TEXT_TO_VIDEO: ModeCapabilities(T2V_MODEL, {**_COMMON, "size": Limit(choices=tuple(_SIZES))}),
-})
 
 # data.code of a failed task (https://wavespeed.ai/docs/error-codes). The docs say "5xxx: retry with
 # backoff", but the failed job is dead either way: a retry is a NEW paid job, which only the runner may
