@@ -336,3 +336,65 @@ def test_planning_quotes_are_reused_per_request_shape_and_follow_the_book() -> N
                        cached=True)
     assert after["runware"].price_usd is not None and before is not None
     assert after["runware"].price_usd > before  # the new scale is quoted, not the cached old price
+
+
+def test_wavespeed_validates_the_final_polls_body_once_and_any_other_body_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.contract import JobHandle
+    from providers.wavespeed import translate
+
+    done = {"code": 200, "message": "success", "data": {"id": "pred-1", "status": "completed",
+                                                       "outputs": ["https://x/clip.mp4"]}}
+    validated: list[Any] = []
+    real = translate.decode
+
+    def counted(model: Any, body: Any, **kwargs: Any) -> Any:
+        if model is translate.Envelope:
+            validated.append(body)
+        return real(model, body, **kwargs)
+
+    monkeypatch.setattr(translate, "decode", counted)
+    handle = JobHandle("wavespeed", "pred-1", {})
+    status = translate.status_of(json_bytes(done))
+    assert translate.parse_output(status.raw, handle).video_url == "https://x/clip.mp4"
+    assert len(validated) == 1  # the poll's body, not again for the result
+    failed = {**done, "data": {**done["data"], "status": "failed", "error": "boom", "outputs": []}}
+    with pytest.raises(Exception, match="boom"):  # an equal-looking id, another body: read afresh
+        translate.parse_output(failed, handle)
+    assert len(validated) == 2
+
+
+def json_bytes(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+async def test_fal_reuses_the_request_of_the_handle_it_just_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's final status check and its result GET share one fal-client request handle; another job's
+    handle gets its own (every call still goes to that handle's own URLs)."""
+    from gateway.clock import VirtualClock
+    from gateway.emulator import Emulator
+    from providers.fal import FalProvider
+    from providers.fal.queue import FalQueueClient
+
+    emulator = Emulator(clock=VirtualClock(), job_time=lambda rng: 0.0)
+    transport = emulator.transport()
+    made: list[str] = []
+    real = FalQueueClient.request_handle
+
+    async def counted(self: FalQueueClient, data: Any) -> Any:
+        made.append(data["request_id"])
+        return await real(self, data)
+
+    monkeypatch.setattr(FalQueueClient, "request_handle", counted)
+    fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=transport),
+                                      transport=transport))
+    request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
+    first = await fal.submit(request, SubmitContext(idempotency_key="k1"))
+    second = await fal.submit(request, SubmitContext(idempotency_key="k2"))
+    status = await fal.status(first)
+    assert (await fal.result(first, status)).video_url
+    assert made == [first.job_id]
+    other = await fal.result(second, await fal.status(second))
+    assert made == [first.job_id, second.job_id] and second.job_id in other.video_url

@@ -83,6 +83,7 @@ class FalProvider:
     def __init__(self, ctx: ProviderContext) -> None:
         self._ctx = ctx
         self._queue: FalQueueClient | None = None
+        self._last_request: tuple[JobHandle, FalRequest] | None = None
 
     # ---- pure ---------------------------------------------------------------------------------
     def translate(self, request: OviRequest, ctx: SubmitContext) -> dict[str, Any]:
@@ -223,7 +224,14 @@ class FalProvider:
                                     provider=self.name) from exc
 
     async def _request(self, handle: JobHandle) -> FalRequest:
-        return await self._client().request_handle({"request_id": handle.job_id, **handle.data})
+        # The last handle's fal-client request, by identity (the adapter lives on one event loop): a job's
+        # final status check and its result GET follow each other, so the second reuses the first's.
+        last = self._last_request
+        if last is not None and last[0] is handle:
+            return last[1]
+        request = await self._client().request_handle({"request_id": handle.job_id, **handle.data})
+        self._last_request = (handle, request)
+        return request
 
     async def _read(self, call: Any, phase: Phase) -> Any:
         from fal_client import FalClientHTTPError
