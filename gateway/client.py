@@ -40,7 +40,7 @@ from gateway.routing.health import BreakerState, Health
 from gateway.routing.planner import Plan, Route, pinned, plan
 from gateway.routing.pricing import Budget, PriceBook, Quote, scope_id
 from gateway.routing.quoting import quotes_for, ranked
-from gateway.secrets import register_api_key, scrubbing
+from gateway.secrets import register_api_key, scrub, scrubbing
 from gateway.store.records import HEARTBEAT_S
 
 # Runner, recovery, journal, limits and many load on first use: Gateway(journal=None) needs none (issue 14).
@@ -266,7 +266,6 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         return self._run_sync(self.agenerate(request, provider=provider, route=route, budget_scope=budget_scope,
                                              idempotency_key=idempotency_key, on_event=on_event))
 
-    @scrubbing
     async def agenerate(self, request: OviRequest, *, provider: str | None = None, route: Route | None = None,
                         idempotency_key: str | None = None, on_event: Callable[[Event], None] | None = None,
                         budget_scope: str | None = None) -> OviResult:
@@ -286,11 +285,17 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
             NoRoute: no vendor can take the request (reasons per vendor).
             GatewayError: see ``gateway.errors``; ``error.attempts`` lists what was tried.
         """
-        self._close_stale_emulated()
-        work = self._agenerate(request, provider=provider, route=route, caller=budget_scope,
-                               idempotency_key=idempotency_key, on_event=on_event)  # no span recorded: no wrapper
-        return self._deliver(await (work if telemetry.live() is None else telemetry.clip(work, idempotency_key=(
-            idempotency_key))))
+        # ``scrubbing``'s work written in: a wrapper coroutine (and its args tuple) per job in flight is
+        # what 10,000 jobs pay for in memory and garbage collection.
+        try:
+            self._close_stale_emulated()
+            work = self._agenerate(request, provider=provider, route=route, caller=budget_scope,
+                                   idempotency_key=idempotency_key, on_event=on_event)  # no span recorded: no wrapper
+            return self._deliver(await (work if telemetry.live() is None else telemetry.clip(work, idempotency_key=(
+                idempotency_key))))
+        except BaseException as exc:
+            scrub(exc)  # as every public entry point does (``gateway.secrets.scrubbing``)
+            raise
 
     async def _agenerate(self, request: OviRequest, *, provider: str | None, route: Route | None,
                          idempotency_key: str | None, on_event: Callable[[Event], None] | None,
@@ -396,7 +401,7 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         from gateway.jobs.delivery import Delivery
         from gateway.jobs.runner import Runner
         delivery = Delivery(journal=self.journal, request=request, keep_dir=self.keep_dir, emulated=self.emulated,
-                            verify_now=bool(route and route.failover_on_defective), fetch=self._fetch_clip)
+                            verify_now=bool(route and route.failover_on_defective), fetch=self._bound("_fetch_clip"))
         # With webhooks on (``self.push``), adapters ask for pushes and sleeps end when one arrives. With
         # neither pushes nor limits nothing wraps the adapters: the runner reads the session's own mapping
         # (it never changes it) instead of a copy per call.
@@ -405,7 +410,14 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         return Runner(wrapped, clock=self._waking(self.clock),
                       health=self.health_state, store=self.store,
                       poll=self.poll, rng=self.rng, on_event=on_event, budget=self.budget, budget_scope=caller,
-                      backoff_base=self.backoff_base, new_key=self._new_key, deliver=delivery)
+                      backoff_base=self.backoff_base, new_key=self._bound("_new_key"), deliver=delivery)
+
+    def _bound(self, name: str) -> Any:
+        """``self.<name>`` as one bound method made once, not a new one held by every job in flight."""
+        found = self.__dict__.get("_bound_" + name)
+        if found is None:
+            found = self.__dict__["_bound_" + name] = getattr(self, name)
+        return found
 
     def _limited(self, providers: Mapping[str, Any]) -> dict[str, Any]:
         """The adapters, each vendor call gated by its ``VendorLimits`` (shared through the journal)."""

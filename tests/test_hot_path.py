@@ -398,3 +398,49 @@ async def test_fal_reuses_the_request_of_the_handle_it_just_checked(monkeypatch:
     assert made == [first.job_id]
     other = await fal.result(second, await fal.status(second))
     assert made == [first.job_id, second.job_id] and second.job_id in other.video_url
+
+
+async def test_a_job_in_flight_holds_one_agenerate_frame_and_shared_callbacks(clock: VirtualClock) -> None:
+    """Every job in flight is garbage-collector work at 10,000 jobs: ``agenerate`` scrubs its own errors
+    (no wrapper coroutine and args tuple per job), and the runner's key maker and the delivery's fetcher
+    are one bound method each, not one per job."""
+    import asyncio
+    import gc
+
+    from gateway import Gateway
+    from gateway.emulator import Emulator
+
+    gateway = Gateway(emulator=Emulator(clock=clock, job_time=lambda rng: 30.0, seed=3), clock=clock, journal=None)
+    request = OviRequest(prompt="a knight", image="https://example.com/a.png")
+    tasks = [asyncio.ensure_future(gateway.agenerate(request, provider="wavespeed")) for _ in range(20)]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    frames = [o for o in gc.get_objects() if type(o).__name__ == "coroutine" and o.cr_frame is not None
+              and o.__qualname__ == "Gateway.agenerate"]
+    assert len(frames) == 20  # one per job: no scrubbing wrapper beside it
+    first, second = gateway._runner(None), gateway._runner(None)
+    assert first.new_key is second.new_key and first.deliver.fetch is second.deliver.fetch  # type: ignore[union-attr]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await gateway.aclose()
+
+
+async def test_agenerate_still_scrubs_what_it_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``agenerate`` has no ``scrubbing`` wrapper now: it scrubs itself, chain included."""
+    import gateway.client as client_module
+    from gateway import Gateway
+    from gateway.errors import InvalidRequest
+
+    scrubbed: list[BaseException] = []
+    real = client_module.scrub
+
+    def recorded(exc: BaseException) -> None:
+        scrubbed.append(exc)
+        real(exc)
+
+    monkeypatch.setattr(client_module, "scrub", recorded)
+    gateway = Gateway(journal=None, keys={"fal": "k"})
+    with pytest.raises(InvalidRequest) as caught:
+        await gateway.agenerate("not a request")  # type: ignore[arg-type]
+    assert scrubbed == [caught.value]

@@ -16,6 +16,7 @@ fate to the runner's own rules:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from types import TracebackType
 
 from gateway.clock import Clock, RealClock, bounded
@@ -26,6 +27,12 @@ __all__ = ["CALL_TIMEOUT", "bounded_call"]
 
 CALL_TIMEOUT = 300.0
 """Seconds one provider call may take even with no deadline (a 20 MB inline image upload fits)."""
+
+
+_NO_VARS = contextvars.Context()
+"""The context the bound's timer runs in: ``_fire`` reads no context variable, and ``call_at`` would
+otherwise copy the task's context into a new object per call (held by the cancelled timer until the loop
+drops it)."""
 
 
 class bounded_call:  # lower case: used like the function it replaced, ``async with bounded_call(...)``
@@ -56,7 +63,7 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
             raise RuntimeError("bounded_call needs a running task")
         loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
-        self._handle = loop.call_at(loop.time() + self._left, self._fire)
+        self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_NO_VARS)
 
     def _fire(self) -> None:
         self._fired = True

@@ -110,9 +110,15 @@ class Runner:
         self.lease: ClipLease | None = None
         """The call's lease on the clip (set by the gateway): lost, the runner stops (``jobs.leasing``)."""
         self._traced = False  # whether the current attempt's span records (``run`` asks once per attempt)
-        self.verdicts: list[GatewayError] = []
+        self._verdicts: list[GatewayError] | None = None  # made on first use: most runs re-attach nothing
+
+    @property
+    def verdicts(self) -> list[GatewayError]:
         """Verdicts on this clip's earlier jobs found when re-attaching (``Recovery``): ``run`` counts them
         as its own failures (the route's ``job_retries`` and failover rules), so none is paid for twice."""
+        if self._verdicts is None:
+            self._verdicts = []
+        return self._verdicts
 
     # ---- the plan ---------------------------------------------------------------------------
     async def run(self, request: OviRequest, plan: Plan, route: Route, *, clip_key: str,
@@ -125,7 +131,7 @@ class Runner:
         attempts: list[Attempt] = list(earlier or [])
         queue = list(plan.candidates)  # a list: a deque's first block is ~600 B, kept by every job in flight
         resubmitted: dict[str, int] = {}
-        for verdict in self.verdicts:  # the same rules as a failure below, for a job ended before this run
+        for verdict in self._verdicts or ():  # the same rules as a failure below, for a job ended before this run
             again = [c for c in queue if c.provider == verdict.provider]
             queue = [c for c in queue if c.provider != verdict.provider]
             if isinstance(verdict, GenerationFailed) and resubmitted.get(verdict.provider or "", 0) < route.job_retries:
