@@ -11,6 +11,7 @@ the intent and the ack flushed, the result committed, and batched writes for the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -115,8 +116,8 @@ class ClipsMixin:
         # while the call waits on real I/O.
         judged_in_real_time = getattr(self.journal, "wall", time.time) is time.time
         sleep = asyncio.sleep if judged_in_real_time else self.clock.sleep
-        return Heartbeat(lambda: store.renew_clip(clip_key, owner, heartbeat=self.lease_heartbeat),
-                         sleep, self.lease_heartbeat, wall=store.wall).start()
+        renew = functools.partial(store.renew_clip, clip_key, owner, heartbeat=self.lease_heartbeat)
+        return Heartbeat(renew, sleep, self.lease_heartbeat, wall=store.wall).start()
 
     # ---- resuming ---------------------------------------------------------------------------
     async def _resume_all(self) -> list[ResumeOutcome]:

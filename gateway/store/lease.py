@@ -87,6 +87,8 @@ class Heartbeat:
     Any other ``sleep`` (a virtual clock's) runs in one task, as it must to follow that clock.
     """
 
+    __slots__ = ("_renew", "_sleep", "_stopped", "_task", "_timer", "beat_at", "beats", "interval", "lost", "wall")
+
     def __init__(self, renew: Callable[[], Awaitable[bool] | bool], sleep: Callable[[float], Awaitable[None]],
                  interval: float, *, wall: Callable[[], float] | None = None) -> None:
         self._renew = renew
