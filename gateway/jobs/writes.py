@@ -43,9 +43,10 @@ Write = tuple[str, Callable[..., Any], tuple[Any, ...]]
 
 
 async def _attempt(clock: Clock, write: Callable[..., Any], args: tuple[Any, ...], tries: int,
-                   cap: float) -> Exception | asyncio.Future[Any] | None:
+                   cap: float, *, backoff: float = 0.5) -> Exception | asyncio.Future[Any] | None:
     """``None`` when written; the write's future when it was queued for a group commit (``BATCHED``, not
-    waited for); else the last storage failure after ``tries`` tries."""
+    waited for); else the last storage failure after ``tries`` tries (waiting ``backoff`` seconds, then
+    twice that each time, capped at ``cap``, between them)."""
     problem: Exception | None = None
     for attempt in range(1, tries + 1):
         try:
@@ -58,7 +59,7 @@ async def _attempt(clock: Clock, write: Callable[..., Any], args: tuple[Any, ...
         except Exception as exc:  # any storage failure: the paid job must not be dropped
             problem = exc
             if attempt < tries:
-                await clock.sleep(min(cap, 0.5 * 2 ** (attempt - 1)))
+                await clock.sleep(min(cap, backoff * 2 ** (attempt - 1)))
     return problem
 
 
@@ -69,8 +70,18 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
     if keep and job.unwritten:
         _unwritten(job).append((what, write, args))
         return
+    problem: Exception | asyncio.Future[Any] | None
     try:
-        problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES, cap)
+        try:  # the first try here, not in ``_attempt``: one coroutine less per write of every job
+            outcome = write(*args)
+            if inspect.isawaitable(outcome):  # the async store (a sync journal's write is done already)
+                outcome = await outcome
+            problem = outcome if isinstance(outcome, asyncio.Future) else None
+        except (KeyError, ValueError):
+            raise  # the journal's own refusals are bugs, not storage trouble
+        except Exception:  # storage trouble: the remaining tries, with the same backoff as from the first
+            await clock.sleep(min(cap, 0.5))
+            problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES - 1, cap, backoff=1.0)
     except (KeyError, ValueError) as refusal:
         raise _refused(job, what, refusal) from refusal
     if isinstance(problem, asyncio.Future):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,7 +68,8 @@ class SqlStore(ServerRowsStore):
         """An emulator's store writes rows marked with its instance and reads only such rows."""
         return self.emulator_instance is not None
 
-    async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Awaitable[_T]:
+        """The operation's result, to await (a coroutine, or a future)."""
         raise NotImplementedError
 
     async def _read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -14,7 +14,7 @@ delivered again (at-least-once; the receiver dedupes on the event id).
 from __future__ import annotations
 
 import secrets as stdlib_secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -306,7 +306,7 @@ class ServerRowsStore:
 
     wall: Callable[[], float]
 
-    async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Awaitable[_T]:
         raise NotImplementedError  # pragma: no cover - the store's
 
     async def video_insert(self, row: VideoRow) -> VideoRow:

@@ -44,7 +44,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -366,13 +366,19 @@ class SqliteStore(SqlStore):
         if self.engine.checkpoint_due:  # the writer thread checkpoints: never the loop
             self._enqueue([(Durability.BATCHED, Queries.noop, (), {}, None, concurrent.futures.Future())])
 
-    async def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        if not self.offload:
-            return self.engine.execute(durability, fn, args, kwargs)
+    def _run(self, durability: Durability, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> Awaitable[_T]:
+        """The operation's future (a plain function, not a coroutine: one object less per operation
+        waiting, ten thousand of them at once with as many jobs in flight)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
+        if not self.offload:
+            try:
+                future.set_result(self.engine.execute(durability, fn, args, kwargs))
+            except Exception as error:  # the operation's own failure, raised where it is awaited
+                future.set_exception(error)
+            return future
         self._submit(loop, (durability, fn, args, kwargs, loop, future))
-        return await future
+        return future
 
     async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:
         if not self.offload:
