@@ -65,11 +65,14 @@ def check_public_address(address: IPAddress) -> None:
 
 
 def _as_address(host: str) -> IPAddress | None:
+    numeric = _NUMERIC_HOST.fullmatch(host) is not None
+    if not numeric and ":" not in host:
+        return None  # a name: no IP literal lacks both a colon (IPv6) and this shape (ipaddress raises twice)
     try:
         return ipaddress.ip_address(host)
     except ValueError:
         pass
-    if re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+    if numeric:
         import socket  # here, not at the top: only these odd hosts need it (start-up, issue 14)
 
         try:  # shorthand, integer, octal and hex IPv4 forms that C resolvers accept (127.1, 0x7f.1)
@@ -77,6 +80,10 @@ def _as_address(host: str) -> IPAddress | None:
         except OSError:
             return None
     return None
+
+
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+"""Every IPv4 form: dotted decimal, and the shorthand, integer, octal and hex forms C resolvers accept."""
 
 
 def check_public_host(host: str) -> str:

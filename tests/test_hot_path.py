@@ -444,3 +444,26 @@ async def test_agenerate_still_scrubs_what_it_raises(monkeypatch: pytest.MonkeyP
     with pytest.raises(InvalidRequest) as caught:
         await gateway.agenerate("not a request")  # type: ignore[arg-type]
     assert scrubbed == [caught.value]
+
+
+def test_a_host_name_is_not_parsed_as_an_ip_address_and_every_ip_form_still_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipaddress
+
+    from gateway import addresses
+    from gateway.addresses import UnsafeURL
+
+    real = ipaddress.ip_address
+    asked: list[str] = []
+
+    def counted(host: str) -> Any:
+        asked.append(host)
+        return real(host)
+
+    monkeypatch.setattr(addresses.ipaddress, "ip_address", counted)
+    assert addresses.check_public_host("example.com") == "example.com"
+    assert asked == []  # a name: no two exceptions from ipaddress for it
+    for local in ("127.0.0.1", "127.1", "0x7f.1", "2130706433", "::1", "[::ffff:127.0.0.1]", "fe80::1"):
+        with pytest.raises(UnsafeURL):
+            addresses.check_public_host(local)
+    assert addresses.check_public_host("8.8.8.8") == "8.8.8.8"
