@@ -46,5 +46,19 @@ class LazyModule:
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.load(), attribute)
 
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        # the stand-in's own slots are set in __init__; anything else (a test's monkeypatch of
+        # ``module.httpx.get``) goes to the real module, as it would without the stand-in
+        if attribute in LazyModule.__slots__:
+            object.__setattr__(self, attribute, value)
+        else:
+            setattr(self.load(), attribute, value)
+
+    def __delattr__(self, attribute: str) -> None:
+        delattr(self.load(), attribute)
+
+    def __dir__(self) -> list[str]:
+        return dir(self.load())
+
     def __repr__(self) -> str:
         return f"<LazyModule {self._name!r}, not imported yet>"

@@ -36,6 +36,21 @@ def test_a_dotted_name_takes_its_last_part_as_key_and_leaves_a_rebound_name_alon
     assert stand_in.load() is xml.dom and space["dom"] == "rebound"
 
 
+def test_setting_or_deleting_an_attribute_reaches_the_real_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A monkeypatch through the stand-in (``provider.translate.build_payload``) patches the real module."""
+    import colorsys
+
+    space: dict[str, object] = {}
+    stand_in = LazyModule("colorsys", space)
+    monkeypatch.setattr(stand_in, "ONE_THIRD", 0.5)
+    assert colorsys.ONE_THIRD == 0.5 and "ONE_THIRD" in dir(stand_in)
+    monkeypatch.undo()
+    assert colorsys.ONE_THIRD == 1.0 / 3.0
+    colorsys.extra_for_the_test = 1  # type: ignore[attr-defined]
+    delattr(stand_in, "extra_for_the_test")
+    assert not hasattr(colorsys, "extra_for_the_test")
+
+
 def test_a_missing_attribute_or_module_raises_as_the_module_would() -> None:
     space: dict[str, object] = {}
     with pytest.raises(AttributeError):
