@@ -66,6 +66,8 @@ class PollPolicy:
     learned: dict[str, float] = field(default_factory=dict)
     """Median observed job time per key (vendor, or ``vendor/kind``), seconds."""
     _samples: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+    _sorted: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    """The same job times as ``_samples``, kept sorted (a median per job without sorting the window)."""
     _counts: dict[str, int] = field(default_factory=dict, repr=False)
     _plans: dict[tuple[str, float], tuple[int, list[float]]] = field(default_factory=dict, repr=False)
 
@@ -110,15 +112,18 @@ class PollPolicy:
             return
         for key in dict.fromkeys((provider, _key(provider, kind))):
             samples = self._samples.setdefault(key, deque(maxlen=self.window))
+            ordered = self._sorted.setdefault(key, [])
             if lower is None or lower >= duration:
                 value = duration
             elif lower > 0:
                 value = (lower + duration) / 2
             else:  # done at the first check: somewhere before it; lean early, so a late first check moves up
                 value = _FIRST_CHECK_SHARE * duration
+            if len(samples) == samples.maxlen:  # the oldest time leaves the window
+                del ordered[bisect.bisect_left(ordered, samples[0])]
             samples.append(value)
+            bisect.insort(ordered, value)
             self._counts[key] = self._counts.get(key, 0) + 1
-            ordered = sorted(samples)
             self.learned[key] = ordered[len(ordered) // 2]
 
     def _plan(self, key: str, floor: float) -> list[float]:

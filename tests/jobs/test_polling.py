@@ -214,3 +214,17 @@ def test_the_fast_planner_loops_give_the_reference_answers(seed: int) -> None:
         d50, d90 = rng.uniform(0.0, 5.0), rng.uniform(0.0, 15.0)
         assert polling._score(checks, points, d50, d90) == \
             _score_reference(checks, ordered, bandwidth, d50, d90)
+
+
+def test_the_learned_median_is_the_median_of_the_window_as_it_slides():
+    rng = random.Random(5)
+    policy = PollPolicy(window=7)
+    seen: list[float] = []
+    for _ in range(60):
+        duration = rng.choice([rng.uniform(1.0, 90.0), 30.0])  # repeats: the leaving time must be the oldest's
+        lower = rng.choice([None, 0.0, duration / 2])
+        policy.observe("runware", duration, lower=lower)
+        seen.append(duration if lower is None else (lower + duration) / 2 if lower else 0.75 * duration)
+        window = sorted(seen[-7:])
+        assert policy.learned["runware"] == window[len(window) // 2]
+        assert policy._sorted["runware"] == window
