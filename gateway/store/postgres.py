@@ -51,6 +51,7 @@ def _unflushed_by_default(conn: Any) -> None:
 class _Tx:
     lock = " FOR UPDATE"
     skip_locked = " FOR UPDATE OF c SKIP LOCKED"
+    returning = True
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn

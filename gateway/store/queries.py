@@ -247,6 +247,16 @@ class Queries(ServerQueries, SharedQueries):
         a second write only when that changes, a read only when the UPDATE refused."""
         if state not in STATES:
             raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
+        if not tx.returning:  # an older SQLite: read the row, then the same checks and writes
+            row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
+                         f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
+                         (submit_key,))
+            if row is None:
+                raise KeyError(f"no submit {submit_key!r} in the journal")
+            if row[0] in FINAL:
+                raise ValueError(f"submit {submit_key!r} is already {row[0]}; cannot move it to {state}")
+            self._update_submit(tx, submit_key, row, state, columns)
+            return
         columns = _redacted(columns)
         sets = "".join(f", {name} = ?" for name in columns)
         rows = tx.all(f"UPDATE submits SET state = ?, updated_at = ?{sets} WHERE submit_key = ? AND state NOT IN"

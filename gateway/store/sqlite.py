@@ -73,9 +73,15 @@ _fsync = getattr(os, "fdatasync", os.fsync)  # the durability seam: tests count 
 _Op = tuple[Durability, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+"""``UPDATE … RETURNING`` exists from SQLite 3.35 (2021); Pythons linked to an older system SQLite (Debian 11,
+Ubuntu 20.04, RHEL 8) get the read-then-write form of the same step."""
+
+
 class _Tx:
     lock = ""
     skip_locked = ""
+    returning = _RETURNING
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -187,19 +193,24 @@ class SqliteEngine:
             self._busy_ms = ms
 
     def _in_transaction(self, ops: list[_Op]) -> list[tuple[Any, BaseException | None]]:
-        """Run ``ops`` in the open transaction and commit. They run back to back first; when one fails
-        (its own error, reported to its caller alone), the transaction is rolled back and they run again
-        each under its own savepoint, so the failure spoils no other. An op is a function of the
+        """Run ``ops`` in the open transaction and commit. They run back to back first (several: under one
+        savepoint); when one fails (its own error, reported to its caller alone), that pass is rolled back
+        and they run again each under its own savepoint, so the failure spoils no other. An op is a function of the
         transaction alone, so running it again is running it once (the first run was rolled back)."""
         try:
             out: list[tuple[Any, BaseException | None]]
+            several = len(ops) > 1
+            if several:  # undone by ROLLBACK TO, which keeps the transaction and this file's write lock
+                self.db.execute("SAVEPOINT batch")
             try:
                 out = [(fn(self.queries, self._tx, *args, **kwargs), None) for _, fn, args, kwargs in ops]
             except Exception as error:  # one op's own failure
-                self.db.execute("ROLLBACK")
-                if len(ops) == 1:
+                if not several:
+                    self.db.execute("ROLLBACK")
                     return [(None, error)]
-                self.db.execute("BEGIN IMMEDIATE")
+                # Not ROLLBACK and BEGIN again: between the two another process could take the write lock,
+                # and every op of this batch would fail with "database is locked" for one op's refusal.
+                self.db.execute("ROLLBACK TO batch")
                 out = [self._alone(op) for op in ops]
         except BaseException:
             if self.db.in_transaction:

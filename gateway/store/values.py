@@ -24,6 +24,8 @@ class Tx(Protocol):
     """`` FOR UPDATE`` where the engine has row locks, else empty."""
     skip_locked: str
     """`` FOR UPDATE OF c SKIP LOCKED`` where the engine has it, else empty."""
+    returning: bool
+    """The engine has ``UPDATE … RETURNING`` (PostgreSQL; SQLite from 3.35)."""
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None: ...
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
