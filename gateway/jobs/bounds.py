@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from types import TracebackType
 
 from gateway.clock import Clock, RealClock, bounded
@@ -29,10 +30,18 @@ CALL_TIMEOUT = 300.0
 """Seconds one provider call may take even with no deadline (a 20 MB inline image upload fits)."""
 
 
-_NO_VARS = contextvars.Context()
-"""The context the bound's timer runs in: ``_fire`` reads no context variable, and ``call_at`` would
-otherwise copy the task's context into a new object per call (held by the cancelled timer until the loop
-drops it)."""
+class _EmptyContexts(threading.local):
+    """The context a bound's timer runs in, one per thread: ``_fire`` reads no context variable, and
+    ``call_at`` would otherwise copy the task's context into a new object per call (held by the cancelled
+    timer until the loop drops it). Per thread, because a ``Context`` can be entered by one thread at a
+    time: event loops in two threads (``BackgroundLoop``, sync ``generate`` from a thread pool) firing
+    bounds at once would otherwise fail the second ``ctx.run`` and that bound would never fire."""
+
+    def __init__(self) -> None:
+        self.context = contextvars.Context()
+
+
+_EMPTY = _EmptyContexts()
 
 
 class bounded_call:  # lower case: used like the function it replaced, ``async with bounded_call(...)``
@@ -63,7 +72,7 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
             raise RuntimeError("bounded_call needs a running task")
         loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
-        self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_NO_VARS)
+        self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_EMPTY.context)
 
     def _fire(self) -> None:
         self._fired = True
