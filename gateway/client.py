@@ -452,8 +452,11 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
             for name, cls in self.classes.items():
                 base_url = self._base_urls.get(name)
                 options = {} if base_url is None else {"base_url": base_url}
-                providers[name] = cls(ProviderContext(api_key=self._keys.get(name), http=http, transport=transport,
-                                                      timeout=self._timeout, options=options))
+                try:
+                    providers[name] = cls(ProviderContext(api_key=self._keys.get(name), http=http,
+                                                          transport=transport, timeout=self._timeout, options=options))
+                except ImportError as error:  # a module it loads on first use is broken: that vendor alone is
+                    self.load_failures[name] = f"{type(error).__name__}: {error}"  # out, as at registry load
             session = self._sessions[loop] = (http if owned else None, providers)
         return session[1]
 

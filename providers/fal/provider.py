@@ -5,6 +5,7 @@ Translation, parsing and error mapping are the pure functions in ``translate.py`
 
 from __future__ import annotations
 
+import importlib
 import logging
 import mimetypes
 import os
@@ -81,6 +82,11 @@ class FalProvider:
     file's. So the expiry of a clip URL is unknown: the server tries it and reads the CDN's answer."""
 
     def __init__(self, ctx: ProviderContext) -> None:
+        # Translation and the fal-client queue load with the adapter (a gateway's first call, before any
+        # intent is journaled), so a broken install fails here, where the gateway drops this vendor, not
+        # inside a submit whose intent says it may have been sent.
+        importlib.import_module("providers.fal.queue")
+        translate.endpoint_for  # noqa: B018  (loads the module; gateway.lazy)
         self._ctx = ctx
         self._queue: FalQueueClient | None = None
         self._last_request: tuple[JobHandle, FalRequest] | None = None
