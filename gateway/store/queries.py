@@ -248,11 +248,7 @@ class Queries(ServerQueries, SharedQueries):
         if state not in STATES:
             raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
         if not tx.returning:  # an older SQLite: read the row, then the same checks and writes
-            row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
-                         f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
-                         (submit_key,))
-            if row is None:
-                raise KeyError(f"no submit {submit_key!r} in the journal")
+            row = self._locked_submit(tx, submit_key)
             if row[0] in FINAL:
                 raise ValueError(f"submit {submit_key!r} is already {row[0]}; cannot move it to {state}")
             self._update_submit(tx, submit_key, row, state, columns)
@@ -264,10 +260,10 @@ class Queries(ServerQueries, SharedQueries):
                       " held_usd, created_at, emulator_instance, budget_scope",
                       (state, self._now(), *columns.values(), submit_key))
         if not rows:
-            row = tx.one("SELECT state FROM submits WHERE submit_key = ?", (submit_key,))
-            if row is None:
+            final = tx.one("SELECT state FROM submits WHERE submit_key = ?", (submit_key,))
+            if final is None:
                 raise KeyError(f"no submit {submit_key!r} in the journal")
-            raise ValueError(f"submit {submit_key!r} is already {row[0]}; cannot move it to {state}")
+            raise ValueError(f"submit {submit_key!r} is already {final[0]}; cannot move it to {state}")
         quote, reserved, cost, source, billed, before, created_at, instance, scope = rows[0]
         hold = held(state, quote, reserved, cost, source, billed)
         was = _dec(before)
@@ -277,12 +273,18 @@ class Queries(ServerQueries, SharedQueries):
                               hold - (was or Decimal(0)))
 
     def reserve(self, tx: Tx, submit_key: str, amount: Decimal) -> None:
+        row = self._locked_submit(tx, submit_key)
+        self._update_submit(tx, submit_key, row, row[0], {"reserved_usd": _money(amount)})
+
+    @staticmethod
+    def _locked_submit(tx: Tx, submit_key: str) -> tuple[Any, ...]:
+        """The submit's row as ``_update_submit`` reads it (locked where the engine has row locks)."""
         row = tx.one("SELECT state, quote_usd, reserved_usd, cost_usd, cost_source, may_be_billed, held_usd,"
                      f" created_at, emulator_instance, budget_scope FROM submits WHERE submit_key = ?{tx.lock}",
                      (submit_key,))
         if row is None:
             raise KeyError(f"no submit {submit_key!r} in the journal")
-        self._update_submit(tx, submit_key, row, row[0], {"reserved_usd": _money(amount)})
+        return row
 
     def _update_submit(self, tx: Tx, submit_key: str, row: tuple[Any, ...], state: str,
                        columns: dict[str, Any]) -> None:
