@@ -6,8 +6,10 @@ write. A ``Durability.FLUSHED`` write is made durable against power loss by ``fd
 file after its commit (what SQLite itself uses on Linux: the data and the size needed to read it back)
 — explicit, so a test can count it (``_fsync`` is the seam).
 
-``SqliteStore`` is the async interface over it. Operations made on an event loop are gathered until
-the end of that loop iteration and handed over together (``_kick``):
+``SqliteStore`` is the async interface over it. While the writer thread is idle, an operation runs at
+once on the loop's thread (``_at_once``) — unless another caller already made one in this loop
+iteration: one job at a time then waits no loop turn for its SQL. Others are gathered until the end of
+that loop iteration and handed over together (``_kick``):
 
 - when the writer thread is idle, they run at once on the loop's thread, in ONE transaction: a commit
   costs microseconds, less than a thread hop, so one job at a time pays no hop for them. This never
@@ -308,6 +310,8 @@ class SqliteStore(SqlStore):
         """Operations made on each event loop and not yet handed over (``_kick``)."""
         self._soon: set[asyncio.AbstractEventLoop] = set()
         self._late: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+        self._turn: dict[asyncio.AbstractEventLoop, object] = {}
+        """Per loop, the task whose operation ran at once first in the loop's current turn (``_at_once``)."""
         self._outstanding = 0
         """Batches handed to the writer thread and not yet committed."""
         self.deferred_errors: list[BaseException] = []
@@ -363,8 +367,35 @@ class SqliteStore(SqlStore):
                 self._hand(items)
         if late is not None:
             late.cancel()
-        if not inline:
-            return
+        if inline:
+            self._inline(items)
+
+    def _at_once(self, loop: asyncio.AbstractEventLoop, item: _Item) -> bool:
+        """Run ``item`` (and what this loop gathered before it, in order) now, on the loop's thread, when
+        the writer is idle and no other caller made an operation in this loop turn: one job at a time
+        then pays no loop turns waiting for ``_kick`` (two per operation: the kick's, and the wake-up of
+        its waiter). Operations of other callers in the same turn are gathered as before, so concurrent
+        jobs still share one commit. A flush only while flushes are quick, as in ``_kick``."""
+        task = asyncio.current_task(loop) or item  # no task (a callback): never "the same caller"
+        with self._start:
+            if self._outstanding or (item[0] is Durability.FLUSHED and not self.engine.quick_flush):
+                return False
+            first = self._turn.get(loop)
+            if first is None:
+                self._turn[loop] = task
+                loop.call_soon(self._turn.pop, loop, None)
+            elif first is not task:  # another caller made one this turn: gather, for one commit
+                return False
+            items = self._pending.pop(loop, None) or []
+            items.append(item)
+            late = self._late.pop(loop, None)
+        if late is not None:
+            late.cancel()
+        self._inline(items)
+        return True
+
+    def _inline(self, items: list[_Item]) -> None:
+        """Run ``items`` in one transaction on this thread, never waiting for the write lock."""
         try:
             results = self.engine.batch([item[:4] for item in items], wait=False)
         except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
@@ -388,7 +419,9 @@ class SqliteStore(SqlStore):
             except Exception as error:  # the operation's own failure, raised where it is awaited
                 future.set_exception(error)
             return future
-        self._submit(loop, (durability, fn, args, kwargs, loop, future))
+        item: _Item = (durability, fn, args, kwargs, loop, future)
+        if durability is Durability.BATCHED or not self._at_once(loop, item):
+            self._submit(loop, item)
         return future
 
     async def _later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any] | None:

@@ -84,12 +84,33 @@ async def test_a_flush_runs_on_the_loop_only_while_flushes_are_measured_quick(jo
 
 
 async def test_operations_of_one_loop_iteration_share_one_transaction(journal: Journal, monkeypatch) -> None:
+    """20 callers in one loop turn: the first runs at once (the writer is idle), the other 19 are
+    gathered into ONE transaction — concurrent jobs share commits, one job at a time waits for none."""
     store = journal.store(offload=True)
     await store.open_clip("c1", REQ, request_hash(REQ))
     seen = Transactions(monkeypatch)
     found = await asyncio.gather(*(store.get_clip("c1") for _ in range(20)))
     assert all(f is not None and f.key == "c1" for f in found)
-    assert len(seen.seen) == 1 and len(seen.seen[0][1]) == 20
+    assert [len(names) for _, names in seen.seen] == [1, 19]
+
+
+async def test_one_callers_operations_run_at_once_without_a_loop_turn(journal: Journal, monkeypatch) -> None:
+    """One caller's operations, one after another, each commit before ``_run`` returns (no loop turn
+    spent waiting for the hand-over), in order, one transaction each — also within one loop turn; and
+    a BATCHED write made before one of them rides with it."""
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)
+    store = journal.store(offload=True)
+    seen = Transactions(monkeypatch)
+    opened = store._run(Durability.COMMITTED, Queries.open_clip, "c1", REQ, request_hash(REQ))
+    assert isinstance(opened, asyncio.Future) and opened.done() and opened.result().key == "c1"
+    again = store._run(Durability.COMMITTED, Queries.get_clip, "c1")  # the same loop turn, the same caller
+    assert isinstance(again, asyncio.Future) and again.done()
+    written = await store._later(Queries.clip_to, "c1", "failed", error="x")
+    assert written is not None and not written.done()
+    read = store._run(Durability.COMMITTED, Queries.get_clip, "c1")
+    assert isinstance(read, asyncio.Future) and read.done() and read.result().state == "failed"
+    assert written.done()
+    assert [names for _, names in seen.seen] == [["open_clip"], ["get_clip"], ["clip_to", "get_clip"]]
 
 
 async def test_a_busy_writer_takes_everything_as_one_group_commit(journal: Journal, monkeypatch) -> None:
