@@ -32,10 +32,6 @@ FRESH_BEATS = 0.5
 """A beat younger than this many heartbeat intervals is trusted before a verdict or a new submit."""
 
 
-async def _value(result: Any) -> Any:
-    return await result if inspect.isawaitable(result) else result
-
-
 class ClipLease:
     """This call's lease on clip ``key`` as ``owner``. ``renew()`` is one heartbeat (False: lost);
     ``holder()`` reads who holds the clip now; ``heartbeat`` sets ``lost`` when a beat found it lost.
@@ -90,17 +86,17 @@ class ClipLease:
         assert self._holder is not None
         return self._holder()
 
-    async def _confirm(self) -> bool:
-        sent = None if self._wall is None else self._wall()
-        kept = bool(await _value(self._renewal()))
-        self.renewals += 1
-        if kept and sent is not None:
-            self.beat_at = sent
-        return kept
-
     async def _lost(self) -> str:
-        self.lost_to = await _value(self._who()) or "no one (the lease went stale and was released)"
+        who = self._who()
+        self.lost_to = (await who if inspect.isawaitable(who) else who) or \
+            "no one (the lease went stale and was released)"
         return self.lost_to
+
+    def quiet(self, *, confirm: bool) -> bool:
+        """``check`` has nothing to do: the lease is not known lost and, for ``confirm``, the last beat is
+        fresh (checked first, without a coroutine: the runner asks before every poll of every job)."""
+        return self.lost_to is None and not (self.heartbeat is not None and self.heartbeat.lost) and not (
+            confirm and not self._fresh())
 
     async def check(self, *, confirm: bool) -> str | None:
         """The new holder if the lease is lost, else None. ``confirm``: renew now rather than trust
@@ -110,8 +106,17 @@ class ClipLease:
             return self.lost_to
         if self.heartbeat is not None and self.heartbeat.lost:
             return await self._lost()
-        if confirm and not self._fresh() and not await self._confirm():
-            return await self._lost()
+        if confirm and not self._fresh():
+            # The renewal awaited here, not in helper coroutines: ten thousand calls waiting at one
+            # group commit keep one coroutine each for it.
+            sent = None if self._wall is None else self._wall()
+            renewal = self._renewal()
+            kept = bool(await renewal if inspect.isawaitable(renewal) else renewal)
+            self.renewals += 1
+            if kept and sent is not None:
+                self.beat_at = sent
+            if not kept:
+                return await self._lost()
         return None
 
 
@@ -133,7 +138,7 @@ class _OnJournal(ClipLease):
 async def check_lease(lease: ClipLease | None, job: FollowedJob | None, provider: str, *, confirm: bool) -> None:
     """Raise when this call lost the clip's lease: ``JobUnresolved`` (``held_by``: the new holder) for
     a job it was following, ``ClipInProgress`` before any job of this call exists."""
-    if lease is None:
+    if lease is None or lease.quiet(confirm=confirm):
         return
     holder = await lease.check(confirm=confirm)
     if holder is None:

@@ -130,21 +130,23 @@ class SqlStore(ServerRowsStore):
         forgotten when read). None when unknown."""
         return self._claims.pop((key, owner), None)
 
-    async def renew_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> bool:
+    # The hot path's operations below are plain methods returning the operation's awaitable (not
+    # ``async def``): with ten thousand jobs waiting at one group commit, one coroutine less each.
+    def renew_clip(self, key: str, owner: str, *, heartbeat: float = HEARTBEAT_S) -> Awaitable[bool]:
         """One heartbeat; False when ``owner`` no longer holds the lease (it went stale and was taken)."""
-        return await self._run(C, Queries.renew_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
+        return self._run(C, Queries.renew_clip, key, owner, wall=self.wall(), heartbeat=heartbeat)
 
-    async def lease_holder(self, key: str) -> str | None:
+    def lease_holder(self, key: str) -> Awaitable[str | None]:
         """Who holds the clip's lease now (None: nobody)."""
-        return await self._read(Queries.lease_holder, key)
+        return self._run(C, Queries.lease_holder, key)
 
-    async def release_clip(self, key: str, owner: str, *, wait: bool = True) -> None:
+    def release_clip(self, key: str, owner: str, *, wait: bool = True) -> Awaitable[Any]:
         """Give the lease back. ``wait=False`` batches it: only for a clip whose result is committed
-        (callers of its key get the result without claiming; a crash leaves a lease that goes stale)."""
+        (callers of its key get the result without claiming; a crash leaves a lease that goes stale);
+        awaiting it then returns at once (``_later``)."""
         if wait:
-            await self._run(C, Queries.release_clip, key, owner)
-        else:
-            await self._later(Queries.release_clip, key, owner)
+            return self._run(C, Queries.release_clip, key, owner)
+        return self._later(Queries.release_clip, key, owner)
 
     async def record_media(self, key: str, facts: dict[str, Any]) -> None:
         """Merge facts about the clip's downloaded file (``sha256``, ``size``, ``path``…) into its record."""
@@ -161,12 +163,12 @@ class SqlStore(ServerRowsStore):
         """Mark the clip "succeeded" with its OviResult JSON (a succeeded clip is final)."""
         await self._run(C, Queries.clip_to, key, "succeeded", result_json=result_json, error=None)
 
-    async def finish(self, clip_key: str, result_json: str, submit_key: str, *, cost_usd: Decimal | None,
-                     cost_source: str) -> None:
+    def finish(self, clip_key: str, result_json: str, submit_key: str, *, cost_usd: Decimal | None,
+               cost_source: str) -> Awaitable[None]:
         """COMMITTED: the clip "succeeded" with its result AND its submit "succeeded" with its cost, in one
         transaction (never a finished submit whose clip has no result, nor the reverse)."""
-        await self._run(C, _finish, clip_key, result_json, submit_key, cost_usd=_money(cost_usd),
-                        cost_source=cost_source)
+        return self._run(C, _finish, clip_key, result_json, submit_key, cost_usd=_money(cost_usd),
+                         cost_source=cost_source)
 
     async def fail_clip(self, key: str, error: str) -> None:
         await self._run(C, Queries.clip_to, key, "failed", error=error)
@@ -188,10 +190,10 @@ class SqlStore(ServerRowsStore):
         if refused is not None:
             raise refused
 
-    async def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> None:
+    def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> Awaitable[Any]:
         """FLUSHED right after the vendor's ack: its job id and ``JobHandle.to_json()``."""
-        await self._run(F, Queries.submit_to, submit_key, "accepted", job_id=handle_json.get("job_id"),
-                        handle_json=json.dumps(handle_json, sort_keys=True))
+        return self._run(F, Queries.submit_to, submit_key, "accepted", job_id=handle_json.get("job_id"),
+                         handle_json=json.dumps(handle_json, sort_keys=True))
 
     async def state(self, submit_key: str, state: str) -> asyncio.Future[Any] | None:
         """BATCHED progress ("queued", "running"); see ``_later`` for the returned future."""

@@ -235,11 +235,15 @@ class PostgresStore(SqlStore):
             self.engine.execute(Durability.BATCHED, fn, args, kwargs)
             return None
         loop = asyncio.get_running_loop()
-        future = Batched(loop, lambda: loop.call_soon(self._send_alone, loop))  # awaited: sent at once
+        future = Batched(loop, self)  # awaited: sent at once (``_hurry``)
         self._pending.setdefault(loop, []).append((fn, args, kwargs, future))
         if loop not in self._timers:
             self._timers[loop] = loop.call_later(BATCH_DELAY_S, self._send_alone, loop)
         return future
+
+    def _hurry(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Someone waits for a batched write of ``loop``: send what it gathered at the end of this turn."""
+        loop.call_soon(self._send_alone, loop)
 
     def _take(self, loop: asyncio.AbstractEventLoop) -> list[tuple[Callable[..., Any], tuple[Any, ...],
                                                                    dict[str, Any], asyncio.Future[Any]]]:

@@ -46,7 +46,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -163,10 +163,11 @@ class SqliteEngine:
             raise error
         return cast(_T, value)
 
-    def batch(self, ops: list[_Op], *, wait: bool = True,
+    def batch(self, ops: Sequence[_Op] | Sequence[_Item], *, wait: bool = True,
               checkpoint: bool = True) -> list[tuple[Any, BaseException | None]] | None:
         """Run ``ops`` in one transaction (see ``_in_transaction``); commit once, flush once if any
-        succeeded op is ``FLUSHED``. Returns (value, error) per op. ``wait=False``: only try the
+        succeeded op is ``FLUSHED``. ``ops``: operations, or queued items (an operation's four fields
+        first: no copy of each). Returns (value, error) per op. ``wait=False``: only try the
         connection and the file's write lock, never wait for them (the event loop's thread): ``None``
         when either is taken, and nothing was run. A due checkpoint follows the commit unless
         ``wait=False`` or ``checkpoint=False``."""
@@ -194,7 +195,7 @@ class SqliteEngine:
             self.db.execute(f"PRAGMA busy_timeout = {ms}")
             self._busy_ms = ms
 
-    def _in_transaction(self, ops: list[_Op]) -> list[tuple[Any, BaseException | None]]:
+    def _in_transaction(self, ops: Sequence[_Op] | Sequence[_Item]) -> list[tuple[Any, BaseException | None]]:
         """Run ``ops`` in the open transaction and commit. They run back to back first (several: under one
         savepoint); when one fails (its own error, reported to its caller alone), that pass is rolled back
         and they run again each under its own savepoint, so the failure spoils no other. An op is a function of the
@@ -205,7 +206,8 @@ class SqliteEngine:
             if several:  # undone by ROLLBACK TO, which keeps the transaction and this file's write lock
                 self.db.execute("SAVEPOINT batch")
             try:
-                out = [(fn(self.queries, self._tx, *args, **kwargs), None) for _, fn, args, kwargs in ops]
+                queries, tx = self.queries, self._tx
+                out = [(op[1](queries, tx, *op[2], **op[3]), None) for op in ops]
             except Exception as error:  # one op's own failure
                 if not several:
                     self.db.execute("ROLLBACK")
@@ -224,11 +226,10 @@ class SqliteEngine:
             self.flush()
         return out
 
-    def _alone(self, op: _Op) -> tuple[Any, BaseException | None]:
-        _, fn, args, kwargs = op
+    def _alone(self, op: _Op | _Item) -> tuple[Any, BaseException | None]:
         self.db.execute("SAVEPOINT op")
         try:
-            value = fn(self.queries, self._tx, *args, **kwargs)
+            value = op[1](self.queries, self._tx, *op[2], **op[3])
         except Exception as error:  # that op's own failure, reported to its caller
             self.db.execute("ROLLBACK TO op")
             self.db.execute("RELEASE op")
@@ -397,7 +398,7 @@ class SqliteStore(SqlStore):
     def _inline(self, items: list[_Item]) -> None:
         """Run ``items`` in one transaction on this thread, never waiting for the write lock."""
         try:
-            results = self.engine.batch([item[:4] for item in items], wait=False)
+            results = self.engine.batch(items, wait=False)
         except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
             results = [(None, failure)] * len(items)
         if results is None:  # another thread or process holds the write lock: the writer waits for it
@@ -429,7 +430,7 @@ class SqliteStore(SqlStore):
             self.engine.execute(Durability.BATCHED, fn, args, kwargs)
             return None
         loop = asyncio.get_running_loop()
-        future = Batched(loop, lambda: self._hurry(loop))
+        future = Batched(loop, self)
         self._submit(loop, (Durability.BATCHED, fn, args, kwargs, loop, future))
         return future
 
@@ -460,7 +461,7 @@ class SqliteStore(SqlStore):
         if behind:
             return done.result()
         try:
-            results = self.engine.batch([i[:4] for i in items], checkpoint=loop is None)
+            results = self.engine.batch(items, checkpoint=loop is None)
         except BaseException as failure:
             results = [(None, failure)] * len(items)
         self._settle_all(items, results or [])
@@ -507,7 +508,7 @@ class SqliteStore(SqlStore):
                 items += more
                 taken += 1
             try:
-                results = self.engine.batch([item[:4] for item in items], checkpoint=False) or []
+                results = self.engine.batch(items, checkpoint=False) or []
             except BaseException as failure:  # the transaction itself failed (disk full, I/O): every op fails
                 results = [(None, failure)] * len(items)
             with self._start:
@@ -535,7 +536,7 @@ class SqliteStore(SqlStore):
             self._late.clear()
         if items:
             try:
-                results = self.engine.batch([item[:4] for item in items]) or []
+                results = self.engine.batch(items) or []
             except BaseException as failure:
                 results = [(None, failure)] * len(items)
             self._settle_all(items, results)
