@@ -49,6 +49,29 @@ async def test_spend_rows_and_runware_recalibration_from_reported_costs() -> Non
     await gateway.aclose()
 
 
+async def test_a_reported_cost_that_changes_no_observation_costs_no_recalibration() -> None:
+    """Once the window of reported costs is full, a job that reports the cost the window drops leaves
+    the mean (the scale) as it was: the rule is not rebuilt and cached quotes stay. A rule changed by
+    anyone else since is calibrated again from the window."""
+    from gateway.request import Mode
+    from gateway.routing.quoting import CALIBRATION_WINDOW
+
+    clock = VirtualClock()
+    gateway = Gateway(emulator=Emulator(clock=clock, seed=2), clock=clock, journal=":memory:", jitter_seed=2)
+    for i in range(CALIBRATION_WINDOW):
+        await gateway.agenerate(_request(f"Shot {i}. <S>Go.<E>"), provider="runware")
+    rule = gateway.book.rule("runware", Mode.IMAGE_TO_VIDEO)
+    await gateway.agenerate(_request("One more. <S>Go.<E>"), provider="runware")
+    assert gateway.book.rule("runware", Mode.IMAGE_TO_VIDEO) is rule
+    assert gateway.book.quotes  # the quote this job was routed by is still cached
+    gateway.book.calibrate("runware", Mode.IMAGE_TO_VIDEO, [(Decimal("0.5"), 30)])  # someone else moved it
+    moved = gateway.book.rule("runware", Mode.IMAGE_TO_VIDEO)
+    assert moved is not rule and moved.scale != rule.scale
+    await gateway.agenerate(_request("And one. <S>Go.<E>"), provider="runware")
+    assert gateway.book.rule("runware", Mode.IMAGE_TO_VIDEO).scale == rule.scale  # the window's mean again
+    await gateway.aclose()
+
+
 async def test_canary_key_appears_in_no_log_repr_error_or_journal_row(caplog, tmp_path) -> None:
     caplog.set_level(logging.DEBUG)
     clock = VirtualClock()

@@ -158,7 +158,12 @@ class ClipsMixin:
             return
         window = self._window(result.provider)
         if known_steps:
+            full = len(window) == window.maxlen
+            dropped = window[-1] if full else None
             window.appendleft((result.cost_usd, steps))
+            if full and dropped == window[0]:  # the same observations, so the same scale (their mean)...
+                self._calibrate_with(result.provider, unless_calibrated=True)  # unless the book changed
+                return
         else:
             window.clear()
             window.extend((cost, s) for cost, _quote, s in await self.store.reported_costs(result.provider))
@@ -168,10 +173,17 @@ class ClipsMixin:
         windows: dict[str, deque[tuple[Decimal, int | None]]] = self.__dict__.setdefault("_cost_windows", {})
         return windows.setdefault(provider, deque(maxlen=_CALIBRATION_WINDOW))
 
-    def _calibrate_with(self, provider: str) -> None:
+    def _calibrate_with(self, provider: str, *, unless_calibrated: bool = False) -> None:
+        """Calibrate each of ``provider``'s modes from its window. ``unless_calibrated``: not a mode whose
+        rule is still the one this gateway's last calibration made (the window holds the same costs), so
+        a job whose cost changes nothing costs no recalibration, nor the book's quote cache."""
         observations = list(self._window(provider))
+        made: dict[tuple[str, str], object] = self.__dict__.setdefault("_calibrated", {})
         for mode in self.classes[provider].capabilities.modes:
+            if unless_calibrated and self.book.rule(provider, mode) is made.get((provider, str(mode))):
+                continue
             self.book.calibrate(provider, mode, observations)
+            made[(provider, str(mode))] = self.book.rule(provider, mode)
 
     def _calibrate_from_journal(self) -> None:
         """At start: each vendor's window from the journal (every process's reported costs so far)."""

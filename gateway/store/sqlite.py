@@ -116,6 +116,8 @@ class SqliteEngine:
         self.flush_s: float | None = None
         """Seconds a flush of this file took, recent average (``quick_flush``); None before the first."""
         self.checkpoints = 0
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
         self._since_checkpoint = 0
         """Operations committed since the last checkpoint (``CHECKPOINT_OPS``)."""
         try:
@@ -243,10 +245,15 @@ class SqliteEngine:
         return self._since_checkpoint >= CHECKPOINT_OPS and self.path != ":memory:"
 
     def checkpoint(self) -> None:
-        """Copy committed WAL frames into the database file (``PASSIVE``: never waits for readers)."""
-        with self.lock:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        """Copy committed WAL frames into the database file (``PASSIVE``: never waits for readers or the
+        writer). On a connection of its own, without this engine's lock: the loop's inline commits go on
+        meanwhile instead of queueing behind a checkpoint (milliseconds: it writes and fsyncs the file)."""
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                                     isolation_level=None, check_same_thread=False)
             self._since_checkpoint = 0
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
 
     @contextmanager
@@ -283,6 +290,10 @@ class SqliteEngine:
         return self.path == ":memory:" or (self.flush_s is not None and self.flush_s <= FLUSH_ON_LOOP_S)
 
     def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         with self.lock:
             self.db.close()
 
