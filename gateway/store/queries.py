@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.errors import BudgetExceeded, InvalidRequest
 from gateway.store.records import (
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["BudgetChecks", "Queries", "Tx", "_iso", "_money", "held"]
 
 _FINAL_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(FINAL)) + ")"
+_HELD_BY = frozenset({"quote_usd", "reserved_usd", "cost_usd", "cost_source", "may_be_billed"})
+"""The columns besides the state that a submit's held USD is judged from (``held``)."""
 _SUBMIT_COLUMNS = (
     "s.submit_key, s.clip_key, s.provider, s.state, s.job_id, s.handle_json, s.quote_usd, s.cost_usd,"
     " s.cost_source, s.may_be_billed, s.error, s.deadline, s.steps, s.dropped, s.created_at, s.updated_at,"
@@ -233,7 +235,8 @@ class Queries(ServerQueries, SharedQueries):
                " steps, dropped, created_at, updated_at, emulator_instance, held_usd, budget_scope, error)"
                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (submit_key, clip_key, provider, state, _money(quote_usd), _money(reserved), deadline, steps,
-                json.dumps(sorted(dropped)), now, now, emulator_instance, str(hold), " ".join(tags), error))
+                json.dumps(sorted(dropped)) if dropped else "[]", now, now, emulator_instance, str(hold),
+                " ".join(tags), error))
         self._move_totals(tx, totals, hold)
         if error == "budget needs a price":
             return BudgetExceeded(f"{provider} has no known price, so a budget cannot be checked", provider=provider)
@@ -242,11 +245,19 @@ class Queries(ServerQueries, SharedQueries):
         return None
 
     def submit_to(self, tx: Tx, submit_key: str, state: str, **columns: Any) -> None:
-        """Move a submit to ``state`` (never out of a final one), keeping the budget totals true: one
-        UPDATE returning what the held USD is judged from (the row's new values, its old ``held_usd``);
-        a second write only when that changes, a read only when the UPDATE refused."""
+        """Move a submit to ``state`` (never out of a final one), keeping the budget totals true. A change
+        that cannot move the held USD (no column it is judged from, not "failed") is one plain UPDATE;
+        any other is one UPDATE returning what the held USD is judged from (the row's new values, its
+        old ``held_usd``), a second write only when that changes; a read only when the UPDATE refused."""
         if state not in STATES:
             raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
+        if state != "failed" and _HELD_BY.isdisjoint(columns):  # progress, the ack, an expiry: the held USD
+            columns = _redacted(columns)  # depends on the state only for "failed" (``held``): it stays
+            sets = "".join(f", {name} = ?" for name in columns)
+            if not tx.run(f"UPDATE submits SET state = ?, updated_at = ?{sets} WHERE submit_key = ? AND state NOT IN"
+                          f" {_FINAL_SQL}", (state, self._now(), *columns.values(), submit_key)):
+                self._refuse(tx, submit_key, state)
+            return
         if not tx.returning:  # an older SQLite: read the row, then the same checks and writes
             row = self._locked_submit(tx, submit_key)
             if row[0] in FINAL:
@@ -260,10 +271,7 @@ class Queries(ServerQueries, SharedQueries):
                       " held_usd, created_at, emulator_instance, budget_scope",
                       (state, self._now(), *columns.values(), submit_key))
         if not rows:
-            final = tx.one("SELECT state FROM submits WHERE submit_key = ?", (submit_key,))
-            if final is None:
-                raise KeyError(f"no submit {submit_key!r} in the journal")
-            raise ValueError(f"submit {submit_key!r} is already {final[0]}; cannot move it to {state}")
+            self._refuse(tx, submit_key, state)
         quote, reserved, cost, source, billed, before, created_at, instance, scope = rows[0]
         hold = held(state, quote, reserved, cost, source, billed)
         was = _dec(before)
@@ -271,6 +279,14 @@ class Queries(ServerQueries, SharedQueries):
             tx.run("UPDATE submits SET held_usd = ? WHERE submit_key = ?", (str(hold), submit_key))
             self._move_totals(tx, self._lock_totals(tx, scope, int(instance is not None), created_at),
                               hold - (was or Decimal(0)))
+
+    @staticmethod
+    def _refuse(tx: Tx, submit_key: str, state: str) -> NoReturn:
+        """Why a state change's UPDATE matched no row: no such submit, or it is final already."""
+        final = tx.one("SELECT state FROM submits WHERE submit_key = ?", (submit_key,))
+        if final is None:
+            raise KeyError(f"no submit {submit_key!r} in the journal")
+        raise ValueError(f"submit {submit_key!r} is already {final[0]}; cannot move it to {state}")
 
     def reserve(self, tx: Tx, submit_key: str, amount: Decimal) -> None:
         row = self._locked_submit(tx, submit_key)
