@@ -439,13 +439,14 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         if session is None:
             for stale in [old for old in self._sessions if old.is_closed()]:
                 del self._sessions[stale]
+            from gateway.transports import ClientTransport, VendorClient
+
             owned = self._http_client is None
-            http = self._http_client or httpx.AsyncClient(
+            http = self._http_client or VendorClient(  # keeps no cookies (gateway.transports)
                 transport=self.transport, headers={"user-agent": USER_AGENT},
                 timeout=self._timeout or httpx.Timeout(60.0, connect=10.0),
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
             # Adapters that build their own client (fal-client) reach the caller's client through a transport.
-            from gateway.transports import ClientTransport
 
             transport = self.transport if owned else ClientTransport(http)
             providers: dict[str, Provider] = {}

@@ -90,7 +90,7 @@ async def test_a_real_clock_bound_fires_as_the_taxonomy_and_leaves_no_cancel_beh
     bound = bounded_call(clock, None, provider="v", what="result")
     async with bound:
         await asyncio.sleep(0)
-    assert bound._handle.cancelled()  # an answer in time leaves no timer that could cancel later work
+    assert not bound._armed()  # an answer in time leaves no timer that could cancel later work
     with pytest.raises(ValueError, match="the body's own"):
         async with bounded_call(clock, None, provider="v", what="result"):
             raise ValueError("the body's own")
@@ -467,3 +467,57 @@ def test_a_host_name_is_not_parsed_as_an_ip_address_and_every_ip_form_still_is(
         with pytest.raises(UnsafeURL):
             addresses.check_public_host(local)
     assert addresses.check_public_host("8.8.8.8") == "8.8.8.8"
+
+
+def test_a_random_key_is_a_uuid4_string_with_every_random_bit_in_play() -> None:
+    """``random_key`` (every clip and submit takes one) writes out ``str(uuid.uuid4())``: the same form,
+    version and variant, and distinct keys whose random digits take every value."""
+    import uuid
+
+    from gateway.client_setup import random_key
+
+    keys = [random_key() for _ in range(2000)]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert str(parsed) == key and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    digits = {position: {key[position] for key in keys} for position in range(36) if keys[0][position] != "-"}
+    assert digits.pop(14) == {"4"} and digits.pop(19) == set("89ab")
+    assert all(len(seen) == 16 for seen in digits.values())  # no random digit stuck (2000 keys: ~never by chance)
+
+
+async def test_the_gateways_own_vendor_client_keeps_no_cookies_and_a_callers_client_keeps_its_own() -> None:
+    """The client the gateway builds for vendor calls never stores a ``Set-Cookie`` nor sends one back
+    (vendors authenticate by key; WaveSpeed's SDK keeps none either); a caller's ``http_client`` is used as
+    it is, cookies and all."""
+    from gateway.transports import VendorClient
+
+    sent: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"set-cookie": "lb=sticky-1; Path=/"}, json={"ok": True})
+
+    async with VendorClient(transport=httpx.MockTransport(answer)) as ours:
+        for _ in range(2):
+            (await ours.get("https://api.wavespeed.ai/api/v3/predictions/x/result")).raise_for_status()
+        assert len(ours.cookies) == 0
+        with pytest.raises(AttributeError, match="keeps no cookies"):
+            ours.cookies = {"a": "b"}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as theirs:
+        for _ in range(2):
+            await theirs.get("https://api.wavespeed.ai/api/v3/predictions/x/result")
+    assert sent == [None, None, None, "lb=sticky-1"]
+
+    from gateway import Gateway
+    from gateway.emulator import Emulator
+
+    gateway = Gateway(emulator=Emulator(), journal=None)
+    assert all(type(p._ctx.http) is VendorClient for p in gateway._providers().values())  # type: ignore[attr-defined]
+    caller = httpx.AsyncClient()
+    try:
+        assert all(p._ctx.http is caller  # type: ignore[attr-defined]
+                   for p in Gateway(http_client=caller, journal=None, keys={"fal": "k" * 12})._providers().values())
+    finally:
+        await caller.aclose()
+        await gateway.aclose()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import threading
 from types import TracebackType
 
@@ -28,20 +29,67 @@ __all__ = ["CALL_TIMEOUT", "bounded_call"]
 
 CALL_TIMEOUT = 300.0
 """Seconds one provider call may take even with no deadline (a 20 MB inline image upload fits)."""
+TICK_S = 0.01
+"""Bounds of ``TICKED_FROM_S`` or more fire at the end of the ``TICK_S`` tick they end in (at most 10 ms
+late, 1 % of the shortest such bound), sharing one loop timer per tick (``_Ticks``)."""
+TICKED_FROM_S = 1.0
+"""Shorter bounds (a deadline about to end) get a loop timer of their own, exact."""
 
 
-class _EmptyContexts(threading.local):
-    """The context a bound's timer runs in, one per thread: ``_fire`` reads no context variable, and
-    ``call_at`` would otherwise copy the task's context into a new object per call (held by the cancelled
-    timer until the loop drops it). Per thread, because a ``Context`` can be entered by one thread at a
-    time: event loops in two threads (``BackgroundLoop``, sync ``generate`` from a thread pool) firing
-    bounds at once would otherwise fail the second ``ctx.run`` and that bound would never fire."""
+class _PerThread(threading.local):
+    """Per thread: the context a bound's timer runs in, and the ticks of the loop this thread runs.
+
+    The context: ``_fire`` reads no context variable, and ``call_at`` would otherwise copy the task's
+    context into a new object per call (held by the cancelled timer until the loop drops it). Per thread,
+    because a ``Context`` can be entered by one thread at a time: event loops in two threads
+    (``BackgroundLoop``, sync ``generate`` from a thread pool) firing bounds at once would otherwise fail
+    the second ``ctx.run`` and that bound would never fire.
+
+    The ticks: bounds of ``TICKED_FROM_S`` or more are grouped by the tick they end in, one loop timer per
+    tick (``_Ticks``), instead of one timer per call: with 10,000 jobs in flight the loop's timer heap
+    already holds their 10,000 sleeps, and every timer pushed onto it (and every heap rebuild the cancelled
+    ones cause) costs a dozen Python-level comparisons (measured: 6.2 µs per bound beside 10,000 sleeps,
+    2.3 µs on an idle loop). A thread runs one loop at a time; when it runs another, that loop gets ticks
+    of its own (the old ticks' timers, armed on the old loop, still fire there)."""
 
     def __init__(self) -> None:
         self.context = contextvars.Context()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ticks = _Ticks(self.context)
+
+    def ticks_of(self, loop: asyncio.AbstractEventLoop) -> _Ticks:
+        if self.loop is not loop:
+            self.loop, self.ticks = loop, _Ticks(self.context)
+        return self.ticks
 
 
-_EMPTY = _EmptyContexts()
+class _Ticks:
+    """One loop's long bounds by the tick (``TICK_S``) they end in, and one timer per tick in use."""
+
+    __slots__ = ("context", "due")
+
+    def __init__(self, context: contextvars.Context) -> None:
+        self.context = context
+        self.due: dict[int, set[bounded_call]] = {}
+
+    def add(self, bound: bounded_call, loop: asyncio.AbstractEventLoop, at: float) -> set[bounded_call]:
+        """Arm ``bound`` to fire at the end of the tick holding ``at`` (at most ``TICK_S`` late); the set
+        it is in (leaving the bound removes it from there)."""
+        tick = math.ceil(at / TICK_S)
+        bounds = self.due.get(tick)
+        if bounds is None:
+            bounds = self.due[tick] = set()
+            loop.call_at(tick * TICK_S, self._fire, tick, context=self.context)
+        bounds.add(bound)
+        return bounds
+
+    def _fire(self, tick: int) -> None:
+        for bound in self.due.pop(tick, ()):
+            bound._fire()
+
+
+_THREAD = _PerThread()
+_EMPTY = _THREAD  # the timer context per thread (``_EMPTY.context``), as the threads test enters it
 
 
 class bounded_call:  # lower case: used like the function it replaced, ``async with bounded_call(...)``
@@ -50,10 +98,12 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
     A class rather than an ``@asynccontextmanager`` generator: every provider call enters one, and the
     generator machinery cost about as much as the bound itself. On the real clock the bound is one
     ``loop.call_at`` that cancels the task, undone on the way out — what ``asyncio.timeout`` does, without
-    its ``Timeout`` object, state machine and reschedule step (three of these per job, issue 14); any
-    other clock (``VirtualClock``) gets its own ``timeout``."""
+    its ``Timeout`` object, state machine and reschedule step (three of these per job, issue 14); a bound of
+    ``TICKED_FROM_S`` or more shares its tick's timer instead (``_Ticks``). Any other clock
+    (``VirtualClock``) gets its own ``timeout``."""
 
-    __slots__ = ("_bound", "_cancelling", "_fired", "_handle", "_left", "_provider", "_submit", "_task", "_what")
+    __slots__ = ("_bound", "_cancelling", "_fired", "_handle", "_left", "_provider", "_submit", "_task", "_tick",
+                 "_what")
 
     def __init__(self, clock: Clock, deadline_at: float | None, *, provider: str, what: str,
                  cap: float = CALL_TIMEOUT, submit: SubmitContext | None = None) -> None:
@@ -72,7 +122,11 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
             raise RuntimeError("bounded_call needs a running task")
         loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
-        self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_EMPTY.context)
+        if TICKED_FROM_S <= self._left < math.inf:
+            self._tick: set[bounded_call] | None = _THREAD.ticks_of(loop).add(self, loop, loop.time() + self._left)
+        else:
+            self._tick = None
+            self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_THREAD.context)
 
     def _fire(self) -> None:
         self._fired = True
@@ -81,7 +135,10 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         tb: TracebackType | None) -> bool:
         if self._bound is None:
-            self._handle.cancel()
+            if self._tick is not None:
+                self._tick.discard(self)
+            else:
+                self._handle.cancel()
             if self._fired:
                 # Ours was one of the cancellations: take it back; only when none other is pending (the
                 # caller's own cancel stays a CancelledError) is it this bound's timeout.
@@ -97,6 +154,10 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
         if isinstance(error, TimeoutError) and not suppressed:
             raise self._timed_out() from None
         return bool(suppressed)
+
+    def _armed(self) -> bool:
+        """Whether this bound can still fire (inside the body; never once it is left)."""
+        return (self in self._tick) if self._tick is not None else not self._handle.cancelled()
 
     def _timed_out(self) -> ProviderUnavailable | SubmitOutcomeUnknown:
         why = f"{self._provider} did not finish answering the {self._what} within {self._left:g} s"

@@ -27,7 +27,7 @@ from asyncstdlib import cached_property as async_cached_property
 from fal_client import AsyncClient, AsyncRequestHandle
 from fal_client import client as fal_impl
 
-from gateway.transports import BaseURLTransport
+from gateway.transports import BaseURLTransport, VendorClient
 
 __all__ = ["FalCallError", "FalQueueClient", "FalRequest", "SingleShotTransport"]
 
@@ -165,7 +165,7 @@ class FalQueueClient(AsyncClient):
     @async_cached_property(asyncio.Lock)
     async def _client(self) -> httpx.AsyncClient:
         auth = await self._auth
-        return httpx.AsyncClient(transport=self._wrapped(),
+        return VendorClient(transport=self._wrapped(),  # keeps no cookies (gateway.transports)
                                  headers={"Authorization": auth.header_value,
                                           "User-Agent": fal_impl.USER_AGENT},
                                  timeout=self.default_timeout)

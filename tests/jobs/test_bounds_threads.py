@@ -43,3 +43,30 @@ def test_a_bound_fires_while_another_thread_is_inside_its_timer_context() -> Non
     finally:
         leave.set()
         other.join(10)
+
+
+def test_long_bounds_share_one_timer_per_tick_and_each_still_fires_or_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounds of ``TICKED_FROM_S`` or more share one loop timer per ``TICK_S`` tick instead of one each:
+    every bound still inside its body when its tick ends fires (as the taxonomy), and one whose call
+    answered in time leaves nothing armed that could cancel later work."""
+    monkeypatch.setattr(bounds, "TICKED_FROM_S", 0.0)  # a 20 ms bound takes the tick path here
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        armed_before = len(loop._scheduled)  # type: ignore[attr-defined]
+
+        async def slow() -> None:
+            async with bounds.bounded_call(RealClock(), None, provider="v", what="status check", cap=0.02):
+                await asyncio.sleep(3)
+
+        quick = bounds.bounded_call(RealClock(), None, provider="v", what="result", cap=0.02)
+        tasks = [asyncio.ensure_future(slow()) for _ in range(50)]
+        await asyncio.sleep(0)  # all 50 inside their bounds
+        assert len(loop._scheduled) - armed_before <= 50 + 3  # type: ignore[attr-defined]  # 50 sleeps, few ticks
+        async with quick:
+            assert quick._armed()
+        assert not quick._armed()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 2)
+        assert all(isinstance(r, ProviderUnavailable) and "within 0.02 s" in str(r) for r in results)
+
+    asyncio.run(main())
