@@ -184,11 +184,11 @@ class SqliteEngine:
                     raise
                 return None  # another process writes: the writer thread waits for it
             out = self._in_transaction(ops)
-            if wait and checkpoint and self.checkpoint_due:  # after the commit: this caller waits anyway
-                self.checkpoint()
-            return out
         finally:
             self.lock.release()
+        if wait and checkpoint and self.checkpoint_due:  # after the commit (and the lock): this caller waits anyway
+            self.checkpoint()
+        return out
 
     def _busy(self, ms: int) -> None:
         """Set how long SQLite waits for another process's write lock (changed only when it differs:
@@ -246,14 +246,18 @@ class SqliteEngine:
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database file (``PASSIVE``: never waits for readers or the
-        writer). On a connection of its own, without this engine's lock: the loop's inline commits go on
-        meanwhile instead of queueing behind a checkpoint (milliseconds: it writes and fsyncs the file)."""
+        writer). The bulk is copied on a connection of its own, without this engine's lock: the loop's
+        inline commits go on meanwhile instead of queueing behind it (milliseconds: it writes and fsyncs
+        the file). The frames committed meanwhile are then copied under the lock, so the checkpoint is
+        complete and the next commit starts the WAL from its beginning again (else it would only grow)."""
         with self._checkpoint_lock:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                                      isolation_level=None, check_same_thread=False)
             self._since_checkpoint = 0
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self.lock:  # the few frames committed since: no commit can add more while this runs
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.checkpoints += 1
 
     @contextmanager

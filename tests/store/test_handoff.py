@@ -209,6 +209,34 @@ async def test_checkpoints_run_on_the_writer_thread_never_the_loop(journal: Jour
         assert other.execute("SELECT COUNT(*) FROM clips").fetchone() == (6,)
 
 
+def test_a_checkpoint_beside_commits_still_lets_the_wal_start_over(journal: Journal) -> None:
+    """The bulk of a checkpoint is copied on a connection of its own while commits go on; the frames
+    committed meanwhile are copied too, so the next commit starts the WAL over from its beginning (a
+    new header salt) — else every frame written beside a checkpoint would keep the WAL growing."""
+    engine = journal._engine
+    journal.open_clip("c0", REQ, request_hash(REQ))
+    side = sqlite3.connect(journal.path, isolation_level=None, check_same_thread=False)
+
+    class Beside:
+        """The side connection; a commit lands on the engine's right after its copy, as an inline one can."""
+
+        def execute(self, sql: str) -> Any:
+            done = side.execute(sql)
+            engine.db.execute("UPDATE clips SET error = 'beside' WHERE key = 'c0'")
+            return done
+
+        def close(self) -> None:
+            side.close()
+
+    engine._checkpointer = Beside()  # type: ignore[assignment]
+    wal = Path(journal.path + "-wal")
+    for round_ in range(2):
+        engine.checkpoint()
+        salt = wal.read_bytes()[16:24]
+        journal.fail_clip("c0", f"round {round_}")  # the next commit
+        assert wal.read_bytes()[16:24] != salt  # it started the WAL over
+
+
 async def test_a_batched_write_someone_waits_for_is_sent_at_once(journal: Journal, monkeypatch) -> None:
     monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # it would otherwise wait an hour
     store = journal.store(offload=True)
