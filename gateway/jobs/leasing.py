@@ -7,7 +7,8 @@ verdict, fails over nowhere and submits nothing new — the holder does all of t
 the holder follows it). ``ClipLease`` is what the runner checks: cheaply before every poll (the
 heartbeat's own finding) and right before anything that acts on the clip (a verdict, a result, a new
 submit) by a renewal — unless this call's last beat (its claim, a heartbeat or an earlier renewal) is
-younger than ``FRESH_BEATS`` of a heartbeat in the store's wall time. A takeover needs ``STALE_BEATS``
+younger than ``FRESH_BEATS`` of a heartbeat in the store's wall time (the ack's transaction renews
+the lease too, ``SqlStore.accepted``: a beat as good as a heartbeat's). A takeover needs ``STALE_BEATS``
 (3) missed beats, so a beat that fresh leaves the lease at least 2.5 beats of life: no other call can
 hold the clip yet, and the renewal would only cost a transaction (it did, twice per job). The window
 between a takeover and the next beat still cannot slip a verdict in.
@@ -71,12 +72,17 @@ class ClipLease:
         lease.beat_at = claimed_at(key, owner) if claimed_at is not None else None
         return lease
 
+    def _last_beat(self) -> float | None:
+        """Wall time of this call's last known beat (its claim, a heartbeat or a renewal); None: none known."""
+        beats = [t for t in (self.beat_at, None if self.heartbeat is None else self.heartbeat.beat_at)
+                 if t is not None]
+        return max(beats) if beats else None
+
     def _fresh(self) -> bool:
         if self._wall is None or self._fresh_s is None:
             return False
-        beats = [t for t in (self.beat_at, None if self.heartbeat is None else self.heartbeat.beat_at)
-                 if t is not None]
-        return bool(beats) and self._wall() - max(beats) < self._fresh_s
+        last = self._last_beat()
+        return last is not None and self._wall() - last < self._fresh_s
 
     def _renewal(self) -> bool | Awaitable[bool]:
         assert self._renew is not None
@@ -127,6 +133,13 @@ class _OnJournal(ClipLease):
     __slots__ = ("_interval", "_journal")
     _journal: Any
     _interval: float
+
+    def _last_beat(self) -> float | None:
+        """Also a renewal that rode in the ack's transaction (``SqlStore.renewed_at``)."""
+        last = super()._last_beat()
+        renewed_at = getattr(self._journal, "renewed_at", None)
+        renewed = None if renewed_at is None else renewed_at(self.key, self.owner)
+        return last if renewed is None else renewed if last is None else max(last, renewed)
 
     def _renewal(self) -> bool | Awaitable[bool]:
         return self._journal.renew_clip(self.key, self.owner, heartbeat=self._interval)  # type: ignore[no-any-return]

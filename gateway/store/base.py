@@ -41,9 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["SqlStore", "Store"]
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
 _CLAIMS_KEPT = 10_000
 """Claim times kept for ``claimed_at`` (the oldest go first: a forgotten one only costs a renewal)."""
+_HELD_KEPT = 100_000
+"""Leases (and intents awaiting their ack) remembered for ``accepted`` to renew; the oldest are forgotten
+first, which only costs the call a renewal of its own."""
 
 
 class SqlStore(ServerRowsStore):
@@ -61,6 +65,12 @@ class SqlStore(ServerRowsStore):
         self.emulator_instance = emulator_instance
         self._claims: dict[tuple[str, str], float] = {}
         """Wall time of each lease this store took, until ``claimed_at`` reads it."""
+        self._held: dict[str, tuple[str, float, float | None]] = {}
+        """Per clip key, a lease this store took and has not given back: (owner, heartbeat seconds, wall
+        time of its last renewal made with an ack, or None). Atoms only: nothing for the GC to walk."""
+        self._acks: dict[str, str] = {}
+        """Per submit key, its clip key, from the intent until ``accepted`` (whose transaction renews the
+        clip's lease too)."""
 
 
     @property
@@ -102,7 +112,7 @@ class SqlStore(ServerRowsStore):
         wall = self.wall()
         holder = await self._run(C, _claim, key, owner, wall=wall, heartbeat=heartbeat, alive=alive)
         if holder is None:
-            self._claimed(key, owner, wall)
+            self._claimed(key, owner, wall, heartbeat)
         return holder
 
     async def open_and_claim(self, key: str, request_json: str, request_hash: str, owner: str, *,
@@ -116,13 +126,21 @@ class SqlStore(ServerRowsStore):
                                 heartbeat=heartbeat, alive=alive, emulator_instance=self.emulator_instance,
                                 tenant=tenant, image=image, options_json=options_json)
         if found[1] is None and not (found[0].state == "succeeded" and found[0].result_json):
-            self._claimed(key, owner, wall)
+            self._claimed(key, owner, wall, heartbeat)
         return found
 
-    def _claimed(self, key: str, owner: str, wall: float) -> None:
+    def _claimed(self, key: str, owner: str, wall: float, heartbeat: float) -> None:
         if len(self._claims) >= _CLAIMS_KEPT:  # claims nobody asks about (a claim released at once)
             self._claims.pop(next(iter(self._claims)))
         self._claims[(key, owner)] = wall
+        _keep(self._held, key, (owner, heartbeat, None))
+
+    def renewed_at(self, key: str, owner: str) -> float | None:
+        """The wall time (epoch seconds) of the last renewal of ``owner``'s lease on ``key`` that rode in
+        an ack's transaction (``accepted``), once committed; None when there was none. A renewal like a
+        heartbeat's: ``gateway.jobs.leasing`` trusts it as one."""
+        held = self._held.get(key)
+        return held[2] if held is not None and held[0] == owner else None
 
     def claimed_at(self, key: str, owner: str) -> float | None:
         """The wall time (epoch seconds) ``owner``'s lease on ``key`` was taken with by this store — the
@@ -144,6 +162,9 @@ class SqlStore(ServerRowsStore):
         """Give the lease back. ``wait=False`` batches it: only for a clip whose result is committed
         (callers of its key get the result without claiming; a crash leaves a lease that goes stale);
         awaiting it then returns at once (``_later``)."""
+        held = self._held.get(key)
+        if held is not None and held[0] == owner:
+            del self._held[key]
         if wait:
             return self._run(C, Queries.release_clip, key, owner)
         return self._later(Queries.release_clip, key, owner)
@@ -184,16 +205,34 @@ class SqlStore(ServerRowsStore):
                      budget: BudgetChecks = None, scopes: Iterable[str] = ()) -> None:
         """FLUSHED before the submit POST. ``budget`` = (limit USD, period, scope) reserves the quote in
         the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``."""
+        if clip_key in self._held:
+            _keep(self._acks, submit_key, clip_key)
         refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
                                   quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
                                   budget=budget, scopes=tuple(scopes), emulator_instance=self.emulator_instance)
         if refused is not None:
+            self._acks.pop(submit_key, None)
             raise refused
 
     def accepted(self, submit_key: str, handle_json: dict[str, Any]) -> Awaitable[Any]:
-        """FLUSHED right after the vendor's ack: its job id and ``JobHandle.to_json()``."""
-        return self._run(F, Queries.submit_to, submit_key, "accepted", job_id=handle_json.get("job_id"),
-                         handle_json=json.dumps(handle_json, sort_keys=True))
+        """FLUSHED right after the vendor's ack: its job id and ``JobHandle.to_json()``. When this store
+        holds the lease of the submit's clip, the same transaction renews it (``renewed_at``): the call
+        is alive, and its verdict seconds later then needs no renewal round trip of its own."""
+        job_id, handle = handle_json.get("job_id"), json.dumps(handle_json, sort_keys=True)
+        clip_key = self._acks.pop(submit_key, None)
+        held = None if clip_key is None else self._held.get(clip_key)
+        if clip_key is None or held is None:
+            return self._run(F, Queries.submit_to, submit_key, "accepted", job_id=job_id, handle_json=handle)
+        return self._accepted_renewing(submit_key, job_id, handle, clip_key, held[0], held[1])
+
+    async def _accepted_renewing(self, submit_key: str, job_id: Any, handle_json: str, clip_key: str, owner: str,
+                                 heartbeat: float) -> None:
+        wall = self.wall()  # before the transaction: never later than the renewal's own time
+        kept = await self._run(F, _accepted_renewing, submit_key, job_id=job_id, handle_json=handle_json,
+                               clip_key=clip_key, owner=owner, wall=wall, heartbeat=heartbeat)
+        held = self._held.get(clip_key)
+        if kept and held is not None and held[0] == owner:  # committed (and flushed): as good as a beat
+            self._held[clip_key] = (owner, heartbeat, wall)
 
     async def state(self, submit_key: str, state: str) -> asyncio.Future[Any] | None:
         """BATCHED progress ("queued", "running"); see ``_later`` for the returned future."""
@@ -322,6 +361,20 @@ def _open_and_claim(queries: Queries, tx: Any, key: str, request_json: str, requ
         return clip, None, []
     holder = _claim(queries, tx, key, owner, wall=wall, heartbeat=heartbeat, alive=alive)
     return clip, holder, ([] if holder is not None else queries.submits(tx, key))
+
+
+def _keep(kept: dict[str, _V], key: str, value: _V) -> None:
+    if len(kept) >= _HELD_KEPT and key not in kept:
+        kept.pop(next(iter(kept)))
+    kept[key] = value
+
+
+def _accepted_renewing(queries: Queries, tx: Any, submit_key: str, *, job_id: Any, handle_json: str, clip_key: str,
+                       owner: str, wall: float, heartbeat: float) -> bool:
+    """The ack (``Queries.submit_to``, as ``accepted`` alone) and a renewal of the clip's lease; False when
+    the lease was lost meanwhile (the ack is recorded either way: the job is paid)."""
+    queries.submit_to(tx, submit_key, "accepted", job_id=job_id, handle_json=handle_json)
+    return queries.renew_clip(tx, clip_key, owner, wall=wall, heartbeat=heartbeat)
 
 
 def _finish(queries: Queries, tx: Any, clip_key: str, result_json: str, submit_key: str, *,

@@ -84,21 +84,30 @@ async def test_without_a_wall_every_confirming_check_renews() -> None:
 
 
 async def test_a_quick_job_makes_no_renewal(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    original = queries.Queries.renew_clip
+    import gateway.store.base as base
+
+    own: list[str] = []  # renewals in a transaction of their own (the lease's or a heartbeat's)
+    inner: list[str] = []  # every renewal statement, the ack's included
+    original, store_renew = queries.Queries.renew_clip, base.SqlStore.renew_clip
 
     def counted(self: queries.Queries, *args: object, **kwargs: object) -> bool:
-        calls.append("renew")
+        inner.append("renew")
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    def renewal(self: base.SqlStore, *args: object, **kwargs: object) -> object:
+        own.append("renew")
+        return store_renew(self, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(queries.Queries, "renew_clip", counted)
+    monkeypatch.setattr(base.SqlStore, "renew_clip", renewal)
     clock = VirtualClock()
     gateway = Gateway(emulator=Emulator(clock=clock, seed=2, job_time=lambda rng: 0.0), clock=clock,
                       journal=Journal(":memory:"), lease_heartbeat=10.0)  # leases in real wall time
     result = await gateway.agenerate(OviRequest(prompt="A cat. <S>Hello.<E>", image="https://example.com/cat.png"),
                                     provider="runware")
     await gateway.aclose()
-    assert result.provider == "runware" and calls == []  # the claim was fresh at the submit and the verdict
+    assert result.provider == "runware" and own == []  # the claim was fresh at the submit and the verdict
+    assert inner == ["renew"]  # the one renewal rode in the ack's transaction (SqlStore.accepted)
 
 
 async def test_claim_times_nobody_reads_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
