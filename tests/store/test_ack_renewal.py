@@ -42,7 +42,7 @@ async def store(journal_target: str):
 
 
 async def _claimed_and_submitted(store: SqlStore, key: str = "c1") -> ClipLease:
-    clip, holder, _ = await store.open_and_claim(key, REQ, request_hash(REQ), "me", heartbeat=BEAT)
+    _, holder, _ = await store.open_and_claim(key, REQ, request_hash(REQ), "me", heartbeat=BEAT)
     assert holder is None and await store.lease_holder(key) == "me"
     await store.intent(clip_key=key, submit_key=f"{key}-s", provider="fal", quote_usd=Decimal("0.2"))
     idle = Heartbeat(lambda: True, sleep=None, interval=BEAT)  # type: ignore[arg-type]  # never started
