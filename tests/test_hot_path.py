@@ -521,3 +521,46 @@ async def test_the_gateways_own_vendor_client_keeps_no_cookies_and_a_callers_cli
     finally:
         await caller.aclose()
         await gateway.aclose()
+
+
+async def test_fal_follows_a_fresh_submit_on_its_own_request_and_reads_its_status_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A submit's fal-client request (made from the checked ack, on the client the submit used) serves the
+    job's status check and result GET: no second request handle, each call on that job's own URLs; and the
+    result step reads the inference time from the status body the check already validated."""
+    from gateway.clock import VirtualClock
+    from gateway.emulator import Emulator
+    from providers.fal import FalProvider
+    from providers.fal.queue import FalQueueClient
+    from providers.fal.schemas import QueueStatus
+
+    emulator = Emulator(clock=VirtualClock(), job_time=lambda rng: 0.0)
+    transport = emulator.transport()
+    made: list[str] = []
+    real = FalQueueClient.request_handle
+
+    async def counted(self: FalQueueClient, data: Any) -> Any:
+        made.append(data["request_id"])
+        return await real(self, data)
+
+    validated: list[Any] = []
+    real_validate = QueueStatus.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[QueueStatus], value: Any, *args: Any, **kwargs: Any) -> QueueStatus:
+        validated.append(value)
+        return real_validate(cls, value, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(FalQueueClient, "request_handle", counted)
+    monkeypatch.setattr(QueueStatus, "model_validate", classmethod(counting))
+    fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=transport),
+                                      transport=transport))
+    request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
+    handle = await fal.submit(request, SubmitContext(idempotency_key="k1"))
+    assert set(handle.data) == {"endpoint", "request_id", "response_url", "status_url", "cancel_url"}
+    status = await fal.status(handle)
+    output = await fal.result(handle, status)
+    assert made == [] and handle.job_id in output.video_url
+    assert len(validated) == 1  # the status check's body; the result step reads its metrics from that
+    calls = [url for vendor, op, url in emulator.ledger.requests if vendor == "fal"]
+    assert [u for u in calls if handle.job_id in u] == [handle.data["status_url"] + "?logs=false",
+                                                        handle.data["response_url"]]

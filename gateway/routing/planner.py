@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -137,7 +138,7 @@ def plan(route: Route, quotes: Mapping[str, Quote], *, unhealthy: Mapping[str, s
         unhealthy: vendor → why it is skipped now (an open breaker), from ``health``.
         unconfigured: vendor → why it cannot be used at all (no API key, failed to load).
     """
-    unhealthy, unconfigured = dict(unhealthy or {}), dict(unconfigured or {})
+    unhealthy, unconfigured = unhealthy or _NONE, unconfigured or _NONE  # read only: no copies per call
     excluded: dict[str, list[str]] = {}
     named = _named(route)
     kept: list[Candidate] = []
@@ -150,10 +151,8 @@ def plan(route: Route, quotes: Mapping[str, Quote], *, unhealthy: Mapping[str, s
     for name in named - set(quotes):
         excluded[name] = ["not installed"]
 
-    def price_key(c: Candidate) -> tuple[Decimal, int]:
-        return (c.quote.price_usd if c.quote.price_usd is not None else Decimal("Infinity"), len(c.dropped))
-
-    kept.sort(key=price_key)
+    if len(kept) > 1:
+        kept.sort(key=_price_key)
     if route.provider is not None:
         ordered = kept
     elif route.order:
@@ -170,6 +169,14 @@ def plan(route: Route, quotes: Mapping[str, Quote], *, unhealthy: Mapping[str, s
             excluded[c.provider] = ["fallbacks are off"]
         ordered = ordered[:1]
     return Plan(ordered, excluded)
+
+
+_NONE: Mapping[str, str] = MappingProxyType({})
+_INFINITY = Decimal("Infinity")
+
+
+def _price_key(c: Candidate) -> tuple[Decimal, int]:
+    return (c.quote.price_usd if c.quote.price_usd is not None else _INFINITY, len(c.dropped))
 
 
 def _named(route: Route) -> set[str]:

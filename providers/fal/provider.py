@@ -159,7 +159,7 @@ class FalProvider:
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
         from fal_client import FalClientHTTPError
 
-        from providers.fal.queue import FalCallError
+        from providers.fal.queue import FalCallError, FalRequest
 
         queue = self._client()
         self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
@@ -190,8 +190,15 @@ class FalProvider:
             raise SubmitOutcomeUnknown(f"fal accepted the submit but its answer was unreadable "
                                        f"({type(exc).__name__})", provider=self.name, job_hint=hint) from exc
         _log.debug("submit to %s acknowledged: request %s", endpoint, ack.request_id)
-        return JobHandle(self.name, ack.request_id, data={"endpoint": endpoint, **ack.model_dump(
-            include={"request_id", "response_url", "status_url", "cancel_url"})})
+        handle = JobHandle(self.name, ack.request_id, data={
+            "endpoint": endpoint, "request_id": ack.request_id, "response_url": ack.response_url,
+            "status_url": ack.status_url, "cancel_url": ack.cancel_url})
+        # The job's first status check (and its result GET) reuse this request, made from the checked ack on
+        # the client the submit went through, as ``request_handle`` would make it (``_request``).
+        self._last_request = (handle, FalRequest(
+            request_id=ack.request_id, response_url=ack.response_url, status_url=ack.status_url,
+            cancel_url=ack.cancel_url, client=sent.client, timeout=queue.timeout))
+        return handle
 
     def _request_in_answer(self, exc: FalCallError, endpoint: str, hint: dict[str, Any]) -> GatewayError | None:
         """A submit answer that carries ``x-fal-request-id`` — a 5xx, or a 2xx whose body was lost
@@ -231,7 +238,7 @@ class FalProvider:
 
     async def _request(self, handle: JobHandle) -> FalRequest:
         # The last handle's fal-client request, by identity (the adapter lives on one event loop): a job's
-        # final status check and its result GET follow each other, so the second reuses the first's.
+        # submit, final status check and result GET follow each other, so each reuses the one before's.
         last = self._last_request
         if last is not None and last[0] is handle:
             return last[1]

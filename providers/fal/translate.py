@@ -113,7 +113,9 @@ def parse_ack(body: Any) -> SubmitAck:
 
 def parse_status(body: Any) -> JobStatus:
     """One status body as a ``JobStatus``. COMPLETED with ``error``/``error_type`` is FAILED."""
+    global _last_status
     status: QueueStatus = decode(QueueStatus, body, provider=PROVIDER, what="status answer", may_be_billed=True)
+    _last_status = (body, status)  # the body object is held here, so its identity is not reused
     if status.status == "IN_QUEUE":
         return JobStatus(JobState.QUEUED, queue_position=status.queue_position, raw=body)
     if status.status != "COMPLETED":
@@ -124,12 +126,20 @@ def parse_status(body: Any) -> JobStatus:
     return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=body)
 
 
+_last_status: tuple[Any, Any] = (None, None)
+"""The last status body ``parse_status`` read and its model: the result step reads its metrics again."""
+
+
 def inference_seconds(status_body: Any) -> float | None:
     """``metrics.inference_time`` (seconds) from a COMPLETED status body, when present."""
-    try:
-        status = QueueStatus.model_validate(status_body)
-    except ValidationError:
-        return None
+    last = _last_status  # one read of one tuple: another thread's loop may replace it meanwhile
+    if last[0] is status_body and isinstance(status_body, dict):
+        status = last[1]  # this very body was validated by the status check that ended the job
+    else:
+        try:
+            status = QueueStatus.model_validate(status_body)
+        except ValidationError:
+            return None
     return status.metrics.inference_time if status.metrics is not None else None
 
 
