@@ -394,8 +394,12 @@ class SqliteStore(SqlStore):
         jobs still share one commit. A flush only while flushes are quick, as in ``_kick``."""
         task = asyncio.current_task(loop) or item  # no task (a callback): never "the same caller"
         with self._start:
-            if self._outstanding or (item[0] is Durability.FLUSHED and not self.engine.quick_flush):
+            if self._outstanding:
                 return False
+            pending = self._pending.get(loop)
+            if not self.engine.quick_flush and (item[0] is Durability.FLUSHED or (pending is not None and any(
+                    waiting[0] is Durability.FLUSHED for waiting in pending))):
+                return False  # a flush may run on the loop only while flushes are quick
             first = self._turn.get(loop)
             if first is None:
                 self._turn[loop] = task

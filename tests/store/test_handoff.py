@@ -113,6 +113,22 @@ async def test_one_callers_operations_run_at_once_without_a_loop_turn(journal: J
     assert [names for _, names in seen.seen] == [["open_clip"], ["get_clip"], ["clip_to", "get_clip"]]
 
 
+async def test_an_operation_at_once_never_takes_a_slow_flush_onto_the_loop(journal: Journal, monkeypatch) -> None:
+    """Another caller's flushed write gathered in this loop turn goes with the writer thread while flushes
+    are slow, even when the next operation could otherwise run at once and take it along."""
+    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # every flush is slow
+    store = journal.store(offload=True)
+    await store.open_clip("c1", REQ, request_hash(REQ))
+    seen = Transactions(monkeypatch)
+    loop = asyncio.get_running_loop()
+    flushed: asyncio.Future[Any] = loop.create_future()
+    store._submit(loop, (Durability.FLUSHED, Queries.intent, (), {"clip_key": "c1", "submit_key": "s1",
+                  "provider": "fal", "quote_usd": Decimal("0.2")}, loop, flushed))  # another caller's, gathered
+    assert await store._run(Durability.COMMITTED, _thread_name) == "ovi-store-writer"
+    await flushed
+    assert seen.seen == [("ovi-store-writer", ["intent", "_thread_name"])] and journal._engine.flushes == 1
+
+
 async def test_a_busy_writer_takes_everything_as_one_group_commit(journal: Journal, monkeypatch) -> None:
     store = journal.store(offload=True)
     for i in range(10):
