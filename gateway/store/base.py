@@ -45,7 +45,7 @@ _V = TypeVar("_V")
 F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
 _CLAIMS_KEPT = 10_000
 """Claim times kept for ``claimed_at`` (the oldest go first: a forgotten one only costs a renewal)."""
-_HELD_KEPT = 100_000
+_HELD_KEPT = 50_000
 """Leases (and intents awaiting their ack) remembered for ``accepted`` to renew; the oldest are forgotten
 first, which only costs the call a renewal of its own."""
 
@@ -245,9 +245,11 @@ class SqlStore(ServerRowsStore):
                                  cost_source=cost_source)
 
     async def failed(self, submit_key: str, *, error: str, may_be_billed: bool) -> None:
+        self._acks.pop(submit_key, None)  # no ack is coming for it
         await self._run(C, Queries.submit_to, submit_key, "failed", error=error, may_be_billed=int(bool(may_be_billed)))
 
     async def unknown(self, submit_key: str, *, error: str) -> None:
+        self._acks.pop(submit_key, None)
         await self._run(C, Queries.submit_to, submit_key, "unknown", error=error, may_be_billed=1)
 
     async def expired(self, submit_key: str, error: str) -> None:

@@ -98,3 +98,10 @@ async def test_a_released_lease_is_forgotten(store: SqlStore) -> None:
     assert store.renewed_at("c1", "me") is not None
     await store.release_clip("c1", "me")
     assert store.renewed_at("c1", "me") is None and "c1" not in store._held
+
+
+async def test_a_submit_that_ends_without_an_ack_is_forgotten(store: SqlStore) -> None:
+    await _claimed_and_submitted(store)
+    assert store._acks == {"c1-s": "c1"}
+    await store.failed("c1-s", error="refused before anything was billed", may_be_billed=False)
+    assert store._acks == {}  # no ack is coming: nothing kept for one
