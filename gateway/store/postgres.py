@@ -52,6 +52,7 @@ class _Tx:
     lock = " FOR UPDATE"
     skip_locked = " FOR UPDATE OF c SKIP LOCKED"
     returning = True
+    bytewise = ' COLLATE "C"'
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn

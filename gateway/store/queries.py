@@ -34,6 +34,7 @@ from gateway.store.values import (
     _OPEN_SQL,
     BudgetChecks,
     Tx,
+    _after_prefix,
     _checks,
     _dec,
     _instance_filter,
@@ -441,7 +442,10 @@ class Queries(ServerQueries, SharedQueries):
         extra: list[tuple[str, tuple[Any, ...]]] = []
         if scope:  # a submit's scopes are stored space-separated
             extra.append(("(' ' || budget_scope || ' ') LIKE ?", (f"% {scope} %",)))
-        if clip_prefix is not None:  # a batch's clips share a key prefix
+        if clip_prefix is not None:  # a batch's clips share a key prefix: a range of the clip-key index
+            column, after = f"clip_key{tx.bytewise}", _after_prefix(clip_prefix)
+            extra.append((f"{column} >= ?" + ("" if after is None else f" AND {column} < ?"),
+                          (clip_prefix,) if after is None else (clip_prefix, after)))
             extra.append(("substr(clip_key, 1, ?) = ?", (len(clip_prefix), clip_prefix)))
         for clause, values in extra:
             where = f"{where} AND {clause}" if where else f" WHERE {clause}"

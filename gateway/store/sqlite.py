@@ -84,6 +84,7 @@ class _Tx:
     lock = ""
     skip_locked = ""
     returning = _RETURNING
+    bytewise = ""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db

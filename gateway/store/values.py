@@ -26,10 +26,23 @@ class Tx(Protocol):
     """`` FOR UPDATE OF c SKIP LOCKED`` where the engine has it, else empty."""
     returning: bool
     """The engine has ``UPDATE … RETURNING`` (PostgreSQL; SQLite from 3.35)."""
+    bytewise: str
+    """`` COLLATE "C"`` where text compares by the database's locale (PostgreSQL), else empty (SQLite
+    compares bytes): a prefix range (``>= p AND < p'``) holds exactly the keys starting with ``p``."""
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None: ...
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
     def run(self, sql: str, args: tuple[Any, ...] = ()) -> int: ...
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least text after every text that starts with ``prefix``, in code-point order (SQLite's and
+    PostgreSQL's ``COLLATE "C"`` order for UTF-8); ``None`` when there is none (it ends in U+10FFFF)."""
+    kept = prefix.rstrip("\U0010ffff")
+    if not kept:
+        return None
+    point = ord(kept[-1]) + 1
+    return kept[:-1] + chr(0xE000 if 0xD800 <= point <= 0xDFFF else point)  # never a lone surrogate
 
 
 def _iso(moment: datetime) -> str:

@@ -1,0 +1,3 @@
+-- 0012 (twin of postgresql/0012): nothing to change here. SQLite compares text by its bytes, so the
+-- clip-key range a batch's spend reads (`reserved_and_spent(clip_prefix=…)`) is served by the
+-- existing submits_by_clip (clip_key, seq) index; PostgreSQL needs a bytewise index of its own.
