@@ -99,6 +99,8 @@ def register_shape(regex: str) -> None:
 
 def register_api_key(value: Any) -> None:
     """Register a vendor API key, and each half of an ``id:secret`` key (fal's ``FAL_KEY`` form)."""
+    if type(value) is str and value in _api_keys:  # the hot path: every vendor call names its key again
+        return
     text = _plain(value)
     if not text:
         return
@@ -106,6 +108,12 @@ def register_api_key(value: Any) -> None:
     if ":" in text:
         for part in text.split(":"):
             register(part)
+    if type(value) is str:
+        _api_keys.add(value)  # only once it and its halves are in the registry
+
+
+_api_keys: set[str] = set()
+"""API key texts, as given, already registered with their halves (the registry never forgets one)."""
 
 
 def register_url(url: str) -> str:

@@ -564,3 +564,21 @@ async def test_fal_follows_a_fresh_submit_on_its_own_request_and_reads_its_statu
     calls = [url for vendor, op, url in emulator.ledger.requests if vendor == "fal"]
     assert [u for u in calls if handle.job_id in u] == [handle.data["status_url"] + "?logs=false",
                                                         handle.data["response_url"]]
+
+
+def test_an_api_key_registered_once_is_one_lookup_after_and_still_redacts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every vendor call registers its key again (``require_key``): a key already registered with its halves
+    costs one set lookup, and it and its halves are still masked; a new key is still registered in full."""
+    secrets.register_api_key("hot-path-id-2:hot-path-secret-2")
+    plain = secrets._plain
+
+    def refused(value: Any) -> str:
+        raise AssertionError("a registered key was read again")
+
+    monkeypatch.setattr(secrets, "_plain", refused)
+    secrets.register_api_key("hot-path-id-2:hot-path-secret-2")
+    monkeypatch.setattr(secrets, "_plain", plain)
+    assert secrets.redact("a hot-path-id-2:hot-path-secret-2 b hot-path-secret-2") == "a *** b ***"
+    secrets.register_api_key(SecretStr("hot-path-id-3:hot-path-secret-3"))  # not a str: the full path
+    secrets.register_api_key("another-new-key-0123")
+    assert secrets.redact("hot-path-secret-3 another-new-key-0123") == "*** ***"

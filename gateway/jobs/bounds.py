@@ -89,6 +89,7 @@ class _Ticks:
 
 
 _THREAD = _PerThread()
+_INF = math.inf
 _EMPTY = _THREAD  # the timer context per thread (``_EMPTY.context``), as the threads test enters it
 
 
@@ -122,8 +123,10 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
             raise RuntimeError("bounded_call needs a running task")
         loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
-        if TICKED_FROM_S <= self._left < math.inf:
-            self._tick: set[bounded_call] | None = _THREAD.ticks_of(loop).add(self, loop, loop.time() + self._left)
+        if TICKED_FROM_S <= self._left < _INF:
+            here = _THREAD
+            ticks = here.ticks if here.loop is loop else here.ticks_of(loop)
+            self._tick: set[bounded_call] | None = ticks.add(self, loop, loop.time() + self._left)
         else:
             self._tick = None
             self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_THREAD.context)
