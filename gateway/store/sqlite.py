@@ -325,6 +325,9 @@ class SqliteStore(SqlStore):
         """Guards the writer's start and stop, the unsent operations and ``_outstanding``."""
         self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
         """Operations made on each event loop and not yet handed over (``_kick``)."""
+        self._flushing: set[asyncio.AbstractEventLoop] = set()
+        """Loops whose gathered operations include a ``FLUSHED`` one (``_at_once`` asks per operation: a
+        scan of ten thousand gathered ones each time made a group commit's turn quadratic)."""
         self._soon: set[asyncio.AbstractEventLoop] = set()
         self._late: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
         self._turn: dict[asyncio.AbstractEventLoop, object] = {}
@@ -361,6 +364,8 @@ class SqliteStore(SqlStore):
                 pending = self._pending[loop] = []
                 _LIVE.add(self)
             pending.append(item)
+            if item[0] is Durability.FLUSHED:
+                self._flushing.add(loop)
             if item[0] is Durability.BATCHED:
                 if loop not in self._soon and loop not in self._late:
                     self._late[loop] = loop.call_later(BATCH_DELAY_S, self._kick, loop)
@@ -376,6 +381,7 @@ class SqliteStore(SqlStore):
             self._soon.discard(loop)
             late = self._late.pop(loop, None)
             items = self._pending.pop(loop, None)
+            self._flushing.discard(loop)
             if not items:
                 return
             inline = self._outstanding == 0 and (self.engine.quick_flush or all(
@@ -397,9 +403,7 @@ class SqliteStore(SqlStore):
         with self._start:
             if self._outstanding:
                 return False
-            pending = self._pending.get(loop)
-            if not self.engine.quick_flush and (item[0] is Durability.FLUSHED or (pending is not None and any(
-                    waiting[0] is Durability.FLUSHED for waiting in pending))):
+            if not self.engine.quick_flush and (item[0] is Durability.FLUSHED or loop in self._flushing):
                 return False  # a flush may run on the loop only while flushes are quick
             first = self._turn.get(loop)
             if first is None:
@@ -408,6 +412,7 @@ class SqliteStore(SqlStore):
             elif first is not task:  # another caller made one this turn: gather, for one commit
                 return False
             items = self._pending.pop(loop, None) or []
+            self._flushing.discard(loop)
             items.append(item)
             late = self._late.pop(loop, None)
         if late is not None:
@@ -472,6 +477,8 @@ class SqliteStore(SqlStore):
         item: _Item = (durability, fn, args, kwargs, None, done)
         with self._start:
             items = self._pending.pop(loop, []) if loop is not None else []
+            if loop is not None:
+                self._flushing.discard(loop)
             items.append(item)
             writer = self._thread is not None and threading.current_thread() is self._thread
             behind = not writer and (self._outstanding > 0 or (
@@ -550,6 +557,7 @@ class SqliteStore(SqlStore):
         with self._start:  # operations still gathered on a loop (it may be closed): commit them too
             items = [item for pending in self._pending.values() for item in pending]
             self._pending.clear()
+            self._flushing.clear()
             self._soon.clear()
             for late in self._late.values():
                 late.cancel()

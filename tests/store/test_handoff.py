@@ -266,3 +266,28 @@ async def test_a_batched_write_someone_waits_for_is_sent_at_once(journal: Journa
     again = await store.state("c1-s", "queued")
     assert again is not None
     await asyncio.wait_for(again, 5)  # a plain await too
+
+
+async def test_an_operation_at_once_never_scans_what_was_gathered(journal: Journal, monkeypatch) -> None:
+    """Whether a flushed write is among the gathered ones is known without reading them: with ten
+    thousand jobs in flight every operation asked it, and a scan each made a group commit's turn quadratic."""
+    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # flushes slow: the question is asked
+    store = journal.store(offload=True)
+    await store.open_clip("c1", REQ, request_hash(REQ))
+    loop = asyncio.get_running_loop()
+
+    class Unread(list):  # type: ignore[type-arg]
+        def __iter__(self) -> Any:
+            raise AssertionError("the gathered operations were scanned")
+
+    gathered: asyncio.Future[Any] = loop.create_future()
+    store._submit(loop, (Durability.COMMITTED, _thread_name, (), {}, loop, gathered))  # another caller's
+    store._turn[loop] = object()  # ... who made an operation in this loop turn: this one is gathered too
+    kept = store._pending[loop]
+    store._pending[loop] = Unread(kept)
+    mine: asyncio.Future[Any] = loop.create_future()
+    try:
+        assert not store._at_once(loop, (Durability.COMMITTED, _thread_name, (), {}, loop, mine))
+    finally:
+        store._pending[loop] = kept
+    assert await asyncio.wait_for(gathered, 5) == threading.current_thread().name  # the kick runs it
