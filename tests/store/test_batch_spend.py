@@ -12,7 +12,7 @@ import pytest
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
-from gateway.store import postgres, sqlite
+from gateway.store import postgres, sqlite_engine
 from gateway.store.journal import Journal
 from gateway.store.values import _after_prefix
 
@@ -69,7 +69,7 @@ def _statement(monkeypatch: pytest.MonkeyPatch, tx_class: Any, journal: Journal)
 def test_sqlite_reads_a_range_of_the_clip_key_index(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     journal = Journal(str(tmp_path / "j.sqlite3"))
     try:
-        sql, args = _statement(monkeypatch, sqlite._Tx, journal)
+        sql, args = _statement(monkeypatch, sqlite_engine._Tx, journal)
         plan = [row[3] for row in journal._engine.db.execute(  # type: ignore[union-attr]
             "EXPLAIN QUERY PLAN " + sql, args)]
     finally:

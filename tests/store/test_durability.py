@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import gateway.store.sqlite as sqlite_backend
+import gateway.store.sqlite_engine as sqlite_engine
 from gateway import Gateway, OviRequest
 from gateway.clock import VirtualClock
 from gateway.emulator import Emulator
@@ -53,10 +53,10 @@ async def test_intent_is_flushed_before_the_submit_post_and_the_job_id_before_po
         threads.add(threading.current_thread().name)
         events.append(("fsync", None, _rows(path)))
 
-    monkeypatch.setattr(sqlite_backend, "_fsync", spy_fsync)
+    monkeypatch.setattr(sqlite_engine, "_fsync", spy_fsync)
     # a slow disk (every flush over the limit): flushes on the writer thread; a quick one: once measured,
     # on the loop's thread while the writer is idle (``FLUSH_ON_LOOP_S``) — the order holds either way
-    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 3600.0 if quick else 0.0)
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0 if quick else 0.0)
     clock = VirtualClock()
     emulator = Emulator(clock=clock, seed=1)
     gateway = Gateway(transport=Spy(emulator.transport(), path, events), keys={"fal": "k"}, providers=["fal"],

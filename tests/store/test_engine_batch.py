@@ -104,7 +104,7 @@ def test_without_update_returning_a_job_is_journaled_the_same(tmp_path: Path,
     import asyncio
     import sqlite3
 
-    import gateway.store.sqlite as backend
+    import gateway.store.sqlite_engine as backend
     from gateway import Gateway, OviRequest
     from gateway.clock import VirtualClock
     from gateway.emulator import Emulator

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import gateway.store.sqlite as sqlite_backend
+import gateway.store.sqlite_engine as sqlite_engine
 from gateway.store.journal import Journal
 from gateway.store.queries import Queries
 from gateway.store.records import Durability, request_hash
@@ -72,13 +73,13 @@ async def test_an_unflushed_commit_runs_on_the_loop_while_the_writer_is_idle(jou
 async def test_a_flush_runs_on_the_loop_only_while_flushes_are_measured_quick(journal: Journal, monkeypatch) -> None:
     seen = Transactions(monkeypatch)
     store = journal.store(offload=True)
-    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush counts as quick
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush counts as quick
     here = threading.current_thread().name
     await _submit(store, "c1")  # unmeasured: the writer thread flushes (and measures) it
     assert seen.seen[-1] == ("ovi-store-writer", ["intent"]) and journal._engine.quick_flush
     await _submit(store, "c2")  # measured quick, the writer idle: committed and flushed on the loop
     assert seen.seen[-1] == (here, ["intent"]) and journal._engine.flushes == 2
-    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # the disk turned slow: never on the loop
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 0.0)  # the disk turned slow: never on the loop
     await _submit(store, "c3")
     assert seen.seen[-1] == ("ovi-store-writer", ["intent"]) and journal._engine.flushes == 3
 
@@ -116,7 +117,7 @@ async def test_one_callers_operations_run_at_once_without_a_loop_turn(journal: J
 async def test_an_operation_at_once_never_takes_a_slow_flush_onto_the_loop(journal: Journal, monkeypatch) -> None:
     """Another caller's flushed write gathered in this loop turn goes with the writer thread while flushes
     are slow, even when the next operation could otherwise run at once and take it along."""
-    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # every flush is slow
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 0.0)  # every flush is slow
     store = journal.store(offload=True)
     await store.open_clip("c1", REQ, request_hash(REQ))
     seen = Transactions(monkeypatch)
@@ -205,7 +206,7 @@ async def test_the_loop_never_waits_for_another_processs_write_lock(journal: Jou
 
 
 async def test_checkpoints_run_on_the_writer_thread_never_the_loop(journal: Journal, monkeypatch) -> None:
-    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_OPS", 3)
+    monkeypatch.setattr(sqlite_engine, "CHECKPOINT_OPS", 3)
     threads: list[str] = []
     original = sqlite_backend.SqliteEngine.checkpoint
 
@@ -271,7 +272,7 @@ async def test_a_batched_write_someone_waits_for_is_sent_at_once(journal: Journa
 async def test_an_operation_at_once_never_scans_what_was_gathered(journal: Journal, monkeypatch) -> None:
     """Whether a flushed write is among the gathered ones is known without reading them: with ten
     thousand jobs in flight every operation asked it, and a scan each made a group commit's turn quadratic."""
-    monkeypatch.setattr(sqlite_backend, "FLUSH_ON_LOOP_S", 0.0)  # flushes slow: the question is asked
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 0.0)  # flushes slow: the question is asked
     store = journal.store(offload=True)
     await store.open_clip("c1", REQ, request_hash(REQ))
     loop = asyncio.get_running_loop()
