@@ -370,9 +370,8 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-async def test_fal_reuses_the_request_of_the_handle_it_just_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A job's final status check and its result GET share one fal-client request handle; another job's
-    handle gets its own (every call still goes to that handle's own URLs)."""
+def _fal_counting_request_handles(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, list[str]]:
+    """fal's adapter on a zero-time emulator, and the request ids fal-client request handles are made for."""
     from gateway.clock import VirtualClock
     from gateway.emulator import Emulator
     from providers.fal import FalProvider
@@ -390,6 +389,13 @@ async def test_fal_reuses_the_request_of_the_handle_it_just_checked(monkeypatch:
     monkeypatch.setattr(FalQueueClient, "request_handle", counted)
     fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=transport),
                                       transport=transport))
+    return emulator, fal, made
+
+
+async def test_fal_reuses_the_request_of_the_handle_it_just_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's final status check and its result GET share one fal-client request handle; another job's
+    handle gets its own (every call still goes to that handle's own URLs)."""
+    _, fal, made = _fal_counting_request_handles(monkeypatch)
     request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
     first = await fal.submit(request, SubmitContext(idempotency_key="k1"))
     second = await fal.submit(request, SubmitContext(idempotency_key="k2"))
@@ -528,21 +534,9 @@ async def test_fal_follows_a_fresh_submit_on_its_own_request_and_reads_its_statu
     """A submit's fal-client request (made from the checked ack, on the client the submit used) serves the
     job's status check and result GET: no second request handle, each call on that job's own URLs; and the
     result step reads the inference time from the status body the check already validated."""
-    from gateway.clock import VirtualClock
-    from gateway.emulator import Emulator
-    from providers.fal import FalProvider
-    from providers.fal.queue import FalQueueClient
     from providers.fal.schemas import QueueStatus
 
-    emulator = Emulator(clock=VirtualClock(), job_time=lambda rng: 0.0)
-    transport = emulator.transport()
-    made: list[str] = []
-    real = FalQueueClient.request_handle
-
-    async def counted(self: FalQueueClient, data: Any) -> Any:
-        made.append(data["request_id"])
-        return await real(self, data)
-
+    emulator, fal, made = _fal_counting_request_handles(monkeypatch)
     validated: list[Any] = []
     real_validate = QueueStatus.model_validate.__func__  # type: ignore[attr-defined]
 
@@ -550,10 +544,7 @@ async def test_fal_follows_a_fresh_submit_on_its_own_request_and_reads_its_statu
         validated.append(value)
         return real_validate(cls, value, *args, **kwargs)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(FalQueueClient, "request_handle", counted)
     monkeypatch.setattr(QueueStatus, "model_validate", classmethod(counting))
-    fal = FalProvider(ProviderContext(api_key=SecretStr("k"), http=httpx.AsyncClient(transport=transport),
-                                      transport=transport))
     request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
     handle = await fal.submit(request, SubmitContext(idempotency_key="k1"))
     assert set(handle.data) == {"endpoint", "request_id", "response_url", "status_url", "cancel_url"}

@@ -15,30 +15,14 @@ from decimal import Decimal
 import pytest
 
 from gateway.jobs.leasing import FRESH_BEATS, ClipLease
-from gateway.store import open_store
 from gateway.store.base import SqlStore
 from gateway.store.lease import Heartbeat
 from gateway.store.records import STALE_BEATS, request_hash
+from tests.store.conftest import Wall
 
 pytestmark = pytest.mark.anyio
 REQ = json.dumps({"prompt": "a cat <S>hello<E>", "seed": 0})
 BEAT = 10.0
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(journal_target: str):
-    s = open_store(journal_target)
-    s.wall = Wall()
-    yield s
-    await s.aclose()
 
 
 async def _claimed_and_submitted(store: SqlStore, key: str = "c1") -> ClipLease:

@@ -22,22 +22,6 @@ REQ = json.dumps({"prompt": "a cat <S>hello<E>", "seed": 0})
 HANDLE = {"provider": "fal", "job_id": "job-1", "data": {"status_url": "https://queue.fal.run/x"}}
 
 
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(journal_target: str):
-    s = open_store(journal_target)
-    s.wall = Wall()
-    yield s
-    await s.aclose()
-
-
 async def clip(store: SqlStore, key: str = "c1") -> None:
     await store.open_clip(key, REQ, request_hash(REQ))
 
