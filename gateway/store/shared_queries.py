@@ -126,8 +126,10 @@ class SharedQueries:
         counts["clips"] = tx.run("DELETE FROM clips WHERE state != 'open' AND updated_at < ? AND (lease_owner IS"
                                  " NULL OR lease_until <= ?) AND NOT EXISTS (SELECT 1 FROM submits s WHERE"
                                  " s.clip_key = clips.key)", (cutoff, wall))
-        counts["images"] = tx.run("DELETE FROM images WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE"
-                                  " c.image_sha256 = images.sha256) AND used_at < ?", (cutoff,))
+        # NOT IN a list made once, not NOT EXISTS per image: SQLite ran that as a pass over every clip for
+        # each image (quadratic: 8 s at 20,000 of each). The IS NOT NULL keeps NOT IN from matching nothing.
+        counts["images"] = tx.run("DELETE FROM images WHERE used_at < ? AND sha256 NOT IN (SELECT image_sha256"
+                                  " FROM clips WHERE image_sha256 IS NOT NULL)", (cutoff,))
         tx.run("DELETE FROM webhook_events WHERE received_at < ?", (wall - older_than.total_seconds(),))
         tx.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,))
         return counts

@@ -9,6 +9,7 @@ fails the test, naming the statement (tables with a row per vendor, ``BOUNDED``,
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -68,3 +69,39 @@ def test_the_plan_check_catches_a_scan(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert _scans(db, "SELECT 1 FROM submits WHERE error = 'x'") == ["SCAN submits"]
         assert _scans(db, "SELECT 1 FROM submits WHERE submit_key = 'x'") == []
+
+
+def _scans_per_row(db: sqlite3.Connection, statement: str) -> list[str]:
+    """Passes over a whole table made once per row of another: a bare ``SCAN`` inside a correlated
+    subquery (quadratic as both tables grow)."""
+    plan = {row[0]: (row[1], row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + statement)}
+
+    def correlated(node: int) -> bool:
+        while node in plan:
+            parent, detail = plan[node]
+            if detail.startswith("CORRELATED"):
+                return True
+            node = parent
+        return False
+
+    return [detail for node, (parent, detail) in plan.items() if detail.startswith("SCAN ")
+            and " INDEX " not in detail and correlated(parent)]
+
+
+def test_pruning_makes_no_pass_over_a_table_per_row(tmp_path: Path) -> None:
+    """``jobs prune`` on a big journal: every statement it runs is linear in the tables, never a pass over
+    clips for each image (the images delete was, before)."""
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(str(path))
+    seen: list[str] = []
+    journal._engine.db.set_trace_callback(seen.append)  # type: ignore[union-attr]
+    journal.prune(timedelta(days=1))
+    journal._engine.db.set_trace_callback(None)  # type: ignore[union-attr]
+    journal.close()
+    statements = [s for s in dict.fromkeys(" ".join(s.split()) for s in seen) if s.upper().startswith("DELETE")]
+    assert any("FROM images" in s for s in statements)
+    with sqlite3.connect(path) as db:
+        quadratic = {s: scans for s in statements if (scans := _scans_per_row(db, s))}
+        assert _scans_per_row(db, "DELETE FROM images WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE"
+                                  " c.image_sha256 = images.sha256)") == ["SCAN c"]  # the check can fail
+    assert quadratic == {}
