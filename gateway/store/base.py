@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["SqlStore", "Store"]
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 F, C, B = Durability.FLUSHED, Durability.COMMITTED, Durability.BATCHED
 _CLAIMS_KEPT = 10_000
@@ -130,10 +131,8 @@ class SqlStore(ServerRowsStore):
         return found
 
     def _claimed(self, key: str, owner: str, wall: float, heartbeat: float) -> None:
-        if len(self._claims) >= _CLAIMS_KEPT:  # claims nobody asks about (a claim released at once)
-            self._claims.pop(next(iter(self._claims)))
-        self._claims[(key, owner)] = wall
-        _keep(self._held, key, (owner, heartbeat, None))
+        _keep(self._claims, (key, owner), wall, _CLAIMS_KEPT)  # the oldest: claims nobody asked about
+        _keep(self._held, key, (owner, heartbeat, None), _HELD_KEPT)
 
     def renewed_at(self, key: str, owner: str) -> float | None:
         """The wall time (epoch seconds) of the last renewal of ``owner``'s lease on ``key`` that rode in
@@ -206,7 +205,7 @@ class SqlStore(ServerRowsStore):
         """FLUSHED before the submit POST. ``budget`` = (limit USD, period, scope) reserves the quote in
         the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``."""
         if clip_key in self._held:
-            _keep(self._acks, submit_key, clip_key)
+            _keep(self._acks, submit_key, clip_key, _HELD_KEPT)
         refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
                                   quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
                                   budget=budget, scopes=tuple(scopes), emulator_instance=self.emulator_instance)
@@ -365,8 +364,9 @@ def _open_and_claim(queries: Queries, tx: Any, key: str, request_json: str, requ
     return clip, holder, ([] if holder is not None else queries.submits(tx, key))
 
 
-def _keep(kept: dict[str, _V], key: str, value: _V) -> None:
-    if len(kept) >= _HELD_KEPT and key not in kept:
+def _keep(kept: dict[_K, _V], key: _K, value: _V, limit: int) -> None:
+    """``kept[key] = value``, forgetting the oldest entry first when ``kept`` already holds ``limit``."""
+    if len(kept) >= limit and key not in kept:
         kept.pop(next(iter(kept)))
     kept[key] = value
 
