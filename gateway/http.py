@@ -15,7 +15,7 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
@@ -41,7 +41,8 @@ else:
 
     httpx = LazyModule("httpx", globals())  # only classify_transport reads it, given an httpx error
 
-__all__ = ["USER_AGENT", "classify_status", "classify_transport", "decode", "redact", "require_key", "retry_after"]
+__all__ = ["USER_AGENT", "LastDecoded", "classify_status", "classify_transport", "decode", "redact", "require_key",
+           "retry_after"]
 
 USER_AGENT = "ovi-gateway/0.1 (+python httpx)"
 
@@ -158,3 +159,25 @@ def decode(model: Any, body: bytes | str | Any, *, provider: str, may_be_billed:
                           for err in exc.errors()[:3])
         raise MalformedResponse(f"{what} does not match the documented shape ({where})", provider=provider,
                                 may_be_billed=may_be_billed) from exc
+
+
+class LastDecoded(Generic[_M]):
+    """The last body a parser decoded and the model it made, found again by the body's identity.
+
+    An adapter's final poll and its result step read the same body object one after the other (in the
+    same task, without a loop turn): the result step takes the model the poll validated instead of
+    validating that body a second time. Any other body, equal or not, is a miss and validated as before.
+    The body itself is held, so its identity cannot be reused by another object."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[object, _M | None] = (None, None)
+
+    def get(self, body: object) -> _M | None:
+        """The model decoded from this very ``body`` object, else None."""
+        last = self._last  # one read of one tuple: another thread's loop may replace it meanwhile
+        return last[1] if last[0] is body else None
+
+    def put(self, body: object, model: _M) -> None:
+        self._last = (body, model)

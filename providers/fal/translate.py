@@ -27,7 +27,7 @@ from gateway.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from gateway.http import classify_status, decode, redact
+from gateway.http import LastDecoded, classify_status, decode, redact
 from gateway.jobs.fate import as_verdict
 from gateway.request import ImageInput, Mode, OviRequest
 from providers.fal.capabilities import CAPABILITIES, I2V_ENDPOINT, PROVIDER, RESOLUTIONS, T2V_ENDPOINT
@@ -113,9 +113,8 @@ def parse_ack(body: Any) -> SubmitAck:
 
 def parse_status(body: Any) -> JobStatus:
     """One status body as a ``JobStatus``. COMPLETED with ``error``/``error_type`` is FAILED."""
-    global _last_status
     status: QueueStatus = decode(QueueStatus, body, provider=PROVIDER, what="status answer", may_be_billed=True)
-    _last_status = (body, status)  # the body object is held here, so its identity is not reused
+    _statuses.put(body, status)
     if status.status == "IN_QUEUE":
         return JobStatus(JobState.QUEUED, queue_position=status.queue_position, raw=body)
     if status.status != "COMPLETED":
@@ -126,16 +125,15 @@ def parse_status(body: Any) -> JobStatus:
     return JobStatus(JobState.SUCCEEDED, progress=1.0, raw=body)
 
 
-_last_status: tuple[Any, Any] = (None, None)
+_statuses: LastDecoded[QueueStatus] = LastDecoded()
 """The last status body ``parse_status`` read and its model: the result step reads its metrics again."""
 
 
 def inference_seconds(status_body: Any) -> float | None:
     """``metrics.inference_time`` (seconds) from a COMPLETED status body, when present."""
-    last = _last_status  # one read of one tuple: another thread's loop may replace it meanwhile
-    if last[0] is status_body and isinstance(status_body, dict):
-        status = last[1]  # this very body was validated by the status check that ended the job
-    else:
+    # this very body was validated by the status check that ended the job: its model, else validate it
+    status = _statuses.get(status_body) if isinstance(status_body, dict) else None
+    if status is None:
         try:
             status = QueueStatus.model_validate(status_body)
         except ValidationError:

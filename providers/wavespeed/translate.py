@@ -27,7 +27,7 @@ from gateway.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from gateway.http import classify_status, decode, redact
+from gateway.http import LastDecoded, classify_status, decode, redact
 from gateway.jobs.fate import as_verdict
 from gateway.request import Mode, OviRequest
 from providers.wavespeed.capabilities import CAPABILITIES, I2V_MODEL, NAME, T2V_MODEL
@@ -121,18 +121,17 @@ def _refuse_error_code(value: Any, submitting: bool) -> None:
 
 def load_envelope(body: bytes | str | Mapping[str, Any], *, submitting: bool = False) -> tuple[Envelope, Any]:
     """The submit/result envelope and the decoded body; ``MalformedResponse`` when it is off-shape."""
-    global _last_envelope
-    last = _last_envelope  # one read of one tuple: another thread's loop may replace it meanwhile
-    if last[0] is body and isinstance(body, Mapping):
-        return last[1], body  # this very body was validated by the poll that ended the job
+    known = _envelopes.get(body) if isinstance(body, Mapping) else None
+    if known is not None:
+        return known, body  # this very body was validated by the poll that ended the job
     value = _load(body)
     _refuse_error_code(value, submitting)
     envelope = decode(Envelope, value, provider=NAME, what="answer (the documented envelope)")
-    _last_envelope = (value, envelope)  # the body object is held here, so its identity is not reused
+    _envelopes.put(value, envelope)
     return envelope, value
 
 
-_last_envelope: tuple[Any, Any] = (None, None)
+_envelopes: LastDecoded[Envelope] = LastDecoded()
 """The last decoded body (the object itself) and its validated ``Envelope``. The final poll's body is the
 result (``WaveSpeedProvider.result`` reads ``last.raw``) and the runner asks for it right after that poll,
 in the same task and without a loop turn: it is validated once, not twice. By identity only: any other
