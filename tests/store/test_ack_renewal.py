@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.jobs.leasing import FRESH_BEATS, ClipLease
-from gateway.store.base import SqlStore
+from gateway.store.base import ACK_RENEWS_AFTER, SqlStore
 from gateway.store.lease import Heartbeat
 from gateway.store.records import STALE_BEATS, request_hash
 from tests.store.conftest import Wall
@@ -76,8 +76,50 @@ async def test_an_ack_after_the_lease_was_taken_is_recorded_but_renews_nothing(s
     assert await lease.check(confirm=True) == "them"  # the verdict's own renewal finds it lost
 
 
+async def test_an_ack_moments_after_the_claim_renews_nothing(store: SqlStore) -> None:
+    wall = store.wall
+    assert isinstance(wall, Wall)
+    claimed = wall.now
+    statements = _statements(store)
+    lease = await _claimed_and_submitted(store)
+    wall.now += ACK_RENEWS_AFTER * BEAT - 0.01  # a quick POST: the claim is as good as a renewal
+    before = len(statements or [])
+    await store.accepted("c1-s", {"provider": "fal", "job_id": "job-1"})
+    if statements is not None:  # SQLite: the ack alone, no UPDATE of the clip in its transaction
+        assert [s.split()[:2] for s in statements[before:] if s.split()[0] in ("UPDATE", "INSERT")] \
+            == [["UPDATE", "submits"]]
+    [submit] = await store.submits("c1")
+    assert submit.state == "accepted" and submit.job_id == "job-1"  # the ack is recorded all the same
+    assert store.renewed_at("c1", "me") is None
+    wall.now = claimed + FRESH_BEATS * BEAT - 0.1  # a verdict while the claim itself is still fresh
+    assert await lease.check(confirm=True) is None and lease.renewals == 0
+    wall.now = claimed + FRESH_BEATS * BEAT + 0.1  # the claim is the last beat: the verdict renews
+    assert await lease.check(confirm=True) is None and lease.renewals == 1
+
+
+async def test_an_ack_after_a_renewal_was_due_renews(store: SqlStore) -> None:
+    wall = store.wall
+    assert isinstance(wall, Wall)
+    await _claimed_and_submitted(store)
+    wall.now += ACK_RENEWS_AFTER * BEAT + 0.01
+    await store.accepted("c1-s", {"provider": "fal", "job_id": "job-1"})
+    assert store.renewed_at("c1", "me") == wall.now
+
+
+def _statements(store: SqlStore) -> list[str] | None:
+    engine = getattr(store, "engine", None)
+    db = getattr(engine, "db", None)
+    if db is None or not hasattr(db, "set_trace_callback"):
+        return None
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+    return seen
+
+
 async def test_a_released_lease_is_forgotten(store: SqlStore) -> None:
     await _claimed_and_submitted(store)
+    assert isinstance(store.wall, Wall)
+    store.wall.now += BEAT  # a renewal is due at the ack
     await store.accepted("c1-s", {"provider": "fal", "job_id": "job-1"})
     assert store.renewed_at("c1", "me") is not None
     await store.release_clip("c1", "me")
