@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
 from gateway.errors import JobUnresolved
+from gateway.store.futures import watch
 
 if TYPE_CHECKING:
     from gateway.jobs.followed import FollowedJob
@@ -84,8 +85,8 @@ async def write_paid(clock: Clock, job: FollowedJob, what: str, write: Callable[
             problem = await _attempt(clock, write, args, JOURNAL_WRITE_TRIES - 1, cap, backoff=1.0)
     except (KeyError, ValueError) as refusal:
         raise _refused(job, what, refusal) from refusal
-    if isinstance(problem, asyncio.Future):
-        problem.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
+    if isinstance(problem, asyncio.Future):  # watched, not waited for: it keeps its group commit
+        watch(problem, functools.partial(_kept_if_failed, job, what, write, args))
         _pending(job).append(problem)
         return
     if problem is None:
@@ -124,7 +125,7 @@ async def flush(clock: Clock, job: FollowedJob, *, tries: int = 1, cap: float = 
             return
         job.unwritten.pop(0)
         if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(functools.partial(_kept_if_failed, job, what, write, args))
+            watch(outcome, functools.partial(_kept_if_failed, job, what, write, args))
             _pending(job).append(outcome)
 
 

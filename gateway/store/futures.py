@@ -8,7 +8,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Batched", "Hurried"]
+__all__ = ["Batched", "Hurried", "watch"]
 
 
 class Hurried(Protocol):
@@ -36,6 +36,14 @@ class Batched(asyncio.Future[Any]):
         if store is not None and not self.done():
             store._hurry(self.get_loop())
         super().add_done_callback(fn, context=context)
+
+
+def watch(future: asyncio.Future[Any], fn: Callable[[asyncio.Future[Any]], object]) -> None:
+    """Call ``fn(future)`` once ``future`` is done, without waiting for it: a ``Batched`` write keeps its
+    group commit. (Its ``add_done_callback`` takes a callback for a waiter and sends the write at the end
+    of the loop turn, in a transaction of its own when nothing else is made in that turn: a job waiting
+    on a socket then paid one more commit per batched write, where it rides with the next operation.)"""
+    asyncio.Future.add_done_callback(future, fn)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -14,10 +14,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import gateway.store.sqlite as sqlite_backend
 import gateway.store.sqlite_engine as sqlite_engine
+from gateway import Gateway, OviRequest
+from gateway.emulator import Emulator
+from gateway.jobs.polling import PollPolicy
+from gateway.store.futures import watch
 from gateway.store.journal import Journal
 from gateway.store.queries import Queries
 from gateway.store.records import Durability, request_hash
@@ -292,3 +297,64 @@ async def test_an_operation_at_once_never_scans_what_was_gathered(journal: Journ
     finally:
         store._pending[loop] = kept
     assert await asyncio.wait_for(gathered, 5) == threading.current_thread().name  # the kick runs it
+
+
+async def test_a_watched_batched_write_keeps_its_group_commit(journal: Journal, monkeypatch) -> None:
+    """``watch`` (a callback that does not wait: the runner's keep-if-failed bookkeeping) leaves a batched
+    write to ride with the next operation; a plain ``add_done_callback`` is taken for a waiter and sends
+    it at the end of the loop turn, alone."""
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)
+    store = journal.store(offload=True)
+    await _submit(store)
+    seen = Transactions(monkeypatch)
+    written = await store.state("c1-s", "running")
+    assert written is not None
+    called: list[Any] = []
+    watch(written, called.append)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not written.done() and seen.seen == [] and called == []  # still gathered, nothing committed
+    [record] = await store.submits("c1")
+    await asyncio.sleep(0)  # done callbacks run in the next turn
+    assert record.state == "running" and called == [written]
+    assert [names for _, names in seen.seen] == [["submit_to", "submits"]]
+    waited = await store.state("c1-s", "queued")
+    assert waited is not None
+    waited.add_done_callback(called.append)  # a waiter's callback: sent at the end of this turn, alone
+    await asyncio.sleep(0)
+    assert waited.done() and [names for _, names in seen.seen][-1] == ["submit_to"]
+
+
+class _Turns(httpx.AsyncBaseTransport):
+    """The emulator's transport, answering a few loop turns later (as a socket does): the result GET no
+    longer lands in the loop turn of the status check."""
+
+    def __init__(self, inner: httpx.MockTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path: Path, monkeypatch) -> None:
+    """A fal job whose answers arrive in later loop turns (loopback HTTP): its batched "running" write
+    shares the finish's transaction, as in process, instead of being sent alone at the end of the status
+    check's turn (the runner watches it, ``gateway.jobs.writes``: four transactions per job, not five)."""
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # never by the clock: by the next operation
+    monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush is quick: all inline
+    keys = {"fal": "emulator-key", "runware": "emulator-key", "wavespeed": "emulator-key"}
+    gateway = Gateway(transport=_Turns(Emulator(job_time=lambda rng: 0.0, seed=1).transport()), keys=keys,
+                      journal=str(tmp_path / "journal.sqlite3"),
+                      poll=PollPolicy(expected=0.0, first_fraction=0.0, interval=0.0, learn=False))
+    try:
+        request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
+        await gateway.agenerate(request, provider="fal")  # the first flush is measured on the writer thread
+        seen = Transactions(monkeypatch)
+        await gateway.agenerate(request.model_copy(update={"prompt": "a queen <S>Hold.<E>"}), provider="fal")
+        made = [names for _, names in seen.seen]  # (closing commits the lease's release, batched)
+    finally:
+        await gateway.aclose()
+    assert made == [
+        ["release_clip", "_open_and_claim"], ["intent"], ["_accepted_renewing"], ["submit_to", "_finish"]]
