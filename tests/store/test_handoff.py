@@ -356,5 +356,7 @@ async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path
         made = [names for _, names in seen.seen]  # (closing commits the lease's release, batched)
     finally:
         await gateway.aclose()
-    assert made == [
-        ["release_clip", "_open_and_claim"], ["intent"], ["_accepted_renewing"], ["submit_to", "_finish"]]
+    # The ack alone (it renews the lease too unless the claim was moments before: ``ACK_RENEWS_AFTER``).
+    assert [made[0], made[1], len(made[2]), made[3:]] == [
+        ["release_clip", "_open_and_claim"], ["intent"], 1, [["submit_to", "_finish"]]]
+    assert made[2][0] in ("submit_to", "_accepted_renewing")
