@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import subprocess
@@ -168,7 +169,8 @@ def ensure_litellm_proxy() -> tuple[Path | None, dict[str, Any]]:
     return python, facts
 
 
-async def _in_process(base: str, jobs: int, rounds: int, warmup: int) -> dict[str, list[float]]:
+async def _in_process(base: str, jobs: int, rounds: int, warmup: int,
+                      streak: int) -> dict[str, dict[str, list[float]]]:
     import fal_client
     import fal_client.client
     import httpx
@@ -209,6 +211,9 @@ async def _in_process(base: str, jobs: int, rounds: int, warmup: int) -> dict[st
     sides = {"raw httpx": raw, "fal-client": sdk, "gateway, journal=None": lean_job,
              "gateway, default journal": default_job}
     per_round: dict[str, list[float]] = {name: [] for name in sides}
+    cpu_round: dict[str, list[float]] = {name: [] for name in sides}
+    streaks: dict[str, list[float]] = {name: [] for name in sides}
+    streak_cpu: dict[str, list[float]] = {name: [] for name in sides}
     counter = 0
     # The order of the sides is shuffled for every job (seeded): in a fixed order the same side always
     # ran right after the default journal's job, while that job's batched writes were still being
@@ -222,29 +227,47 @@ async def _in_process(base: str, jobs: int, rounds: int, warmup: int) -> dict[st
                 await side(1_000_000 + counter)
         for _ in range(rounds):
             times: dict[str, list[float]] = {name: [] for name in sides}
+            cpu: dict[str, list[float]] = {name: [] for name in sides}
             for _ in range(jobs):
                 for name in order.sample(list(sides), len(sides)):
                     side = sides[name]
                     counter += 1
-                    began = time.perf_counter()
+                    began, began_cpu = time.perf_counter(), time.thread_time()
                     await side(counter)
                     times[name].append(time.perf_counter() - began)
+                    cpu[name].append(time.thread_time() - began_cpu)
             for name in sides:
                 per_round[name].append(median(times[name]))
+                cpu_round[name].append(median(cpu[name]))
+        # A diagnostic, not a target: streaks of one side's jobs back to back (sides in a shuffled order per
+        # streak, ten streaks each, the first job of a streak not counted), so a counted job finds the caches
+        # holding its own side's code and data, where in the rounds above it finds the previous side's.
+        for _ in range(10):
+            for name in order.sample(list(sides), len(sides)):
+                side = sides[name]
+                for at in range(streak + 1):
+                    counter += 1
+                    began, began_cpu = time.perf_counter(), time.thread_time()
+                    await side(counter)
+                    if at:
+                        streaks[name].append(time.perf_counter() - began)
+                        streak_cpu[name].append(time.thread_time() - began_cpu)
     finally:
         await lean.aclose()
         await default.aclose()
         await http.aclose()
         scratch.cleanup()
-    return per_round
+    return {"wall": per_round, "cpu": cpu_round, "streak": {name: [median(v)] for name, v in streaks.items()},
+            "streak_cpu": {name: [median(v)] for name, v in streak_cpu.items()}}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    jobs, rounds, warmup = (40, 2, 10) if quick else (200, 3, 30)
+    jobs, rounds, warmup, streak = (40, 2, 10, 3) if quick else (200, 3, 30, 10)
     flush = flush_cost_ms(50 if quick else 200)
     process, base = _start_server()
     try:
-        per_round = asyncio.run(_in_process(base, jobs, rounds, warmup))
+        measured = asyncio.run(_in_process(base, jobs, rounds, warmup, streak))
+        per_round = measured["wall"]
         litellm: dict[str, Any] | None = None
         python = ensure_litellm()
         if python is not None:
@@ -273,18 +296,33 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
     if peer is not None:
         targets["lean <= 1/5 of LiteLLM"] = {"limit_ms": peer / 5, "value_ms": lean, "met": lean <= peer / 5}
-    return {"jobs_per_round": jobs, "rounds": rounds, "warmup": warmup, "flush_ms": flush,
+    diagnostics = {key: {name: 1000 * median(values) for name, values in measured[key].items()}
+                   for key in ("cpu", "streak", "streak_cpu")}
+    return {"jobs_per_round": jobs, "rounds": rounds, "warmup": warmup, "streak": streak, "flush_ms": flush,
             "per_job_ms": {k: 1000 * v for k, v in per_job.items()}, "added_ms": added_ms, "litellm": litellm,
-            "targets": targets}
+            "cpu_per_job_ms": diagnostics["cpu"], "back_to_back_ms": diagnostics["streak"],
+            "back_to_back_cpu_ms": diagnostics["streak_cpu"], "targets": targets}
 
 
 def rows(result: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str]]:
-    headers = ["client (fal, loopback HTTP)", "ms per job", "added over raw httpx, ms", "x raw httpx"]
+    headers = ["client (fal, loopback HTTP)", "ms per job", "added over raw httpx, ms", "x raw httpx",
+               "added CPU, ms", "back to back: added, ms", "back to back: added CPU, ms"]
     raw = result["per_job_ms"]["raw httpx"]
-    body = [[name, value, result["added_ms"][name], value / raw] for name, value in result["per_job_ms"].items()]
+
+    def added(key: str, name: str) -> float:  # over raw httpx; NaN for LiteLLM (its own process) or older results
+        figures = result.get(key, {})
+        return figures[name] - figures["raw httpx"] if name in figures else math.nan
+
+    body = [[name, value, result["added_ms"][name], value / raw, added("cpu_per_job_ms", name),
+             added("back_to_back_ms", name), added("back_to_back_cpu_ms", name)]
+            for name, value in result["per_job_ms"].items()]
     notes = [f"{result['rounds']} rounds x {result['jobs_per_round']} jobs per side after {result['warmup']} warm-up "
              "jobs; in-process sides alternate job by job, in a shuffled order per job; the emulator is another "
              "process behind uvicorn.",
+             "CPU: this thread's (user + system) per job, median of the same rounds. Back to back (a diagnostic, "
+             f"not a target): after the rounds, 10 streaks per side of {result.get('streak', '?')} jobs in a row "
+             "(sides shuffled per streak, the first job of a streak not counted): a job then finds the caches "
+             "holding its own side's code and data, where in the rounds it finds the previous side's.",
              f"One fsync on this disk (4 KiB write + fsync): {result['flush_ms']:.3f} ms.",
              "LiteLLM: " + (f"{result['litellm'].get('version')} in benchmarks/.venvs/litellm, "
                             "LITELLM_LOCAL_MODEL_COST_MAP=True" if result["litellm"] and "version" in result["litellm"]
