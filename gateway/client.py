@@ -343,7 +343,7 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
             result = await runner.run(request, chosen, route, clip_key=clip_key, earlier=earlier)
         except GatewayError as error:
             if self.store is not None and not isinstance(error, (*PAID_JOB_ALIVE, ClipInProgress)):
-                await self.store.fail_clip(clip_key, f"{type(error).__name__}: {error}")
+                await self._fail_clip(clip_key, f"{type(error).__name__}: {error}", runner.lease)
             raise
         await self._settle(result, request.steps, known_steps=True)
         return result

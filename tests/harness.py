@@ -105,7 +105,7 @@ CHILD = textwrap.dedent("""
 
     async def generate():
         try:
-            result = await gateway.agenerate(request, provider=vendor, idempotency_key=key)
+            result = await gateway.agenerate(request, provider=vendor, idempotency_key=key or None)  # "": none
             return {"outcome": "succeeded", "job_id": result.job_id, "extra": result.possible_extra_charges}
         except GatewayError as error:
             return {"outcome": type(error).__name__, "job_id": None, "may_be_billed": error.may_be_billed,

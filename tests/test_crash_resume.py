@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -56,6 +57,30 @@ def test_kill_at_each_step_then_resume_bills_exactly_once(emulator_url: str, tmp
     assert [j["job_id"] for j in billable(emulator_url, before)] == [final["job_id"]]
     if kill_at in ("after-ack", "mid-poll", "after-completion"):
         assert [o["job_id"] for o in output(resumed) if o["outcome"] == "succeeded"] == [final["job_id"]]
+
+
+@pytest.mark.parametrize("kill_at", ["before-intent", "after-intent"])
+def test_a_call_without_a_key_is_on_record_from_its_flushed_intent(emulator_url: str, tmp_path: Path,
+                                                                   kill_at: str) -> None:
+    """A call without an idempotency key makes its own, and its clip is created (leased) in its first
+    intent's transaction: killed before it, nothing is on record (an open clip nobody could ever resume,
+    before) and nothing was sent; killed after it, the intent and its clip are, and resume pays once."""
+    before = jobs_before(emulator_url)
+    journal = tmp_path / "journal.sqlite3"
+    crashed = run_child(emulator_url, journal, kill_at=kill_at, key="")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    with sqlite3.connect(journal) as db:
+        clips = db.execute("SELECT key, state, lease_owner IS NOT NULL FROM clips").fetchall()
+        submits = db.execute("SELECT clip_key, state FROM submits").fetchall()
+    resumed = output(run_child(emulator_url, journal, mode="resume"))
+    if kill_at == "before-intent":
+        assert clips == [] and submits == [] and resumed == []
+        assert billable(emulator_url, before) == []
+    else:
+        [(key, state, leased)] = clips
+        assert state == "open" and leased and submits == [(key, "intent")]
+        assert [o["outcome"] for o in resumed] == ["succeeded"]
+        assert [j["job_id"] for j in billable(emulator_url, before)] == [resumed[0]["job_id"]]
 
 
 def test_fal_killed_after_the_ack_is_resumed_by_request_id(emulator_url: str, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from gateway.errors import ClipInProgress, JobUnresolved
 if TYPE_CHECKING:
     from gateway.jobs.followed import FollowedJob
     from gateway.store.lease import Heartbeat
+    from gateway.store.records import ClipOpening
 
 __all__ = ["FRESH_BEATS", "ClipLease", "check_lease"]
 
@@ -41,8 +42,8 @@ class ClipLease:
     claim's own wall time when the store knows it (``SqlStore.claimed_at``) — never the time the claim
     returned, which can be long after the lease's life began counting."""
 
-    __slots__ = ("_fresh_s", "_holder", "_renew", "_wall", "beat_at", "heartbeat", "key", "lost_to", "owner",
-                 "renewals")
+    __slots__ = ("_fresh_s", "_holder", "_renew", "_wall", "beat_at", "heartbeat", "key", "lost_to", "opening",
+                 "owner", "released", "renewals")
 
     def __init__(self, key: str, owner: str, renew: Callable[[], bool | Awaitable[bool]] | None,
                  holder: Callable[[], str | Awaitable[str | None] | None] | None, heartbeat: Heartbeat | None = None,
@@ -60,17 +61,46 @@ class ClipLease:
         """Confirming renewals made (a fresh beat spares one)."""
         self.lost_to: str | None = None
         """Who took the clip over, once this call knows it lost the lease."""
+        self.released = False
+        """The lease went back in the transaction that recorded the clip's result (``giving_back``)."""
+        self.opening: ClipOpening | None = None
+        """A clip not created yet (``on_journal(opening=…)``): nothing to lose, renew or release until its
+        first intent creates it leased to this call (``opened``)."""
 
     @classmethod
-    def on_journal(cls, journal: Any, key: str, owner: str, heartbeat: Heartbeat, interval: float) -> ClipLease:
+    def on_journal(cls, journal: Any, key: str, owner: str, heartbeat: Heartbeat | None, interval: float, *,
+                   opening: ClipOpening | None = None) -> ClipLease:
         """The lease ``owner`` holds on ``key`` in ``journal`` (just claimed), beaten every ``interval``
-        seconds by ``heartbeat``, judged on the journal's wall clock."""
+        seconds by ``heartbeat``, judged on the journal's wall clock. ``opening``: the clip is created and
+        claimed by its first intent (``SqlStore.intent(opening=…)``) instead; until then the lease is
+        quiet (no call can know the key, so none can hold it) and renewing it is a no-op."""
         lease = _OnJournal(key, owner, None, None, heartbeat, wall=getattr(journal, "wall", time.time),
                            interval=interval)
         lease._journal, lease._interval = journal, interval
-        claimed_at = getattr(journal, "claimed_at", None)
-        lease.beat_at = claimed_at(key, owner) if claimed_at is not None else None
+        lease.opening = opening
+        if opening is None:
+            lease._claimed()
         return lease
+
+    def giving_back(self) -> str | None:
+        """The owner whose lease the clip's result may give back in its own transaction (None: none
+        held), with the heartbeat retired first: a beat after that commit would find the lease gone."""
+        if self.opening is not None or self.lost_to is not None:
+            return None
+        if self.heartbeat is not None:
+            self.heartbeat.retire()
+        return self.owner
+
+    def opened(self) -> None:
+        """After the intent that was to create the clip (``opening``), however it ended: when it claimed
+        the clip, the lease is this call's from the claim's wall time on."""
+        if self.opening is not None and self._claimed():
+            self.opening = None
+
+    def _claimed(self) -> bool:
+        claimed_at = getattr(getattr(self, "_journal", None), "claimed_at", None)
+        self.beat_at = claimed_at(self.key, self.owner) if claimed_at is not None else None
+        return self.beat_at is not None
 
     def _last_beat(self) -> float | None:
         """Wall time of this call's last known beat (its claim, a heartbeat or a renewal); None: none known."""
@@ -88,6 +118,11 @@ class ClipLease:
         assert self._renew is not None
         return self._renew()
 
+    def beat(self) -> bool | Awaitable[bool] | None:
+        """One heartbeat's renewal (``Heartbeat``'s ``renew``); None before the clip exists (``opening``:
+        nothing to renew, nobody else can hold it, and no beat to count)."""
+        return None if self.opening is not None else self._renewal()
+
     def _who(self) -> str | Awaitable[str | None] | None:
         assert self._holder is not None
         return self._holder()
@@ -101,13 +136,15 @@ class ClipLease:
     def quiet(self, *, confirm: bool) -> bool:
         """``check`` has nothing to do: the lease is not known lost and, for ``confirm``, the last beat is
         fresh (checked first, without a coroutine: the runner asks before every poll of every job)."""
-        return self.lost_to is None and not (self.heartbeat is not None and self.heartbeat.lost) and not (
-            confirm and not self._fresh())
+        return self.opening is not None or (self.lost_to is None and not (
+            self.heartbeat is not None and self.heartbeat.lost) and not (confirm and not self._fresh()))
 
     async def check(self, *, confirm: bool) -> str | None:
         """The new holder if the lease is lost, else None. ``confirm``: renew now rather than trust
         the last heartbeat (before a verdict or a new submit), unless the last beat is fresh (module
         docstring)."""
+        if self.opening is not None:
+            return None
         if self.lost_to is not None:
             return self.lost_to
         if self.heartbeat is not None and self.heartbeat.lost:

@@ -101,9 +101,16 @@ async def finish(runner: Runner, job: FollowedJob, output: ProviderOutput, last_
         # Batched progress still in flight is superseded by the end written next (same queue, in order).
         await flush(runner.clock, job, tries=JOURNAL_WRITE_TRIES, cap=runner.backoff_cap, settle=False)
         # The clip's result and its submit's end are one transaction (``SqlStore.finish``): never an open
-        # clip whose submit is closed, nor a finished submit whose clip has no result.
+        # clip whose submit is closed, nor a finished submit whose clip has no result. The call's lease
+        # goes back in it too: callers of the key get the committed result without claiming. Not for a
+        # resumed job: recovery may follow more of the clip's earlier jobs after this one.
+        lease = runner.lease
+        owner = None if lease is None or job.resumed else lease.giving_back()
         await runner._write(job, "result", lambda: store.finish(job.clip_key, result.model_dump_json(),
-                                                                job.submit_key, cost_usd=cost, cost_source=source))
+                                                                job.submit_key, cost_usd=cost, cost_source=source,
+                                                                release=owner))
+        if owner is not None:
+            lease.released = True  # type: ignore[union-attr]  # (an owner implies a lease)
     if _log.isEnabledFor(logging.INFO):  # the extra dict is not built for a line nobody writes
         _log.info("%s job %s finished (idempotency key %s, cost %s USD, %s)", job.name, job.handle.job_id,
                   job.submit_key, cost, source, extra={"vendor": job.name, "job_id": job.handle.job_id,

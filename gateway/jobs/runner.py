@@ -189,9 +189,15 @@ class Runner:
             store = self.store
             if store is not None:
                 checks, scopes = budget_holds(self.budget, self.budget_scope)  # one reservation path, in the intent
-                await store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
-                                   quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
-                                   dropped=ctx.dropped, budget=checks or None, scopes=scopes)
+                lease = self.lease
+                opening = None if lease is None else lease.opening  # a clip this intent creates (jobs.clips)
+                try:
+                    await store.intent(clip_key=clip_key, submit_key=ctx.idempotency_key, provider=name,
+                                       quote_usd=candidate.quote.price_usd, deadline=deadline_at, steps=request.steps,
+                                       dropped=ctx.dropped, budget=checks or None, scopes=scopes, opening=opening)
+                finally:
+                    if opening is not None:
+                        lease.opened()  # type: ignore[union-attr]  # (opening implies a lease)
             job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
                               self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
             try:

@@ -28,6 +28,7 @@ from gateway.store.records import (
     HEARTBEAT_S,
     STALE_BEATS,
     BreakerRecord,
+    ClipOpening,
     ClipRecord,
     Durability,
     SpendRow,
@@ -190,11 +191,16 @@ class SqlStore(ServerRowsStore):
         await self._run(C, Queries.clip_to, key, "succeeded", result_json=result_json, error=None)
 
     def finish(self, clip_key: str, result_json: str, submit_key: str, *, cost_usd: Decimal | None,
-               cost_source: str) -> Awaitable[None]:
+               cost_source: str, release: str | None = None) -> Awaitable[None]:
         """COMMITTED: the clip "succeeded" with its result AND its submit "succeeded" with its cost, in one
-        transaction (never a finished submit whose clip has no result, nor the reverse)."""
+        transaction (never a finished submit whose clip has no result, nor the reverse). ``release``: the
+        same transaction gives back that owner's lease (``release_clip``), if it still holds it."""
+        if release is not None:
+            held = self._held.get(clip_key)
+            if held is not None and held[0] == release:
+                del self._held[clip_key]
         return self._run(C, _finish, clip_key, result_json, submit_key, cost_usd=_money(cost_usd),
-                         cost_source=cost_source)
+                         cost_source=cost_source, release=release)
 
     async def fail_clip(self, key: str, error: str) -> None:
         await self._run(C, Queries.clip_to, key, "failed", error=error)
@@ -207,14 +213,26 @@ class SqlStore(ServerRowsStore):
     # -- submits -----------------------------------------------------------------------------
     async def intent(self, *, clip_key: str, submit_key: str, provider: str, quote_usd: Decimal | None,
                      deadline: float | None = None, steps: int | None = None, dropped: Iterable[str] = (),
-                     budget: BudgetChecks = None, scopes: Iterable[str] = ()) -> None:
+                     budget: BudgetChecks = None, scopes: Iterable[str] = (),
+                     opening: ClipOpening | None = None) -> None:
         """FLUSHED before the submit POST. ``budget`` = (limit USD, period, scope) reserves the quote in
-        the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``."""
-        if clip_key in self._held:
+        the same transaction, or records the submit failed-unbilled and raises ``BudgetExceeded``.
+        ``opening``: create the clip, leased to its owner, in the same transaction (``Queries.intent``;
+        ``ClipInProgress`` when another call has the key); its claim is then known as ``claim_clip``'s."""
+        if opening is not None or clip_key in self._held:
             _keep(self._acks, submit_key, clip_key, _HELD_KEPT)
-        refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
-                                  quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
-                                  budget=budget, scopes=tuple(scopes), emulator_instance=self.emulator_instance)
+        if opening is not None:
+            opening = opening._replace(wall=self.wall())
+        try:
+            refused = await self._run(F, Queries.intent, clip_key=clip_key, submit_key=submit_key, provider=provider,
+                                      quote_usd=quote_usd, deadline=deadline, steps=steps, dropped=tuple(dropped),
+                                      budget=budget, scopes=tuple(scopes), emulator_instance=self.emulator_instance,
+                                      opening=opening)
+        except BaseException:
+            self._acks.pop(submit_key, None)
+            raise
+        if opening is not None:  # committed and flushed: the clip is this call's, as after ``claim_clip``
+            self._claimed(clip_key, opening.owner, opening.wall, opening.heartbeat)
         if refused is not None:
             self._acks.pop(submit_key, None)
             raise refused
@@ -391,6 +409,6 @@ def _accepted_renewing(queries: Queries, tx: Any, submit_key: str, *, job_id: An
 
 
 def _finish(queries: Queries, tx: Any, clip_key: str, result_json: str, submit_key: str, *,
-            cost_usd: str | None, cost_source: str) -> None:
-    queries.clip_to(tx, clip_key, "succeeded", result_json=result_json, error=None)
+            cost_usd: str | None, cost_source: str, release: str | None = None) -> None:
+    queries.clip_to(tx, clip_key, "succeeded", release=release, result_json=result_json, error=None)
     queries.submit_to(tx, submit_key, "succeeded", cost_usd=cost_usd, cost_source=cost_source)

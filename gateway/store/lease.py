@@ -78,6 +78,7 @@ class Heartbeat:
 
     ``renew()`` returns False when the lease was lost (it went stale and another call took it); the
     heartbeat then stops and ``lost`` is set — the call's paid job stays in the journal either way.
+    None: there is no lease to renew yet (a clip its first intent creates): no beat is counted.
     ``wall``: the clock the lease is judged by (the store's epoch seconds); with it, ``beat_at`` is the
     wall time at which the last successful beat was sent (None before the first).
 
@@ -89,7 +90,7 @@ class Heartbeat:
 
     __slots__ = ("_renew", "_sleep", "_stopped", "_task", "_timer", "beat_at", "beats", "interval", "lost", "wall")
 
-    def __init__(self, renew: Callable[[], Awaitable[bool] | bool], sleep: Callable[[float], Awaitable[None]],
+    def __init__(self, renew: Callable[[], Awaitable[bool] | bool | None], sleep: Callable[[float], Awaitable[None]],
                  interval: float, *, wall: Callable[[], float] | None = None) -> None:
         self._renew = renew
         self._sleep = sleep
@@ -122,7 +123,7 @@ class Heartbeat:
     async def _run(self) -> None:
         while True:
             await self._sleep(self.interval)
-            if not await self._beat():
+            if self._stopped or not await self._beat():
                 return
 
     async def _beat(self) -> bool:
@@ -130,18 +131,31 @@ class Heartbeat:
         sent = None if self.wall is None else self.wall()  # before the renewal: never later than its own
         try:
             result = self._renew()
-            kept = await result if not isinstance(result, bool) else result
+            kept = await result if result is not None and not isinstance(result, bool) else result
         except Exception as error:  # a failed beat is retried next time; 3 in a row lose the lease
             _log.warning("lease heartbeat failed: %s", error)
+            return True
+        if kept is None:  # no lease yet: nothing renewed, nothing lost
             return True
         self.beats += 1
         if kept and sent is not None:
             self.beat_at = sent
         if not kept:
+            if self._stopped:  # retired: the call gave the lease back itself (``retire``)
+                return False
             self.lost = True
             _log.warning("lease lost: another call took this clip over after missed heartbeats")
             return False
         return True
+
+    def retire(self) -> None:
+        """No more beats from now on (``stop`` still ends a renewal in flight): the call is about to give
+        its lease back in the same transaction as its result, so a beat after it would only find the
+        lease gone."""
+        self._stopped = True
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     async def stop(self) -> None:
         self._stopped = True

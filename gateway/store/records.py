@@ -11,11 +11,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.errors import InvalidRequest
 
-__all__ = ["FINAL", "HEARTBEAT_S", "OPEN", "STALE_BEATS", "STATES", "BreakerRecord", "ClipRecord", "Durability",
+if TYPE_CHECKING:
+    from gateway.store.intake import StoredImage
+
+__all__ = ["FINAL", "HEARTBEAT_S", "OPEN", "STALE_BEATS", "STATES", "BreakerRecord", "ClipOpening", "ClipRecord",
+           "Durability",
            "SpendRow", "SubmitRecord", "request_hash"]
 
 FINAL = frozenset({"succeeded", "failed", "expired", "abandoned"})
@@ -35,14 +39,30 @@ class Durability(enum.Enum):
     ``FLUSHED``: committed and flushed to disk (fsync) before the caller goes on: the intent before the
     submit POST and the vendor's job id right after the ack — losing either to a power cut pays twice or
     loses a paid clip. ``COMMITTED``: committed (visible to every other process) before the caller goes
-    on, not necessarily flushed: opening and claiming a clip, budget reservations, fates, the finished
-    clip. ``BATCHED``: may be group-committed with other jobs' writes, off the event loop: progress
+    on, not necessarily flushed: opening and claiming a clip (one whose key the call made itself is
+    opened in its first intent's FLUSHED transaction instead: ``ClipOpening``), budget reservations,
+    fates, the finished clip. ``BATCHED``: may be group-committed with other jobs' writes, off the event loop: progress
     states, a submit closed after its clip's result is on record, breaker counts.
     """
 
     FLUSHED = "flushed"
     COMMITTED = "committed"
     BATCHED = "batched"
+
+
+class ClipOpening(NamedTuple):
+    """A clip no other call can know yet (its key was made by this call), to create leased to ``owner``
+    in its first intent's transaction (``Queries.intent``): ``open_clip``'s arguments, and the lease's
+    ``heartbeat`` seconds and ``wall`` (epoch seconds of the claim, set by the store)."""
+
+    request_json: str
+    request_hash: str
+    owner: str
+    heartbeat: float
+    tenant: str = ""
+    image: StoredImage | None = None
+    options_json: str | None = None
+    wall: float = 0.0
 
 
 @dataclass(frozen=True)

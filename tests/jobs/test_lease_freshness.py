@@ -122,3 +122,22 @@ async def test_claim_times_nobody_reads_are_bounded(monkeypatch: pytest.MonkeyPa
     assert store.claimed_at("k0", "me") is None and store.claimed_at("k4", "me") is not None
     assert len(store._claims) == 2
     journal.close()
+
+
+async def test_a_retired_heartbeat_beats_no_more_and_loses_nothing() -> None:
+    """``Heartbeat.retire``: the call gives its lease back with its result; a renewal that then finds it
+    gone (one already in flight) is no loss, and no beat follows."""
+    answers = [False]
+    beats: list[bool] = []
+
+    def renew() -> bool:
+        beats.append(True)
+        return answers.pop(0)
+
+    clock = VirtualClock()
+    heartbeat = Heartbeat(renew, clock.sleep, 10.0).start()
+    heartbeat.retire()
+    assert await heartbeat._beat() is False and not heartbeat.lost  # the in-flight one: our own release
+    await clock.sleep(35.0)
+    assert beats == [True] and not heartbeat.lost  # the task beat no more
+    await heartbeat.stop()

@@ -341,7 +341,7 @@ class _Turns(httpx.AsyncBaseTransport):
 async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path: Path, monkeypatch) -> None:
     """A fal job whose answers arrive in later loop turns (loopback HTTP): its batched "running" write
     shares the finish's transaction, as in process, instead of being sent alone at the end of the status
-    check's turn (the runner watches it, ``gateway.jobs.writes``: four transactions per job, not five)."""
+    check's turn (the runner watches it, ``gateway.jobs.writes``: three transactions per job, not four)."""
     monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # never by the clock: by the next operation
     monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush is quick: all inline
     keys = {"fal": "emulator-key", "runware": "emulator-key", "wavespeed": "emulator-key"}
@@ -353,10 +353,10 @@ async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path
         await gateway.agenerate(request, provider="fal")  # the first flush is measured on the writer thread
         seen = Transactions(monkeypatch)
         await gateway.agenerate(request.model_copy(update={"prompt": "a queen <S>Hold.<E>"}), provider="fal")
-        made = [names for _, names in seen.seen]  # (closing commits the lease's release, batched)
+        made = [names for _, names in seen.seen]
     finally:
         await gateway.aclose()
-    # The ack alone (it renews the lease too unless the claim was moments before: ``ACK_RENEWS_AFTER``).
-    assert [made[0], made[1], len(made[2]), made[3:]] == [
-        ["release_clip", "_open_and_claim"], ["intent"], 1, [["submit_to", "_finish"]]]
-    assert made[2][0] in ("submit_to", "_accepted_renewing")
+    # The intent opens the keyless call's clip (``ClipOpening``); the ack alone (it renews the lease too
+    # unless the claim was moments before: ``ACK_RENEWS_AFTER``); the finish gives the lease back itself.
+    assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["submit_to", "_finish"]]]
+    assert made[1][0] in ("submit_to", "_accepted_renewing")
