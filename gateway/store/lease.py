@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -47,9 +46,17 @@ def _namespace() -> str:
 _NAMESPACE = _namespace()
 
 
+_PREFIX: tuple[int, str] = (0, "")
+"""(pid, ``host:pid:namespace:``) of this process, made once per process (a fork makes it again)."""
+
+
 def lease_owner() -> str:
-    """A name for this call: ``host:pid:namespace:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_NAMESPACE}:{uuid.uuid4().hex}"
+    """A name for this call: ``host:pid:namespace:random`` (128 random bits, as hex)."""
+    global _PREFIX
+    pid = os.getpid()
+    if _PREFIX[0] != pid:  # every call of every job asks: no hostname system call each time
+        _PREFIX = (pid, f"{socket.gethostname()}:{pid}:{_NAMESPACE}:")
+    return _PREFIX[1] + os.urandom(16).hex()
 
 
 def owner_dead(owner: str) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from gateway.errors import BudgetExceeded, ClipInProgress, InvalidRequest
 from gateway.store.records import (
     FINAL,
+    OPEN,
     STALE_BEATS,
     STATES,
     ClipOpening,
@@ -32,7 +33,6 @@ from gateway.store.records import (
 from gateway.store.server_rows import ServerQueries
 from gateway.store.shared_queries import SharedQueries
 from gateway.store.values import (
-    _OPEN_SQL,
     BudgetChecks,
     Tx,
     _after_prefix,
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BudgetChecks", "ClipOpening", "Queries", "Tx", "_iso", "_money", "held"]
 
+_OPEN = "(" + " OR ".join(f"s.state = '{state}'" for state in OPEN) + ")"
+"""An open submit (alias ``s``), as the partial index ``submits_open`` states it (migration 0013): SQLite
+uses a partial index only for a query that states its condition the same way."""
 _NOT_FINAL_SQL = " AND ".join(f"state != '{state}'" for state in sorted(FINAL))
 """A submit still open: four comparisons, not ``NOT IN (…)``, for which SQLite builds a temporary b-tree
 on every run of the statement (1.3 µs of each state change of every job)."""
@@ -189,7 +192,7 @@ class Queries(ServerQueries, SharedQueries):
         On PostgreSQL ``SKIP LOCKED`` lets N workers split them without following one job twice."""
         flag = _instance_filter("c", emulated)
         rows = tx.all(f"SELECT c.key FROM clips c WHERE c.key IN (SELECT s.clip_key FROM submits s WHERE"
-                      f" s.state IN {_OPEN_SQL}) AND c.state != 'succeeded'{flag} AND (c.lease_owner IS NULL"
+                      f" {_OPEN}) AND c.state != 'succeeded'{flag} AND (c.lease_owner IS NULL"
                       f" OR c.lease_until IS NULL OR c.lease_until <= ?) ORDER BY c.created_at, c.key"
                       f" LIMIT ?{tx.skip_locked}", (wall, limit))
         keys = [str(r[0]) for r in rows]
@@ -413,7 +416,7 @@ class Queries(ServerQueries, SharedQueries):
 
     def unfinished(self, tx: Tx, emulated: bool | None = None) -> list[SubmitRecord]:
         flag = _instance_filter("s", emulated)
-        return self._submits(tx, f"WHERE s.state IN {_OPEN_SQL} AND c.state != 'succeeded'{flag} ORDER BY s.seq", ())
+        return self._submits(tx, f"WHERE {_OPEN} AND c.state != 'succeeded'{flag} ORDER BY s.seq", ())
 
     def _submits(self, tx: Tx, where: str, args: tuple[Any, ...]) -> list[SubmitRecord]:
         rows = tx.all(f"SELECT {_SUBMIT_COLUMNS} FROM submits s JOIN clips c ON c.key = s.clip_key " + where, args)

@@ -1,0 +1,4 @@
+-- 0013 (twin of sqlite/0013): nothing to change here. SQLite rebuilt submits_open with its condition as
+-- equalities joined by OR, since it built a temporary b-tree for the IN (...) list on every write of a
+-- submit. PostgreSQL evaluates the IN list of the existing index without one, and proves the queries'
+-- OR form (Queries._OPEN) implies it, so they keep using the index.
