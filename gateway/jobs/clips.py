@@ -52,6 +52,22 @@ _CALIBRATION_WINDOW = CALIBRATION_WINDOW
 """Newest reported costs per vendor a compute-billed estimate is calibrated from (``Journal.reported_costs``)."""
 
 
+_OPTIONS: dict[tuple[int, str | None], tuple[Route, str]] = {}
+"""``CallOptions.to_json`` per route object and caller (the route kept: its id is never reused meanwhile).
+``Route`` is frozen, and the planner already keeps per-object results (``routing.planner.pinned``)."""
+
+
+def _options_json(route: Route, caller: str | None) -> str:
+    found = _OPTIONS.get((id(route), caller))
+    if found is not None and found[0] is route:
+        return found[1]
+    text = CallOptions(route, caller).to_json()
+    if len(_OPTIONS) >= 256:  # bounded: a caller making a route per call keeps none of them alive
+        _OPTIONS.clear()
+    _OPTIONS[(id(route), caller)] = (route, text)
+    return text
+
+
 class ClipsMixin:
     """The journaled generation path and ``resume`` for ``Gateway`` (see the module docstring)."""
 
@@ -76,7 +92,7 @@ class ClipsMixin:
         assert store is not None and recovery is not None  # built whenever the journal is
         request_json, image = stored_request(request)  # the image stored once, by content hash
         owner = lease_owner()
-        options = CallOptions(route, caller).to_json()
+        options = _options_json(route, caller)
         opening: ClipOpening | None = None
         submits: list[SubmitRecord] = []
         if idempotency_key is None:

@@ -54,6 +54,8 @@ __all__ = ["BudgetChecks", "ClipOpening", "Queries", "Tx", "_iso", "_money", "he
 _OPEN = "(" + " OR ".join(f"s.state = '{state}'" for state in OPEN) + ")"
 """An open submit (alias ``s``), as the partial index ``submits_open`` states it (migration 0013): SQLite
 uses a partial index only for a query that states its condition the same way."""
+_SQL: dict[tuple[Any, ...], str] = {}
+"""Statement texts made from their shape (how many scopes, which columns…), once per shape."""
 _NOT_FINAL_SQL = " AND ".join(f"state != '{state}'" for state in sorted(FINAL))
 """A submit still open: four comparisons, not ``NOT IN (…)``, for which SQLite builds a temporary b-tree
 on every run of the statement (1.3 µs of each state change of every job)."""
@@ -92,14 +94,15 @@ class Queries(ServerQueries, SharedQueries):
 
     def open_new(self, tx: Tx, key: str, request_json: str, request_hash: str, *,
                  emulator_instance: str | None = None, tenant: str = "", image: StoredImage | None = None,
-                 options_json: str | None = None,
-                 lease: tuple[str, float, float] | None = None) -> tuple[ClipRecord, bool]:
+                 options_json: str | None = None, lease: tuple[str, float, float] | None = None,
+                 now: str | None = None) -> tuple[ClipRecord, bool]:
         """``open_clip``, and whether this call created the clip. A created clip is answered from what
         was just written (no read back) and, with ``lease`` = (owner, until, beat), is created leased
-        to that owner (the lease rule needs no check: nobody held a clip that did not exist)."""
+        to that owner (the lease rule needs no check: nobody held a clip that did not exist). ``now``:
+        the transaction's time, when the caller has it."""
         if not isinstance(key, str) or not key:
             raise InvalidRequest("idempotency key must be a non-empty string")
-        now = self._now()
+        now = now or self._now()
         if image is not None:
             self.put_image(tx, image.sha256, image.data, image.mime)
         sha256 = None if image is None else image.sha256
@@ -224,7 +227,7 @@ class Queries(ServerQueries, SharedQueries):
                                        emulator_instance=emulator_instance, tenant=opening.tenant, image=opening.image,
                                        options_json=opening.options_json,
                                        lease=(opening.owner, opening.wall + STALE_BEATS * opening.heartbeat,
-                                              opening.wall))
+                                              opening.wall), now=now)
             if not created:  # raised: the transaction is rolled back, this call wrote nothing
                 raise ClipInProgress(f"clip {clip_key!r} was opened by another call meanwhile; nothing was "
                                      "submitted here: call again with the same key when it is done")
@@ -282,9 +285,13 @@ class Queries(ServerQueries, SharedQueries):
             raise ValueError(f"unknown submit state {state!r}; expected one of {sorted(STATES)}")
         if state != "failed" and _HELD_BY.isdisjoint(columns):  # progress, the ack, an expiry: the held USD
             columns = _redacted(columns)  # depends on the state only for "failed" (``held``): it stays
-            sets = "".join(f", {name} = ?" for name in columns)
-            if not tx.run(f"UPDATE submits SET state = ?, updated_at = ?{sets} WHERE submit_key = ? AND"
-                          f" {_NOT_FINAL_SQL}", (state, self._now(), *columns.values(), submit_key)):
+            names = tuple(columns)
+            update = _SQL.get(("submit_to", names))
+            if update is None:
+                sets = "".join(f", {name} = ?" for name in names)
+                update = _SQL[("submit_to", names)] = (
+                    f"UPDATE submits SET state = ?, updated_at = ?{sets} WHERE submit_key = ? AND {_NOT_FINAL_SQL}")
+            if not tx.run(update, (state, self._now(), *columns.values(), submit_key)):
                 self._refuse(tx, submit_key, state)
             return
         if not tx.returning:  # an older SQLite: read the row, then the same checks and writes
@@ -349,13 +356,16 @@ class Queries(ServerQueries, SharedQueries):
     def _lock_totals(self, tx: Tx, scopes: str, emulated: int, created_at: str) -> dict[tuple[str, ...], Decimal]:
         """Lock (creating) the total rows a submit counts in: all spend ("") and each of its ``scopes``
         (space-separated, as stored in ``submits.budget_scope``), per day, month and all time."""
-        names = sorted({"", *scopes.split()})
+        names = sorted({"", *scopes.split()}) if scopes else [""]
         periods = _periods(created_at)
-        where = (f"emulated = ? AND scope IN ({', '.join('?' * len(names))}) AND ("
-                 + " OR ".join("(period = ? AND start = ?)" for _ in periods) + ")")
         args = (emulated, *names, *(value for pair in periods for value in pair))
-        select = (f"SELECT scope, period, start, held_usd FROM budget_totals WHERE {where}"
-                  f" ORDER BY scope, period{tx.lock}")
+        select = _SQL.get(("totals", len(names), tx.lock))
+        if select is None:  # the text depends only on how many scopes, and the engine: made once each
+            where = (f"emulated = ? AND scope IN ({', '.join('?' * len(names))}) AND ("
+                     + " OR ".join("(period = ? AND start = ?)" for _ in periods) + ")")
+            select = _SQL[("totals", len(names), tx.lock)] = (
+                f"SELECT scope, period, start, held_usd FROM budget_totals WHERE {where}"
+                f" ORDER BY scope, period{tx.lock}")
         rows = tx.all(select, args)
         if len(rows) < len(names) * len(periods):  # a new day, month or scope: its rows start at 0
             missing = sorted({(s, p, start) for s in names for p, start in periods}
@@ -374,11 +384,14 @@ class Queries(ServerQueries, SharedQueries):
         for (s, e, p, start), value in totals.items():
             by_scope.setdefault((s, e), []).append((p, start, str(value + delta)))
         for (s, e), rows in by_scope.items():
-            tx.run("UPDATE budget_totals SET held_usd = CASE " + " ".join("WHEN period = ? THEN ?" for _ in rows)
-                   + " END WHERE scope = ? AND emulated = ? AND ("
-                   + " OR ".join("(period = ? AND start = ?)" for _ in rows) + ")",
-                   (*(v for p, _, total in rows for v in (p, total)), s, int(e),
-                    *(v for p, start, _ in rows for v in (p, start))))
+            update = _SQL.get(("move", len(rows)))
+            if update is None:
+                update = _SQL[("move", len(rows))] = (
+                    "UPDATE budget_totals SET held_usd = CASE " + " ".join("WHEN period = ? THEN ?" for _ in rows)
+                    + " END WHERE scope = ? AND emulated = ? AND ("
+                    + " OR ".join("(period = ? AND start = ?)" for _ in rows) + ")")
+            tx.run(update, (*(v for p, _, total in rows for v in (p, total)), s, int(e),
+                            *(v for p, start, _ in rows for v in (p, start))))
 
     def backfill_held(self, tx: Tx) -> int:
         """Give submits written before running totals existed their held USD (once, at open)."""
