@@ -25,10 +25,15 @@ class Batched(asyncio.Future[Any]):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, store: Hurried) -> None:
         super().__init__(loop=loop)
-        super().add_done_callback(_retrieved)
         # The store itself, not a closure over it: ten thousand batched writes in flight keep no
         # function, closure tuple and cells each for the garbage collector to walk.
         self._store: Hurried | None = store
+
+    def set_exception(self, exception: type | BaseException, /) -> None:
+        super().set_exception(exception)
+        # Retrieved at once (the store has logged and kept it), not by a done callback each write
+        # registered: that was one more loop callback per batched write when it ended, however it ended.
+        super().exception()
 
     def add_done_callback(self, fn: Callable[[Batched], object], *,
                           context: contextvars.Context | None = None) -> None:

@@ -360,3 +360,31 @@ async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path
     # unless the claim was moments before: ``ACK_RENEWS_AFTER``); the finish gives the lease back itself.
     assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["submit_to", "_finish"]]]
     assert made[1][0] in ("submit_to", "_accepted_renewing")
+
+
+async def test_batched_writes_end_without_a_loop_callback_each_and_a_failure_is_never_unretrieved(
+        journal: Journal, monkeypatch) -> None:
+    """A batched write nobody waits for schedules no callback when it ends (ten thousand in flight: as
+    many loop callbacks per group commit before), and its failure — logged and kept by the store — is
+    never reported as an exception nobody retrieved."""
+    monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)
+    store = journal.store(offload=True)
+    await _submit(store)
+    loop = asyncio.get_running_loop()
+    written = await store.state("c1-s", "running")
+    refused = await store._later(Queries.submit_to, "no-such-submit", "running")  # fails: KeyError
+    assert written is not None and refused is not None
+    ended: list[Any] = []
+    call_soon = loop.call_soon
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(arg is written or arg is refused for arg in args):  # a done callback of one of them
+            ended.append(callback)
+        return call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", counting)
+    await store.submits("c1")  # carries both
+    monkeypatch.undo()
+    assert written.done() and refused.done() and ended == []
+    assert isinstance(store.deferred_errors[-1], KeyError)
+    assert not refused._log_traceback  # type: ignore[attr-defined]  # retrieved: never "never retrieved"
