@@ -136,8 +136,11 @@ class ClipsMixin:
             # A delivered clip's lease went back with its result (``jobs.results.finish``); one delivered
             # otherwise (an earlier call's job, resumed) can go back in the next group commit, since callers
             # of its key get the committed result without claiming. Any other end gives it back before
-            # returning; a clip never created (no intent was written) has none.
-            if lease.opening is None and not lease.released:
+            # returning. A clip still ``opening`` has none unless its first intent committed without
+            # answering (cancelled during the flush, a lost commit answer): then give that lease back too,
+            # or resume sees the clip held by this live process until it goes stale (a no-op UPDATE when no
+            # intent was written).
+            if not lease.released and (lease.opening is None or not done):
                 await store.release_clip(clip_key, owner, wait=not done)
 
     async def _fail_clip(self, clip_key: str, error: str, lease: ClipLease | None) -> None:
