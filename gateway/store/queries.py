@@ -115,7 +115,10 @@ class Queries(ServerQueries, SharedQueries):
             return ClipRecord(key, request_json, request_hash, "open", None, None, now, media=None,
                               options_json=options_json, image_sha256=sha256), True
         else:
-            row = tx.one("SELECT request_hash FROM clips WHERE key = ?", (key,))
+            # Locked first: on PostgreSQL (READ COMMITTED) an unlocked read can see the clip open while
+            # another call's result is committing, and a claim that then waits on that row would find its
+            # lease given back with the result (``clip_to(release=…)``) and take a succeeded clip.
+            row = tx.one(f"SELECT request_hash FROM clips WHERE key = ?{tx.lock}", (key,))
             if row is not None and row[0] != request_hash:
                 raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
                                      "use a new key for a new request")
@@ -220,7 +223,8 @@ class Queries(ServerQueries, SharedQueries):
 
         ``opening``: the clip is created here first, leased to its owner (``ClipOpening``). When the key
         is taken already — another call created a clip under it — this raises ``ClipInProgress`` and
-        writes nothing: no intent, so nothing is POSTed (``InvalidRequest`` for a different request)."""
+        writes nothing: no intent, so nothing is POSTed (``InvalidRequest`` for a different request).
+        So does an intent for a clip already succeeded: no second paid job for a delivered clip."""
         now = self._now()
         if opening is not None:
             _, created = self.open_new(tx, clip_key, opening.request_json, opening.request_hash,
@@ -232,10 +236,13 @@ class Queries(ServerQueries, SharedQueries):
                 raise ClipInProgress(f"clip {clip_key!r} was opened by another call meanwhile; nothing was "
                                      "submitted here: call again with the same key when it is done")
         else:
-            found = tx.one("SELECT (SELECT 1 FROM clips WHERE key = ?), (SELECT 1 FROM submits WHERE"
+            found = tx.one("SELECT (SELECT state FROM clips WHERE key = ?), (SELECT 1 FROM submits WHERE"
                            " submit_key = ?)", (clip_key, submit_key))
             if found is None or found[0] is None:
                 raise KeyError(f"no clip {clip_key!r} in the journal")
+            if found[0] == "succeeded":  # never a new paid job for a delivered clip, whatever led here
+                raise ClipInProgress(f"clip {clip_key!r} was delivered by another call meanwhile; nothing was "
+                                     "submitted here: call again with the same key for its result")
             if found[1] is not None:
                 raise ValueError(f"submit {submit_key!r} is already in the journal")
         emulated = int(emulator_instance is not None)
