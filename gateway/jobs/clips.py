@@ -52,19 +52,27 @@ _CALIBRATION_WINDOW = CALIBRATION_WINDOW
 """Newest reported costs per vendor a compute-billed estimate is calibrated from (``Journal.reported_costs``)."""
 
 
-_OPTIONS: dict[tuple[int, str | None], tuple[Route, str]] = {}
-"""``CallOptions.to_json`` per route object and caller (the route kept: its id is never reused meanwhile).
-``Route`` is frozen, and the planner already keeps per-object results (``routing.planner.pinned``)."""
+_OPTIONS: dict[tuple[int, str | None], tuple[Route, tuple[Any, ...], str]] = {}
+"""``CallOptions.to_json`` per route object and caller (the route kept: its id is never reused meanwhile),
+with the route's list fields as they were: ``Route`` is frozen, but its ``order``/``only``/``ignore``
+lists can change in place, and a call must never store options other than those it runs with (a later
+call of the key adopts them, ``CallOptions.adopt``)."""
+
+
+def _lists(route: Route) -> tuple[Any, ...]:
+    return (None if route.order is None else tuple(route.order), None if route.only is None else tuple(route.only),
+            tuple(route.ignore))
 
 
 def _options_json(route: Route, caller: str | None) -> str:
     found = _OPTIONS.get((id(route), caller))
-    if found is not None and found[0] is route:
-        return found[1]
+    lists = _lists(route)
+    if found is not None and found[0] is route and found[1] == lists:
+        return found[2]
     text = CallOptions(route, caller).to_json()
     if len(_OPTIONS) >= 256:  # bounded: a caller making a route per call keeps none of them alive
         _OPTIONS.clear()
-    _OPTIONS[(id(route), caller)] = (route, text)
+    _OPTIONS[(id(route), caller)] = (route, lists, text)
     return text
 
 

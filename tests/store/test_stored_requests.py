@@ -88,6 +88,26 @@ async def test_a_reattached_job_keeps_the_callers_route(journal_target: str) -> 
     await second.aclose()
 
 
+async def test_a_route_changed_in_place_is_stored_as_it_runs(tmp_path) -> None:
+    """``Route`` is frozen but its lists are not: a call after ``route.ignore.append(...)`` stores the
+    route it runs with, not the one an earlier call cached (a later call of the key adopts what is stored)."""
+    import json
+
+    clock = VirtualClock()
+    gateway = Gateway(emulator=Emulator(clock=clock, seed=1, job_time=lambda rng: 0.0), clock=clock,
+                      journal=str(tmp_path / "j.sqlite3"))
+    route = Route(ignore=[])
+    request = OviRequest(prompt="A cat. <S>Hi.<E>", image="https://example.com/a.png")
+    await gateway.agenerate(request, route=route, idempotency_key="first")
+    route.ignore.append("runware")
+    later = await gateway.agenerate(request.model_copy(update={"prompt": "A dog. <S>Hi.<E>"}), route=route,
+                                    idempotency_key="second")
+    assert gateway.journal is not None
+    stored = [json.loads(gateway.journal.get_clip(k).options_json)["route"] for k in ("first", "second")]  # type: ignore[union-attr,arg-type]
+    assert stored == [{}, {"ignore": ["runware"]}] and later.provider != "runware"
+    await gateway.aclose()
+
+
 async def test_the_async_store_keeps_images_options_probes_and_lease_holders(journal_target: str) -> None:
     from gateway.store import open_store
     from gateway.store.intake import CallOptions
