@@ -34,6 +34,11 @@ TICK_S = 0.01
 late, 1 % of the shortest such bound), sharing one loop timer per tick (``_Ticks``)."""
 TICKED_FROM_S = 1.0
 """Shorter bounds (a deadline about to end) get a loop timer of their own, exact."""
+LONG_TICK_S = 1.0
+"""Bounds of ``LONG_FROM_S`` or more (every call's ``CALL_TIMEOUT`` cap) share ticks of ``LONG_TICK_S``
+instead, still at most 1 % late: a tick's timer stays armed until it ends even once its bounds are all
+left, so 300 s caps in 10 ms ticks would keep up to 30,000 timers armed in a busy process (300 here)."""
+LONG_FROM_S = 100.0
 
 
 class _PerThread(threading.local):
@@ -66,25 +71,33 @@ class _PerThread(threading.local):
 class _Ticks:
     """One loop's long bounds by the tick (``TICK_S``) they end in, and one timer per tick in use."""
 
-    __slots__ = ("context", "due")
+    __slots__ = ("context", "due", "due_long")
 
     def __init__(self, context: contextvars.Context) -> None:
         self.context = context
         self.due: dict[int, set[bounded_call]] = {}
+        self.due_long: dict[int, set[bounded_call]] = {}
 
-    def add(self, bound: bounded_call, loop: asyncio.AbstractEventLoop, at: float) -> set[bounded_call]:
-        """Arm ``bound`` to fire at the end of the tick holding ``at`` (at most ``TICK_S`` late); the set
-        it is in (leaving the bound removes it from there)."""
-        tick = math.ceil(at / TICK_S)
-        bounds = self.due.get(tick)
+    def add(self, bound: bounded_call, loop: asyncio.AbstractEventLoop, at: float, left: float) -> set[bounded_call]:
+        """Arm ``bound`` (``left`` seconds long) to fire at the end of the tick holding ``at`` (at most
+        ``TICK_S``, or ``LONG_TICK_S`` for a bound of ``LONG_FROM_S`` or more, late); the set it is in
+        (leaving the bound removes it from there)."""
+        step, due, fire = (TICK_S, self.due, self._fire) if left < LONG_FROM_S else (
+            LONG_TICK_S, self.due_long, self._fire_long)
+        tick = math.ceil(at / step)
+        bounds = due.get(tick)
         if bounds is None:
-            bounds = self.due[tick] = set()
-            loop.call_at(tick * TICK_S, self._fire, tick, context=self.context)
+            bounds = due[tick] = set()
+            loop.call_at(tick * step, fire, tick, context=self.context)
         bounds.add(bound)
         return bounds
 
     def _fire(self, tick: int) -> None:
         for bound in self.due.pop(tick, ()):
+            bound._fire()
+
+    def _fire_long(self, tick: int) -> None:
+        for bound in self.due_long.pop(tick, ()):
             bound._fire()
 
 
@@ -126,7 +139,7 @@ class bounded_call:  # lower case: used like the function it replaced, ``async w
         if TICKED_FROM_S <= self._left < _INF:
             here = _THREAD
             ticks = here.ticks if here.loop is loop else here.ticks_of(loop)
-            self._tick: set[bounded_call] | None = ticks.add(self, loop, loop.time() + self._left)
+            self._tick: set[bounded_call] | None = ticks.add(self, loop, loop.time() + self._left, self._left)
         else:
             self._tick = None
             self._handle = loop.call_at(loop.time() + self._left, self._fire, context=_THREAD.context)

@@ -6,6 +6,7 @@ every thread made the second ``ctx.run`` fail inside the loop and that bound nev
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 
 import pytest
@@ -70,3 +71,36 @@ def test_long_bounds_share_one_timer_per_tick_and_each_still_fires_or_is_left(mo
         assert all(isinstance(r, ProviderUnavailable) and "within 0.02 s" in str(r) for r in results)
 
     asyncio.run(main())
+
+
+def test_long_caps_share_coarse_ticks_so_few_timers_stay_armed() -> None:
+    """Every call's 300 s cap is armed on a tick whose timer stays until it ends: calls spread over time
+    must not leave one armed timer per 10 ms (30,000 in a busy process), yet each bound still fires at
+    most 1 % late, and a short bound keeps its 10 ms tick."""
+
+    class Loop:  # the two loop methods ``_Ticks`` uses, on a clock the test moves
+        def __init__(self) -> None:
+            self.now, self.armed = 1000.0, []
+
+        def time(self) -> float:
+            return self.now
+
+        def call_at(self, when: float, *args: object, **kwargs: object) -> None:
+            self.armed.append(when)
+
+    loop, ticks = Loop(), bounds._Ticks(contextvars.Context())
+    ends = []
+    for i in range(3000):  # one call every 10 ms for 30 s, each with the default cap
+        loop.now = 1000.0 + i * 0.01
+        ticks.add(object(), loop, loop.now + bounds.CALL_TIMEOUT, bounds.CALL_TIMEOUT)  # type: ignore[arg-type]
+        ends.append(loop.now + bounds.CALL_TIMEOUT)
+    assert len(loop.armed) <= 31  # was 3000
+    late = [fire - end for fire, end in zip(_fires(ticks), ends, strict=True)]
+    assert 0 <= min(late) and max(late) <= 0.01 * bounds.CALL_TIMEOUT
+    ticks.add(object(), loop, loop.now + 5.0, 5.0)  # type: ignore[arg-type]
+    assert loop.armed[-1] - (loop.now + 5.0) <= bounds.TICK_S + 1e-9
+
+
+def _fires(ticks: bounds._Ticks) -> list[float]:
+    """When each long bound added so far fires: the end of its tick, in the order they were added."""
+    return sorted(tick * bounds.LONG_TICK_S for tick, members in ticks.due_long.items() for _ in members)
