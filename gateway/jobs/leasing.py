@@ -8,7 +8,8 @@ the holder follows it). ``ClipLease`` is what the runner checks: cheaply before 
 heartbeat's own finding) and right before anything that acts on the clip (a verdict, a result, a new
 submit) by a renewal — unless this call's last beat (its claim, a heartbeat or an earlier renewal) is
 younger than ``FRESH_BEATS`` of a heartbeat in the store's wall time (the ack's transaction renews
-the lease too, ``SqlStore.accepted``: a beat as good as a heartbeat's). A takeover needs ``STALE_BEATS``
+the lease too, ``SqlStore.accepted``, unless the last beat is younger than ``ACK_RENEWS_AFTER`` of a
+heartbeat: a beat as good as a heartbeat's). A takeover needs ``STALE_BEATS``
 (3) missed beats, so a beat that fresh leaves the lease at least 2.5 beats of life: no other call can
 hold the clip yet, and the renewal would only cost a transaction (it did, twice per job). The window
 between a takeover and the next beat still cannot slip a verdict in.

@@ -78,7 +78,7 @@ class SqlStore(ServerRowsStore):
         for the GC to walk."""
         self._acks: dict[str, str] = {}
         """Per submit key, its clip key, from the intent until ``accepted`` (whose transaction renews the
-        clip's lease too)."""
+        clip's lease too, unless its last beat is younger than ``ACK_RENEWS_AFTER`` heartbeats)."""
 
 
     @property

@@ -25,6 +25,8 @@ __all__ = ["FINAL", "HEARTBEAT_S", "OPEN", "STALE_BEATS", "STATES", "BreakerReco
 FINAL = frozenset({"succeeded", "failed", "expired", "abandoned"})
 """``abandoned``: given up after retention or repeated fruitless resumes; may have been billed."""
 OPEN = ("intent", "accepted", "queued", "running", "unknown")
+"""In this order: the ``submits_open`` partial index (migration 0013) is written as ``state = …`` ORs in
+this order, and SQLite uses it only for a query whose condition matches that text (``queries._OPEN``)."""
 STATES = frozenset(OPEN) | FINAL
 
 HEARTBEAT_S = 10.0
