@@ -30,8 +30,8 @@ __all__ = ["CALL_TIMEOUT", "bounded_call"]
 CALL_TIMEOUT = 300.0
 """Seconds one provider call may take even with no deadline (a 20 MB inline image upload fits)."""
 TICK_S = 0.01
-"""Bounds of ``TICKED_FROM_S`` or more fire at the end of the ``TICK_S`` tick they end in (at most 10 ms
-late, 1 % of the shortest such bound), sharing one loop timer per tick (``_Ticks``)."""
+"""Bounds of ``TICKED_FROM_S`` up to ``LONG_FROM_S`` fire at the end of the ``TICK_S`` tick they end in (at
+most 10 ms late, 1 % of the shortest such bound), sharing one loop timer per tick (``_Ticks``)."""
 TICKED_FROM_S = 1.0
 """Shorter bounds (a deadline about to end) get a loop timer of their own, exact."""
 LONG_TICK_S = 1.0
@@ -39,6 +39,7 @@ LONG_TICK_S = 1.0
 instead, still at most 1 % late: a tick's timer stays armed until it ends even once its bounds are all
 left, so 300 s caps in 10 ms ticks would keep up to 30,000 timers armed in a busy process (300 here)."""
 LONG_FROM_S = 100.0
+"""Seconds from which a bound takes a ``LONG_TICK_S`` tick (1 s late at most is 1 % of it)."""
 
 
 class _PerThread(threading.local):
