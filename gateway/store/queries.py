@@ -32,6 +32,7 @@ from gateway.store.server_rows import ServerQueries
 from gateway.store.shared_queries import SharedQueries
 from gateway.store.spend import SpendQueries
 from gateway.store.values import (
+    _SQL,
     BudgetChecks,
     Tx,
     _checks,
@@ -51,8 +52,6 @@ __all__ = ["BudgetChecks", "ClipOpening", "Queries", "Tx", "_iso", "_money", "he
 _OPEN = "(" + " OR ".join(f"s.state = '{state}'" for state in OPEN) + ")"
 """An open submit (alias ``s``), as the partial index ``submits_open`` states it (migration 0013): SQLite
 uses a partial index only for a query that states its condition the same way."""
-_SQL: dict[tuple[Any, ...], str] = {}
-"""Statement texts made from their shape (how many scopes, which columns…), once per shape."""
 _NOT_FINAL_SQL = " AND ".join(f"state != '{state}'" for state in sorted(FINAL))
 """A submit still open: four comparisons, not ``NOT IN (…)``, for which SQLite builds a temporary b-tree
 on every run of the statement (1.3 µs of each state change of every job)."""

@@ -14,13 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.store.records import SpendRow
-from gateway.store.values import Tx, _after_prefix, _dec, _iso, _periods, held
+from gateway.store.values import _SQL, Tx, _after_prefix, _dec, _iso, _periods, held
 
 __all__ = ["SpendQueries"]
-
-_SQL: dict[tuple[Any, ...], str] = {}
-"""Statement texts made from their shape (how many scopes, how many rows), once per shape."""
-
 
 class SpendQueries:
     """Running totals (locked and moved with every held USD change) and spend reads."""

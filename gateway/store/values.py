@@ -15,6 +15,9 @@ __all__ = ["BudgetChecks", "Tx", "held"]
 
 _FOREVER = 1e18
 _OPEN_SQL = "(" + ", ".join(f"'{state}'" for state in OPEN) + ")"
+_SQL: dict[tuple[Any, ...], str] = {}
+"""Statement texts made from their shape (how many scopes or rows, which columns…), once per shape, for
+every query module (each key names its statement)."""
 
 
 class Tx(Protocol):
