@@ -165,10 +165,7 @@ class Heartbeat:
             timer.cancel()
 
     async def stop(self) -> None:
-        self._stopped = True
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self.retire()
         task, self._task = self._task, None
         if task is not None and not task.done():
             await cancel_and_wait(task)
