@@ -83,23 +83,19 @@ class _Ticks:
         """Arm ``bound`` (``left`` seconds long) to fire at the end of the tick holding ``at`` (at most
         ``TICK_S``, or ``LONG_TICK_S`` for a bound of ``LONG_FROM_S`` or more, late); the set it is in
         (leaving the bound removes it from there)."""
-        step, due, fire = (TICK_S, self.due, self._fire) if left < LONG_FROM_S else (
-            LONG_TICK_S, self.due_long, self._fire_long)
+        step, due = (TICK_S, self.due) if left < LONG_FROM_S else (LONG_TICK_S, self.due_long)
         tick = math.ceil(at / step)
         bounds = due.get(tick)
         if bounds is None:
             bounds = due[tick] = set()
-            loop.call_at(tick * step, fire, tick, context=self.context)
+            loop.call_at(tick * step, _fire_tick, due, tick, context=self.context)
         bounds.add(bound)
         return bounds
 
-    def _fire(self, tick: int) -> None:
-        for bound in self.due.pop(tick, ()):
-            bound._fire()
 
-    def _fire_long(self, tick: int) -> None:
-        for bound in self.due_long.pop(tick, ()):
-            bound._fire()
+def _fire_tick(due: dict[int, set[bounded_call]], tick: int) -> None:
+    for bound in due.pop(tick, ()):
+        bound._fire()
 
 
 _THREAD = _PerThread()
