@@ -80,7 +80,15 @@ class Recovery:
         return [r for r in await self.store.submits(clip_key) if r.state in OPEN]
 
     async def clip(self, clip_key: str, runner: Runner, deadline_at: float | None = None) -> list[ResumeOutcome]:
-        """Follow every open submit of the clip until one delivers it. ``DeadlineExceeded`` propagates."""
+        """Follow every open submit of the clip until one delivers it. ``DeadlineExceeded`` propagates.
+
+        The caller holds the clip's lease. A clip already delivered is skipped (``[]``: nothing followed,
+        nothing sent): ``resume`` lists clips before claiming them, and a result that committed in between
+        — another call delivered the clip, maybe beside a submit still open under ``failover_on_unknown`` —
+        is seen by this read made after the claim, so no vendor is asked about a delivered clip."""
+        clip = await self.store.get_clip(clip_key)
+        if clip is not None and clip.state == "succeeded":
+            return []
         outcomes = []
         for record in await self.open_submits(clip_key):
             if not self.configured(record.provider):
