@@ -20,15 +20,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from gateway.clock import Clock, RealClock
-from gateway.emulator.base import (
-    FAULT_KINDS,
-    EmulatedVendor,
-    FaultScript,
-    Ledger,
-    json_response,
-    parse_faults,
-)
+from gateway.emulator.base import EmulatedVendor, Ledger, json_response
 from gateway.emulator.clips import ClipStore
+from gateway.emulator.faults import FAULT_KINDS, FaultScript, parse_faults
 
 if TYPE_CHECKING:
     from gateway.emulator.server import LoopbackServer
