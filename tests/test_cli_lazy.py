@@ -71,7 +71,8 @@ def test_a_new_gateway_loads_no_vendor_sdk_until_it_sends() -> None:
     assert heavy_in(loaded, NOT_BEFORE_A_CALL) == []
 
 
-NOT_BEFORE_A_CALL = ("providers.runware.translate", "providers.runware.schemas", "providers.wavespeed.translate",
+NOT_BEFORE_A_CALL = ("providers.runware.translate", "providers.runware.failures", "providers.runware.schemas",
+                     "providers.wavespeed.translate",
                      "providers.wavespeed.schemas", "providers.fal.translate", "gateway.jobs.fate")
 """The adapters' translation and wire schemas: the registry reads each class's capabilities from its
 ``capabilities`` module; the rest loads on the adapter's first call (``gateway.lazy``)."""
