@@ -5,7 +5,6 @@ Translation, parsing and error mapping are the pure functions in ``translate.py`
 
 from __future__ import annotations
 
-import importlib
 import logging
 import mimetypes
 import os
@@ -35,8 +34,10 @@ from providers.fal.capabilities import CAPABILITIES
 from providers.fal.schemas import SubmitAck
 
 if TYPE_CHECKING:
+    import fal_client
     import httpx
 
+    from providers.fal import queue as fal_queue
     from providers.fal import translate, webhooks
     from providers.fal.queue import FalCallError, FalQueueClient, FalRequest
     from providers.fal.translate import Phase
@@ -44,10 +45,12 @@ else:  # httpx, translation and webhooks load on the first call, not when the re
     httpx = LazyModule("httpx", globals())
     translate = LazyModule("providers.fal.translate", globals())
     webhooks = LazyModule("providers.fal.webhooks", globals())
-
-# fal-client (and ``providers.fal.queue``, built on it) is imported by the methods that call fal, not
-# here: the registry imports this module for the class's capabilities whenever a gateway starts, and
-# a gateway that never sends a fal request should not pay fal-client's import (start-up, issue 14).
+    # fal-client (and ``providers.fal.queue``, built on it) load with the adapter (``__init__``), not with
+    # this module: the registry imports it for the class's capabilities whenever a gateway starts, and a
+    # gateway that never sends a fal request should not pay fal-client's import (start-up, issue 14). As
+    # stand-ins, not import statements in each method: every job's submit and reads would run those again.
+    fal_client = LazyModule("fal_client", globals())
+    fal_queue = LazyModule("providers.fal.queue", globals(), key="fal_queue")
 
 __all__ = ["FalProvider"]
 
@@ -85,7 +88,7 @@ class FalProvider:
         # Translation and the fal-client queue load with the adapter (a gateway's first call, before any
         # intent is journaled), so a broken install fails here, where the gateway drops this vendor, not
         # inside a submit whose intent says it may have been sent.
-        importlib.import_module("providers.fal.queue")
+        fal_queue.FalQueueClient, fal_client.FalClientHTTPError  # noqa: B018  (load them: gateway.lazy)
         translate.endpoint_for  # noqa: B018  (loads the module; gateway.lazy)
         self._ctx = ctx
         self._queue: FalQueueClient | None = None
@@ -105,16 +108,12 @@ class FalProvider:
         """Any fal failure in our taxonomy; ``phase`` is inferred from the request when not given."""
         if isinstance(error, GatewayError):
             return error
-        from fal_client import FalClientHTTPError
-
-        from providers.fal.queue import FalCallError
-
-        if isinstance(error, FalCallError):
+        if isinstance(error, fal_queue.FalCallError):
             phase = phase or translate.phase_of(error.request.method, str(error.request.url))
             if error.cause is not None:
                 return self._transport(error.cause, phase, {})
             error = error.response  # type: ignore[assignment]
-        if isinstance(error, FalClientHTTPError):
+        if isinstance(error, fal_client.FalClientHTTPError):
             error = error.response
         if isinstance(error, httpx.Response):
             if phase is None:
@@ -147,20 +146,14 @@ class FalProvider:
     def _client(self) -> FalQueueClient:
         key = require_key(self._ctx.api_key, provider=self.name, env_key=self.env_key)
         if self._queue is None:
-            from providers.fal.queue import SUBMIT_TIMEOUT_S, FalQueueClient
-
             timeout = self._ctx.timeout
             # fal-client applies one number (seconds) to its submit POST: the caller's read timeout, if set
-            submit_s = timeout.read if timeout is not None and timeout.read is not None else SUBMIT_TIMEOUT_S
-            self._queue = FalQueueClient(key=key, default_timeout=submit_s, transport=self._ctx.transport,
+            submit_s = timeout.read if timeout is not None and timeout.read is not None else fal_queue.SUBMIT_TIMEOUT_S
+            self._queue = fal_queue.FalQueueClient(key=key, default_timeout=submit_s, transport=self._ctx.transport,
                                          base_url=self._ctx.options.get("base_url"), timeout=timeout)
         return self._queue
 
     async def submit(self, request: OviRequest, ctx: SubmitContext) -> JobHandle:
-        from fal_client import FalClientHTTPError
-
-        from providers.fal.queue import FalCallError, FalRequest
-
         queue = self._client()
         self.capabilities.require(request, provider=self.name, dropped=ctx.dropped)
         endpoint = translate.endpoint_for(request)
@@ -174,7 +167,7 @@ class FalProvider:
             sent = await queue.submit(endpoint, payload, headers=dict(SUBMIT_HEADERS), webhook_url=ctx.webhook_url)
             ack = SubmitAck(request_id=sent.request_id, response_url=sent.response_url,
                             status_url=sent.status_url, cancel_url=sent.cancel_url)
-        except FalCallError as exc:
+        except fal_queue.FalCallError as exc:
             followed = self._request_in_answer(exc, endpoint, hint)
             if followed is not None:
                 raise followed from exc
@@ -183,7 +176,7 @@ class FalProvider:
             raise self.classify(exc, phase="submit") from exc
         except httpx.TransportError as exc:  # only if something bypassed SingleShotTransport
             raise self._transport(exc, "submit", hint) from exc
-        except FalClientHTTPError as exc:  # only if something bypassed SingleShotTransport
+        except fal_client.FalClientHTTPError as exc:  # only if something bypassed SingleShotTransport
             raise self.classify(exc, phase="submit") from exc
         except (ValueError, KeyError, TypeError) as exc:
             # fal answered 2xx but the answer is unreadable: a paid request may exist, id unknown.
@@ -195,7 +188,7 @@ class FalProvider:
             "status_url": ack.status_url, "cancel_url": ack.cancel_url})
         # The job's first status check (and its result GET) reuse this request, made from the checked ack on
         # the client the submit went through, as ``request_handle`` would make it (``_request``).
-        self._last_request = (handle, FalRequest(
+        self._last_request = (handle, fal_queue.FalRequest(
             request_id=ack.request_id, response_url=ack.response_url, status_url=ack.status_url,
             cancel_url=ack.cancel_url, client=sent.client, timeout=queue.timeout))
         return handle
@@ -222,15 +215,11 @@ class FalProvider:
                                     job_hint={**hint, "job_id": request_id, "handle": handle.to_json()})
 
     async def _upload(self, queue: FalQueueClient, image: ImageInput) -> str:
-        from fal_client import FalClientHTTPError
-
-        from providers.fal.queue import FalCallError
-
         mime = image.mime or "application/octet-stream"
         name = "image" + (mimetypes.guess_extension(mime) or ".bin")
         try:
             return await queue.upload_bytes(image.read_bytes(), mime, name)
-        except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
+        except (fal_queue.FalCallError, fal_client.FalClientHTTPError, httpx.TransportError) as exc:
             raise self.classify(exc, phase="upload") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedResponse(f"fal storage answer unreadable ({type(exc).__name__})",
@@ -247,13 +236,9 @@ class FalProvider:
         return request
 
     async def _read(self, call: Any, phase: Phase) -> Any:
-        from fal_client import FalClientHTTPError
-
-        from providers.fal.queue import FalCallError
-
         try:
             response = await call()
-        except (FalCallError, FalClientHTTPError, httpx.TransportError) as exc:
+        except (fal_queue.FalCallError, fal_client.FalClientHTTPError, httpx.TransportError) as exc:
             raise self.classify(exc, phase=phase) from exc
         try:
             return response.json()
@@ -264,7 +249,8 @@ class FalProvider:
     async def status(self, handle: JobHandle) -> JobStatus:
         request = await self._request(handle)
         status = translate.parse_status(await self._read(request.fetch_status, "status"))
-        _log.debug("request %s: %s", handle.job_id, status.state.value)
+        if _log.isEnabledFor(logging.DEBUG):  # every check of every job: no enum ``.value`` read for nobody
+            _log.debug("request %s: %s", handle.job_id, status.state.value)
         return status
 
     async def result(self, handle: JobHandle, last: JobStatus) -> ProviderOutput:
@@ -274,19 +260,15 @@ class FalProvider:
         return translate.parse_output(body, inference_s=inference_s)
 
     async def cancel(self, handle: JobHandle) -> None:
-        from fal_client import FalClientHTTPError
-
-        from providers.fal.queue import FalCallError
-
         request = await self._request(handle)
         try:
             await request.request_cancel()
-        except FalCallError as exc:
+        except fal_queue.FalCallError as exc:
             if exc.response is not None and translate.cancel_was_moot(exc.response.status_code,
                                                                       exc.response.text):
                 return
             raise self.classify(exc, phase="cancel") from exc
-        except (FalClientHTTPError, httpx.TransportError) as exc:  # only if SingleShotTransport was bypassed
+        except (fal_client.FalClientHTTPError, httpx.TransportError) as exc:  # only if SingleShotTransport was bypassed
             raise self.classify(exc, phase="cancel") from exc
 
     async def find(self, ctx: SubmitContext) -> JobHandle | None:
