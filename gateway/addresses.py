@@ -84,6 +84,8 @@ def _as_address(host: str) -> IPAddress | None:
 
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
 """Every IPv4 form: dotted decimal, and the shorthand, integer, octal and hex forms C resolvers accept."""
+_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+")
+_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 
 
 def check_public_host(host: str) -> str:
@@ -104,10 +106,10 @@ def check_public_host(host: str) -> str:
         return ascii_host
     if ascii_host == "localhost" or ascii_host.endswith(_LOCAL_SUFFIXES):
         raise UnsafeURL(f"host {host!r} is a local name, not reachable from outside; use a public host")
-    if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", ascii_host):  # lenient on labels, strict on shape
+    if not _NAME.fullmatch(ascii_host):  # lenient on labels, strict on shape
         raise UnsafeURL(f"host {host!r} is not a public domain name (letters, digits, hyphens and dots, "
                         "with at least one dot)")
-    if re.fullmatch(r"[0-9.]+", ascii_host):
+    if _DIGITS_AND_DOTS.fullmatch(ascii_host):
         raise UnsafeURL(f"host {host!r} is no valid IPv4 address")
     return ascii_host
 

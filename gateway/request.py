@@ -7,6 +7,7 @@ that runs it, or refused before anything is sent (unless the route allows degrad
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -149,7 +150,7 @@ class ImageInput(BaseModel):
         text = raw.strip()
         lowered = text[:8].lower()
         if lowered.startswith(("http://", "https://")):
-            return cls(kind="url", value=text)
+            return _url_image(text)
         if "://" in text[:16]:
             check_url(text, what="image URL", schemes=("https", "http"))  # raises: only http(s) URLs
         if lowered.startswith("data:"):
@@ -183,6 +184,14 @@ class ImageInput(BaseModel):
             return self.value
         encoded = self.value if self.kind == "base64" else base64.b64encode(self.read_bytes()).decode()
         return f"data:{self.mime};base64,{encoded}"
+
+
+@functools.lru_cache(maxsize=256)
+def _url_image(text: str) -> ImageInput:
+    """A URL image, checked once per URL text: the check reads only the text, and an ``ImageInput`` is
+    frozen (a URL one holds no bytes), so many clips from one image share one. A refused URL raises every
+    time (``lru_cache`` keeps no exceptions)."""
+    return ImageInput(kind="url", value=text)
 
 
 class OviRequest(BaseModel):
