@@ -235,7 +235,8 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
     def _deliver(self, result: OviResult) -> OviResult:
         """The result as handed to the caller: its downloads are journaled; an emulated one says so and
         downloads from its emulator."""
-        result.on_media(self._record_media)
+        if self.journal is not None:  # journal=None: nothing to record a download in (no callback set)
+            result.on_media(self._bound("_record_media"))
         if not self.emulated:
             return result
         if not result.emulated:
@@ -345,7 +346,8 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
             if self.store is not None and not isinstance(error, (*PAID_JOB_ALIVE, ClipInProgress)):
                 await self._fail_clip(clip_key, f"{type(error).__name__}: {error}", runner.lease)
             raise
-        await self._settle(result, request.steps, known_steps=True)
+        if self.store is not None:  # (``_settle`` needs a store: journal=None makes no coroutine for it)
+            await self._settle(result, request.steps, known_steps=True)
         return result
 
     def _cooldown_wait(self, route: Route, quotes: Mapping[str, Quote]) -> float | None:
@@ -420,12 +422,9 @@ class Gateway(ClipsMixin, HandlesMixin, MediaMixin):
         return found
 
     def _limited(self, providers: Mapping[str, Any]) -> dict[str, Any]:
-        """The adapters, each vendor call gated by its ``VendorLimits`` (shared through the journal)."""
-        if not self.limits:
-            return dict(providers)
-        from gateway.jobs.limits import LimitedProvider
-        return {name: LimitedProvider(p, self.limits[name], self.store, self.clock) if name in self.limits else p
-                for name, p in providers.items()}
+        """The adapters, each vendor call gated by its ``VendorLimits`` (``gateway.jobs.limits.limited``)."""
+        from gateway.jobs.limits import limited
+        return limited(providers, self.limits, self.store, self.clock)
 
     def _unconfigured(self) -> dict[str, str]:
         missing = {name: f"no API key (set {cls.env_key})" for name, cls in self.classes.items()

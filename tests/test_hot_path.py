@@ -573,3 +573,45 @@ def test_an_api_key_registered_once_is_one_lookup_after_and_still_redacts(monkey
     secrets.register_api_key(SecretStr("hot-path-id-3:hot-path-secret-3"))  # not a str: the full path
     secrets.register_api_key("another-new-key-0123")
     assert secrets.redact("hot-path-secret-3 another-new-key-0123") == "*** ***"
+
+
+def test_a_url_image_is_checked_once_per_url_and_a_refused_one_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import images
+    from gateway.request import ImageInput
+
+    checked: list[str] = []
+    real = images.check_url
+
+    def counted(url: str, **kwargs: Any) -> Any:
+        checked.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(images, "check_url", counted)
+    first = OviRequest(prompt="a knight", image="https://example.com/hot-path-once.png")
+    again = OviRequest(prompt="a knight. <S>Hold.<E>", image="  https://example.com/hot-path-once.png ")
+    assert first.image is again.image and checked == ["https://example.com/hot-path-once.png"]
+    assert first.image == ImageInput(kind="url", value="https://example.com/hot-path-once.png")
+    for _ in range(2):  # a refusal is not kept: checked (and refused, naming the field) on every request
+        with pytest.raises(ValueError, match="image"):
+            OviRequest(prompt="a knight", image="https://127.0.0.1/hot-path-local.png")
+    assert checked.count("https://127.0.0.1/hot-path-local.png") == 2
+
+
+def test_a_gateway_without_a_journal_sets_no_download_callback_and_one_with_a_journal_does(tmp_path: Any) -> None:
+    import asyncio
+
+    from gateway import Gateway
+    from gateway.emulator import Emulator
+    from gateway.jobs.polling import PollPolicy
+
+    zero = PollPolicy(expected=0.0, first_fraction=0.0, interval=0.0, learn=False)
+
+    async def main() -> None:
+        for journal, recorded in ((None, False), (tmp_path / "j.sqlite3", True)):
+            gateway = Gateway(emulator=Emulator(seed=3, job_time=lambda rng: 0.0), journal=journal, poll=zero)
+            result = await gateway.agenerate(OviRequest(prompt="a knight", image="https://example.com/a.png"),
+                                             provider="fal")
+            assert (result._on_media is not None) is recorded
+            await gateway.aclose()
+
+    asyncio.run(main())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from gateway.clock import Clock
 from gateway.contract import JobHandle, JobStatus, Provider, ProviderOutput, SubmitContext
 from gateway.request import OviRequest
 
-__all__ = ["LimitedProvider", "VendorLimits"]
+__all__ = ["LimitedProvider", "VendorLimits", "limited"]
 
 _T = TypeVar("_T")
 _SLOT_POLL_S = 0.05
@@ -95,3 +95,11 @@ class LimitedProvider:
 async def _done(outcome: Any) -> Any:
     """The value of a store call: awaited on the async store, as is from a sync journal."""
     return await outcome if inspect.isawaitable(outcome) else outcome
+
+
+def limited(providers: Mapping[str, Any], limits: Mapping[str, VendorLimits], store: Any,
+            clock: Clock) -> dict[str, Any]:
+    """The adapters, each vendor's calls gated by its ``VendorLimits`` (shared through ``store``); the
+    others as they are."""
+    return {name: LimitedProvider(p, limits[name], store, clock) if name in limits else p
+            for name, p in providers.items()}

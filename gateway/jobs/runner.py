@@ -201,7 +201,7 @@ class Runner:
             job = FollowedJob(provider, JobHandle(name, ""), candidate, clip_key, ctx.idempotency_key, started,
                               self.clock.now(), deadline_at, attempts, abandon_stuck=route.failover_on_unknown)
             try:
-                job.handle = await self._submit(provider, request, ctx, route, deadline_at, attempts, started)
+                job.handle = await submit(self, provider, request, ctx, route, deadline_at, attempts, started)
             except GatewayError as error:
                 await self._record_failure(job, error)
                 raise
