@@ -221,11 +221,7 @@ class Runner:
         finally:
             breaker.release()  # a half-open probe that ended without a verdict must not block the vendor
 
-    # ---- submit: retries before anything can be billed, settling after (jobs.submit, jobs.settle) ----
-    async def _submit(self, provider: Provider, request: OviRequest, ctx: SubmitContext, route: Route,
-                      deadline_at: float | None, attempts: list[Attempt], started: float) -> JobHandle:
-        return await submit(self, provider, request, ctx, route, deadline_at, attempts, started)
-
+    # ---- submit: retries before anything can be billed (jobs.submit, called directly), settling after ----
     async def _settle(self, provider: Provider, request: OviRequest, ctx: SubmitContext, error: GatewayError,
                       started: float, deadline_at: float | None, sent: set[str]) -> JobHandle:
         return await settle(self, provider, request, ctx, error, started, deadline_at, sent)
