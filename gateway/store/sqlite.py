@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 from gateway.store.base import SqlStore
 from gateway.store.futures import Batched, _running_loop, _settle, _settle_many
 from gateway.store.queries import Queries
-from gateway.store.records import Durability
+from gateway.store.records import BreakerRecord, Durability
 from gateway.store.sqlite_engine import BUSY_TIMEOUT_MS, SqliteEngine, _Item
 
 __all__ = ["BATCH_DELAY_S", "BUSY_TIMEOUT_MS", "Batched", "SqliteEngine", "SqliteStore"]
@@ -58,6 +58,9 @@ __all__ = ["BATCH_DELAY_S", "BUSY_TIMEOUT_MS", "Batched", "SqliteEngine", "Sqlit
 _T = TypeVar("_T")
 
 _BATCH_MAX = 512
+BREAKER_WRITES = frozenset({Queries.save_breaker, Queries.take_probe, Queries.end_probe})
+"""Every operation that writes the ``breakers`` table (``load_breakers`` answers from its last read only
+while none is waiting to be committed)."""
 BATCH_DELAY_S = 0.05
 """Seconds a ``BATCHED`` write may wait on its event loop for another operation to share a commit with."""
 _log = logging.getLogger("gateway.store")
@@ -330,6 +333,22 @@ class SqliteStore(SqlStore):
             self._settle_all(items, results)
         _LIVE.discard(self)
 
+    async def load_breakers(self) -> dict[str, BreakerRecord]:
+        """The stored breakers. The last read's answer, without a transaction, when nothing can have
+        changed them since (``SqliteEngine.breakers_unchanged``: no other connection committed, this one
+        wrote no breaker) and no breaker write made before it waits to be committed (on this loop, or on
+        the writer thread): a process alone on its journal then refreshes its breakers for one ``PRAGMA``
+        instead of an operation (and often a transaction) per refresh."""
+        loop = asyncio.get_running_loop()
+        with self._start:
+            settled = not self._outstanding and not any(
+                item[1] in BREAKER_WRITES for item in self._pending.get(loop, ()))
+        if settled:
+            known = self.engine.breakers_unchanged(self.emulated)
+            if known is not None:
+                return known
+        return await self._read(_read_breakers, self.emulated, self.engine)
+
     async def drain(self) -> None:
         """Wait until every write made so far is committed (visible to other processes). Writes already
         started on this loop in tasks that have not run yet (a breaker's save) are let in first."""
@@ -349,6 +368,12 @@ class SqliteStore(SqlStore):
 
 """One operation and who waits for it: its event loop and asyncio future, or ``None`` and a
 ``concurrent.futures.Future`` (a synchronous caller)."""
+
+
+def _read_breakers(queries: Queries, tx: Any, emulated: bool, engine: SqliteEngine) -> dict[str, BreakerRecord]:
+    records = queries.load_breakers(tx, emulated)
+    engine.note_breakers(tx, emulated, dict(records))
+    return records
 
 
 _LIVE: weakref.WeakSet[SqliteStore] = weakref.WeakSet()

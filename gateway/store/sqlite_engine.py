@@ -84,6 +84,12 @@ class SqliteEngine:
         self._checkpoint_lock = threading.Lock()
         self._since_checkpoint = 0
         """Operations committed since the last checkpoint (``CHECKPOINT_OPS``)."""
+        self.breaker_writes = 0
+        """Rows of ``breakers`` this connection inserted, updated or deleted, committed or not (counted by
+        a temporary trigger, whoever wrote them: ``breakers_unchanged``)."""
+        self.breakers_read: dict[bool, tuple[int, int, dict[str, Any]]] = {}
+        """Per kind (emulated or not), the last breaker read: (``PRAGMA data_version`` and
+        ``breaker_writes`` in its transaction, the records)."""
         try:
             self._setup()
         except BaseException:
@@ -120,6 +126,41 @@ class SqliteEngine:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+        # Counts this connection's own breaker writes (``breakers_unchanged``); TEMP: this connection's
+        # alone, never in the file (another process's writes show in ``PRAGMA data_version`` instead).
+        db.create_function("ovi_breakers_written", 0, self._breakers_written)
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS ovi_breakers_{event.lower()} AFTER {event} ON"
+                       " main.breakers BEGIN SELECT ovi_breakers_written(); END")
+
+    def _breakers_written(self) -> None:
+        self.breaker_writes += 1
+
+    def note_breakers(self, tx: _Tx, emulated: bool, records: dict[str, Any]) -> None:
+        """Remember ``records``, just read in ``tx`` (this connection's open transaction), for
+        ``breakers_unchanged``."""
+        version = tx.one("PRAGMA data_version")
+        if version is not None:
+            self.breakers_read[emulated] = (version[0], self.breaker_writes, records)
+
+    def breakers_unchanged(self, emulated: bool) -> dict[str, Any] | None:
+        """The records of the last breaker read (``note_breakers``) when no breaker can have changed in the
+        file since: this connection wrote none (``breaker_writes``) and no other connection committed
+        anything (``PRAGMA data_version``, SQLite's own count of other connections' commits: any process).
+        None when either may have happened, or the connection is busy (a thread holds it): read then."""
+        seen = self.breakers_read.get(emulated)
+        if seen is None or seen[1] != self.breaker_writes or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self.db.in_transaction or seen[1] != self.breaker_writes:
+                return None
+            self._busy(0)  # never waits on the loop's thread
+            row = self.db.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            self.lock.release()
+        return dict(seen[2]) if row is not None and row[0] == seen[0] else None
 
     def execute(self, durability: Durability, fn: Callable[..., _T], args: tuple[Any, ...],
                 kwargs: dict[str, Any]) -> _T:
@@ -183,10 +224,15 @@ class SqliteEngine:
                 self.db.execute("ROLLBACK TO batch")
                 out = [self._alone(op) for op in ops]
         except BaseException:
+            self.breakers_read.clear()  # a read noted in this transaction may have seen writes now undone
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.breakers_read.clear()
+            raise
         self._since_checkpoint += len(ops)
         if any(op[0] is Durability.FLUSHED and result[1] is None for op, result in zip(ops, out, strict=True)):
             self.flush()
@@ -233,6 +279,7 @@ class SqliteEngine:
             try:
                 yield self.db
             except BaseException:
+                self.breakers_read.clear()  # as in ``_in_transaction``: nothing read in it is trusted
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
