@@ -338,10 +338,13 @@ class _Turns(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path: Path, monkeypatch) -> None:
-    """A fal job whose answers arrive in later loop turns (loopback HTTP): its batched "running" write
-    shares the finish's transaction, as in process, instead of being sent alone at the end of the status
-    check's turn (the runner watches it, ``gateway.jobs.writes``: three transactions per job, not four)."""
+async def test_a_job_done_at_its_first_look_writes_three_transactions_over_a_socket(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """A fal job whose answers arrive in later loop turns (loopback HTTP), done at its first status check:
+    three transactions, as in process — the flushed intent, the flushed ack, the finish. No "running" mark
+    is written for it (the finish supersedes it); before, one rode in the finish's transaction (the
+    runner watches batched writes, ``gateway.jobs.writes``, so it was not sent alone at the end of the
+    status check's turn)."""
     monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # never by the clock: by the next operation
     monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush is quick: all inline
     keys = {"fal": "emulator-key", "runware": "emulator-key", "wavespeed": "emulator-key"}
@@ -358,7 +361,7 @@ async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path
         await gateway.aclose()
     # The intent opens the keyless call's clip (``ClipOpening``); the ack alone (it renews the lease too
     # unless the claim was moments before: ``ACK_RENEWS_AFTER``); the finish gives the lease back itself.
-    assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["submit_to", "_finish"]]]
+    assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["_finish"]]]
     assert made[1][0] in ("submit_to", "_accepted_renewing")
 
 
