@@ -175,14 +175,18 @@ class Queries(ServerQueries, SharedQueries, SpendQueries):
         """Move the clip to ``state`` (never out of "succeeded"): one UPDATE, read only when it refuses.
         ``release``: the same UPDATE gives back that owner's lease (``release_clip``); another's stays."""
         columns = _redacted(columns)
-        sets = "".join(f", {name} = ?" for name in columns)
         args: tuple[Any, ...] = (state, *columns.values())
-        if release is not None:  # every SET reads the row as it was: the CASEs all see the old owner
-            sets += "".join(f", {name} = CASE WHEN lease_owner = ? THEN NULL ELSE {name} END"
-                            for name in ("lease_owner", "lease_until", "lease_beat"))
+        update = _SQL.get(("clip_to", *columns, release is not None))
+        if update is None:  # the text depends only on the columns and whether a lease goes back: made once
+            sets = "".join(f", {name} = ?" for name in columns)
+            if release is not None:  # every SET reads the row as it was: the CASEs all see the old owner
+                sets += "".join(f", {name} = CASE WHEN lease_owner = ? THEN NULL ELSE {name} END"
+                                for name in ("lease_owner", "lease_until", "lease_beat"))
+            update = _SQL[("clip_to", *columns, release is not None)] = (
+                f"UPDATE clips SET state = ?{sets}, updated_at = ? WHERE key = ? AND state != 'succeeded'")
+        if release is not None:
             args += (release, release, release)
-        if tx.run(f"UPDATE clips SET state = ?{sets}, updated_at = ? WHERE key = ? AND state != 'succeeded'",
-                  (*args, self._now(), key)):
+        if tx.run(update, (*args, self._now(), key)):
             return
         if tx.one("SELECT state FROM clips WHERE key = ?", (key,)) is None:
             raise KeyError(f"no clip {key!r} in the journal")

@@ -52,12 +52,14 @@ class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
+    # The connection has no row factory: its rows are tuples already (no copy of each).
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        row = self.db.execute(sql, args).fetchone()
-        return None if row is None else tuple(row)
+        row: tuple[Any, ...] | None = self.db.execute(sql, args).fetchone()
+        return row
 
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.db.execute(sql, args).fetchall()]
+        rows: list[tuple[Any, ...]] = self.db.execute(sql, args).fetchall()
+        return rows
 
     def run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         return self.db.execute(sql, args).rowcount
