@@ -96,34 +96,42 @@ class Queries(ServerQueries, SharedQueries, SpendQueries):
         was just written (no read back) and, with ``lease`` = (owner, until, beat), is created leased
         to that owner (the lease rule needs no check: nobody held a clip that did not exist). ``now``:
         the transaction's time, when the caller has it."""
-        if not isinstance(key, str) or not key:
-            raise InvalidRequest("idempotency key must be a non-empty string")
         now = now or self._now()
-        if image is not None:
-            self.put_image(tx, image.sha256, image.data, image.mime)
-        sha256 = None if image is None else image.sha256
-        created = tx.run("INSERT INTO clips (key, request_json, request_hash, state, created_at, updated_at,"
-                         " emulator_instance, tenant, image_sha256, options_json, lease_owner, lease_until,"
-                         " lease_beat) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                         (key, request_json, request_hash, now, now, emulator_instance, tenant, sha256,
-                          options_json, *(lease or (None, None, None))))
-        if created:
+        if self._insert_clip(tx, key, request_json, request_hash, now, emulator_instance, tenant, image,
+                             options_json, lease):
             return ClipRecord(key, request_json, request_hash, "open", None, None, now, media=None,
-                              options_json=options_json, image_sha256=sha256), True
-        else:
-            # Locked first: on PostgreSQL (READ COMMITTED) an unlocked read can see the clip open while
-            # another call's result is committing, and a claim that then waits on that row would find its
-            # lease given back with the result (``clip_to(release=…)``) and take a succeeded clip.
-            row = tx.one(f"SELECT request_hash FROM clips WHERE key = ?{tx.lock}", (key,))
-            if row is not None and row[0] != request_hash:
-                raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
-                                     "use a new key for a new request")
-            if options_json is not None:  # a clip journaled before options were kept gets this call's
-                tx.run("UPDATE clips SET options_json = ? WHERE key = ? AND options_json IS NULL",
-                       (options_json, key))
+                              options_json=options_json, image_sha256=None if image is None else image.sha256), True
+        self._existing(tx, key, request_hash, options_json)
         clip = self.get_clip(tx, key)
         assert clip is not None
         return clip, False
+
+    @staticmethod
+    def _existing(tx: Tx, key: str, request_hash: str, options_json: str | None) -> None:
+        """Clip ``key`` exists: ``InvalidRequest`` when it was made for a different request."""
+        # Locked first: on PostgreSQL (READ COMMITTED) an unlocked read can see the clip open while
+        # another call's result is committing, and a claim that then waits on that row would find its
+        # lease given back with the result (``clip_to(release=…)``) and take a succeeded clip.
+        row = tx.one(f"SELECT request_hash FROM clips WHERE key = ?{tx.lock}", (key,))
+        if row is not None and row[0] != request_hash:
+            raise InvalidRequest(f"idempotency key {key!r} was used for a different request; "
+                                 "use a new key for a new request")
+        if options_json is not None:  # a clip journaled before options were kept gets this call's
+            tx.run("UPDATE clips SET options_json = ? WHERE key = ? AND options_json IS NULL", (options_json, key))
+
+    def _insert_clip(self, tx: Tx, key: str, request_json: str, request_hash: str, now: str,
+                     emulator_instance: str | None, tenant: str, image: StoredImage | None, options_json: str | None,
+                     lease: tuple[str, float, float] | None) -> bool:
+        """Insert clip ``key`` (state "open"; ``open_new``'s arguments) unless the key exists: whether it did."""
+        if not isinstance(key, str) or not key:
+            raise InvalidRequest("idempotency key must be a non-empty string")
+        if image is not None:
+            self.put_image(tx, image.sha256, image.data, image.mime)
+        return bool(tx.run("INSERT INTO clips (key, request_json, request_hash, state, created_at, updated_at,"
+                           " emulator_instance, tenant, image_sha256, options_json, lease_owner, lease_until,"
+                           " lease_beat) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                           (key, request_json, request_hash, now, now, emulator_instance, tenant,
+                            None if image is None else image.sha256, options_json, *(lease or (None, None, None)))))
 
     def get_clip(self, tx: Tx, key: str) -> ClipRecord | None:
         row = tx.one("SELECT key, request_json, request_hash, state, result_json, error, created_at, media_json,"
@@ -226,13 +234,12 @@ class Queries(ServerQueries, SharedQueries, SpendQueries):
         writes nothing: no intent, so nothing is POSTed (``InvalidRequest`` for a different request).
         So does an intent for a clip already succeeded: no second paid job for a delivered clip."""
         now = self._now()
-        if opening is not None:
-            _, created = self.open_new(tx, clip_key, opening.request_json, opening.request_hash,
-                                       emulator_instance=emulator_instance, tenant=opening.tenant, image=opening.image,
-                                       options_json=opening.options_json,
-                                       lease=(opening.owner, opening.wall + STALE_BEATS * opening.heartbeat,
-                                              opening.wall), now=now)
+        if opening is not None:  # (the clip's record is not built: nobody reads it here)
+            created = self._insert_clip(tx, clip_key, opening.request_json, opening.request_hash, now,
+                                        emulator_instance, opening.tenant, opening.image, opening.options_json,
+                                        (opening.owner, opening.wall + STALE_BEATS * opening.heartbeat, opening.wall))
             if not created:  # raised: the transaction is rolled back, this call wrote nothing
+                self._existing(tx, clip_key, opening.request_hash, opening.options_json)  # a different request?
                 raise ClipInProgress(f"clip {clip_key!r} was opened by another call meanwhile; nothing was "
                                      "submitted here: call again with the same key when it is done")
         else:
