@@ -289,10 +289,7 @@ class Runner:
                 continue
             if not running_seen:
                 running_seen = True
-                # A job already ended at its first answer past the queue gets no "running" mark: the end
-                # (its result or failure) is the job's next write and supersedes it, and batched, the mark
-                # would only ride in that write's transaction (one UPDATE of the submit for nothing).
-                if self.store is not None and not status.state.final:
+                if self.store is not None:
                     await self._write(job, "running", self.store.state, job.submit_key, "running", keep=True)
             if status.state.final and self.lease is not None:
                 await check_lease(self.lease, job, name, confirm=True)  # only the holder records a verdict

@@ -338,13 +338,10 @@ class _Turns(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_a_job_done_at_its_first_look_writes_three_transactions_over_a_socket(tmp_path: Path,
-                                                                                   monkeypatch) -> None:
-    """A fal job whose answers arrive in later loop turns (loopback HTTP), done at its first status check:
-    three transactions, as in process — the flushed intent, the flushed ack, the finish. No "running" mark
-    is written for it (the finish supersedes it); before, one rode in the finish's transaction (the
-    runner watches batched writes, ``gateway.jobs.writes``, so it was not sent alone at the end of the
-    status check's turn)."""
+async def test_a_jobs_running_write_rides_with_its_finish_over_a_socket(tmp_path: Path, monkeypatch) -> None:
+    """A fal job whose answers arrive in later loop turns (loopback HTTP): its batched "running" write
+    shares the finish's transaction, as in process, instead of being sent alone at the end of the status
+    check's turn (the runner watches it, ``gateway.jobs.writes``: three transactions per job, not four)."""
     monkeypatch.setattr(sqlite_backend, "BATCH_DELAY_S", 3600.0)  # never by the clock: by the next operation
     monkeypatch.setattr(sqlite_engine, "FLUSH_ON_LOOP_S", 3600.0)  # any measured flush is quick: all inline
     keys = {"fal": "emulator-key", "runware": "emulator-key", "wavespeed": "emulator-key"}
@@ -361,8 +358,45 @@ async def test_a_job_done_at_its_first_look_writes_three_transactions_over_a_soc
         await gateway.aclose()
     # The intent opens the keyless call's clip (``ClipOpening``); the ack alone (it renews the lease too
     # unless the claim was moments before: ``ACK_RENEWS_AFTER``); the finish gives the lease back itself.
-    assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["_finish"]]]
+    assert [made[0], len(made[1]), made[2:]] == [["intent"], 1, [["submit_to", "_finish"]]]
     assert made[1][0] in ("submit_to", "_accepted_renewing")
+
+
+class _ResultSeen(httpx.AsyncBaseTransport):
+    """The emulator's transport that, when fal's result is fetched, first lets the journal commit what
+    was written so far and notes the submit's stored state: what a server's ``GET /v1/videos/{id}``
+    (another replica, a ``JobView``) shows while the result is read."""
+
+    def __init__(self, inner: httpx.MockTransport) -> None:
+        self.inner = inner
+        self.gateway: Gateway | None = None
+        self.states: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and "/requests/" in path and not path.endswith("/status"):
+            assert self.gateway is not None and self.gateway.store is not None
+            await self.gateway.store.drain()
+            self.states += [r.state for r in await self.gateway.store.unfinished()]
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_job_done_at_its_first_look_is_shown_running_while_its_result_is_read(tmp_path: Path) -> None:
+    """The vendor said the job is done at the first status check, and the result (and its download) are
+    still being read: the journal says "running", so a server shows ``in_progress`` then, not "queued"
+    with progress 0 (an OpenAI SDK client would see queued → completed). The batched mark costs one
+    UPDATE in the finish's transaction when the read is quick."""
+    keys = {"fal": "emulator-key", "runware": "emulator-key", "wavespeed": "emulator-key"}
+    transport = _ResultSeen(Emulator(job_time=lambda rng: 0.0, seed=1).transport())
+    gateway = transport.gateway = Gateway(
+        transport=transport, keys=keys, journal=str(tmp_path / "journal.sqlite3"),
+        poll=PollPolicy(expected=0.0, first_fraction=0.0, interval=0.0, learn=False))
+    try:
+        request = OviRequest(prompt="a knight <S>Hold.<E>", image="https://example.com/a.png")
+        await gateway.agenerate(request, provider="fal")
+    finally:
+        await gateway.aclose()
+    assert transport.states == ["running"]
 
 
 async def test_batched_writes_end_without_a_loop_callback_each_and_a_failure_is_never_unretrieved(
