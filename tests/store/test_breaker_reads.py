@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import concurrent.futures
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import gateway.store as store_package
 from gateway.store import shared_queries
 from gateway.store.journal import Journal
-from gateway.store.records import BreakerRecord
-from gateway.store.sqlite import BREAKER_WRITES, SqliteStore
+from gateway.store.queries import Queries
+from gateway.store.records import BreakerRecord, Durability
+from gateway.store.sqlite import BREAKER_WRITES, SqliteStore, _read_breakers
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +138,58 @@ def test_every_operation_that_writes_breakers_is_listed() -> None:
                 writers.add(node.name)
     assert writers == {f.__name__ for f in BREAKER_WRITES}, writers
     assert all(getattr(shared_queries.SharedQueries, name, None) is not None for name in writers)
+
+
+class _Abort(BaseException):
+    """Ends a whole transaction (not one operation's own failure): the engine rolls all of it back."""
+
+
+def _abort(queries: Queries, tx: object) -> None:
+    raise _Abort
+
+
+async def test_a_read_noted_in_a_transaction_then_rolled_back_whole_is_not_served(tmp_path: Path) -> None:
+    """A batch that saves a breaker, reads the breakers (noting what it saw) and is then rolled back whole:
+    the saved row is gone from the file, so the noted read must not answer the next refresh."""
+    store = SqliteStore(tmp_path / "j.sqlite3", offload=False)
+    try:
+        await store.save_breaker(_record("fal", 1))
+        engine = store.engine
+        with pytest.raises(_Abort):
+            engine.batch([(Durability.COMMITTED, Queries.save_breaker, (_record("fal", 5), store.emulated, 0.0), {}),
+                          (Durability.COMMITTED, _read_breakers, (store.emulated, engine), {}),
+                          (Durability.COMMITTED, _abort, (), {})])
+        assert (await store.load_breakers())["fal"].failures == 1
+    finally:
+        await store.aclose()
+
+
+async def test_a_breaker_write_the_writer_thread_holds_is_read_after(tmp_path: Path, monkeypatch) -> None:
+    """A breaker write handed to the writer thread, which has taken it but not yet the connection: the
+    connection is free and nothing is committed, so only the count of writes in the writer's hands tells
+    the refresh to wait for it (and read what this process wrote before asking)."""
+    store = SqliteStore(tmp_path / "j.sqlite3")  # offload: the writer thread
+    entered, release = threading.Event(), threading.Event()
+    try:
+        await store.save_breaker(_record("fal", 1))
+        await store.load_breakers()  # noted: the next refresh could answer from it
+        engine, batch = store.engine, store.engine.batch
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is store._thread:
+                entered.set()
+                release.wait(10)
+            return batch(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "batch", held)
+        with store._start:
+            store._hand([(Durability.COMMITTED, Queries.save_breaker, (_record("fal", 3), store.emulated, 0.0), {},
+                          None, concurrent.futures.Future())])
+        assert await asyncio.to_thread(entered.wait, 10)  # the writer holds the batch, not the connection
+        reading = asyncio.ensure_future(store.load_breakers())
+        await asyncio.sleep(0)  # the refresh decides before the writer goes on
+        release.set()
+        assert (await reading)["fal"].failures == 3
+    finally:
+        release.set()
+        await store.aclose()
