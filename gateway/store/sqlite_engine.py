@@ -156,9 +156,9 @@ class SqliteEngine:
         anything (``PRAGMA data_version``, SQLite's own count of other connections' commits: any process).
         None when either may have happened, or the connection is busy (a thread holds it): read then."""
         seen = self.breakers_read.get(emulated)
-        if seen is None or seen[1] != self.breaker_writes or not self.lock.acquire(blocking=False):
+        if seen is None or not self.lock.acquire(blocking=False):
             return None
-        try:
+        try:  # under the lock: no write of this connection's can run between this check and the PRAGMA
             if self.db.in_transaction or seen[1] != self.breaker_writes:
                 return None
             self._busy(0)  # never waits on the loop's thread
